@@ -1,0 +1,109 @@
+/*
+ * frame.c — allocation and reference counting of frames and results.
+ * Called from GStreamer streaming threads, workers and the main loop alike.
+ */
+#include "frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t det_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t det_wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+struct det_frame *det_frame_new(int width, int height, int channels)
+{
+	if (width <= 0 || height <= 0 || channels <= 0 || width > 16384 || height > 16384 ||
+	    channels > 4)
+		return NULL;
+	size_t stride = (size_t)width * (size_t)channels;
+	size_t size = stride * (size_t)height;
+	struct det_frame *f = calloc(1, sizeof(*f) + size);
+	if (!f)
+		return NULL;
+	atomic_init(&f->refs, 1);
+	f->width = width;
+	f->height = height;
+	f->channels = channels;
+	f->stride = stride;
+	f->size = size;
+	f->data = (uint8_t *)(f + 1);
+	f->pts_ns = -1;
+	f->map.scale_x = f->map.scale_y = 1.0;
+	return f;
+}
+
+struct det_frame *det_frame_ref(struct det_frame *f)
+{
+	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+	return f;
+}
+
+void det_frame_unref(struct det_frame *f)
+{
+	if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+		free(f);
+}
+
+struct det_result *det_result_new(const struct det_frame *frame, int n_objects)
+{
+	if (n_objects < 0)
+		return NULL;
+	struct det_result *r =
+		calloc(1, sizeof(*r) + (size_t)n_objects * sizeof(struct det_object));
+	if (!r)
+		return NULL;
+	atomic_init(&r->refs, 1);
+	r->n_objects = n_objects;
+	r->pts_ns = -1;
+	if (frame) {
+		memcpy(r->stream_id, frame->stream_id, sizeof(r->stream_id));
+		r->seq = frame->seq;
+		r->pts_ns = frame->pts_ns;
+		r->capture_wall_ns = frame->capture_wall_ns;
+		r->orig_width = frame->orig_width;
+		r->orig_height = frame->orig_height;
+		r->t.capture_mono_ns = frame->capture_mono_ns;
+		r->t.enqueue_mono_ns = frame->enqueue_mono_ns;
+	}
+	return r;
+}
+
+struct det_result *det_result_ref(struct det_result *r)
+{
+	atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+	return r;
+}
+
+void det_result_unref(struct det_result *r)
+{
+	if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
+		free(r);
+}
+
+static float clampf(float v, float lo, float hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+void det_object_map_box(struct det_object *o, const struct det_mapping *map, int model_w,
+			int model_h, int orig_w, int orig_h)
+{
+	double mx0 = o->box_norm[1] * model_w, my0 = o->box_norm[0] * model_h;
+	double mx1 = o->box_norm[3] * model_w, my1 = o->box_norm[2] * model_h;
+	o->box_px[0] = clampf((float)((mx0 - map->pad_x) / map->scale_x), 0, (float)orig_w);
+	o->box_px[1] = clampf((float)((my0 - map->pad_y) / map->scale_y), 0, (float)orig_h);
+	o->box_px[2] = clampf((float)((mx1 - map->pad_x) / map->scale_x), 0, (float)orig_w);
+	o->box_px[3] = clampf((float)((my1 - map->pad_y) / map->scale_y), 0, (float)orig_h);
+}

@@ -1,0 +1,120 @@
+/*
+ * engine.h — the public face of engine/: models, per-stream state, execution
+ * contexts (one per inference worker), backends and the batcher.
+ *
+ * Ownership and threads:
+ *  - struct eng_model is immutable after eng_model_load() returns and may be
+ *    shared read-only by any number of threads (weights, packed weights and
+ *    the graph live here).
+ *  - struct eng_ctx is an execution context: an activation arena and a
+ *    backend instance.  One thread at a time; one per worker.
+ *  - struct eng_state is one stream's recurrent state (zero at start).  It is
+ *    passed to eng_run() together with that stream's frame; one thread at a
+ *    time.
+ *  - Errors are returned as 0 / -errno; where a message helps the user, the
+ *    caller passes an error buffer that receives one line (no newline).
+ */
+#ifndef DETD_ENGINE_H
+#define DETD_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ENG_MAX_DETECTIONS 256
+#define ENG_LABEL_MAX 48
+
+enum eng_format {
+	ENG_FORMAT_AUTO = 0, /* by file content: TFLite identifier "TFL3", else CoDeNet JSON */
+	ENG_FORMAT_TFLITE,
+	ENG_FORMAT_CODENET,
+};
+
+struct eng_model_opts {
+	const char *path;        /* model file */
+	const char *labels_path; /* pbtxt label map or one label per line; may be NULL */
+	enum eng_format format;
+};
+
+struct eng_model_info {
+	const char *name;   /* file's base name */
+	const char *format; /* "tflite" | "codenet" */
+	int input_width, input_height, input_channels;
+	bool input_is_float; /* false: raw uint8 RGB bytes go in as they are */
+	int n_classes;       /* classes the post-process reports (background excluded) */
+	int max_detections;
+	int n_ops, n_tensors;
+	size_t arena_bytes;   /* activation memory of one context */
+	size_t weight_bytes;  /* constant data */
+	size_t state_bytes;   /* recurrent state of one stream (0: not recurrent) */
+	double gmac;          /* multiply-accumulates of one frame, in 1e9 */
+};
+
+struct eng_detection {
+	float box[4]; /* ymin, xmin, ymax, xmax, normalized to the model input, unclipped */
+	int class_id; /* 0-based */
+	float score;
+};
+
+struct eng_detections {
+	int n;
+	struct eng_detection d[ENG_MAX_DETECTIONS];
+};
+
+struct eng_model;
+struct eng_state;
+struct eng_ctx;
+
+/* Load and validate a model.  On failure returns -errno and writes why to err. */
+int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, char *err,
+		   size_t errlen);
+void eng_model_destroy(struct eng_model *m); /* NULL-safe; no ctx/state may outlive it */
+const struct eng_model_info *eng_model_info(const struct eng_model *m);
+/* Label of a 0-based class id: from the label map, else the decimal id. Never NULL. */
+const char *eng_model_label(const struct eng_model *m, int class_id);
+
+/* Per-stream recurrent state.  For a model without state this is a valid empty object. */
+int eng_state_create(const struct eng_model *m, struct eng_state **out);
+void eng_state_reset(struct eng_state *s); /* back to zeros: a stream restarted */
+void eng_state_destroy(struct eng_state *s);
+
+/*
+ * Backends: a small ops table each, and one static name table used both by
+ * config parsing and by /status.  "cpu" is always present.
+ */
+struct eng_backend_ops;
+const struct eng_backend_ops *eng_backend_find(const char *name);
+const char *eng_backend_name(const struct eng_backend_ops *b);
+/* NULL-terminated list of compiled-in backend names, for config validation. */
+const char *const *eng_backend_names(void);
+
+/* An execution context on a backend (NULL → cpu).  threads: compute threads it may use. */
+int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *backend, int threads,
+		   struct eng_ctx **out, char *err, size_t errlen);
+void eng_ctx_destroy(struct eng_ctx *c);
+
+/*
+ * Run n frames.  inputs[i] points at input_height×input_width×input_channels
+ * bytes (tightly packed RGB); states[i] is that frame's stream state or NULL
+ * (stateless run from zeros).  out[i] receives all post-process outputs of
+ * frame i.  Frames of the same stream must come in order within a batch.
+ */
+int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_state *const *states,
+	    struct eng_detections *out);
+
+/* Debug/test hook: bytes of tensor index (as in the model file) after the last run. */
+int eng_ctx_tensor(const struct eng_ctx *c, int index, const void **data, size_t *bytes);
+
+/* Per-op timing of the last run, for detd-bench; may be called after eng_run(). */
+struct eng_op_timing {
+	const char *op_name;
+	int index;
+	int64_t ns;
+};
+int eng_ctx_op_timings(const struct eng_ctx *c, const struct eng_op_timing **t, int *n);
+
+
+
+/* The batcher and its inference workers (engine/batcher.h, part of this contract). */
+#include "batcher.h"
+#endif
