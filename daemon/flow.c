@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ struct flow {
 	struct eng_batcher *batcher;
 	struct results *results;
 	struct pipe_sources *sources;
+	atomic_bool threads_stopped; /* may be set by the stopper thread */
 	bool stopped;
 };
 
@@ -224,17 +226,25 @@ fail:
 	return rc;
 }
 
-void flow_stop(struct flow *f)
+void flow_stop_threads(struct flow *f)
 {
-	if (!f || f->stopped)
+	if (!f || f->threads_stopped)
 		return;
-	f->stopped = true;
+	f->threads_stopped = true;
 	/* 1. sources to NULL: no new frames (joins the GStreamer threads) */
 	pipe_sources_destroy(f->sources);
 	f->sources = NULL;
 	/* 2. workers run what they hold and are joined */
 	eng_batcher_stop(f->batcher, true);
-	/* 3. what they produced reaches the loop's consumers */
+}
+
+void flow_stop(struct flow *f)
+{
+	if (!f || f->stopped)
+		return;
+	flow_stop_threads(f);
+	f->stopped = true;
+	/* 3. what the workers produced reaches the loop's consumers */
 	results_flush(f->results);
 }
 
@@ -252,7 +262,7 @@ void flow_destroy(struct flow *f)
 
 int flow_stream_add(struct flow *f, const struct cfg_stream *cfg)
 {
-	if (f->stopped)
+	if (f->stopped || f->threads_stopped)
 		return -ESHUTDOWN;
 	int rc = eng_batcher_add_stream(f->batcher, cfg->id);
 	if (rc < 0)
@@ -267,7 +277,7 @@ int flow_stream_add(struct flow *f, const struct cfg_stream *cfg)
 
 int flow_stream_remove(struct flow *f, const char *id)
 {
-	if (f->stopped)
+	if (f->stopped || f->threads_stopped)
 		return -ESHUTDOWN;
 	int rc = pipe_sources_remove(f->sources, id);
 	/* After pipe_sources_remove() returns no frame of id arrives any more. */

@@ -46,6 +46,10 @@ struct flow_opts {
 int flow_create(const struct flow_opts *opts, struct flow **out, char *err, size_t errlen);
 /* Ordered shutdown of the data path; idempotent.  Loop thread. */
 void flow_stop(struct flow *f);
+/* The blocking part of flow_stop() (sources to NULL, workers drained and
+ * joined), for a helper thread; flow_stop() on the loop afterwards only
+ * flushes the result queue. */
+void flow_stop_threads(struct flow *f);
 void flow_destroy(struct flow *f); /* NULL-safe; stops first */
 
 /* Streams at run time (cfg is copied).  0, -EEXIST, -ENOENT, -EINVAL, -ENOMEM. */
@@ -65,5 +69,23 @@ void flow_input_size(const struct flow *f, int *w, int *h);
 void flow_print_text(const struct det_result *r, FILE *to);
 /* One JSON line for r with exact floats (tests compare with the engine). */
 void flow_print_json(const struct det_result *r, FILE *to);
+
+/* ---- as a daemon module (flow_module.c) ---- */
+struct daemon;
+struct flow_module;
+struct flow_module_opts {
+	enum flow_print print;
+	const char *dump_dir;
+	void (*on_result)(struct det_result *r, void *ud);
+	void (*on_state)(const char *stream_id, int old_state, int new_state, const char *error,
+			 void *ud);
+	void (*started)(struct flow *f, void *ud); /* after start, e.g. to register routes */
+	void *ud;
+};
+/* Register the data path as daemon module "flow" (after the publishers). */
+int flow_module_add(struct daemon *d, const struct flow_module_opts *o, struct flow_module **out);
+/* After daemon_run() returned; NULL-safe. */
+void flow_module_free(struct flow_module *m);
+struct flow *flow_module_flow(struct flow_module *m); /* NULL before start */
 
 #endif
