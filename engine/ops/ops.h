@@ -1,6 +1,6 @@
 /*
  * ops.h — the contract between the graph (engine/graph.c, engine/tflite.c)
- * and the kernels (engine/ops/*.c).  Internal to engine/.
+ * and the kernels (engine/ops/<family>.c).  Internal to engine/.
  *
  * The model owns nodes and tensors and is immutable after load, so several
  * worker threads can run it at once: a kernel never writes into a node or a
