@@ -286,6 +286,11 @@ int flow_stream_remove(struct flow *f, const char *id)
 	return rc < 0 ? rc : rc2;
 }
 
+void flow_reload_engine(struct flow *f, const struct cfg_engine *e)
+{
+	eng_batcher_set_min_score(f->batcher, e->min_score);
+}
+
 struct det_result *flow_latest(struct flow *f, const char *stream_id)
 {
 	struct results_stream rs;

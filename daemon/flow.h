@@ -56,6 +56,9 @@ void flow_destroy(struct flow *f); /* NULL-safe; stops first */
 int flow_stream_add(struct flow *f, const struct cfg_stream *cfg);
 int flow_stream_remove(struct flow *f, const char *id);
 
+/* Reloadable engine settings (engine.min_score). */
+void flow_reload_engine(struct flow *f, const struct cfg_engine *e);
+
 /* /status sections: fill an (empty) object. */
 void flow_status_engine(struct json_object *section, void *flow);
 void flow_status_streams(struct json_object *section, void *flow);

@@ -127,6 +127,7 @@ static int mod_reload(struct daemon *d, const struct cfg *old, const struct cfg 
 	if (!m->flow)
 		return 0;
 	int rc = 0;
+	flow_reload_engine(m->flow, &nw->engine);
 	for (size_t i = 0; i < old->n_streams; i++) {
 		const struct cfg_stream *o = &old->streams[i], *n = find(nw, o->id);
 		if (!n || stream_changed(o, n)) {

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "detd-build.h"
+#include "flow.h"
 #include "log.h"
 
 #define DEFAULT_CONFIG DETD_SYSCONFDIR "/detd/detd.json"
@@ -33,6 +34,9 @@ static void usage(FILE *to)
 		"  -f, --foreground       run in the foreground (detd always does)\n"
 		"  -l, --log-level LEVEL  error|warn|info|debug; overrides log.level\n"
 		"      --port-file FILE   write the bound HTTP port to FILE once listening\n"
+		"      --print-detections[=text|json]  print every result on stdout\n"
+		"                         (text: \"cam0 #12 pickup_suv_van 0.50 [551,302 712,410]\")\n"
+		"      --dump-frames DIR  debug: write each decoded model input to DIR\n"
 		"  -V, --version          print the version and exit\n"
 		"  -h, --help             this help\n\n"
 		"Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads the configuration.\n"
@@ -63,13 +67,15 @@ static int check_config(const char *path)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_PORT_FILE = 256 };
+	enum { OPT_PORT_FILE = 256, OPT_PRINT, OPT_DUMP };
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"check-config", no_argument, NULL, 't'},
 		{"foreground", no_argument, NULL, 'f'},
 		{"log-level", required_argument, NULL, 'l'},
 		{"port-file", required_argument, NULL, OPT_PORT_FILE},
+		{"print-detections", optional_argument, NULL, OPT_PRINT},
+		{"dump-frames", required_argument, NULL, OPT_DUMP},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -77,6 +83,8 @@ int main(int argc, char **argv)
 	struct daemon_opts opts = {.config_path = DEFAULT_CONFIG};
 	bool check = false;
 	struct daemon *d = NULL;
+	struct flow_module_opts flow_o = {0};
+	struct flow_module *flow = NULL;
 	int opt, r, code;
 
 	log_init();
@@ -99,6 +107,19 @@ int main(int argc, char **argv)
 			break;
 		case OPT_PORT_FILE:
 			opts.port_file = optarg;
+			break;
+		case OPT_PRINT:
+			if (!optarg || strcmp(optarg, "text") == 0) {
+				flow_o.print = FLOW_PRINT_TEXT;
+			} else if (strcmp(optarg, "json") == 0) {
+				flow_o.print = FLOW_PRINT_JSON;
+			} else {
+				fprintf(stderr, "detd: --print-detections=text|json\n");
+				return 2;
+			}
+			break;
+		case OPT_DUMP:
+			flow_o.dump_dir = optarg;
 			break;
 		case 'V':
 			printf("detd %s\n", DETD_VERSION);
@@ -136,12 +157,21 @@ int main(int argc, char **argv)
 	 *   daemon_module_add(d, &(struct daemon_module){"engine", eng_mod_start, ...});
 	 */
 
+	/* The data path comes after the publishers: it starts last, stops first. */
+	r = flow_module_add(d, &flow_o, &flow);
+	if (r < 0) {
+		log_error("main", "cannot register the data path: %s", strerror(-r));
+		daemon_destroy(d);
+		return EXIT_FAILURE;
+	}
+
 	code = daemon_run(d);
 	if (code == DAEMON_EXIT_FORCED) {
 		/* Some module still runs threads: tearing down under them is unsafe. */
 		log_error("main", "exiting without cleanup");
 		_exit(code);
 	}
+	flow_module_free(flow);
 	daemon_destroy(d);
 	return code;
 }

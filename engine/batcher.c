@@ -232,12 +232,12 @@ static int run_primary(struct worker *w, int n, const uint8_t *const *in,
 }
 
 static struct det_result *make_result(const struct eng_batcher *b, const struct det_frame *f,
-				      const struct eng_detections *d, const char *backend,
-				      int64_t t0, int64_t t1)
+				      const struct eng_detections *d, double min_score,
+				      const char *backend, int64_t t0, int64_t t1)
 {
 	int kept = 0;
 	for (int i = 0; i < d->n && i < ENG_MAX_DETECTIONS; i++)
-		if (d->d[i].score >= b->o.min_score)
+		if (d->d[i].score >= min_score)
 			kept++;
 	struct det_result *r = det_result_new(f, kept);
 	if (!r)
@@ -245,7 +245,7 @@ static struct det_result *make_result(const struct eng_batcher *b, const struct 
 	int k = 0;
 	for (int i = 0; i < d->n && i < ENG_MAX_DETECTIONS && k < kept; i++) {
 		const struct eng_detection *e = &d->d[i];
-		if (e->score < b->o.min_score)
+		if (e->score < min_score)
 			continue;
 		struct det_object *o = &r->objects[k++];
 		o->class_id = e->class_id;
@@ -308,6 +308,7 @@ static void run_batch(struct worker *w, struct batch *bt, int *delivered, int64_
 		return;
 
 	pthread_mutex_lock(&b->mu);
+	double min_score = b->o.min_score;
 	bool use_primary = b->health.healthy || det_mono_ns() >= b->probe_at_ns;
 	if (use_primary && !b->health.healthy)
 		b->probe_at_ns = det_mono_ns() + PROBE_INTERVAL_NS; /* one probe at a time */
@@ -352,7 +353,7 @@ static void run_batch(struct worker *w, struct batch *bt, int *delivered, int64_
 	}
 	for (int j = 0; j < n; j++) {
 		struct det_frame *f = bt->f[idx[j]];
-		struct det_result *r = make_result(b, f, &w->out[j], ran_on, t0, t1);
+		struct det_result *r = make_result(b, f, &w->out[j], min_score, ran_on, t0, t1);
 		if (!r)
 			continue;
 		int64_t cap = f->capture_mono_ns ? f->capture_mono_ns : f->enqueue_mono_ns;
@@ -666,6 +667,15 @@ void eng_batcher_destroy(struct eng_batcher *b)
 	pthread_cond_destroy(&b->cv);
 	pthread_mutex_destroy(&b->mu);
 	free(b);
+}
+
+void eng_batcher_set_min_score(struct eng_batcher *b, double min_score)
+{
+	if (!b)
+		return;
+	pthread_mutex_lock(&b->mu);
+	b->o.min_score = min_score;
+	pthread_mutex_unlock(&b->mu);
 }
 
 int eng_batcher_add_stream(struct eng_batcher *b, const char *stream_id)

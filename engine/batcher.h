@@ -65,7 +65,7 @@ struct eng_batcher_opts {
 	void *user;
 };
 
-#define ENG_BATCH_MAX 32
+#define ENG_BATCH_MAX 64
 #define ENG_BATCHER_STREAMS_MAX 256
 
 /* Creates the contexts and starts the workers.  -errno and a line in err on failure. */
@@ -78,6 +78,9 @@ int eng_batcher_create(const struct eng_batcher_opts *opts, struct eng_batcher *
  */
 void eng_batcher_stop(struct eng_batcher *b, bool drain);
 void eng_batcher_destroy(struct eng_batcher *b); /* NULL-safe; stops with drain=false first */
+
+/* engine.min_score is reloadable: results of batches cut from now on use it. */
+void eng_batcher_set_min_score(struct eng_batcher *b, double min_score);
 
 /* Streams are added before their source starts; -EEXIST, -ENOSPC, -EINVAL. */
 int eng_batcher_add_stream(struct eng_batcher *b, const char *stream_id);
