@@ -234,8 +234,10 @@ void flow_stop_threads(struct flow *f)
 	/* 1. sources to NULL: no new frames (joins the GStreamer threads) */
 	pipe_sources_destroy(f->sources);
 	f->sources = NULL;
-	/* 2. workers run what they hold and are joined */
-	eng_batcher_stop(f->batcher, true);
+	/* 2. workers finish the batches they hold and are joined; frames still
+	 * waiting in slots are stale by now and counted as shutdown drops, so a
+	 * slow backend delays the stop by one batch at most */
+	eng_batcher_stop(f->batcher, false);
 }
 
 void flow_stop(struct flow *f)
