@@ -22,69 +22,15 @@
  */
 #include "conv.h"
 
-#include <immintrin.h>
+#include "simd.h"
 
 #define CONV_MR 6
 #define CONV_MB 60
 
-#define TGT __attribute__((target("avx2")))
-
-static bool cpu_avx2(void)
-{
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2");
-}
-
-/* q_mul_by_qm() on 8 lanes (see quant.h for the semantics reproduced). */
-TGT static inline __m256i requant8(__m256i acc, __m256i mult, __m256i shift)
-{
-	const __m256i zero = _mm256_setzero_si256();
-	__m256i left = _mm256_max_epi32(shift, zero);
-	__m256i right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
-	__m256i xs = _mm256_sllv_epi32(acc, _mm256_and_si256(left, _mm256_set1_epi32(31)));
-
-	const __m256i pos_nudge = _mm256_set1_epi64x(1 << 30);
-	const __m256i neg_nudge = _mm256_set1_epi64x(1 - (1 << 30));
-	const __m256i bias31 = _mm256_set1_epi64x(((int64_t)1 << 31) - 1);
-	__m256i pe = _mm256_mul_epi32(xs, mult);
-	__m256i po = _mm256_mul_epi32(_mm256_srli_epi64(xs, 32), _mm256_srli_epi64(mult, 32));
-	pe = _mm256_add_epi64(pe, _mm256_blendv_epi8(pos_nudge, neg_nudge, _mm256_cmpgt_epi64(zero, pe)));
-	po = _mm256_add_epi64(po, _mm256_blendv_epi8(pos_nudge, neg_nudge, _mm256_cmpgt_epi64(zero, po)));
-	/* Division by 2^31 truncating toward zero; the quotient fits in 32 bits,
-	 * so a logical shift gives the right low word. */
-	pe = _mm256_add_epi64(pe, _mm256_and_si256(_mm256_cmpgt_epi64(zero, pe), bias31));
-	po = _mm256_add_epi64(po, _mm256_and_si256(_mm256_cmpgt_epi64(zero, po), bias31));
-	pe = _mm256_srli_epi64(pe, 31);
-	po = _mm256_srli_epi64(po, 31);
-	__m256i r = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
-	const __m256i imin = _mm256_set1_epi32(INT32_MIN);
-	__m256i ovf = _mm256_and_si256(_mm256_cmpeq_epi32(xs, imin), _mm256_cmpeq_epi32(mult, imin));
-	r = _mm256_blendv_epi8(r, _mm256_set1_epi32(INT32_MAX), ovf);
-
-	const __m256i one = _mm256_set1_epi32(1);
-	__m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
-	__m256i rem = _mm256_and_si256(r, mask);
-	__m256i thr = _mm256_srai_epi32(mask, 1);
-	thr = _mm256_sub_epi32(thr, _mm256_cmpgt_epi32(zero, r)); /* +1 where r < 0 */
-	__m256i q = _mm256_srav_epi32(r, right);
-	return _mm256_sub_epi32(q, _mm256_cmpgt_epi32(rem, thr)); /* +1 where rem > thr */
-}
-
 /* Add the output zero point, clamp, narrow to bytes and store n (<= 8) of them. */
 TGT static inline void store8(const struct conv_prep *p, void *dst, __m256i v, int n)
 {
-	v = _mm256_add_epi32(v, _mm256_set1_epi32(p->out_zp));
-	v = _mm256_max_epi32(v, _mm256_set1_epi32(p->act_lo));
-	v = _mm256_min_epi32(v, _mm256_set1_epi32(p->act_hi));
-	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-	__m128i b = p->type == ENG_DT_I8 ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
-	if (n >= 8) {
-		_mm_storel_epi64((__m128i *)dst, b);
-	} else {
-		uint8_t tmp[16];
-		_mm_storeu_si128((__m128i *)tmp, b);
-		memcpy(dst, tmp, (size_t)n);
-	}
+	simd_store8(dst, v, p->out_zp, p->act_lo, p->act_hi, p->type == ENG_DT_I8, n);
 }
 
 /* C[MR][8*nr] = A[MR][Kp] · B[Kp][8*nr], int16 pairs along K. */
@@ -182,7 +128,7 @@ TGT static void conv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_
 					for (int r = 0; r < CONV_MR && r0 + r < mb; r++) {
 						__m256i acc = _mm256_add_epi32(c[r][j], ct);
 						store8(p, y + (m0 + (size_t)r0 + (size_t)r) * p->oc + oc0,
-						       requant8(acc, mult, shift), cnt);
+						       simd_requant8(acc, mult, shift), cnt);
 					}
 				}
 			}
@@ -190,46 +136,67 @@ TGT static void conv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_
 	}
 }
 
+#define DW_MAX_TAPS 64
+
 TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_t *y)
 {
-	const int groups = p->OCp / 8;
+	/* locals, so that stores through y do not force reloads of *p */
+	const int nb = p->nb, ih = p->ih, iw = p->iw, ic = p->ic, oh = p->oh, ow = p->ow;
+	const int oc = p->oc, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, dh = p->dh,
+		  dwl = p->dwl, pt = p->pt, pl = p->pl, OCp = p->OCp;
+	const int groups = OCp / 8;
 	const __m256i xzp = _mm256_set1_epi32(p->in_zp);
 	const bool s8 = p->type == ENG_DT_I8;
-	for (int b = 0; b < p->nb; b++)
-		for (int oy = 0; oy < p->oh; oy++)
-			for (int ox = 0; ox < p->ow; ox++) {
-				int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
-				uint8_t *dst = y + (((size_t)b * p->oh + oy) * p->ow + ox) * p->oc;
+	const int32_t *wdw = p->wdw, *cterm = p->cterm, *mult = p->mult, *shift = p->shift;
+	const uint8_t *tx[DW_MAX_TAPS];
+	const int32_t *tw[DW_MAX_TAPS];
+	for (int b = 0; b < nb; b++)
+		for (int oy = 0; oy < oh; oy++)
+			for (int ox = 0; ox < ow; ox++) {
+				int iy0 = oy * sh - pt, ix0 = ox * sw - pl;
+				uint8_t *dst = y + (((size_t)b * oh + oy) * ow + ox) * oc;
+				/* the taps inside the image, once per pixel for all channel groups */
+				int nt = 0;
+				for (int ky = 0; ky < kh; ky++) {
+					int iy = iy0 + dh * ky;
+					if (iy < 0 || iy >= ih)
+						continue;
+					for (int kx = 0; kx < kw; kx++) {
+						int ix = ix0 + dwl * kx;
+						if (ix < 0 || ix >= iw)
+							continue;
+						tx[nt] = x + (((size_t)b * ih + iy) * iw + ix) * ic;
+						tw[nt] = wdw + ((size_t)ky * kw + kx) * OCp;
+						nt++;
+					}
+				}
 				for (int g = 0; g < groups; g++) {
 					int c0 = g * 8;
-					int cnt = p->oc - c0 < 8 ? p->oc - c0 : 8;
-					__m256i acc = _mm256_loadu_si256((const __m256i *)(p->cterm + c0));
-					for (int ky = 0; ky < p->kh; ky++) {
-						int iy = iy0 + p->dh * ky;
-						if (iy < 0 || iy >= p->ih)
-							continue;
-						for (int kx = 0; kx < p->kw; kx++) {
-							int ix = ix0 + p->dwl * kx;
-							if (ix < 0 || ix >= p->iw)
-								continue;
-							const uint8_t *src =
-								x + (((size_t)b * p->ih + iy) * p->iw + ix) * p->ic + c0;
-							int64_t raw = 0;
+					int cnt = oc - c0 < 8 ? oc - c0 : 8;
+					__m256i acc = _mm256_loadu_si256((const __m256i *)(cterm + c0));
+					if (cnt == 8) {
+						for (int t = 0; t < nt; t++) {
+							__m128i r8 = _mm_loadl_epi64((const __m128i *)(tx[t] + c0));
+							__m256i xv = s8 ? _mm256_cvtepi8_epi32(r8) : _mm256_cvtepu8_epi32(r8);
+							__m256i wv = _mm256_loadu_si256((const __m256i *)(tw[t] + c0));
+							acc = _mm256_add_epi32(
+								acc, _mm256_mullo_epi32(_mm256_sub_epi32(xv, xzp), wv));
+						}
+					} else {
+						for (int t = 0; t < nt; t++) {
 							/* never read past the tensor: partial groups copy */
-							memcpy(&raw, src, (size_t)cnt);
+							int64_t raw = 0;
+							memcpy(&raw, tx[t] + c0, (size_t)cnt);
 							__m128i r8 = _mm_cvtsi64_si128(raw);
-							__m256i xv = s8 ? _mm256_cvtepi8_epi32(r8)
-									: _mm256_cvtepu8_epi32(r8);
-							xv = _mm256_sub_epi32(xv, xzp);
-							__m256i wv = _mm256_loadu_si256(
-								(const __m256i *)(p->wdw +
-										  ((size_t)ky * p->kw + kx) * p->OCp + c0));
-							acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(xv, wv));
+							__m256i xv = s8 ? _mm256_cvtepi8_epi32(r8) : _mm256_cvtepu8_epi32(r8);
+							__m256i wv = _mm256_loadu_si256((const __m256i *)(tw[t] + c0));
+							acc = _mm256_add_epi32(
+								acc, _mm256_mullo_epi32(_mm256_sub_epi32(xv, xzp), wv));
 						}
 					}
-					__m256i mult = _mm256_loadu_si256((const __m256i *)(p->mult + c0));
-					__m256i shift = _mm256_loadu_si256((const __m256i *)(p->shift + c0));
-					store8(p, dst + c0, requant8(acc, mult, shift), cnt);
+					__m256i m = _mm256_loadu_si256((const __m256i *)(mult + c0));
+					__m256i sft = _mm256_loadu_si256((const __m256i *)(shift + c0));
+					store8(p, dst + c0, simd_requant8(acc, m, sft), cnt);
 				}
 			}
 }
@@ -257,7 +224,7 @@ static int pad_channels(struct conv_prep *p)
 static bool fast_ok(const struct eng_node *n, const struct conv_prep *p)
 {
 	return dt_is_q8(p->type) && n->in[1]->is_const &&
-	       (n->n_in < 3 || !n->in[2] || n->in[2]->is_const) && cpu_avx2();
+	       (n->n_in < 3 || !n->in[2] || n->in[2]->is_const) && simd_have_avx2();
 }
 
 static int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
@@ -311,7 +278,7 @@ static int dwconv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 	if (rc)
 		return rc;
 	struct conv_prep *p = n->prep;
-	if (!fast_ok(n, p) || p->dm != 1)
+	if (!fast_ok(n, p) || p->dm != 1 || p->kh * p->kw > DW_MAX_TAPS)
 		return 0;
 	p->OCp = (p->oc + 7) & ~7;
 	rc = pad_channels(p);
