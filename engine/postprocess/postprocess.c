@@ -158,15 +158,26 @@ static float deq(const struct eng_tensor *t, const void *d, size_t i)
 	return ((float)((const uint8_t *)d)[i] - (float)t_zp(t)) * t_scale(t);
 }
 
+/* std::max / std::min as the reference uses them (no libm calls, same NaN-free results) */
+static inline float maxf(float a, float b)
+{
+	return a < b ? b : a;
+}
+
+static inline float minf(float a, float b)
+{
+	return b < a ? b : a;
+}
+
 static float iou(const float *bi, const float *bj)
 {
 	float ai = (bi[2] - bi[0]) * (bi[3] - bi[1]);
 	float aj = (bj[2] - bj[0]) * (bj[3] - bj[1]);
 	if (ai <= 0 || aj <= 0)
 		return 0.0f;
-	float ymin = fmaxf(bi[0], bj[0]), xmin = fmaxf(bi[1], bj[1]);
-	float ymax = fminf(bi[2], bj[2]), xmax = fminf(bi[3], bj[3]);
-	float inter = fmaxf(ymax - ymin, 0.0f) * fmaxf(xmax - xmin, 0.0f);
+	float ymin = maxf(bi[0], bj[0]), xmin = maxf(bi[1], bj[1]);
+	float ymax = minf(bi[2], bj[2]), xmax = minf(bi[3], bj[3]);
+	float inter = maxf(ymax - ymin, 0.0f) * maxf(xmax - xmin, 0.0f);
 	return inter / (ai + aj - inter);
 }
 
@@ -203,8 +214,11 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 		for (int j = i + 1; j < kept; j++) {
 			if (!active[j])
 				continue;
-			if (iou(boxes + (size_t)bi * 4, boxes + (size_t)keep_i[sorted[j]] * 4) >
-			    p->o.nms_iou_threshold) {
+			const float *a = boxes + (size_t)bi * 4, *b = boxes + (size_t)keep_i[sorted[j]] * 4;
+			/* disjoint boxes have IoU 0, never above a threshold > 0: skip the division */
+			if (b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1])
+				continue;
+			if (iou(a, b) > p->o.nms_iou_threshold) {
 				active[j] = 0;
 				n_active--;
 			}
