@@ -175,5 +175,7 @@ struct eng_kernel {
 /* The kernel of an op type (reference or the fastest verified variant). */
 const struct eng_kernel *eng_kernel_get(enum eng_op_type type);
 const char *eng_op_name(enum eng_op_type type);
+/* The plain reference kernel of an op type (tests compare the two). */
+const struct eng_kernel *eng_kernel_get_ref(enum eng_op_type type);
 
 #endif
