@@ -422,7 +422,8 @@ START_TEST(gst_and_test_kinds)
 	c.pattern = "ball";
 	ck_assert_int_eq(pipe_sources_add(set, &c), 0);
 	c = stream_cfg("frag", CFG_SRC_GST);
-	c.pipeline = "videotestsrc is-live=true pattern=smpte ! video/x-raw,width=320,height=240";
+	c.pipeline = "videotestsrc is-live=true pattern=smpte ! "
+		     "capsfilter caps=video/x-raw,width=320,height=240";
 	c.aspect = CFG_ASPECT_LETTERBOX;
 	ck_assert_int_eq(pipe_sources_add(set, &c), 0);
 	c = stream_cfg("broken", CFG_SRC_GST);
