@@ -338,12 +338,17 @@ static void check_live(struct pipe_source *s)
 	if (got && (st == PIPE_STATE_STARTING || st == PIPE_STATE_RECONNECTING)) {
 		/* Data flows, so the latency query now tells a live source (whose
 		 * EOS is a failure) from a file (whose EOS is its end).  The state
-		 * change's NO_PREROLL is not reliable when going to PLAYING at once. */
-		GstQuery *q = gst_query_new_latency();
+		 * change's NO_PREROLL is not reliable when going to PLAYING at once.
+		 * Asked upstream of the chain: a sink with sync=true calls itself live. */
 		gboolean live = FALSE;
-		if (s->run && gst_element_query(s->run->pipeline, q))
-			gst_query_parse_latency(q, &live, NULL, NULL);
-		gst_query_unref(q);
+		if (s->run) {
+			GstQuery *q = gst_query_new_latency();
+			GstPad *pad = gst_element_get_static_pad(s->run->head, "sink");
+			if (gst_pad_peer_query(pad, q))
+				gst_query_parse_latency(q, &live, NULL, NULL);
+			gst_object_unref(pad);
+			gst_query_unref(q);
+		}
 		if (live) {
 			g_mutex_lock(&s->lock);
 			s->is_live = true;
