@@ -64,7 +64,7 @@ struct pipe_run {
 	GstCaps *sink_caps; /* last caps seen at the appsink, a reference */
 	GstVideoInfo sink_info;
 	gint linked;        /* atomic: the video pad of the source part is linked */
-	gint first_frame;   /* atomic: the first frame was seen */
+	char last_warning[128]; /* pipeline thread: explains a later EOS */
 };
 
 struct pipe_source {
@@ -336,6 +336,24 @@ static void check_live(struct pipe_source *s)
 	enum pipe_state st = s->state;
 	g_mutex_unlock(&s->lock);
 	if (got && (st == PIPE_STATE_STARTING || st == PIPE_STATE_RECONNECTING)) {
+		/* Data flows, so the latency query now tells a live source (whose
+		 * EOS is a failure) from a file (whose EOS is its end).  The state
+		 * change's NO_PREROLL is not reliable when going to PLAYING at once.
+		 * Asked upstream of the chain: a sink with sync=true calls itself live. */
+		gboolean live = FALSE;
+		if (s->run) {
+			GstQuery *q = gst_query_new_latency();
+			GstPad *pad = gst_element_get_static_pad(s->run->head, "sink");
+			if (gst_pad_peer_query(pad, q))
+				gst_query_parse_latency(q, &live, NULL, NULL);
+			gst_object_unref(pad);
+			gst_query_unref(q);
+		}
+		if (live) {
+			g_mutex_lock(&s->lock);
+			s->is_live = true;
+			g_mutex_unlock(&s->lock);
+		}
 		s->backoff_attempt = 0;
 		set_state(s, PIPE_STATE_LIVE, NULL);
 	}
@@ -868,7 +886,13 @@ static void on_eos(struct pipe_source *s)
 	g_mutex_unlock(&s->lock);
 	check_live(s); /* a short file may end before the first tick */
 	if (live) {
-		fail(s, "end of stream from a live source");
+		/* rtspsrc, for one, warns about the lost connection and then
+		 * sends EOS: the warning is the better explanation. */
+		char why[PIPE_ERROR_MAX];
+		const char *w = s->run ? s->run->last_warning : "";
+		snprintf(why, sizeof(why), "end of stream from a live source%s%s%s", *w ? " (" : "",
+			 w, *w ? ")" : "");
+		fail(s, why);
 		return;
 	}
 	if (!s->cfg.loop) {
@@ -905,6 +929,7 @@ static gboolean bus_cb(GstBus *bus, GstMessage *msg, gpointer data)
 		GError *gerr = NULL;
 		gst_message_parse_warning(msg, &gerr, NULL);
 		log_warn(TOPIC, "stream '%s': %s", s->id, gerr ? gerr->message : "warning");
+		g_strlcpy(run->last_warning, gerr ? gerr->message : "", sizeof(run->last_warning));
 		g_clear_error(&gerr);
 		break;
 	}
