@@ -596,6 +596,16 @@ static void check_stream(struct pctx *p, struct cfg_stream *s, struct json_objec
 
 	if (!json_object_is_type(obj, json_type_object))
 		return;
+	/* With an invalid "type" (already reported) the kind rules would only
+	 * add noise about keys of a kind the user never meant. */
+	struct json_object *tv;
+	if (json_object_object_get_ex(obj, "type", &tv)) {
+		bool known = false;
+		for (size_t i = 0; kind_names[i] && json_object_is_type(tv, json_type_string); i++)
+			known |= strcmp(kind_names[i], json_object_get_string(tv)) == 0;
+		if (!known)
+			return;
+	}
 	for (size_t i = 0; i < N(only); i++) {
 		if (json_object_object_get_ex(obj, only[i].key, NULL) && s->kind != only[i].kind)
 			cfg_errors_add(p->errs, "%s%s%s: only allowed with \"type\": \"%s\"", path,
@@ -693,6 +703,9 @@ static struct json_object *parse_json(const char *text, size_t len, struct cfg_e
 
 	if (!tok)
 		return NULL;
+	/* Strict: no trailing commas, comments or single quotes, so a file that
+	 * detd accepts is plain JSON any other tool reads the same way. */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	root = json_tokener_parse_ex(tok, text, (int)len);
 	jerr = json_tokener_get_error(tok);
 	if (!root || jerr != json_tokener_success) {

@@ -349,6 +349,10 @@ int http_create(struct event_base *base, const struct cfg_http *cfg, int inherit
 	evhttp_set_gencb(h->ev, dispatch, h);
 
 	if (inherited_fd >= 0) {
+		/* systemd hands sockets over blocking; a blocking accept() would
+		 * stall the whole loop once the backlog is empty. */
+		evutil_make_socket_nonblocking(inherited_fd);
+		evutil_make_socket_closeonexec(inherited_fd);
 		h->bound = evhttp_accept_socket_with_handle(h->ev, inherited_fd);
 		if (!h->bound) {
 			close(inherited_fd);
