@@ -20,6 +20,7 @@
 #include "daemon.h"
 #include "detd-build.h"
 #include "log.h"
+#include "publish.h"
 
 #define DEFAULT_CONFIG DETD_SYSCONFDIR "/detd/detd.json"
 
@@ -136,12 +137,21 @@ int main(int argc, char **argv)
 	 *   daemon_module_add(d, &(struct daemon_module){"engine", eng_mod_start, ...});
 	 */
 
+	struct publish *pub = NULL;
+	r = publish_module_add(d, &pub);
+	if (r < 0) {
+		log_error("main", "cannot register the publishers: %s", strerror(-r));
+		daemon_destroy(d);
+		return EXIT_FAILURE;
+	}
+
 	code = daemon_run(d);
 	if (code == DAEMON_EXIT_FORCED) {
 		/* Some module still runs threads: tearing down under them is unsafe. */
 		log_error("main", "exiting without cleanup");
 		_exit(code);
 	}
+	publish_free(pub); /* uses the loop: before the daemon frees it */
 	daemon_destroy(d);
 	return code;
 }
