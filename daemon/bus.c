@@ -70,12 +70,13 @@ struct bus {
 
 struct bus_msg *bus_msg_new(const char *json, size_t len)
 {
-	struct bus_msg *m = malloc(sizeof(*m) + len + 1);
+	struct bus_msg *m = malloc(sizeof(*m) + len + 2);
 	if (!m)
 		return NULL;
 	m->refs = 1;
 	memcpy(m->data, json, len);
 	m->data[len] = '\n';
+	m->data[len + 1] = '\0'; /* not part of the message; lets tests and logs use it as a string */
 	m->len = len + 1;
 	return m;
 }

@@ -31,7 +31,7 @@ struct bus_sub;
 struct metrics;
 struct json_object;
 
-/* One serialized message: a JSON object followed by '\n'.  Refcounted,
+/* One serialized message: a JSON object followed by '\n' (and a NUL not counted in len).  Refcounted,
  * loop thread only.  data is immutable. */
 struct bus_msg {
 	int refs;

@@ -379,14 +379,8 @@ void flow_status_engine(struct json_object *o, void *ud)
 	json_object_object_add(o, "result_queue", q);
 }
 
-static void stream_stats_add(const struct eng_stream_stats *ss, void *ud)
+static struct json_object *batcher_json(const struct eng_stream_stats *ss)
 {
-	struct json_object *section = ud;
-	struct json_object *s = NULL;
-	if (!json_object_object_get_ex(section, ss->stream_id, &s)) {
-		s = json_object_new_object();
-		json_object_object_add(section, ss->stream_id, s);
-	}
 	struct json_object *b = json_object_new_object();
 	json_object_object_add(b, "submitted", json_object_new_uint64(ss->submitted));
 	json_object_object_add(b, "results", json_object_new_uint64(ss->results));
@@ -395,14 +389,22 @@ static void stream_stats_add(const struct eng_stream_stats *ss, void *ud)
 	json_object_object_add(b, "in_flight", json_object_new_boolean(ss->in_flight));
 	json_object_object_add(b, "state_resets", json_object_new_uint64(ss->state_resets));
 	json_object_object_add(b, "drops", drops_json(ss->drops));
-	json_object_object_add(s, "batcher", b);
+	return b;
 }
 
-static void stream_results_add(const struct results_stream *rs, void *ud)
+static void stream_stats_add(const struct eng_stream_stats *ss, void *ud)
 {
-	struct json_object *section = ud, *s = NULL;
-	if (!json_object_object_get_ex(section, rs->stream_id, &s))
-		return; /* a stream gone from the pipeline */
+	struct json_object *section = ud;
+	struct json_object *s = NULL;
+	if (!json_object_object_get_ex(section, ss->stream_id, &s)) {
+		s = json_object_new_object();
+		json_object_object_add(section, ss->stream_id, s);
+	}
+	json_object_object_add(s, "batcher", batcher_json(ss));
+}
+
+static struct json_object *results_json(const struct results_stream *rs)
+{
 	struct json_object *q = json_object_new_object();
 	json_object_object_add(q, "delivered", json_object_new_uint64(rs->delivered));
 	json_object_object_add(q, "dropped_full", json_object_new_uint64(rs->dropped_full));
@@ -410,7 +412,32 @@ static void stream_results_add(const struct results_stream *rs, void *ud)
 		json_object_object_add(q, "last_seq", json_object_new_uint64(rs->latest->seq));
 		json_object_object_add(q, "last_objects", json_object_new_int(rs->latest->n_objects));
 	}
-	json_object_object_add(s, "results", q);
+	return q;
+}
+
+static void stream_results_add(const struct results_stream *rs, void *ud)
+{
+	struct json_object *section = ud, *s = NULL;
+	if (!json_object_object_get_ex(section, rs->stream_id, &s))
+		return; /* a stream gone from the pipeline */
+	json_object_object_add(s, "results", results_json(rs));
+}
+
+void flow_describe_stream(struct flow *f, const char *id, struct json_object *entry)
+{
+	struct pipe_stream_stats *ps = malloc(sizeof(*ps));
+	if (ps && f->sources && pipe_sources_stats(f->sources, id, ps) == 0) {
+		struct json_object *p = pipe_stats_to_json(ps);
+		if (p)
+			json_object_object_add(entry, "pipeline", p);
+	}
+	free(ps);
+	struct eng_stream_stats ss;
+	if (eng_batcher_stream_stats(f->batcher, id, &ss) == 0)
+		json_object_object_add(entry, "batcher", batcher_json(&ss));
+	struct results_stream rs;
+	if (results_stream(f->results, id, &rs) == 0)
+		json_object_object_add(entry, "results", results_json(&rs));
 }
 
 void flow_status_streams(struct json_object *o, void *ud)

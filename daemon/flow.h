@@ -63,6 +63,9 @@ void flow_reload_engine(struct flow *f, const struct cfg_engine *e);
 void flow_status_engine(struct json_object *section, void *flow);
 void flow_status_streams(struct json_object *section, void *flow);
 
+/* Loop: add "pipeline", "batcher" and "results" objects of stream id to entry. */
+void flow_describe_stream(struct flow *f, const char *id, struct json_object *entry);
+
 /* The latest result of a stream (borrowed, loop thread), NULL if none. */
 struct det_result *flow_latest(struct flow *f, const char *stream_id);
 /* The model's input size, for callers that build their own sources. */

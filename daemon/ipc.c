@@ -751,6 +751,23 @@ void ipc_destroy(struct ipc_server *srv)
 	free(srv);
 }
 
+void ipc_reload(struct ipc_server *srv, const struct cfg_ipc *cfg)
+{
+	if (!srv || !cfg)
+		return;
+	srv->max_clients = cfg->max_clients > 0 ? cfg->max_clients : 64;
+	srv->soft = cfg->client_buffer_bytes ? cfg->client_buffer_bytes : 1 << 20;
+	srv->hard = cfg->client_hard_limit_bytes > srv->soft ? cfg->client_hard_limit_bytes
+							     : 2 * srv->soft;
+	srv->timeout_s = cfg->slow_client_timeout_s > 0 ? cfg->slow_client_timeout_s : 10;
+	for (struct client *c = srv->clients; c; c = c->next) {
+		c->flow.soft = srv->soft;
+		c->flow.hard = srv->hard;
+		c->flow.timeout_ns = (int64_t)(srv->timeout_s * 1e9);
+		bufferevent_setwatermark(c->bev, EV_WRITE, c->flush_close ? 0 : srv->soft / 2, 0);
+	}
+}
+
 void ipc_get_stats(const struct ipc_server *srv, struct ipc_stats *st)
 {
 	*st = srv->st;

@@ -37,6 +37,8 @@ struct ipc_server;
 int ipc_create(struct event_base *base, const struct cfg_ipc *cfg, struct bus *bus,
 	       struct metrics *metrics, int inherited_fd, struct ipc_server **out);
 void ipc_destroy(struct ipc_server *s); /* NULL-safe; closes every client */
+/* Reloadable limits (max_clients, buffer sizes, timeout); path/mode need a restart. */
+void ipc_reload(struct ipc_server *s, const struct cfg_ipc *cfg);
 
 struct ipc_stats {
 	size_t clients;
