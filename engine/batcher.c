@@ -326,11 +326,13 @@ static void run_batch(struct worker *w, struct batch *bt, int *delivered, int64_
 		} else if (b->o.deadline_ms > 0 && ms > b->o.deadline_ms) {
 			/* the results are valid: keep them, but stop trusting the backend */
 			mark_unhealthy(b, false, 0, ms);
-		} else if (!b->health.healthy) {
+		} else {
 			pthread_mutex_lock(&b->mu);
+			bool was = b->health.healthy;
 			b->health.healthy = true;
 			pthread_mutex_unlock(&b->mu);
-			log_info(TOPIC, "backend %s healthy again", b->health.name);
+			if (!was)
+				log_info(TOPIC, "backend %s healthy again", b->health.name);
 		}
 	}
 	if (rc < 0) {

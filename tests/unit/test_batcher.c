@@ -204,6 +204,7 @@ START_TEST(max_wait_cut)
 	eng_batcher_submit(b, frame("a", 2, 'a'));
 	eng_batcher_submit(b, frame("b", 1, 'b'));
 	ck_assert(wait_results(3));
+	eng_batcher_stop(b, true); /* counters are final once the workers are joined */
 	struct eng_batcher_stats st;
 	ck_assert_int_eq(eng_batcher_stats(b, &st), 0);
 	ck_assert_uint_eq(st.batches, 2);
@@ -465,6 +466,7 @@ START_TEST(failing_backend_falls_back)
 		ck_assert(wait_results(i));
 		ck_assert_str_eq(res[i - 1]->backend, "cpu");
 	}
+	eng_batcher_stop(b, true);
 	struct eng_batcher_stats st;
 	eng_batcher_stats(b, &st);
 	ck_assert(!st.primary.healthy);
