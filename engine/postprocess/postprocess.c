@@ -201,7 +201,8 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 	pp_argsort_desc(keep_v, sorted, kept, tmp);
 	int out_size = kept < max_out ? kept : max_out;
 	int n_sel = 0, n_active = kept;
-	memset(active, 1, (size_t)kept);
+	if (kept > 0)
+		memset(active, 1, (size_t)kept);
 	for (int i = 0; i < kept; i++) {
 		if (n_active == 0 || n_sel >= out_size)
 			break;
