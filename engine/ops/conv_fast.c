@@ -24,8 +24,8 @@
 
 #include "simd.h"
 
-#define CONV_MR 6
-#define CONV_MB 60
+#define CONV_MR 4
+#define CONV_MB 40
 
 /* Add the output zero point, clamp, narrow to bytes and store n (<= 8) of them. */
 TGT static inline void store8(const struct conv_prep *p, void *dst, __m256i v, int n)
@@ -44,7 +44,7 @@ TGT static inline void microkernel(const int16_t *A, int Kp, const int16_t *B, s
 		for (int k2 = 0; k2 < k2n; k2++) {
 			__m256i b0 = _mm256_loadu_si256((const __m256i *)(B + (size_t)k2 * 16));
 			__m256i b1 = _mm256_loadu_si256((const __m256i *)(B + bstride + (size_t)k2 * 16));
-#pragma GCC unroll 6
+#pragma GCC unroll 4
 			for (int r = 0; r < CONV_MR; r++) {
 				int32_t a32;
 				memcpy(&a32, A + (size_t)r * Kp + (size_t)k2 * 2, 4);
@@ -56,7 +56,7 @@ TGT static inline void microkernel(const int16_t *A, int Kp, const int16_t *B, s
 	} else {
 		for (int k2 = 0; k2 < k2n; k2++) {
 			__m256i b0 = _mm256_loadu_si256((const __m256i *)(B + (size_t)k2 * 16));
-#pragma GCC unroll 6
+#pragma GCC unroll 4
 			for (int r = 0; r < CONV_MR; r++) {
 				int32_t a32;
 				memcpy(&a32, A + (size_t)r * Kp + (size_t)k2 * 2, 4);
@@ -67,10 +67,33 @@ TGT static inline void microkernel(const int16_t *A, int Kp, const int16_t *B, s
 	}
 }
 
-/* One im2col row: the K input values of output pixel m as int16, padded to Kp. */
-static void im2col_row(const struct conv_prep *p, const uint8_t *x, size_t m, int16_t *row)
+/* Widen n bytes to int16 (sign- or zero-extended). */
+TGT static inline void widen(const uint8_t *src, int16_t *d, int n, bool s8)
 {
-	int ohw = p->oh * p->ow;
+	int c = 0;
+	for (; c + 16 <= n; c += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(src + c));
+		__m256i w = s8 ? _mm256_cvtepi8_epi16(v) : _mm256_cvtepu8_epi16(v);
+		_mm256_storeu_si256((__m256i *)(d + c), w);
+	}
+	for (; c < n; c++)
+		d[c] = s8 ? (int16_t)(int8_t)src[c] : (int16_t)src[c];
+}
+
+TGT static inline void fill16(int16_t *d, int n, int16_t v)
+{
+	int c = 0;
+	__m256i vv = _mm256_set1_epi16(v);
+	for (; c + 16 <= n; c += 16)
+		_mm256_storeu_si256((__m256i *)(d + c), vv);
+	for (; c < n; c++)
+		d[c] = v;
+}
+
+/* One im2col row: the K input values of output pixel m as int16, padded to Kp. */
+TGT static void im2col_row(const struct conv_prep *p, const uint8_t *x, size_t m, int16_t *row)
+{
+	const int ohw = p->oh * p->ow, ic = p->ic;
 	int b = (int)(m / (size_t)ohw), rem = (int)(m % (size_t)ohw);
 	int oy = rem / p->ow, ox = rem % p->ow;
 	int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
@@ -80,19 +103,11 @@ static void im2col_row(const struct conv_prep *p, const uint8_t *x, size_t m, in
 		int iy = iy0 + p->dh * ky;
 		for (int kx = 0; kx < p->kw; kx++) {
 			int ix = ix0 + p->dwl * kx;
-			if (iy < 0 || iy >= p->ih || ix < 0 || ix >= p->iw) {
-				for (int c = 0; c < p->ic; c++)
-					d[c] = (int16_t)p->in_zp;
-			} else {
-				const uint8_t *src = x + (((size_t)b * p->ih + iy) * p->iw + ix) * p->ic;
-				if (s8)
-					for (int c = 0; c < p->ic; c++)
-						d[c] = (int8_t)src[c];
-				else
-					for (int c = 0; c < p->ic; c++)
-						d[c] = src[c];
-			}
-			d += p->ic;
+			if (iy < 0 || iy >= p->ih || ix < 0 || ix >= p->iw)
+				fill16(d, ic, (int16_t)p->in_zp);
+			else
+				widen(x + (((size_t)b * p->ih + iy) * p->iw + ix) * ic, d, ic, s8);
+			d += ic;
 		}
 	}
 	if (p->Kp > p->K)

@@ -25,7 +25,7 @@ struct pp_prep {
 	struct eng_postprocess_opts o;
 	/* scratch layout (byte offsets) */
 	size_t off_boxes, off_scores, off_max, off_cls, off_keep_i, off_keep_v, off_sorted,
-		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp;
+		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp, off_sboxes;
 };
 
 void pp_argsort_desc(const float *values, int *idx, int n, int *tmp)
@@ -142,6 +142,7 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	p->off_sorted = take(&off, N * sizeof(int));
 	p->off_tmp = take(&off, cand * sizeof(int));
 	p->off_active = take(&off, N);
+	p->off_sboxes = take(&off, N * 4 * sizeof(float));
 	p->off_sel = take(&off, cand * sizeof(int));
 	p->off_cand_i = take(&off, cand * sizeof(int));
 	p->off_cand_v = take(&off, cand * sizeof(float));
@@ -203,19 +204,23 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 	int n_sel = 0, n_active = kept;
 	if (kept > 0)
 		memset(active, 1, (size_t)kept);
+	/* boxes in sorted order: the inner loop then streams through memory */
+	float *sb = (float *)(s + p->off_sboxes);
+	for (int i = 0; i < kept; i++)
+		memcpy(sb + (size_t)i * 4, boxes + (size_t)keep_i[sorted[i]] * 4, 4 * sizeof(float));
 	for (int i = 0; i < kept; i++) {
 		if (n_active == 0 || n_sel >= out_size)
 			break;
 		if (!active[i])
 			continue;
-		int bi = keep_i[sorted[i]];
-		sel[n_sel++] = bi;
+		sel[n_sel++] = keep_i[sorted[i]];
 		active[i] = 0;
 		n_active--;
+		const float *a = sb + (size_t)i * 4;
 		for (int j = i + 1; j < kept; j++) {
 			if (!active[j])
 				continue;
-			const float *a = boxes + (size_t)bi * 4, *b = boxes + (size_t)keep_i[sorted[j]] * 4;
+			const float *b = sb + (size_t)j * 4;
 			/* disjoint boxes have IoU 0, never above a threshold > 0: skip the division */
 			if (b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1])
 				continue;
