@@ -219,41 +219,33 @@ static int setup_io(struct eng_model *m, char *err, size_t errlen)
 	return 0;
 }
 
-static int load_tflite(struct eng_model *m, const char *path, const uint8_t *buf, size_t len,
-		       char *err, size_t errlen)
+static int load_tflite(struct eng_model *m, const uint8_t *buf, size_t len, char *err,
+		       size_t errlen)
 {
 	int r = eng_tflite_parse(buf, len, &m->g, err, errlen);
 	if (r)
 		return r;
 	if ((r = eng_graph_prepare(&m->g, err, errlen)))
 		return r;
-	(void)path;
 	return setup_io(m, err, errlen);
 }
 
-int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, char *err,
-		   size_t errlen)
+int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum eng_format fmt,
+		       const char *labels_path, struct eng_model **out, char *err, size_t errlen)
 {
-	uint8_t *buf = NULL;
-	size_t len = 0;
 	int r;
 	*out = NULL;
-	if (!opts || !opts->path) {
-		seterr(err, errlen, "model: no path");
-		return -EINVAL;
-	}
+	if (err && errlen)
+		err[0] = 0;
 	struct eng_model *m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	const char *base = strrchr(opts->path, '/');
-	m->name = strdup(base ? base + 1 : opts->path);
+	const char *base = name ? strrchr(name, '/') : NULL;
+	m->name = strdup(base ? base + 1 : name ? name : "model");
 	if (!m->name) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	if ((r = read_file(opts->path, &buf, &len, err, errlen)))
-		goto fail;
-	enum eng_format fmt = opts->format;
 	if (fmt == ENG_FORMAT_AUTO) {
 		size_t i = 0;
 		while (i < len && isspace(buf[i]))
@@ -265,14 +257,14 @@ int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, ch
 		else {
 			seterr(err, errlen,
 			       "model: %s: unknown format (neither TFLite \"TFL3\" nor CoDeNet JSON)",
-			       opts->path);
+			       m->name);
 			r = -EINVAL;
 			goto fail;
 		}
 	}
 	if (fmt == ENG_FORMAT_CODENET) {
 		seterr(err, errlen, "model: %s: CoDeNet models are not supported by this build yet",
-		       opts->path);
+		       m->name);
 		r = -ENOTSUP;
 		goto fail;
 	}
@@ -281,12 +273,10 @@ int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, ch
 		r = -EINVAL;
 		goto fail;
 	}
-	if ((r = load_tflite(m, opts->path, buf, len, err, errlen)))
+	if ((r = load_tflite(m, buf, len, err, errlen)))
 		goto fail;
-	free(buf);
-	buf = NULL;
-	if (opts->labels_path &&
-	    (r = eng_labels_load(opts->labels_path, &m->labels, &m->n_labels, err, errlen)))
+	if (labels_path &&
+	    (r = eng_labels_load(labels_path, &m->labels, &m->n_labels, err, errlen)))
 		goto fail;
 	log_info("engine", "model %s: %d ops, %d tensors, input %dx%dx%d, %d classes, "
 		 "arena %zu KiB (largest live set %zu KiB), weights %zu KiB, %.3f GMAC",
@@ -299,8 +289,27 @@ int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, ch
 fail:
 	if (r == -ENOMEM && err && errlen && !err[0])
 		seterr(err, errlen, "model: out of memory");
-	free(buf);
 	eng_model_destroy(m);
+	return r;
+}
+
+int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, char *err,
+		   size_t errlen)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	*out = NULL;
+	if (!opts || !opts->path) {
+		seterr(err, errlen, "model: no path");
+		return -EINVAL;
+	}
+	int r = read_file(opts->path, &buf, &len, err, errlen);
+	if (r)
+		return r;
+	/* The model keeps no pointer into the file: weights are copied. */
+	r = eng_model_load_mem(opts->path, buf, len, opts->format, opts->labels_path, out, err,
+			       errlen);
+	free(buf);
 	return r;
 }
 

@@ -259,8 +259,14 @@ int eng_labels_load(const char *path, char ***labels, int *n, char *err, size_t 
 		r = -EFBIG;
 	} else {
 		const char *s = buf;
-		while (s < buf + len && isspace((unsigned char)*s))
-			s++;
+		for (;;) {
+			while (s < buf + len && isspace((unsigned char)*s))
+				s++;
+			if (s >= buf + len || *s != '#')
+				break;
+			while (s < buf + len && *s != '\n')
+				s++;
+		}
 		size_t rest = (size_t)(buf + len - s);
 		bool pbtxt = rest >= 4 && memcmp(s, "item", 4) == 0 &&
 			     (rest == 4 || !isalnum((unsigned char)s[4]));
