@@ -547,6 +547,46 @@ START_TEST(pools)
 }
 END_TEST
 
+START_TEST(mean_spatial)
+{
+	reset();
+	uint8_t x[8] = {1, 10, 2, 20, 3, 30, 5, 41}, y[2];
+	int32_t axes[2] = {1, 2};
+	struct eng_tensor *in[2] = {mk(ENG_DT_U8, 4, (int[]){1, 2, 2, 2}, 0.5f, 0, x),
+				    mk(ENG_DT_I32, 1, (int[]){2}, 0, 0, axes)};
+	struct eng_tensor *out[1] = {mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 2}, 0.5f, 0, y)};
+	struct eng_node n = node(ENG_OP_MEAN, 2, in, 1, out);
+	n.opts.mean.keep_dims = true;
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_MEAN), &n), 0);
+	ck_assert_int_eq(y[0], 3);  /* 11/4 = 2.75 */
+	/* 101·0.25: SRDHM by 0.5 gives 51 (50.5 up), /2 gives 26: the double rounding */
+	ck_assert_int_eq(y[1], 26);
+}
+END_TEST
+
+START_TEST(hard_swish_close_to_float)
+{
+	reset();
+	uint8_t x[256], y[256];
+	for (int i = 0; i < 256; i++)
+		x[i] = (uint8_t)i;
+	const float si = 0.05f, so = 0.04f;
+	const int zi = 128, zo = 20;
+	struct eng_tensor *in[1] = {mk(ENG_DT_U8, 1, (int[]){256}, si, zi, x)};
+	struct eng_tensor *out[1] = {mk(ENG_DT_U8, 1, (int[]){256}, so, zo, y)};
+	struct eng_node n = node(ENG_OP_HARD_SWISH, 1, in, 1, out);
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_HARD_SWISH), &n), 0);
+	for (int i = 0; i < 256; i++) {
+		float v = si * (float)(i - zi);
+		float hs = v * fminf(6.0f, fmaxf(0.0f, v + 3.0f)) / 6.0f;
+		float q = fminf(255.0f, fmaxf(0.0f, roundf(hs / so) + (float)zo));
+		ck_assert_msg(fabsf(q - (float)y[i]) <= 1.0f, "x=%d: got %d, float says %g", i, y[i],
+			      (double)q);
+	}
+	ck_assert_int_eq(y[zi], zo); /* hard_swish(0) = 0 exactly */
+}
+END_TEST
+
 /* ---- post-process ------------------------------------------------------------ */
 
 struct pp_case {
@@ -698,6 +738,8 @@ static Suite *ops_suite(void)
 	tcase_add_test(e, concat_requantizes);
 	tcase_add_test(e, split_reshape_resize);
 	tcase_add_test(e, pools);
+	tcase_add_test(e, mean_spatial);
+	tcase_add_test(e, hard_swish_close_to_float);
 	tcase_add_test(e, op_names_and_table);
 	suite_add_tcase(s, e);
 	TCase *p = tcase_create("postprocess");
