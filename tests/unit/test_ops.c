@@ -13,6 +13,7 @@
 
 #include "ops.h"
 #include "quant.h"
+#include "simd.h"
 #include "postprocess/postprocess.h"
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -186,6 +187,52 @@ START_TEST(activation_ranges)
 	ck_assert_int_eq(hi, 127);
 	q_act_range(ENG_ACT_NONE, ENG_DT_I8, 0.5f, -20, &lo, &hi);
 	ck_assert_int_eq(lo, -128);
+}
+END_TEST
+
+TGT static void requant8_lanes(const int32_t *acc, const int32_t *m, const int32_t *sh,
+			       int32_t *out)
+{
+	__m256i r = simd_requant8(_mm256_loadu_si256((const __m256i *)acc),
+				  _mm256_loadu_si256((const __m256i *)m),
+				  _mm256_loadu_si256((const __m256i *)sh));
+	_mm256_storeu_si256((__m256i *)out, r);
+}
+
+START_TEST(simd_requant_matches_scalar)
+{
+	if (!simd_have_avx2())
+		return;
+	/* edge values: ties of both signs, INT32_MIN·INT32_MIN, left shifts that wrap */
+	const int32_t edge_acc[] = {0, 1, -1, 3, -3, 5, -5, INT32_MIN, INT32_MAX, 1 << 30,
+				    -(1 << 30), 12345, -12345, 6, -6, 7};
+	const int32_t edge_m[] = {1 << 30, INT32_MIN, INT32_MAX, 1610612736, 1 << 30, 1 << 30,
+				  1 << 30, INT32_MIN, INT32_MAX, 1 << 30, 1 << 30, 1518500250,
+				  1518500250, 1 << 30, 1 << 30, 0};
+	const int32_t edge_s[] = {0, 0, -31, 2, -1, -1, -1, 0, 0, 1, 1, -7, -7, -2, -2, 5};
+	int32_t acc[8], m[8], sh[8], got[8];
+	srand(11);
+	for (int it = 0; it < 20000; it++) {
+		for (int l = 0; l < 8; l++) {
+			int e = (it * 8 + l) % 16;
+			if (it < 64) {
+				acc[l] = edge_acc[e];
+				m[l] = edge_m[(e + it) % 16];
+				sh[l] = edge_s[(e + 3 * it) % 16];
+			} else {
+				acc[l] = (int32_t)((uint32_t)rand() << 1 ^ (uint32_t)rand());
+				if (it % 3 == 0)
+					acc[l] >>= rand() % 31;
+				m[l] = (int32_t)(((uint32_t)rand() << 1) | (1u << 30)) & INT32_MAX;
+				sh[l] = rand() % 39 - 31; /* QuantizeMultiplier keeps shift >= -31 */
+			}
+		}
+		requant8_lanes(acc, m, sh, got);
+		for (int l = 0; l < 8; l++)
+			ck_assert_msg(got[l] == q_mul_by_qm(acc[l], m[l], sh[l]),
+				      "acc %d m %d shift %d: simd %d scalar %d", acc[l], m[l], sh[l],
+				      got[l], q_mul_by_qm(acc[l], m[l], sh[l]));
+	}
 }
 END_TEST
 
@@ -720,6 +767,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(q, quantize_multiplier_edges);
 	tcase_add_test(q, mul_by_qm_double_rounding);
 	tcase_add_test(q, activation_ranges);
+	tcase_add_test(q, simd_requant_matches_scalar);
 	suite_add_tcase(s, q);
 	TCase *c = tcase_create("conv");
 	tcase_add_test(c, conv_same_padding_asymmetry);
