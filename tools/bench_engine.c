@@ -1,5 +1,5 @@
 /*
- * detd-bench — benchmarks of detd's subsystems.
+ * bench_engine.c — `detd-bench engine`, dispatched from detd-bench's main (detd_bench.c).
  *
  *   detd-bench engine --model M --inputs DIR [--labels L] [--threads N] [--batch B] [--runs R]
  *
@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_engine.h"
 #include "engine.h"
 
 struct bench_opts {
@@ -261,12 +262,8 @@ static void usage(FILE *f)
 		   "                         [--batch B] [--runs R]\n");
 }
 
-int main(int argc, char **argv)
+int bench_engine_main(int argc, char **argv)
 {
-	if (argc < 2 || strcmp(argv[1], "engine")) {
-		usage(stderr);
-		return 2;
-	}
 	struct bench_opts o = {.threads = 1, .batch = 1, .runs = 20};
 	static const struct option lo[] = {
 		{"model", required_argument, NULL, 'm'},  {"inputs", required_argument, NULL, 'i'},
@@ -275,7 +272,7 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
 	int ch;
-	optind = 2;
+	optind = 1;
 	while ((ch = getopt_long(argc, argv, "m:i:l:t:b:r:h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'm':
