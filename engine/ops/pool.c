@@ -212,6 +212,7 @@ static int mean_prepare(struct eng_node *n, char *err, size_t errlen)
 		}
 	}
 	n->macs = (int64_t)t_numel(in);
+	n->scratch_bytes = p->out_count * 8; /* int64 or double sums */
 	n->prep = p;
 	return 0;
 }
@@ -225,12 +226,14 @@ static int mean_eval(const struct eng_node *n, const struct eng_exec *x)
 	size_t total = p->out_count * p->per_out;
 	int64_t *isum = NULL;
 	double *fsum = NULL;
-	if (p->t == ENG_DT_F32)
-		fsum = calloc(p->out_count, sizeof(*fsum));
-	else
-		isum = calloc(p->out_count, sizeof(*isum));
-	if (!fsum && !isum)
-		return -ENOMEM;
+	if (p->t == ENG_DT_F32) {
+		fsum = x->scratch;
+		for (size_t o = 0; o < p->out_count; o++)
+			fsum[o] = 0.0;
+	} else {
+		isum = x->scratch;
+		memset(isum, 0, p->out_count * sizeof(*isum));
+	}
 	int idx[ENG_MAX_DIMS] = {0};
 	for (size_t i = 0; i < total; i++) {
 		size_t o = 0;
@@ -262,8 +265,6 @@ static int mean_eval(const struct eng_node *n, const struct eng_exec *x)
 			q8_put(p->t, dst, o, (int32_t)r);
 		}
 	}
-	free(fsum);
-	free(isum);
 	return 0;
 }
 
