@@ -70,7 +70,8 @@ int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, ch
 		   size_t errlen);
 void eng_model_destroy(struct eng_model *m); /* NULL-safe; no ctx/state may outlive it */
 const struct eng_model_info *eng_model_info(const struct eng_model *m);
-/* Label of a 0-based class id: from the label map, else the decimal id. Never NULL. */
+/* Label of a 0-based class id: from the label map, else the decimal id (in a
+ * thread-local buffer valid until the thread's next call). Never NULL. Any thread. */
 const char *eng_model_label(const struct eng_model *m, int class_id);
 
 /* Per-stream recurrent state.  For a model without state this is a valid empty object. */

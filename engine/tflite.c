@@ -580,8 +580,8 @@ static int parse_options(struct parse *p, int op, const struct fbt *opt, uint8_t
 static int parse_quant(struct parse *p, int ti, const struct fbt *q, struct eng_tensor *t)
 {
 	struct fb *f = &p->f;
-	char what[96];
-	snprintf(what, sizeof(what), "tensor %d '%s' quantization", ti, tname(t));
+	char what[200];
+	snprintf(what, sizeof(what), "tensor %d '%.120s' quantization", ti, tname(t));
 	uint32_t ns, nz;
 	uint64_t ss, zs;
 	int32_t axis;
@@ -614,7 +614,8 @@ static int parse_quant(struct parse *p, int ti, const struct fbt *q, struct eng_
 		if (nz)
 			zp[i] = (int64_t)rd_le(f->b + zs + 8 * (uint64_t)i, 8);
 		if (zp[i] < INT32_MIN || zp[i] > INT32_MAX)
-			return fb_fail(f, -EINVAL, "%s: zero point %u out of range", what, i);
+			return fb_fail(f, -EINVAL, "%s: zero point %u is %lld, outside int32", what, i,
+				       (long long)zp[i]);
 	}
 	t->has_quant = true;
 	t->q.n = (int)ns;
@@ -658,8 +659,8 @@ static int parse_tensor(struct parse *p, int ti, const struct fbt *tt)
 {
 	struct fb *f = &p->f;
 	struct eng_tensor *t = &p->g->tensors[ti];
-	char what[96];
-	snprintf(what, sizeof(what), "tensor %d", ti);
+	char what[200];
+	snprintf(what, sizeof(what), "tensor %d name", ti);
 	uint32_t nd;
 	uint64_t ds, q;
 	uint8_t type;
@@ -668,7 +669,7 @@ static int parse_tensor(struct parse *p, int ti, const struct fbt *tt)
 	t->index = ti;
 	if ((r = fb_str(f, tt, 3, (char **)&t->name, what)))
 		return r;
-	snprintf(what, sizeof(what), "tensor %d '%s'", ti, tname(t));
+	snprintf(what, sizeof(what), "tensor %d '%.120s'", ti, tname(t));
 	if ((r = fb_vec(f, tt, 0, 4, &nd, &ds, what)) < 0 || (r = fb_u8(f, tt, 1, 0, &type, what)) ||
 	    (r = fb_i32(f, tt, 2, 0, &buf, what)))
 		return r;
