@@ -572,6 +572,23 @@ START_TEST(split_reshape_resize)
 	struct eng_node rn = node(ENG_OP_RESIZE_NEAREST_NEIGHBOR, 1, rin, 1, rout);
 	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_RESIZE_NEAREST_NEIGHBOR), &rn), 0);
 	ck_assert_mem_eq(ry, ((uint8_t[]){1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4}), 16);
+
+	/* bilinear 2x: row 0 is 10, 15, 20, 20 (1.5·... + 0.5 rounding for uint8) */
+	reset();
+	uint8_t bsrc[4] = {10, 20, 30, 40}, bdst[16];
+	struct eng_tensor *bin[1] = {mk(ENG_DT_U8, 4, (int[]){1, 2, 2, 1}, 1.0f, 0, bsrc)};
+	struct eng_tensor *bout[1] = {mk(ENG_DT_U8, 4, (int[]){1, 4, 4, 1}, 1.0f, 0, bdst)};
+	struct eng_node bn = node(ENG_OP_RESIZE_BILINEAR, 1, bin, 1, bout);
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_RESIZE_BILINEAR), &bn), 0);
+	ck_assert_mem_eq(bdst, ((uint8_t[]){10, 15, 20, 20, 20, 25, 30, 30, 30, 35, 40, 40, 30, 35, 40, 40}), 16);
+
+	int8_t isrc[4] = {10, 20, 30, 40}, idst[16];
+	reset();
+	struct eng_tensor *iin[1] = {mk(ENG_DT_I8, 4, (int[]){1, 2, 2, 1}, 1.0f, 0, isrc)};
+	struct eng_tensor *iout[1] = {mk(ENG_DT_I8, 4, (int[]){1, 4, 4, 1}, 1.0f, 0, idst)};
+	struct eng_node in8 = node(ENG_OP_RESIZE_BILINEAR, 1, iin, 1, iout);
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_RESIZE_BILINEAR), &in8), 0);
+	ck_assert_mem_eq(idst, bdst, 16); /* the integer path agrees here */
 }
 END_TEST
 
