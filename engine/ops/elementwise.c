@@ -302,8 +302,20 @@ static int unary_common(struct eng_node *n, bool same_type, struct unary_prep **
 	return 0;
 }
 
+/* Plain sigmoid: the table for 8-bit types is filled from it, as TFLite does. */
 static float sigmoidf(float v)
 {
+	return 1.0f / (1.0f + expf(-v));
+}
+
+/* TFLite's float reference: saturates early to avoid exp overflow. */
+static float logistic_f32(float v)
+{
+	const float cutoff_upper = 16.619047164916992188f, cutoff_lower = -9.0f;
+	if (v > cutoff_upper)
+		return 1.0f;
+	if (v < cutoff_lower)
+		return expf(v);
 	return 1.0f / (1.0f + expf(-v));
 }
 
@@ -351,7 +363,7 @@ static int lut_or_float_eval(const struct eng_node *n, const struct eng_exec *x,
 
 static int logistic_eval(const struct eng_node *n, const struct eng_exec *x)
 {
-	return lut_or_float_eval(n, x, sigmoidf);
+	return lut_or_float_eval(n, x, logistic_f32);
 }
 
 static int relux_prepare(struct eng_node *n, float act_hi, char *err, size_t errlen)
