@@ -413,6 +413,62 @@ START_TEST(dwconv_depth_multiplier)
 }
 END_TEST
 
+START_TEST(conv_float)
+{
+	reset();
+	float x[4] = {1, 2, 3, 4}, w[4] = {0.5f, -1, 2, 1}, b[2] = {0.25f, 10}, y[4];
+	/* 1x1 conv, 2 in / 2 out channels, 2 pixels, RELU6 */
+	struct eng_tensor *in[3] = {mk(ENG_DT_F32, 4, (int[]){1, 1, 2, 2}, 0, 0, x),
+				    mk(ENG_DT_F32, 4, (int[]){2, 1, 1, 2}, 0, 0, w),
+				    mk(ENG_DT_F32, 1, (int[]){2}, 0, 0, b)};
+	struct eng_tensor *out[1] = {mk(ENG_DT_F32, 4, (int[]){1, 1, 2, 2}, 0, 0, y)};
+	struct eng_node n = node(ENG_OP_CONV_2D, 3, in, 1, out);
+	n.opts.conv = (struct eng_conv_opts){.padding = ENG_PAD_VALID, .act = ENG_ACT_RELU6};
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_CONV_2D), &n), 0);
+	ck_assert_float_eq(y[0], 0.0f);  /* 0.5 - 2 + 0.25 = -1.25 -> 0 */
+	ck_assert_float_eq(y[1], 6.0f);  /* 2 + 2 + 10 = 14 -> 6 */
+	ck_assert_float_eq(y[2], 0.0f);  /* 1.5 - 4 + 0.25 */
+	ck_assert_float_eq(y[3], 6.0f);
+
+	reset();
+	float dx[2] = {2, 3}, dwt[2] = {1.5f, -1}, dy[2];
+	struct eng_tensor *din[2] = {mk(ENG_DT_F32, 4, (int[]){1, 1, 1, 2}, 0, 0, dx),
+				     mk(ENG_DT_F32, 4, (int[]){1, 1, 1, 2}, 0, 0, dwt)};
+	struct eng_tensor *dout[1] = {mk(ENG_DT_F32, 4, (int[]){1, 1, 1, 2}, 0, 0, dy)};
+	struct eng_node dn = node(ENG_OP_DEPTHWISE_CONV_2D, 2, din, 1, dout);
+	dn.opts.conv = (struct eng_conv_opts){.padding = ENG_PAD_SAME, .depth_multiplier = 1};
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_DEPTHWISE_CONV_2D), &dn), 0);
+	ck_assert_float_eq(dy[0], 3.0f);
+	ck_assert_float_eq(dy[1], -3.0f);
+}
+END_TEST
+
+START_TEST(prepare_rejects_bad_shapes)
+{
+	reset();
+	uint8_t x[4], w[4], y[4];
+	struct eng_tensor *in[2] = {mk(ENG_DT_U8, 4, (int[]){1, 2, 2, 1}, 1.0f, 0, x),
+				    mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 2}, 1.0f, 0, w)};
+	struct eng_tensor *out[1] = {mk(ENG_DT_U8, 4, (int[]){1, 2, 2, 1}, 1.0f, 0, y)};
+	struct eng_node n = node(ENG_OP_CONV_2D, 2, in, 1, out);
+	char err[128] = "";
+	/* filter depth 2 vs input depth 1 */
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&n, err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(strstr(err, "depth"));
+	ck_assert_ptr_null(n.prep);
+	/* ADD of shapes that do not broadcast */
+	struct eng_tensor *a2[2] = {mk(ENG_DT_U8, 1, (int[]){3}, 1.0f, 0, x),
+				    mk(ENG_DT_U8, 1, (int[]){2}, 1.0f, 0, w)};
+	struct eng_tensor *o2[1] = {mk(ENG_DT_U8, 1, (int[]){3}, 1.0f, 0, y)};
+	struct eng_node an = node(ENG_OP_ADD, 2, a2, 1, o2);
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_ADD)->prepare(&an, err, sizeof(err)), 0);
+	/* missing input */
+	struct eng_tensor *none[2] = {NULL, NULL};
+	struct eng_node mn = node(ENG_OP_MUL, 2, none, 1, o2);
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_MUL)->prepare(&mn, err, sizeof(err)), 0);
+}
+END_TEST
+
 /* ---- elementwise ----------------------------------------------------------- */
 
 START_TEST(add_different_scales)
@@ -793,6 +849,8 @@ static Suite *ops_suite(void)
 	tcase_add_test(c, conv_fast_matches_reference);
 	tcase_add_test(c, dwconv_fast_matches_reference);
 	tcase_add_test(c, dwconv_depth_multiplier);
+	tcase_add_test(c, conv_float);
+	tcase_add_test(c, prepare_rejects_bad_shapes);
 	suite_add_tcase(s, c);
 	TCase *e = tcase_create("elementwise");
 	tcase_add_test(e, add_different_scales);
