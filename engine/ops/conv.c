@@ -57,6 +57,7 @@ void conv_release(struct eng_node *n)
 	free(p->wpack);
 	free(p->cterm);
 	free(p->wdw);
+	free(p->zrow);
 	free(p);
 	n->prep = NULL;
 }
