@@ -681,6 +681,17 @@ START_TEST(mean_spatial)
 	ck_assert_int_eq(y[0], 3);  /* 11/4 = 2.75 */
 	/* 101·0.25: SRDHM by 0.5 gives 51 (50.5 up), /2 gives 26: the double rounding */
 	ck_assert_int_eq(y[1], 26);
+
+	/* 3 elements, zero point 10: (34 - 30)/3 = 1.33 -> 1; multiplier 2^31/3 */
+	reset();
+	uint8_t v[3] = {10, 11, 13}, r[1];
+	int32_t ax3[1] = {-1};
+	struct eng_tensor *in3[2] = {mk(ENG_DT_U8, 2, (int[]){1, 3}, 1.0f, 10, v),
+				     mk(ENG_DT_I32, 1, (int[]){1}, 0, 0, ax3)};
+	struct eng_tensor *out3[1] = {mk(ENG_DT_U8, 1, (int[]){1}, 1.0f, 0, r)};
+	struct eng_node n3 = node(ENG_OP_MEAN, 2, in3, 1, out3);
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_MEAN), &n3), 0);
+	ck_assert_int_eq(r[0], 1);
 }
 END_TEST
 
