@@ -228,6 +228,11 @@ static int resize_prepare(struct eng_node *n, char *err, size_t errlen)
 		KERR(err, errlen, "RESIZE needs 4-D input and output of the same type and depth");
 		return -EINVAL;
 	}
+	for (int d = 0; d < 4; d++)
+		if (in->dims[d] <= 0 || out->dims[d] <= 0) {
+			KERR(err, errlen, "RESIZE with an empty dimension");
+			return -EINVAL;
+		}
 	struct resize_prep *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;

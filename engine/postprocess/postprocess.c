@@ -102,6 +102,12 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 		KERR(err, errlen, "max_detections/max_classes_per_detection/detections_per_class must be > 0");
 		return -EINVAL;
 	}
+	/* bounds a hostile flexbuffer cannot push past (products stay in int) */
+	if (o->max_detections > (1 << 16) || o->max_classes_per_detection > (1 << 12) ||
+	    o->detections_per_class > (1 << 20) || o->num_classes > (1 << 16)) {
+		KERR(err, errlen, "post-process options out of range");
+		return -EINVAL;
+	}
 	if (!(o->nms_iou_threshold > 0.0f && o->nms_iou_threshold <= 1.0f)) {
 		KERR(err, errlen, "nms_iou_threshold %g outside (0,1]", (double)o->nms_iou_threshold);
 		return -EINVAL;
