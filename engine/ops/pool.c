@@ -39,6 +39,8 @@ static int pool_prepare(struct eng_node *n, char *err, size_t errlen)
 		KERR(err, errlen, "unsupported type %d", in->type);
 		return -ENOTSUP;
 	}
+	if ((rc = ops_check_q8(in, "input", err, errlen)) || (rc = ops_check_q8(out, "output", err, errlen)))
+		return rc;
 	struct pool_prep *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -162,6 +164,8 @@ static int mean_prepare(struct eng_node *n, char *err, size_t errlen)
 		KERR(err, errlen, "unsupported MEAN types %d -> %d", in->type, out->type);
 		return -ENOTSUP;
 	}
+	if ((rc = ops_check_q8(in, "input", err, errlen)) || (rc = ops_check_q8(out, "output", err, errlen)))
+		return rc;
 	struct mean_prep *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;

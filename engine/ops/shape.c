@@ -57,8 +57,14 @@ static int concat_prepare(struct eng_node *n, char *err, size_t errlen)
 				     out->dims[d]);
 				return -EINVAL;
 			}
+		rc = ops_check_q8(t, "input", err, errlen);
+		if (rc)
+			return rc;
 		sum += t->dims[axis];
 	}
+	rc = ops_check_q8(out, "output", err, errlen);
+	if (rc)
+		return rc;
 	if (sum != out->dims[axis]) {
 		KERR(err, errlen, "inputs sum to %d along axis %d, output has %d", sum, axis,
 		     out->dims[axis]);

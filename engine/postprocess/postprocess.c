@@ -87,10 +87,10 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 			KERR(err, errlen, "input %d must be float32 or uint8", i);
 			return -ENOTSUP;
 		}
-		if (t->type == ENG_DT_U8 && !t->has_quant) {
-			KERR(err, errlen, "uint8 input %d without quantization", i);
-			return -EINVAL;
-		}
+		rc = ops_check_q8(t, i == 0 ? "box encodings" : (i == 1 ? "scores" : "anchors"), err,
+				  errlen);
+		if (rc)
+			return rc;
 	}
 	int cwb = cs->dims[2];
 	if (o->num_classes <= 0 || cwb < o->num_classes || cwb - o->num_classes > 1) {

@@ -462,6 +462,23 @@ START_TEST(prepare_rejects_bad_shapes)
 	struct eng_tensor *o2[1] = {mk(ENG_DT_U8, 1, (int[]){3}, 1.0f, 0, y)};
 	struct eng_node an = node(ENG_OP_ADD, 2, a2, 1, o2);
 	ck_assert_int_ne(eng_kernel_get(ENG_OP_ADD)->prepare(&an, err, sizeof(err)), 0);
+	/* unusable quantization: zero / NaN scale, zero point outside the type */
+	uint8_t x1[1], w1[1], y1[1];
+	struct eng_tensor *q_in[2] = {mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 1}, 1.0f, 0, x1),
+				      mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 1}, 1.0f, 0, w1)};
+	struct eng_tensor *q_out[1] = {mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 1}, 1.0f, 0, y1)};
+	struct eng_node qn = node(ENG_OP_CONV_2D, 2, q_in, 1, q_out);
+	struct tslot *os = (struct tslot *)q_out[0];
+	os->scale[0] = 0.0f;
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&qn, err, sizeof(err)), 0);
+	os->scale[0] = NAN;
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&qn, err, sizeof(err)), 0);
+	os->scale[0] = 1.0f;
+	os->zp[0] = 300;
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&qn, err, sizeof(err)), 0);
+	os->zp[0] = 0;
+	ck_assert_int_eq(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&qn, err, sizeof(err)), 0);
+	eng_kernel_get(ENG_OP_CONV_2D)->release(&qn);
 	/* missing input */
 	struct eng_tensor *none[2] = {NULL, NULL};
 	struct eng_node mn = node(ENG_OP_MUL, 2, none, 1, o2);
