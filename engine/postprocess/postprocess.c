@@ -87,10 +87,10 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 			KERR(err, errlen, "input %d must be float32 or uint8", i);
 			return -ENOTSUP;
 		}
-		if (t->type == ENG_DT_U8 && !t->has_quant) {
-			KERR(err, errlen, "uint8 input %d without quantization", i);
-			return -EINVAL;
-		}
+		rc = ops_check_q8(t, i == 0 ? "box encodings" : (i == 1 ? "scores" : "anchors"), err,
+				  errlen);
+		if (rc)
+			return rc;
 	}
 	int cwb = cs->dims[2];
 	if (o->num_classes <= 0 || cwb < o->num_classes || cwb - o->num_classes > 1) {
@@ -100,6 +100,12 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	if (o->max_detections <= 0 || o->max_classes_per_detection <= 0 ||
 	    (o->use_regular_nms && o->detections_per_class <= 0)) {
 		KERR(err, errlen, "max_detections/max_classes_per_detection/detections_per_class must be > 0");
+		return -EINVAL;
+	}
+	/* bounds a hostile flexbuffer cannot push past (products stay in int) */
+	if (o->max_detections > (1 << 16) || o->max_classes_per_detection > (1 << 12) ||
+	    o->detections_per_class > (1 << 20) || o->num_classes > (1 << 16)) {
+		KERR(err, errlen, "post-process options out of range");
 		return -EINVAL;
 	}
 	if (!(o->nms_iou_threshold > 0.0f && o->nms_iou_threshold <= 1.0f)) {

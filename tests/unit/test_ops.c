@@ -413,6 +413,79 @@ START_TEST(dwconv_depth_multiplier)
 }
 END_TEST
 
+START_TEST(conv_float)
+{
+	reset();
+	float x[4] = {1, 2, 3, 4}, w[4] = {0.5f, -1, 2, 1}, b[2] = {0.25f, 10}, y[4];
+	/* 1x1 conv, 2 in / 2 out channels, 2 pixels, RELU6 */
+	struct eng_tensor *in[3] = {mk(ENG_DT_F32, 4, (int[]){1, 1, 2, 2}, 0, 0, x),
+				    mk(ENG_DT_F32, 4, (int[]){2, 1, 1, 2}, 0, 0, w),
+				    mk(ENG_DT_F32, 1, (int[]){2}, 0, 0, b)};
+	struct eng_tensor *out[1] = {mk(ENG_DT_F32, 4, (int[]){1, 1, 2, 2}, 0, 0, y)};
+	struct eng_node n = node(ENG_OP_CONV_2D, 3, in, 1, out);
+	n.opts.conv = (struct eng_conv_opts){.padding = ENG_PAD_VALID, .act = ENG_ACT_RELU6};
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_CONV_2D), &n), 0);
+	ck_assert_float_eq(y[0], 0.0f);  /* 0.5 - 2 + 0.25 = -1.25 -> 0 */
+	ck_assert_float_eq(y[1], 6.0f);  /* 2 + 2 + 10 = 14 -> 6 */
+	ck_assert_float_eq(y[2], 0.0f);  /* 1.5 - 4 + 0.25 */
+	ck_assert_float_eq(y[3], 6.0f);
+
+	reset();
+	float dx[2] = {2, 3}, dwt[2] = {1.5f, -1}, dy[2];
+	struct eng_tensor *din[2] = {mk(ENG_DT_F32, 4, (int[]){1, 1, 1, 2}, 0, 0, dx),
+				     mk(ENG_DT_F32, 4, (int[]){1, 1, 1, 2}, 0, 0, dwt)};
+	struct eng_tensor *dout[1] = {mk(ENG_DT_F32, 4, (int[]){1, 1, 1, 2}, 0, 0, dy)};
+	struct eng_node dn = node(ENG_OP_DEPTHWISE_CONV_2D, 2, din, 1, dout);
+	dn.opts.conv = (struct eng_conv_opts){.padding = ENG_PAD_SAME, .depth_multiplier = 1};
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_DEPTHWISE_CONV_2D), &dn), 0);
+	ck_assert_float_eq(dy[0], 3.0f);
+	ck_assert_float_eq(dy[1], -3.0f);
+}
+END_TEST
+
+START_TEST(prepare_rejects_bad_shapes)
+{
+	reset();
+	uint8_t x[4], w[4], y[4];
+	struct eng_tensor *in[2] = {mk(ENG_DT_U8, 4, (int[]){1, 2, 2, 1}, 1.0f, 0, x),
+				    mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 2}, 1.0f, 0, w)};
+	struct eng_tensor *out[1] = {mk(ENG_DT_U8, 4, (int[]){1, 2, 2, 1}, 1.0f, 0, y)};
+	struct eng_node n = node(ENG_OP_CONV_2D, 2, in, 1, out);
+	char err[128] = "";
+	/* filter depth 2 vs input depth 1 */
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&n, err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(strstr(err, "depth"));
+	ck_assert_ptr_null(n.prep);
+	/* ADD of shapes that do not broadcast */
+	struct eng_tensor *a2[2] = {mk(ENG_DT_U8, 1, (int[]){3}, 1.0f, 0, x),
+				    mk(ENG_DT_U8, 1, (int[]){2}, 1.0f, 0, w)};
+	struct eng_tensor *o2[1] = {mk(ENG_DT_U8, 1, (int[]){3}, 1.0f, 0, y)};
+	struct eng_node an = node(ENG_OP_ADD, 2, a2, 1, o2);
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_ADD)->prepare(&an, err, sizeof(err)), 0);
+	/* unusable quantization: zero / NaN scale, zero point outside the type */
+	uint8_t x1[1], w1[1], y1[1];
+	struct eng_tensor *q_in[2] = {mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 1}, 1.0f, 0, x1),
+				      mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 1}, 1.0f, 0, w1)};
+	struct eng_tensor *q_out[1] = {mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 1}, 1.0f, 0, y1)};
+	struct eng_node qn = node(ENG_OP_CONV_2D, 2, q_in, 1, q_out);
+	struct tslot *os = (struct tslot *)q_out[0];
+	os->scale[0] = 0.0f;
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&qn, err, sizeof(err)), 0);
+	os->scale[0] = NAN;
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&qn, err, sizeof(err)), 0);
+	os->scale[0] = 1.0f;
+	os->zp[0] = 300;
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&qn, err, sizeof(err)), 0);
+	os->zp[0] = 0;
+	ck_assert_int_eq(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&qn, err, sizeof(err)), 0);
+	eng_kernel_get(ENG_OP_CONV_2D)->release(&qn);
+	/* missing input */
+	struct eng_tensor *none[2] = {NULL, NULL};
+	struct eng_node mn = node(ENG_OP_MUL, 2, none, 1, o2);
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_MUL)->prepare(&mn, err, sizeof(err)), 0);
+}
+END_TEST
+
 /* ---- elementwise ----------------------------------------------------------- */
 
 START_TEST(add_different_scales)
@@ -572,6 +645,23 @@ START_TEST(split_reshape_resize)
 	struct eng_node rn = node(ENG_OP_RESIZE_NEAREST_NEIGHBOR, 1, rin, 1, rout);
 	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_RESIZE_NEAREST_NEIGHBOR), &rn), 0);
 	ck_assert_mem_eq(ry, ((uint8_t[]){1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4}), 16);
+
+	/* bilinear 2x: row 0 is 10, 15, 20, 20 (1.5·... + 0.5 rounding for uint8) */
+	reset();
+	uint8_t bsrc[4] = {10, 20, 30, 40}, bdst[16];
+	struct eng_tensor *bin[1] = {mk(ENG_DT_U8, 4, (int[]){1, 2, 2, 1}, 1.0f, 0, bsrc)};
+	struct eng_tensor *bout[1] = {mk(ENG_DT_U8, 4, (int[]){1, 4, 4, 1}, 1.0f, 0, bdst)};
+	struct eng_node bn = node(ENG_OP_RESIZE_BILINEAR, 1, bin, 1, bout);
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_RESIZE_BILINEAR), &bn), 0);
+	ck_assert_mem_eq(bdst, ((uint8_t[]){10, 15, 20, 20, 20, 25, 30, 30, 30, 35, 40, 40, 30, 35, 40, 40}), 16);
+
+	int8_t isrc[4] = {10, 20, 30, 40}, idst[16];
+	reset();
+	struct eng_tensor *iin[1] = {mk(ENG_DT_I8, 4, (int[]){1, 2, 2, 1}, 1.0f, 0, isrc)};
+	struct eng_tensor *iout[1] = {mk(ENG_DT_I8, 4, (int[]){1, 4, 4, 1}, 1.0f, 0, idst)};
+	struct eng_node in8 = node(ENG_OP_RESIZE_BILINEAR, 1, iin, 1, iout);
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_RESIZE_BILINEAR), &in8), 0);
+	ck_assert_mem_eq(idst, bdst, 16); /* the integer path agrees here */
 }
 END_TEST
 
@@ -608,6 +698,17 @@ START_TEST(mean_spatial)
 	ck_assert_int_eq(y[0], 3);  /* 11/4 = 2.75 */
 	/* 101·0.25: SRDHM by 0.5 gives 51 (50.5 up), /2 gives 26: the double rounding */
 	ck_assert_int_eq(y[1], 26);
+
+	/* 3 elements, zero point 10: (34 - 30)/3 = 1.33 -> 1; multiplier 2^31/3 */
+	reset();
+	uint8_t v[3] = {10, 11, 13}, r[1];
+	int32_t ax3[1] = {-1};
+	struct eng_tensor *in3[2] = {mk(ENG_DT_U8, 2, (int[]){1, 3}, 1.0f, 10, v),
+				     mk(ENG_DT_I32, 1, (int[]){1}, 0, 0, ax3)};
+	struct eng_tensor *out3[1] = {mk(ENG_DT_U8, 1, (int[]){1}, 1.0f, 0, r)};
+	struct eng_node n3 = node(ENG_OP_MEAN, 2, in3, 1, out3);
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_MEAN), &n3), 0);
+	ck_assert_int_eq(r[0], 1);
 }
 END_TEST
 
@@ -776,6 +877,8 @@ static Suite *ops_suite(void)
 	tcase_add_test(c, conv_fast_matches_reference);
 	tcase_add_test(c, dwconv_fast_matches_reference);
 	tcase_add_test(c, dwconv_depth_multiplier);
+	tcase_add_test(c, conv_float);
+	tcase_add_test(c, prepare_rejects_bad_shapes);
 	suite_add_tcase(s, c);
 	TCase *e = tcase_create("elementwise");
 	tcase_add_test(e, add_different_scales);
