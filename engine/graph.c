@@ -19,8 +19,8 @@
 #include <string.h>
 #include <time.h>
 
-#define GRAPH_MAX_TENSOR_BYTES ((size_t)1 << 30)
-#define GRAPH_MAX_ARENA_BYTES ((size_t)2 << 30) /* a detector needs a few MiB */
+#define GRAPH_MAX_TENSOR_BYTES ((size_t)256 << 20)
+#define GRAPH_MAX_ARENA_BYTES ((size_t)1 << 30) /* a detector needs a few MiB */
 
 size_t eng_dtype_size(enum eng_dtype t)
 {

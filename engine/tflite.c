@@ -35,7 +35,11 @@
 
 #include "flexbuf.h"
 
-#define TFL_MAX_TENSOR_BYTES ((size_t)1 << 30) /* one tensor; far above any detector */
+#define TFL_MAX_TENSOR_BYTES ((size_t)256 << 20) /* one tensor; far above any detector */
+/* Far above any detector (a few thousand of each); bounds the planner's
+ * quadratic work on hostile files. */
+#define TFL_MAX_TENSORS 20000
+#define TFL_MAX_OPERATORS 20000
 
 struct fb {
 	const uint8_t *b;
@@ -974,6 +978,11 @@ int eng_tflite_parse(const uint8_t *buf, size_t len, struct eng_graph *g, char *
 		goto out;
 	if (nt == 0 || no == 0) {
 		r = fb_fail(f, -EINVAL, "subgraph 0 has %u tensors and %u operators", nt, no);
+		goto out;
+	}
+	if (nt > TFL_MAX_TENSORS || no > TFL_MAX_OPERATORS) {
+		r = fb_fail(f, -ENOTSUP, "subgraph 0 has %u tensors and %u operators (at most %d each)",
+			    nt, no, TFL_MAX_TENSORS);
 		goto out;
 	}
 	g->tensors = calloc(nt, sizeof(*g->tensors));
