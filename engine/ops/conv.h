@@ -20,7 +20,9 @@ struct conv_prep {
 	int K, Kp, OCp;
 	int16_t *wpack;  /* [OCp/8][Kp/2][8][2]: weights minus zero point */
 	int32_t *cterm;  /* per output channel: bias and zero-point terms */
-	int32_t *wdw;    /* depthwise: [kh*kw][OCp] weights minus zero point */
+	int16_t *wdw;    /* depthwise: [OCp/8][taps/2][8][2] weights minus zero point, taps paired */
+	uint8_t *zrow;   /* depthwise: OCp bytes of the input zero point (padding taps read it) */
+	int ntp;         /* depthwise: taps rounded up to even */
 };
 
 int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen);
