@@ -910,6 +910,28 @@ START_TEST(op_names_and_table)
 }
 END_TEST
 
+START_TEST(partial_argsort_heap_order)
+{
+	/* std::partial_sort (libstdc++) of indices by value, descending: a hand trace
+	 * of make_heap / heap select / sort_heap puts the later 2.0 first */
+	int idx[3];
+	pp_partial_argsort_desc((const float[]){1, 2, 2}, 3, 2, idx);
+	ck_assert_int_eq(idx[0], 2);
+	ck_assert_int_eq(idx[1], 1);
+	/* all equal: heap order 0, 1 */
+	pp_partial_argsort_desc((const float[]){5, 5, 5}, 3, 2, idx);
+	ck_assert_int_eq(idx[0], 0);
+	ck_assert_int_eq(idx[1], 1);
+	/* k == 1: first maximum */
+	pp_partial_argsort_desc((const float[]){1, 3, 3}, 3, 1, idx);
+	ck_assert_int_eq(idx[0], 1);
+	/* distinct values: a plain descending order */
+	int big[6];
+	pp_partial_argsort_desc((const float[]){0.1f, 0.9f, 0.4f, 0.7f, 0.2f, 0.8f}, 6, 4, big);
+	ck_assert_mem_eq(big, ((int[]){1, 5, 3, 2}), 4 * sizeof(int));
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
 	Suite *s = suite_create("ops");
@@ -950,6 +972,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(p, nms_regular_vs_fast);
 	tcase_add_test(p, pp_rejects_bad_options);
 	tcase_add_test(p, argsort_is_stable);
+	tcase_add_test(p, partial_argsort_heap_order);
 	suite_add_tcase(s, p);
 	return s;
 }
