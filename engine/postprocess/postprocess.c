@@ -51,6 +51,82 @@ void pp_argsort_desc(const float *values, int *idx, int n, int *tmp)
 	}
 }
 
+/* ---- libstdc++'s heap algorithms on an index array, comp(a, b) = v[a] > v[b] ---- */
+
+static inline bool gt(const float *v, int a, int b)
+{
+	return v[a] > v[b];
+}
+
+static void heap_push(const float *v, int *h, int hole, int top, int value)
+{
+	int parent = (hole - 1) / 2;
+	while (hole > top && gt(v, h[parent], value)) {
+		h[hole] = h[parent];
+		hole = parent;
+		parent = (hole - 1) / 2;
+	}
+	h[hole] = value;
+}
+
+static void heap_adjust(const float *v, int *h, int hole, int len, int value)
+{
+	const int top = hole;
+	int child = hole;
+	while (child < (len - 1) / 2) {
+		child = 2 * (child + 1);
+		if (gt(v, h[child], h[child - 1]))
+			child--;
+		h[hole] = h[child];
+		hole = child;
+	}
+	if ((len & 1) == 0 && child == (len - 2) / 2) {
+		child = 2 * (child + 1);
+		h[hole] = h[child - 1];
+		hole = child - 1;
+	}
+	heap_push(v, h, hole, top, value);
+}
+
+void pp_partial_argsort_desc(const float *values, int n, int k, int *idx)
+{
+	if (k == 1 && n > 0) {
+		int best = 0;
+		for (int i = 1; i < n; i++)
+			if (values[i] > values[best])
+				best = i;
+		idx[0] = best;
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		idx[i] = i;
+	if (k > n)
+		k = n;
+	if (k <= 0)
+		return;
+	/* make_heap over [0, k) */
+	if (k >= 2)
+		for (int parent = (k - 2) / 2;; parent--) {
+			heap_adjust(values, idx, parent, k, idx[parent]);
+			if (parent == 0)
+				break;
+		}
+	/* heap select: anything better than the heap's worst replaces it */
+	for (int i = k; i < n; i++)
+		if (gt(values, idx[i], idx[0])) {
+			int value = idx[i];
+			idx[i] = idx[0];
+			heap_adjust(values, idx, 0, k, value);
+		}
+	/* sort_heap */
+	for (int last = k; last > 1;) {
+		--last;
+		int value = idx[last];
+		idx[last] = idx[0];
+		heap_adjust(values, idx, 0, last, value);
+	}
+}
+
 static size_t take(size_t *off, size_t bytes)
 {
 	size_t at = *off;
@@ -239,22 +315,6 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 	return n_sel;
 }
 
-/* First index of the largest value (ties: lowest index), like TFLite's ArgMaxVector. */
-static void top_classes(const float *v, int n, int k, int *idx, int *tmp)
-{
-	if (k == 1) {
-		int best = 0;
-		for (int i = 1; i < n; i++)
-			if (v[i] > v[best])
-				best = i;
-		idx[0] = best;
-		return;
-	}
-	for (int i = 0; i < n; i++)
-		idx[i] = i;
-	pp_argsort_desc(v, idx, n, tmp);
-}
-
 static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct pp_prep *p = n->prep;
@@ -297,7 +357,6 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 	memset(oc, 0, (size_t)p->out_m * sizeof(float));
 	memset(os, 0, (size_t)p->out_m * sizeof(float));
 	int *sel = (int *)(s + p->off_sel);
-	int *tmp = (int *)(s + p->off_cand_tmp);
 
 	if (!p->o.use_regular_nms) {
 		float *maxs = (float *)(s + p->off_max);
@@ -305,7 +364,7 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 		for (int r = 0; r < p->n; r++) {
 			const float *bs = scores + (size_t)r * p->cwb + p->label_off;
 			int *ci = cls + (size_t)r * p->nc;
-			top_classes(bs, p->nc, p->cats, ci, tmp);
+			pp_partial_argsort_desc(bs, p->nc, p->cats, ci);
 			maxs[r] = bs[ci[0]];
 		}
 		int n_sel = nms_single(p, s, boxes, maxs, p->o.max_detections, sel);
@@ -343,9 +402,7 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 			total++;
 		}
 		int keep = total < p->o.max_detections ? total : p->o.max_detections;
-		for (int k = 0; k < total; k++)
-			order[k] = k;
-		pp_argsort_desc(cand_v, order, total, tmp);
+		pp_partial_argsort_desc(cand_v, total, keep, order);
 		/* compact the top `keep` in sorted order (through sel as a bounce buffer) */
 		int *bi = sel;
 		float *bv = (float *)(s + p->off_keep_v);

@@ -393,6 +393,57 @@ START_TEST(dwconv_fast_matches_reference)
 }
 END_TEST
 
+/* Float: fast and reference must agree byte for byte (same summation order). */
+static void random_conv_f32(unsigned seed, bool dw)
+{
+	srand(seed);
+	reset();
+	int ih = 1 + rand() % 11, iw = 1 + rand() % 11, ic = 1 + rand() % 20;
+	int k = (int[]){1, 3, 3, 5}[rand() % 4], stride = 1 + rand() % 2, dil = rand() % 4 == 0 ? 2 : 1;
+	int oc = dw ? ic : 1 + rand() % 20;
+	int oh = (ih + stride - 1) / stride, ow = (iw + stride - 1) / stride;
+	size_t nx = (size_t)ih * iw * ic, nw = (size_t)oc * k * k * (dw ? 1 : ic), ny = (size_t)oh * ow * oc;
+	float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)oc * 4);
+	float *y1 = malloc(ny * 4), *y2 = malloc(ny * 4);
+	for (size_t i = 0; i < nx; i++)
+		x[i] = (float)(rand() % 2001 - 1000) / 97.0f;
+	for (size_t i = 0; i < nw; i++)
+		w[i] = (float)(rand() % 2001 - 1000) / 113.0f;
+	for (int i = 0; i < oc; i++)
+		b[i] = (float)(rand() % 201 - 100) / 7.0f;
+	bool with_bias = rand() % 2;
+	struct eng_tensor *in[3] = {mk(ENG_DT_F32, 4, (int[]){1, ih, iw, ic}, 0, 0, x),
+				    mk(ENG_DT_F32, 4, (int[]){dw ? 1 : oc, k, k, dw ? oc : ic}, 0, 0, w),
+				    mk(ENG_DT_F32, 1, (int[]){oc}, 0, 0, b)};
+	struct eng_tensor *o1[1] = {mk(ENG_DT_F32, 4, (int[]){1, oh, ow, oc}, 0, 0, y1)};
+	struct eng_tensor *o2[1] = {mk(ENG_DT_F32, 4, (int[]){1, oh, ow, oc}, 0, 0, y2)};
+	enum eng_op_type op = dw ? ENG_OP_DEPTHWISE_CONV_2D : ENG_OP_CONV_2D;
+	struct eng_conv_opts o = {.padding = ENG_PAD_SAME, .stride_w = stride, .stride_h = stride,
+				  .dilation_w = dil, .dilation_h = dil, .depth_multiplier = 1,
+				  .act = (enum eng_act[]){ENG_ACT_NONE, ENG_ACT_RELU, ENG_ACT_RELU6}[rand() % 3]};
+	struct eng_node n1 = node(op, with_bias ? 3 : 2, in, 1, o1), n2 = node(op, with_bias ? 3 : 2, in, 1, o2);
+	n1.opts.conv = o;
+	n2.opts.conv = o;
+	ck_assert_int_eq(run(eng_kernel_get_ref(op), &n1), 0);
+	ck_assert_int_eq(run(eng_kernel_get(op), &n2), 0);
+	if (memcmp(y1, y2, ny * 4))
+		ck_abort_msg("float seed %u dw %d differs", seed, dw);
+	free(x);
+	free(w);
+	free(b);
+	free(y1);
+	free(y2);
+}
+
+START_TEST(conv_f32_fast_matches_reference)
+{
+	for (unsigned s = 1; s <= 60; s++) {
+		random_conv_f32(s, false);
+		random_conv_f32(s, true);
+	}
+}
+END_TEST
+
 START_TEST(dwconv_depth_multiplier)
 {
 	reset();
@@ -859,6 +910,28 @@ START_TEST(op_names_and_table)
 }
 END_TEST
 
+START_TEST(partial_argsort_heap_order)
+{
+	/* std::partial_sort (libstdc++) of indices by value, descending: a hand trace
+	 * of make_heap / heap select / sort_heap puts the later 2.0 first */
+	int idx[3];
+	pp_partial_argsort_desc((const float[]){1, 2, 2}, 3, 2, idx);
+	ck_assert_int_eq(idx[0], 2);
+	ck_assert_int_eq(idx[1], 1);
+	/* all equal: heap order 0, 1 */
+	pp_partial_argsort_desc((const float[]){5, 5, 5}, 3, 2, idx);
+	ck_assert_int_eq(idx[0], 0);
+	ck_assert_int_eq(idx[1], 1);
+	/* k == 1: first maximum */
+	pp_partial_argsort_desc((const float[]){1, 3, 3}, 3, 1, idx);
+	ck_assert_int_eq(idx[0], 1);
+	/* distinct values: a plain descending order */
+	int big[6];
+	pp_partial_argsort_desc((const float[]){0.1f, 0.9f, 0.4f, 0.7f, 0.2f, 0.8f}, 6, 4, big);
+	ck_assert_mem_eq(big, ((int[]){1, 5, 3, 2}), 4 * sizeof(int));
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
 	Suite *s = suite_create("ops");
@@ -878,6 +951,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(c, dwconv_fast_matches_reference);
 	tcase_add_test(c, dwconv_depth_multiplier);
 	tcase_add_test(c, conv_float);
+	tcase_add_test(c, conv_f32_fast_matches_reference);
 	tcase_add_test(c, prepare_rejects_bad_shapes);
 	suite_add_tcase(s, c);
 	TCase *e = tcase_create("elementwise");
@@ -898,6 +972,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(p, nms_regular_vs_fast);
 	tcase_add_test(p, pp_rejects_bad_options);
 	tcase_add_test(p, argsort_is_stable);
+	tcase_add_test(p, partial_argsort_heap_order);
 	suite_add_tcase(s, p);
 	return s;
 }
