@@ -830,11 +830,9 @@ int cfg_load_string(const char *json, const char *base_dir, struct cfg **out,
 	struct json_object *root;
 	int r;
 
-	if (!errs) {
+	if (!errs)
 		errs = &local;
-	}
-	if (errs == &local || errs->n == 0)
-		memset(errs, 0, sizeof(*errs));
+	memset(errs, 0, sizeof(*errs));
 	*out = NULL;
 	root = parse_json(json, strlen(json), errs);
 	if (!root)

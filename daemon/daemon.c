@@ -228,6 +228,8 @@ static void reload(struct daemon *d)
 		r = -ENOMEM;
 		goto bad;
 	}
+	/* Reading the file blocks the loop briefly; it is one small local file,
+	 * and a reload is rare and operator-triggered. */
 	r = cfg_load(d->config_path, &nw, errs);
 	if (r < 0) {
 		for (size_t i = 0; i < errs->n; i++)
