@@ -295,6 +295,13 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 			reload(d);
 		return;
 	}
+	if (d->stopping && d->n_pending) {
+		/* A second Ctrl-C while modules drain: the operator wants out now. */
+		log_warn("daemon", "second stop signal: not waiting for the modules");
+		d->forced = true;
+		event_base_loopbreak(d->base);
+		return;
+	}
 	log_info("daemon", "%s received", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	daemon_stop(d, 0);
 }
