@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 
@@ -382,6 +383,13 @@ START_TEST(one_stream_object)
 	ck_assert(strncmp(e.msg[0], "uri:", 4) == 0 || strncmp(e.msg[0], "fps:", 4) == 0 ||
 		  strncmp(e.msg[0], "zoom:", 5) == 0);
 	ck_assert_int_eq(cfg_stream_parse("{", 1, NULL, &s, &e), -EINVAL);
+	/* without a config, relative paths resolve against the working directory */
+	char cwd[4096], want[4200];
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	snprintf(want, sizeof(want), "file://%s/v.mp4", cwd);
+	ck_assert_int_eq(cfg_stream_parse(dup, strlen(dup), NULL, &s, &e), 0);
+	ck_assert_str_eq(s.uri, want);
+	cfg_stream_clear(&s);
 	cfg_free(c);
 }
 END_TEST
