@@ -682,6 +682,51 @@ START_TEST(rtsp_tcp_reconnects)
 }
 END_TEST
 
+/* A server that hangs (SIGSTOP) keeps its connections open and sends
+ * nothing: only the stall timer can notice.  The other stream keeps
+ * delivering while the hung one is torn down and retried. */
+START_TEST(rtsp_hung_server_stalls)
+{
+	struct server sv;
+	ck_assert_msg(server_start(&sv, 0), "test RTSP server did not start");
+	struct pipe_sources *set = create();
+	struct cfg_stream c = stream_cfg("hung", CFG_SRC_URI);
+	c.uri = sv.url;
+	c.rtsp_transport = CFG_RTSP_TCP;
+	c.latency_ms = 100;
+	c.stall_timeout_s = 1.5;
+	c.backoff_initial_s = 0.3;
+	c.backoff_max_s = 0.6;
+	ck_assert_int_eq(pipe_sources_add(set, &c), 0);
+	c = stream_cfg("other", CFG_SRC_TEST);
+	ck_assert_int_eq(pipe_sources_add(set, &c), 0);
+	ck_assert_int_ge(wait_trans("hung", PIPE_STATE_LIVE, 0, 20000), 0);
+	ck_assert(wait_frames("hung", 10, 10000));
+
+	int mark = n_trans();
+	kill(sv.pid, SIGSTOP);
+	int stalled = wait_trans("hung", PIPE_STATE_STALLED, mark, 15000);
+	ck_assert_int_ge(stalled, 0);
+	pthread_mutex_lock(&R.mu);
+	ck_assert_msg(strstr(R.t[stalled].err, "no frame for") != NULL, "stalled because: %s",
+		      R.t[stalled].err);
+	pthread_mutex_unlock(&R.mu);
+	ck_assert_int_ge(wait_trans("hung", PIPE_STATE_BACKOFF, stalled, 5000), 0);
+	int retry = wait_trans("hung", PIPE_STATE_RECONNECTING, stalled, 10000);
+	ck_assert_int_ge(retry, 0);
+	uint64_t o = frames_of("other");
+	ck_assert(wait_frames("other", o + 20, 10000)); /* unaffected */
+
+	kill(sv.pid, SIGCONT);
+	ck_assert_int_ge(wait_trans("hung", PIPE_STATE_LIVE, retry, 30000), 0);
+	uint64_t h = frames_of("hung");
+	ck_assert(wait_frames("hung", h + 10, 10000));
+	ck_assert(rec_of("hung").seq_ok);
+	pipe_sources_destroy(set);
+	server_kill(&sv);
+}
+END_TEST
+
 START_TEST(rtsp_udp_goes_live)
 {
 	struct server sv;
@@ -854,6 +899,7 @@ static Suite *pipeline_suite(void)
 	tcase_add_test(tc, remove_while_others_run);
 	tcase_add_test(tc, rtsp_tcp_reconnects);
 	tcase_add_test(tc, rtsp_udp_goes_live);
+	tcase_add_test(tc, rtsp_hung_server_stalls);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("teardown");
