@@ -822,8 +822,13 @@ static void error_text(GstMessage *msg, char *out, size_t outlen)
 		if (nl && nl[1])
 			detail = nl + 1;
 	}
-	snprintf(out, outlen, "%s%s%s (%s)", gerr ? gerr->message : "error", detail ? ": " : "",
-		 detail ? detail : "", GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)));
+	char head[160];
+	g_strlcpy(head, gerr ? gerr->message : "error", sizeof(head));
+	size_t n = strlen(head);
+	if (detail && n > 0 && head[n - 1] == '.') /* "Resource not found.: …" reads badly */
+		head[n - 1] = 0;
+	snprintf(out, outlen, "%s%s%s (%s)", head, detail ? ": " : "", detail ? detail : "",
+		 GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)));
 	log_debug(TOPIC, "error debug: %s", dbg ? dbg : "");
 	g_clear_error(&gerr);
 	g_free(dbg);

@@ -435,8 +435,14 @@ START_TEST(gst_and_test_kinds)
 	c.pattern = "nosuchpattern";
 	ck_assert_int_eq(pipe_sources_add(set, &c), 0);
 
+	c = stream_cfg("cam", CFG_SRC_V4L2); /* no camera here: must fail cleanly */
+	c.device = "/dev/video-detd-none";
+	c.caps = "video/x-raw,width=640,height=480";
+	ck_assert_int_eq(pipe_sources_add(set, &c), 0);
+
 	ck_assert(wait_frames("pattern", 10, 15000));
 	ck_assert(wait_frames("frag", 10, 15000));
+	ck_assert_int_ge(wait_trans("cam", PIPE_STATE_BACKOFF, 0, 10000), 0);
 	ck_assert_int_ge(wait_trans("broken", PIPE_STATE_BACKOFF, 0, 10000), 0);
 	ck_assert_int_ge(wait_trans("badpattern", PIPE_STATE_BACKOFF, 0, 10000), 0);
 
@@ -450,6 +456,9 @@ START_TEST(gst_and_test_kinds)
 	pthread_mutex_unlock(&R.mu);
 	ck_assert_int_eq(pipe_sources_stats(set, "broken", &st), 0);
 	ck_assert_msg(strstr(st.last_error, "nosuchelement") != NULL, "error: %s", st.last_error);
+	ck_assert_int_eq(pipe_sources_stats(set, "cam", &st), 0);
+	ck_assert_msg(strstr(st.last_error, "/dev/video-detd-none") != NULL, "error: %s",
+		      st.last_error);
 	ck_assert_int_eq(pipe_sources_stats(set, "badpattern", &st), 0);
 	ck_assert_msg(strstr(st.last_error, "nosuchpattern") != NULL, "error: %s", st.last_error);
 	pipe_sources_destroy(set);
