@@ -465,6 +465,35 @@ START_TEST(gst_and_test_kinds)
 }
 END_TEST
 
+/* Non-square source pixels into a model size where the rounding shows:
+ * 720×576 at PAR 16/15 is 4:3, so 300×225 in 300×300 with 37 rows on top
+ * and 38 below — the rows videoscale really blacks out. */
+START_TEST(letterbox_non_square_pixels)
+{
+	struct pipe_sources *set = NULL;
+	ck_assert_int_eq(pipe_sources_create(300, 300, &CBS, &set), 0);
+	struct cfg_stream c = stream_cfg("pal", CFG_SRC_GST);
+	c.pipeline = "videotestsrc is-live=true pattern=white ! capsfilter "
+		     "caps=video/x-raw,width=720,height=576,pixel-aspect-ratio=16/15";
+	c.aspect = CFG_ASPECT_LETTERBOX;
+	ck_assert_int_eq(pipe_sources_add(set, &c), 0);
+	ck_assert(wait_frames("pal", 3, 15000));
+	pthread_mutex_lock(&R.mu);
+	const struct det_frame *f = slot("pal")->last;
+	ck_assert_int_eq(f->width, 300);
+	ck_assert_int_eq(f->height, 300);
+	ck_assert_double_eq(f->map.pad_x, 0);
+	ck_assert_double_eq(f->map.pad_y, 37);
+	ck_assert_double_eq_tol(f->map.scale_y, 225.0 / 576, 1e-12);
+	ck_assert_msg(row_mean(f, 36) < 8, "row 36: %f", row_mean(f, 36));
+	ck_assert_msg(row_mean(f, 37) > 200, "row 37: %f", row_mean(f, 37));
+	ck_assert_msg(row_mean(f, 261) > 200, "row 261: %f", row_mean(f, 261));
+	ck_assert_msg(row_mean(f, 262) < 8, "row 262: %f", row_mean(f, 262));
+	pthread_mutex_unlock(&R.mu);
+	pipe_sources_destroy(set);
+}
+END_TEST
+
 /* ---- failures stay local ----------------------------------------------- */
 
 START_TEST(bad_uri_backs_off_others_deliver)
@@ -920,6 +949,7 @@ static Suite *pipeline_suite(void)
 	tc = tcase_create("health");
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, gst_and_test_kinds);
+	tcase_add_test(tc, letterbox_non_square_pixels);
 	tcase_add_test(tc, bad_uri_backs_off_others_deliver);
 	tcase_add_test(tc, remove_while_others_run);
 	tcase_add_test(tc, rtsp_tcp_reconnects);
