@@ -96,6 +96,88 @@ struct cfg {
 	struct cfg_stream *streams;
 };
 
+/* ---- loader API (config.c) ------------------------------------------------
+ * Threads: all functions are pure (no globals) and may run on any thread;
+ * the daemon calls them on the main loop (start-up, SIGHUP, POST /streams).
+ *
+ * Paths: relative file paths in the file (model.path, model.labels, a
+ * stream "uri" without a scheme, ipc.path) are resolved against the
+ * directory of the config file, so a config and its models can move
+ * together.  A stream uri without a scheme becomes file:///abs/path.
+ */
+
+#define CFG_MAX_ERRORS 32
+#define CFG_ERROR_LEN 256
+#define CFG_MAX_STREAMS 64
+
+/* All errors of one parse, each "json.path: reason". */
+struct cfg_errors {
+	size_t n;
+	size_t dropped; /* errors beyond CFG_MAX_ERRORS, counted only */
+	char msg[CFG_MAX_ERRORS][CFG_ERROR_LEN];
+};
+
+void cfg_errors_add(struct cfg_errors *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Print one error per line with a prefix (e.g. the file name). */
+void cfg_errors_print(const struct cfg_errors *e, const char *prefix, FILE *to);
+
+/*
+ * Load and validate a file.  Returns 0 and a new struct cfg, or
+ * -EINVAL with every problem in errs (or -errno when the file cannot be
+ * read; errs then says so too).  errs may be NULL.
+ */
+int cfg_load(const char *path, struct cfg **out, struct cfg_errors *errs);
+/* Same from a string; base_dir resolves relative paths (NULL: the cwd). */
+int cfg_load_string(const char *json, const char *base_dir, struct cfg **out,
+		    struct cfg_errors *errs);
+void cfg_free(struct cfg *c); /* NULL-safe */
+
+/*
+ * Parse ONE stream object (the body of POST /streams).  Validated exactly
+ * like an element of "streams"; errors are reported with paths relative
+ * to the object ("fps: ...").  When cur is given, the id must not be used
+ * by a stream of cur, and relative paths resolve against cur's directory.
+ * On success *out is filled (release with cfg_stream_clear()).
+ */
+int cfg_stream_parse(const char *json, size_t len, const struct cfg *cur, struct cfg_stream *out,
+		     struct cfg_errors *errs);
+/* Deep copy (for threads that keep their own copy) and release. */
+int cfg_stream_copy(struct cfg_stream *dst, const struct cfg_stream *src);
+void cfg_stream_clear(struct cfg_stream *s); /* NULL-safe; leaves *s zeroed */
+const struct cfg_stream *cfg_stream_find(const struct cfg *c, const char *id);
+
+/* Names used in the file for the enums (for /status and messages). */
+const char *cfg_source_kind_name(enum cfg_source_kind k);
+const char *cfg_rtsp_transport_name(enum cfg_rtsp_transport t);
+const char *cfg_aspect_name(enum cfg_aspect a);
+
+/*
+ * What changed between two configs.  Each change names its path
+ * ("engine.workers", "streams[cam1]" for an added/removed stream,
+ * "streams[cam0].fps") and whether the running daemon can apply it
+ * (restart = false) or only a restart can (restart = true).
+ */
+struct cfg_change {
+	char path[96];
+	const char *what; /* "changed" | "added" | "removed" */
+	bool restart;
+};
+struct cfg_changes {
+	size_t n;
+	size_t n_restart;
+	struct cfg_change *v;
+};
+int cfg_diff(const struct cfg *old, const struct cfg *nw, struct cfg_changes *out);
+void cfg_changes_free(struct cfg_changes *ch); /* NULL-safe; leaves *ch zeroed */
+
+/*
+ * For a reload: copy every non-reloadable field of old into nw, so that
+ * the swapped-in config describes what is really in effect until the next
+ * restart.  Returns 0 or -ENOMEM.
+ */
+int cfg_keep_restart_fields(struct cfg *nw, const struct cfg *old);
+
 /* Exit code for a bad config (sysexits EX_CONFIG). */
 #define CFG_EXIT_CONFIG 78
 
