@@ -806,6 +806,40 @@ START_TEST(rtsp_udp_goes_live)
 }
 END_TEST
 
+/* The shipped multi-camera example through the real loader: every stream is
+ * accepted; unreachable cameras (TEST-NET addresses, no /dev/video0) never
+ * hold anything up, and destroy does not wait for their connect timeouts. */
+START_TEST(example_config_streams)
+{
+	const char *root = getenv("DETD_SOURCE_ROOT");
+	ck_assert_ptr_nonnull(root);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/config/examples/rtsp-multicam.json", root);
+	struct cfg *cfg = NULL;
+	struct cfg_errors errs = { 0 };
+	int rc = cfg_load(path, &cfg, &errs);
+	if (rc < 0)
+		cfg_errors_print(&errs, path, stderr);
+	ck_assert_int_eq(rc, 0);
+	struct pipe_sources *set = create();
+	for (size_t i = 0; i < cfg->n_streams; i++)
+		ck_assert_int_eq(pipe_sources_add(set, &cfg->streams[i]), 0);
+	struct cfg_stream t = stream_cfg("alive", CFG_SRC_TEST);
+	ck_assert_int_eq(pipe_sources_add(set, &t), 0);
+	ck_assert(wait_frames("alive", 10, 15000));
+	ck_assert_int_ge(wait_trans("usb-cam", PIPE_STATE_BACKOFF, 0, 10000), 0);
+	struct pipe_stream_stats st;
+	ck_assert_int_eq(pipe_sources_stats(set, "garage", &st), 0);
+	ck_assert_int_eq(st.state, PIPE_STATE_DISABLED);
+	ck_assert_int_eq(pipe_sources_stats(set, "front-door", &st), 0);
+	ck_assert(st.state == PIPE_STATE_STARTING || st.state == PIPE_STATE_BACKOFF ||
+		  st.state == PIPE_STATE_RECONNECTING);
+	ck_assert_uint_eq(pipe_sources_count(set), cfg->n_streams + 1);
+	pipe_sources_destroy(set);
+	cfg_free(cfg);
+}
+END_TEST
+
 /* ---- HTTP --------------------------------------------------------------- */
 
 /* Python's http.server has no Range support: the file plays, and a loop
@@ -1010,6 +1044,7 @@ static Suite *pipeline_suite(void)
 	tcase_add_test(tc, rtsp_udp_goes_live);
 	tcase_add_test(tc, rtsp_hung_server_stalls);
 	tcase_add_test(tc, http_file_plays_and_loops);
+	tcase_add_test(tc, example_config_streams);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("teardown");
