@@ -320,9 +320,11 @@ static void status_root(struct json_object *o, void *ud)
 	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
 	json_object_object_add(o, "state",
 			       json_object_new_string(d->stopping ? "stopping" : "running"));
-	json_object_object_add(
-		o, "uptime_s",
-		json_object_new_double((double)(det_mono_ns() - d->start_mono_ns) / 1e9));
+	/* json-c prints doubles with 17 digits; a fixed 3-decimal text reads better */
+	char up[32];
+	double up_s = (double)(det_mono_ns() - d->start_mono_ns) / 1e9;
+	snprintf(up, sizeof(up), "%.3f", up_s);
+	json_object_object_add(o, "uptime_s", json_object_new_double_s(up_s, up));
 	json_object_object_add(o, "started_at_unix_ms",
 			       json_object_new_int64(d->start_wall_ns / 1000000));
 	json_object_object_add(o, "config", json_object_new_string(d->cfg->source_path ? d->cfg->source_path : d->config_path));

@@ -19,7 +19,9 @@
 #include "config.h"
 #include "daemon.h"
 #include "detd-build.h"
+#include "flow.h"
 #include "log.h"
+#include "pipeline.h"
 #include "publish.h"
 
 #define DEFAULT_CONFIG DETD_SYSCONFDIR "/detd/detd.json"
@@ -34,10 +36,87 @@ static void usage(FILE *to)
 		"  -f, --foreground       run in the foreground (detd always does)\n"
 		"  -l, --log-level LEVEL  error|warn|info|debug; overrides log.level\n"
 		"      --port-file FILE   write the bound HTTP port to FILE once listening\n"
+		"      --print-detections[=text|json]  print every result on stdout\n"
+		"                         (text: \"cam0 #12 pickup_suv_van 0.50 [551,302 712,410]\")\n"
+		"      --dump-frames DIR  debug: write each decoded model input to DIR\n"
 		"  -V, --version          print the version and exit\n"
 		"  -h, --help             this help\n\n"
 		"Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads the configuration.\n"
 		"Exit codes: 0 ok, 1 failure, 2 usage, 70 stop timed out, 78 invalid config.\n");
+}
+
+/* ---- glue between the data path (flow.h) and the publishers (publish.h) ---- */
+
+struct glue {
+	struct daemon *d;
+	struct flow_module *flow;
+};
+static struct glue glue;
+
+/* Pipeline thread: the pipeline's states in the publishers' words. */
+static void stream_state(const char *id, int old_state, int new_state, const char *error,
+			 void *ud)
+{
+	(void)old_state;
+	static const char *const names[] = {
+		[PIPE_STATE_STARTING] = "starting",	[PIPE_STATE_LIVE] = "running",
+		[PIPE_STATE_STALLED] = "stalled",	[PIPE_STATE_BACKOFF] = "reconnecting",
+		[PIPE_STATE_RECONNECTING] = "reconnecting", [PIPE_STATE_ENDED] = "stopped",
+		[PIPE_STATE_DISABLED] = "stopped",
+	};
+	const char *name = new_state >= 0 && new_state <= PIPE_STATE_DISABLED ? names[new_state]
+									    : "error";
+	publish_stream_state(ud, id, name, error && error[0] ? error : NULL);
+}
+
+/* Loop: POST /streams. */
+static int stream_add(const char *body, size_t len, char *id_out, size_t id_len, char *err,
+		      size_t errlen, void *ud)
+{
+	struct glue *g = ud;
+	struct flow *f = flow_module_flow(g->flow);
+	if (!f) {
+		snprintf(err, errlen, "the data path is not running");
+		return -EAGAIN;
+	}
+	struct cfg_errors *errs = calloc(1, sizeof(*errs));
+	struct cfg_stream cs = {0};
+	if (!errs)
+		return -ENOMEM;
+	int r = cfg_stream_parse(body, len, daemon_cfg(g->d), &cs, errs);
+	if (r < 0) {
+		snprintf(err, errlen, "%s", errs->n ? errs->msg[0] : "invalid stream");
+		free(errs);
+		return r;
+	}
+	free(errs);
+	r = flow_stream_add(f, &cs);
+	if (r == 0)
+		snprintf(id_out, id_len, "%s", cs.id);
+	else
+		snprintf(err, errlen, "stream %s: %s", cs.id, strerror(-r));
+	cfg_stream_clear(&cs);
+	return r;
+}
+
+/* Loop: DELETE /streams/{id}. */
+static int stream_remove(const char *id, char *err, size_t errlen, void *ud)
+{
+	struct glue *g = ud;
+	struct flow *f = flow_module_flow(g->flow);
+	int r = f ? flow_stream_remove(f, id) : -EAGAIN;
+	if (r < 0)
+		snprintf(err, errlen, "stream %s: %s", id, strerror(-r));
+	return r;
+}
+
+/* Loop: GET /streams/{id} gets the pipeline and batcher numbers too. */
+static void stream_describe(const char *id, struct json_object *entry, void *ud)
+{
+	struct glue *g = ud;
+	struct flow *f = flow_module_flow(g->flow);
+	if (f)
+		flow_describe_stream(f, id, entry);
 }
 
 static int check_config(const char *path)
@@ -64,13 +143,15 @@ static int check_config(const char *path)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_PORT_FILE = 256 };
+	enum { OPT_PORT_FILE = 256, OPT_PRINT, OPT_DUMP };
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"check-config", no_argument, NULL, 't'},
 		{"foreground", no_argument, NULL, 'f'},
 		{"log-level", required_argument, NULL, 'l'},
 		{"port-file", required_argument, NULL, OPT_PORT_FILE},
+		{"print-detections", optional_argument, NULL, OPT_PRINT},
+		{"dump-frames", required_argument, NULL, OPT_DUMP},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -78,6 +159,8 @@ int main(int argc, char **argv)
 	struct daemon_opts opts = {.config_path = DEFAULT_CONFIG};
 	bool check = false;
 	struct daemon *d = NULL;
+	struct flow_module_opts flow_o = {0};
+	struct flow_module *flow = NULL;
 	int opt, r, code;
 
 	log_init();
@@ -100,6 +183,19 @@ int main(int argc, char **argv)
 			break;
 		case OPT_PORT_FILE:
 			opts.port_file = optarg;
+			break;
+		case OPT_PRINT:
+			if (!optarg || strcmp(optarg, "text") == 0) {
+				flow_o.print = FLOW_PRINT_TEXT;
+			} else if (strcmp(optarg, "json") == 0) {
+				flow_o.print = FLOW_PRINT_JSON;
+			} else {
+				fprintf(stderr, "detd: --print-detections=text|json\n");
+				return 2;
+			}
+			break;
+		case OPT_DUMP:
+			flow_o.dump_dir = optarg;
 			break;
 		case 'V':
 			printf("detd %s\n", DETD_VERSION);
@@ -145,12 +241,31 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 
+	/* The data path comes after the publishers: it starts last, stops first
+	 * and flushes its last results into the bus. */
+	flow_o.on_result = publish_result;
+	flow_o.on_state = stream_state;
+	flow_o.ud = pub;
+	r = flow_module_add(d, &flow_o, &flow);
+	if (r < 0) {
+		log_error("main", "cannot register the data path: %s", strerror(-r));
+		publish_free(pub);
+		daemon_destroy(d);
+		return EXIT_FAILURE;
+	}
+	glue.d = d;
+	glue.flow = flow;
+	publish_set_stream_ops(pub, &(struct publish_stream_ops){
+		.add = stream_add, .remove = stream_remove, .describe = stream_describe,
+		.ud = &glue});
+
 	code = daemon_run(d);
 	if (code == DAEMON_EXIT_FORCED) {
 		/* Some module still runs threads: tearing down under them is unsafe. */
 		log_error("main", "exiting without cleanup");
 		_exit(code);
 	}
+	flow_module_free(flow);
 	publish_free(pub); /* uses the loop: before the daemon frees it */
 	daemon_destroy(d);
 	return code;

@@ -1,0 +1,325 @@
+/*
+ * conv_fast.c — CONV_2D and DEPTHWISE_CONV_2D for 8-bit tensors with AVX2.
+ *
+ * Same results as conv.c, byte for byte (tests/unit/test_ops.c checks it on
+ * random tensors).  The reference accumulator is rewritten so that the inner
+ * loop is a plain int16 dot product (vpmaddwd, exact: no saturation):
+ *
+ *   sum_k (w_k - wzp)(x_k - xzp) + bias = dot(x, w - wzp) + [bias - xzp·sum_k(w_k - wzp)]
+ *
+ * where the bracket is per output channel and computed at prepare.  Padding
+ * taps hold x = xzp, i.e. x - xzp = 0, which is exactly the reference's
+ * "skip the tap".  Everything is int32 arithmetic modulo 2^32, so whenever
+ * the reference accumulator fits in int32 the results are identical.
+ *
+ * Weights are packed at prepare (load time) as int16 pairs along K for groups
+ * of 8 output channels; im2col rows (int16) go to the per-context scratch in
+ * blocks of CONV_MB pixels; the micro-kernel computes CONV_MR pixels × 16
+ * channels.  Requantization runs 8 lanes at a time with the exact
+ * fixed-point recipe.  Without AVX2 the node keeps the reference path.
+ * (An AVX-512 VNNI variant belongs here too, behind the same kernel entry.)
+ * Inference worker thread.
+ */
+#include "conv.h"
+
+#include "simd.h"
+
+#define CONV_MR 6
+#define CONV_MB 60
+
+/* Add the output zero point, clamp, narrow to bytes and store n (<= 8) of them. */
+TGT static inline void store8(const struct conv_prep *p, void *dst, __m256i v, int n)
+{
+	simd_store8(dst, v, p->out_zp, p->act_lo, p->act_hi, p->type == ENG_DT_I8, n);
+}
+
+/* C[MR][8*nr] = A[MR][Kp] · B[Kp][8*nr], int16 pairs along K. */
+TGT static inline void microkernel(const int16_t *A, int Kp, const int16_t *B, size_t bstride,
+				   int nr, __m256i c[CONV_MR][2])
+{
+	for (int r = 0; r < CONV_MR; r++)
+		c[r][0] = c[r][1] = _mm256_setzero_si256();
+	const int k2n = Kp / 2;
+	if (nr == 2) {
+		for (int k2 = 0; k2 < k2n; k2++) {
+			__m256i b0 = _mm256_loadu_si256((const __m256i *)(B + (size_t)k2 * 16));
+			__m256i b1 = _mm256_loadu_si256((const __m256i *)(B + bstride + (size_t)k2 * 16));
+#pragma GCC unroll 6
+			for (int r = 0; r < CONV_MR; r++) {
+				int32_t a32;
+				memcpy(&a32, A + (size_t)r * Kp + (size_t)k2 * 2, 4);
+				__m256i a = _mm256_set1_epi32(a32);
+				c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(a, b0));
+				c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(a, b1));
+			}
+		}
+	} else {
+		for (int k2 = 0; k2 < k2n; k2++) {
+			__m256i b0 = _mm256_loadu_si256((const __m256i *)(B + (size_t)k2 * 16));
+#pragma GCC unroll 6
+			for (int r = 0; r < CONV_MR; r++) {
+				int32_t a32;
+				memcpy(&a32, A + (size_t)r * Kp + (size_t)k2 * 2, 4);
+				c[r][0] = _mm256_add_epi32(c[r][0],
+							   _mm256_madd_epi16(_mm256_set1_epi32(a32), b0));
+			}
+		}
+	}
+}
+
+/* One im2col row: the K input values of output pixel m as int16, padded to Kp. */
+static void im2col_row(const struct conv_prep *p, const uint8_t *x, size_t m, int16_t *row)
+{
+	int ohw = p->oh * p->ow;
+	int b = (int)(m / (size_t)ohw), rem = (int)(m % (size_t)ohw);
+	int oy = rem / p->ow, ox = rem % p->ow;
+	int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
+	const bool s8 = p->type == ENG_DT_I8;
+	int16_t *d = row;
+	for (int ky = 0; ky < p->kh; ky++) {
+		int iy = iy0 + p->dh * ky;
+		for (int kx = 0; kx < p->kw; kx++) {
+			int ix = ix0 + p->dwl * kx;
+			if (iy < 0 || iy >= p->ih || ix < 0 || ix >= p->iw) {
+				for (int c = 0; c < p->ic; c++)
+					d[c] = (int16_t)p->in_zp;
+			} else {
+				const uint8_t *src = x + (((size_t)b * p->ih + iy) * p->iw + ix) * p->ic;
+				if (s8)
+					for (int c = 0; c < p->ic; c++)
+						d[c] = (int8_t)src[c];
+				else
+					for (int c = 0; c < p->ic; c++)
+						d[c] = src[c];
+			}
+			d += p->ic;
+		}
+	}
+	if (p->Kp > p->K)
+		row[p->K] = 0;
+}
+
+TGT static void conv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_t *y,
+			     int16_t *A)
+{
+	const size_t M = (size_t)p->nb * p->oh * p->ow;
+	const size_t bstride = (size_t)(p->Kp / 2) * 16;
+	const int groups = p->OCp / 8;
+	__m256i c[CONV_MR][2];
+
+	for (size_t m0 = 0; m0 < M; m0 += CONV_MB) {
+		int mb = (int)(M - m0 < CONV_MB ? M - m0 : CONV_MB);
+		int mbp = (mb + CONV_MR - 1) / CONV_MR * CONV_MR;
+		for (int r = 0; r < mb; r++)
+			im2col_row(p, x, m0 + (size_t)r, A + (size_t)r * p->Kp);
+		for (int r = mb; r < mbp; r++)
+			memset(A + (size_t)r * p->Kp, 0, (size_t)p->Kp * sizeof(*A));
+		for (int r0 = 0; r0 < mbp; r0 += CONV_MR) {
+			for (int g = 0; g < groups; g += 2) {
+				int nr = g + 1 < groups ? 2 : 1;
+				microkernel(A + (size_t)r0 * p->Kp, p->Kp, p->wpack + (size_t)g * bstride,
+					    bstride, nr, c);
+				for (int j = 0; j < nr; j++) {
+					int oc0 = (g + j) * 8;
+					int cnt = p->oc - oc0 < 8 ? p->oc - oc0 : 8;
+					__m256i mult = _mm256_loadu_si256((const __m256i *)(p->mult + oc0));
+					__m256i shift = _mm256_loadu_si256((const __m256i *)(p->shift + oc0));
+					__m256i ct = _mm256_loadu_si256((const __m256i *)(p->cterm + oc0));
+					for (int r = 0; r < CONV_MR && r0 + r < mb; r++) {
+						__m256i acc = _mm256_add_epi32(c[r][j], ct);
+						store8(p, y + (m0 + (size_t)r0 + (size_t)r) * p->oc + oc0,
+						       simd_requant8(acc, mult, shift), cnt);
+					}
+				}
+			}
+		}
+	}
+}
+
+#define DW_MAX_TAPS 64
+
+TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_t *y)
+{
+	/* locals, so that stores through y do not force reloads of *p */
+	const int nb = p->nb, ih = p->ih, iw = p->iw, ic = p->ic, oh = p->oh, ow = p->ow;
+	const int oc = p->oc, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, dh = p->dh,
+		  dwl = p->dwl, pt = p->pt, pl = p->pl, OCp = p->OCp;
+	const int groups = OCp / 8;
+	const __m256i xzp = _mm256_set1_epi32(p->in_zp);
+	const bool s8 = p->type == ENG_DT_I8;
+	const int32_t *wdw = p->wdw, *cterm = p->cterm, *mult = p->mult, *shift = p->shift;
+	const uint8_t *tx[DW_MAX_TAPS];
+	const int32_t *tw[DW_MAX_TAPS];
+	for (int b = 0; b < nb; b++)
+		for (int oy = 0; oy < oh; oy++)
+			for (int ox = 0; ox < ow; ox++) {
+				int iy0 = oy * sh - pt, ix0 = ox * sw - pl;
+				uint8_t *dst = y + (((size_t)b * oh + oy) * ow + ox) * oc;
+				/* the taps inside the image, once per pixel for all channel groups */
+				int nt = 0;
+				for (int ky = 0; ky < kh; ky++) {
+					int iy = iy0 + dh * ky;
+					if (iy < 0 || iy >= ih)
+						continue;
+					for (int kx = 0; kx < kw; kx++) {
+						int ix = ix0 + dwl * kx;
+						if (ix < 0 || ix >= iw)
+							continue;
+						tx[nt] = x + (((size_t)b * ih + iy) * iw + ix) * ic;
+						tw[nt] = wdw + ((size_t)ky * kw + kx) * OCp;
+						nt++;
+					}
+				}
+				for (int g = 0; g < groups; g++) {
+					int c0 = g * 8;
+					int cnt = oc - c0 < 8 ? oc - c0 : 8;
+					__m256i acc = _mm256_loadu_si256((const __m256i *)(cterm + c0));
+					if (cnt == 8) {
+						for (int t = 0; t < nt; t++) {
+							__m128i r8 = _mm_loadl_epi64((const __m128i *)(tx[t] + c0));
+							__m256i xv = s8 ? _mm256_cvtepi8_epi32(r8) : _mm256_cvtepu8_epi32(r8);
+							__m256i wv = _mm256_loadu_si256((const __m256i *)(tw[t] + c0));
+							acc = _mm256_add_epi32(
+								acc, _mm256_mullo_epi32(_mm256_sub_epi32(xv, xzp), wv));
+						}
+					} else {
+						for (int t = 0; t < nt; t++) {
+							/* never read past the tensor: partial groups copy */
+							int64_t raw = 0;
+							memcpy(&raw, tx[t] + c0, (size_t)cnt);
+							__m128i r8 = _mm_cvtsi64_si128(raw);
+							__m256i xv = s8 ? _mm256_cvtepi8_epi32(r8) : _mm256_cvtepu8_epi32(r8);
+							__m256i wv = _mm256_loadu_si256((const __m256i *)(tw[t] + c0));
+							acc = _mm256_add_epi32(
+								acc, _mm256_mullo_epi32(_mm256_sub_epi32(xv, xzp), wv));
+						}
+					}
+					__m256i m = _mm256_loadu_si256((const __m256i *)(mult + c0));
+					__m256i sft = _mm256_loadu_si256((const __m256i *)(shift + c0));
+					store8(p, dst + c0, simd_requant8(acc, m, sft), cnt);
+				}
+			}
+}
+
+/* Grow the per-channel multiplier arrays to OCp lanes (zeros in the padding). */
+static int pad_channels(struct conv_prep *p)
+{
+	int32_t *m = calloc((size_t)p->OCp, sizeof(*m));
+	int *s = calloc((size_t)p->OCp, sizeof(*s));
+	p->cterm = calloc((size_t)p->OCp, sizeof(*p->cterm));
+	if (!m || !s || !p->cterm) {
+		free(m);
+		free(s);
+		return -ENOMEM;
+	}
+	memcpy(m, p->mult, (size_t)p->oc * sizeof(*m));
+	memcpy(s, p->shift, (size_t)p->oc * sizeof(*s));
+	free(p->mult);
+	free(p->shift);
+	p->mult = m;
+	p->shift = s;
+	return 0;
+}
+
+static bool fast_ok(const struct eng_node *n, const struct conv_prep *p)
+{
+	return dt_is_q8(p->type) && n->in[1]->is_const &&
+	       (n->n_in < 3 || !n->in[2] || n->in[2]->is_const) && simd_have_avx2();
+}
+
+static int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
+{
+	int rc = conv_prepare_common(n, false, err, errlen);
+	if (rc)
+		return rc;
+	struct conv_prep *p = n->prep;
+	if (!fast_ok(n, p))
+		return 0;
+	p->K = p->kh * p->kw * p->ic;
+	p->Kp = (p->K + 1) & ~1;
+	p->OCp = (p->oc + 7) & ~7;
+	rc = pad_channels(p);
+	if (rc)
+		goto fail;
+	size_t welems = (size_t)p->OCp * p->Kp;
+	p->wpack = calloc(welems, sizeof(*p->wpack));
+	if (!p->wpack) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	const void *w = n->in[1]->const_data;
+	const int32_t *bias = (n->n_in > 2 && n->in[2]) ? n->in[2]->const_data : NULL;
+	const int k2n = p->Kp / 2;
+	for (int o = 0; o < p->oc; o++) {
+		int64_t wsum = 0;
+		for (int k = 0; k < p->K; k++) {
+			int32_t v = q8_get(p->type, w, (size_t)o * p->K + k) - p->w_zp;
+			wsum += v;
+			size_t idx = ((((size_t)(o / 8) * k2n) + (size_t)(k / 2)) * 8 + (size_t)(o % 8)) * 2 +
+				     (size_t)(k % 2);
+			p->wpack[idx] = (int16_t)v;
+		}
+		int64_t c = bias ? bias[o] : 0;
+		c -= (int64_t)p->in_zp * wsum;
+		p->cterm[o] = (int32_t)(uint32_t)(uint64_t)c;
+	}
+	n->scratch_bytes = (size_t)CONV_MB * p->Kp * sizeof(int16_t);
+	p->fast = true;
+	return 0;
+fail:
+	conv_release(n);
+	KERR(err, errlen, "out of memory packing weights");
+	return rc;
+}
+
+static int dwconv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
+{
+	int rc = conv_prepare_common(n, true, err, errlen);
+	if (rc)
+		return rc;
+	struct conv_prep *p = n->prep;
+	if (!fast_ok(n, p) || p->dm != 1 || p->kh * p->kw > DW_MAX_TAPS)
+		return 0;
+	p->OCp = (p->oc + 7) & ~7;
+	rc = pad_channels(p);
+	if (rc)
+		goto fail;
+	size_t taps = (size_t)p->kh * p->kw;
+	p->wdw = calloc(taps * p->OCp, sizeof(*p->wdw));
+	if (!p->wdw) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	const void *w = n->in[1]->const_data;
+	const int32_t *bias = (n->n_in > 2 && n->in[2]) ? n->in[2]->const_data : NULL;
+	for (size_t t = 0; t < taps; t++)
+		for (int o = 0; o < p->oc; o++)
+			p->wdw[t * p->OCp + o] = q8_get(p->type, w, t * p->oc + o) - p->w_zp;
+	for (int o = 0; o < p->oc; o++)
+		p->cterm[o] = bias ? bias[o] : 0;
+	p->fast = true;
+	return 0;
+fail:
+	conv_release(n);
+	KERR(err, errlen, "out of memory packing weights");
+	return rc;
+}
+
+static int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct conv_prep *p = n->prep;
+	if (!p->fast)
+		return conv_eval_ref(n, x);
+	const uint8_t *in = eng_tdata(x, n->in[0]);
+	uint8_t *out = eng_tdata(x, n->out[0]);
+	if (p->dw)
+		dwconv_fast_q8(p, in, out);
+	else
+		conv_fast_q8(p, in, out, x->scratch);
+	return 0;
+}
+
+const struct eng_kernel eng_k_conv_fast = {"CONV_2D", conv_prepare_fast, conv_eval_fast,
+					   conv_release};
+const struct eng_kernel eng_k_dwconv_fast = {"DEPTHWISE_CONV_2D", dwconv_prepare_fast,
+					     conv_eval_fast, conv_release};
