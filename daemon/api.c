@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "bus.h"
 #include "config.h"
@@ -417,7 +418,8 @@ static void sse_deliver(void *ud, struct bus_msg *m)
 	}
 }
 
-/* evhttp: the peer went away.  evhttp frees the connection and request. */
+/* evhttp: the peer went away.  evhttp frees the connection; the request,
+ * still open on our side, is detached and ours to end (see reap). */
 static void sse_on_close(struct evhttp_connection *conn, void *ud)
 {
 	struct sse *s = ud;
@@ -459,6 +461,10 @@ static void reap(evutil_socket_t fd, short what, void *ud)
 			/* we cut it: drop the close callback first, it would find s freed */
 			evhttp_connection_set_closecb(s->conn, NULL, NULL);
 			evhttp_connection_free(s->conn);
+		} else {
+			/* evhttp detached our unfinished request from the dead connection
+			 * and left it to us: ending it is what frees it */
+			evhttp_send_reply_end(s->req);
 		}
 		free(s);
 	}
@@ -574,6 +580,13 @@ static void h_events(struct evhttp_request *req, void *ud)
 	evhttp_add_header(h, "Content-Type", "text/event-stream");
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	evhttp_add_header(h, "X-Accel-Buffering", "no");
+	/* Bound the kernel's share too: TCP autotuning would otherwise let
+	 * megabytes of stale events sit in the socket before the soft limit
+	 * of the output buffer ever sees a slow consumer. */
+	int fd = bufferevent_getfd(evhttp_connection_get_bufferevent(s->conn));
+	int sndbuf = a->soft < 65536 ? 65536 : a->soft > (1 << 22) ? (1 << 22) : (int)a->soft;
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	evhttp_send_reply_start(req, 200, "OK");
 	evhttp_connection_set_closecb(s->conn, sse_on_close, s);
 	sse_chunk(s, NULL, NULL, "retry: 2000\n\n");

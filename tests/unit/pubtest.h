@@ -80,6 +80,7 @@ struct pt_client {
 	char *buf;
 	size_t len, cap;
 	bool eof;
+	int err; /* errno when the connection ended with an error */
 	size_t total;
 };
 
@@ -147,8 +148,10 @@ static inline size_t pt_read(struct pt_client *c)
 			got += (size_t)n;
 			continue;
 		}
-		if (n == 0)
-			c->eof = true;
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			c->eof = true; /* closed, or reset: gone either way */
+			c->err = n < 0 ? errno : 0;
+		}
 		break;
 	}
 	return got;
