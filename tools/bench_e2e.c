@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,6 +82,15 @@ static long rss_kb(const char *key)
 			v = atol(line + kl + 1);
 	fclose(f);
 	return v;
+}
+
+/* Process CPU time (all threads) in ms: the load-independent cost. */
+static double cpu_ms(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
 
 static void sleep_s(double s)
@@ -169,9 +179,9 @@ int bench_e2e_main(int argc, char **argv)
 	       "max_wait %d ms, %.0f s (+%.0f s warm-up), %ld online CPUs\n",
 	       mi->name, video_path, fps, workers, threads, wait_ms, seconds, warmup,
 	       sysconf(_SC_NPROCESSORS_ONLN));
-	printf("%-6s %-7s %-8s %-8s %-8s %-7s %-6s %-8s %-8s %-8s %-8s %-7s %s\n", "batch",
+	printf("%-6s %-7s %-8s %-8s %-8s %-7s %-6s %-8s %-8s %-8s %-8s %-7s %-10s %s\n", "batch",
 	       "streams", "nominal", "in_fps", "out_fps", "stale%", "mean_b", "inf_p50", "inf_p99",
-	       "lat_p50", "lat_p99", "rss_MB", "sustained");
+	       "lat_p50", "lat_p99", "rss_MB", "cpu_ms/res", "sustained");
 
 	int rc = 0;
 	struct run run = {.lat_ms = malloc(LAT_MAX * sizeof(float))};
@@ -214,7 +224,9 @@ int bench_e2e_main(int argc, char **argv)
 			pthread_mutex_lock(&run.mu);
 			run.measuring = true;
 			pthread_mutex_unlock(&run.mu);
+			double c0 = cpu_ms();
 			sleep_s(seconds);
+			double c1 = cpu_ms();
 			pthread_mutex_lock(&run.mu);
 			run.measuring = false;
 			uint64_t results = run.results;
@@ -235,10 +247,11 @@ int bench_e2e_main(int argc, char **argv)
 			double nominal = (double)N * fps, in_fps = (double)sub / seconds;
 			double stale_pct = sub ? 100.0 * (double)stale / (double)sub : 0;
 			printf("%-6d %-7d %-8.1f %-8.1f %-8.1f %-7.1f %-6.2f %-8.1f %-8.1f %-8.1f %-8.1f "
-			       "%-7.1f %s\n",
+			       "%-7.1f %-10.1f %s\n",
 			       B, N, nominal, in_fps, achieved, stale_pct,
 			       bat ? (double)fr / (double)bat : 0, s1.infer_ms_p50, s1.infer_ms_p99,
-			       p50, p99, (double)rss / 1024.0, stale_pct <= 5.0 ? "yes" : "no");
+			       p50, p99, (double)rss / 1024.0, results ? (c1 - c0) / (double)results : 0,
+			       stale_pct <= 5.0 ? "yes" : "no");
 			fflush(stdout);
 		}
 	}
