@@ -131,12 +131,16 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--set", default="small", choices=("small", "std", "all"))
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--stamp", help="also write this file when done (build systems)")
     a = ap.parse_args()
     names = a.only or (list(SMALL) if a.set == "small" else list(STD) if a.set == "std"
                        else list(SMALL) + list(STD))
     generate(a.out, names)
     with open(os.path.join(a.out, "fixtures.stamp"), "w") as f:
         json.dump(names, f)
+    if a.stamp:
+        with open(a.stamp, "w") as f:
+            f.write("ok\n")
 
 
 if __name__ == "__main__":
