@@ -277,7 +277,7 @@ START_TEST(test_requant)
 	ck_assert_int_eq(cdn_requant(-1000, 65535, 0, false), -128);
 	ck_assert_int_eq(cdn_requant(-1000, 65535, 0, true), -128); /* ReLU → q 0 */
 	ck_assert_int_eq(cdn_requant(100 << 16, 1, 0, true), 100 - 128);
-	ck_assert_int_eq(cdn_requant(300 << 16, 1, 0, true), 127);
+	ck_assert_int_eq(cdn_requant(300 << 10, 64, 0, true), 127);
 	/* the 24-bit accumulator saturates before the multiply */
 	ck_assert_int_eq(cdn_requant(1 << 26, 4, 0, true), cdn_requant((1 << 23) - 1, 4, 0, true));
 	ck_assert_int_eq(cdn_requant((1 << 23) - 1, 4, -500, false), 12); /* 512.5 floors to 512 */

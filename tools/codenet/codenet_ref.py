@@ -265,8 +265,8 @@ class CoDeNet(nn.Module):
                     if L["name"] == "head.hm.out":
                         m.conv.bias.add_(-2.19)
                 if m.bn is not None:
-                    m.bn.weight.copy_(1 + 0.1 * torch.randn(L["cout"], generator=gen))
-                    m.bn.bias.copy_(0.2 * torch.randn(L["cout"], generator=gen))
+                    m.bn.weight.copy_(0.5 + 0.05 * torch.randn(L["cout"], generator=gen))
+                    m.bn.bias.copy_(0.6 + 0.2 * torch.randn(L["cout"], generator=gen))
 
     def calibrate_bn(self, x):
         """Set BN statistics from a batch (random weights stay well scaled)."""
