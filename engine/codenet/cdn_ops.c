@@ -101,40 +101,44 @@ static inline int16_t qval(int8_t a, bool sgn)
 	return sgn ? a : (int16_t)(a + 128);
 }
 
-/* ---- GEMM: C[n][M] = bias + A[n][K] · B[K][M] ------------------------------ */
+/* ---- GEMM: C[n][M] = bias + A[n][K] · B[K][M] ------------------------------
+ * K is walked in blocks so the slice of B in use stays in L2 while every row
+ * of the output tile passes over it; four output rows share each B load. */
+#define KB 128
+
 static void gemm_f32(int n, int K, int M, const float *A, size_t lda, const float *B,
 		     const float *bias, float *C, bool relu)
 {
-	int i = 0;
-	for (; i + 4 <= n; i += 4) {
-		float *c0 = C + (size_t)i * M, *c1 = c0 + M, *c2 = c1 + M, *c3 = c2 + M;
-		const float *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda,
-			    *a3 = a2 + lda;
-		memcpy(c0, bias, sizeof(float) * M);
-		memcpy(c1, bias, sizeof(float) * M);
-		memcpy(c2, bias, sizeof(float) * M);
-		memcpy(c3, bias, sizeof(float) * M);
-		for (int k = 0; k < K; k++) {
-			const float *b = B + (size_t)k * M;
-			float x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
-			for (int m = 0; m < M; m++) {
-				float w = b[m];
-				c0[m] += x0 * w;
-				c1[m] += x1 * w;
-				c2[m] += x2 * w;
-				c3[m] += x3 * w;
+	for (int i = 0; i < n; i++)
+		memcpy(C + (size_t)i * M, bias, sizeof(float) * M);
+	for (int k0 = 0; k0 < K; k0 += KB) {
+		int k1 = k0 + KB < K ? k0 + KB : K;
+		int i = 0;
+		for (; i + 4 <= n; i += 4) {
+			float *c0 = C + (size_t)i * M, *c1 = c0 + M, *c2 = c1 + M, *c3 = c2 + M;
+			const float *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda,
+				    *a3 = a2 + lda;
+			for (int k = k0; k < k1; k++) {
+				const float *b = B + (size_t)k * M;
+				float x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
+				for (int m = 0; m < M; m++) {
+					float w = b[m];
+					c0[m] += x0 * w;
+					c1[m] += x1 * w;
+					c2[m] += x2 * w;
+					c3[m] += x3 * w;
+				}
 			}
 		}
-	}
-	for (; i < n; i++) {
-		float *c0 = C + (size_t)i * M;
-		const float *a0 = A + (size_t)i * lda;
-		memcpy(c0, bias, sizeof(float) * M);
-		for (int k = 0; k < K; k++) {
-			const float *b = B + (size_t)k * M;
-			float x0 = a0[k];
-			for (int m = 0; m < M; m++)
-				c0[m] += x0 * b[m];
+		for (; i < n; i++) {
+			float *c0 = C + (size_t)i * M;
+			const float *a0 = A + (size_t)i * lda;
+			for (int k = k0; k < k1; k++) {
+				const float *b = B + (size_t)k * M;
+				float x0 = a0[k];
+				for (int m = 0; m < M; m++)
+					c0[m] += x0 * b[m];
+			}
 		}
 	}
 	if (relu)
@@ -142,41 +146,43 @@ static void gemm_f32(int n, int K, int M, const float *A, size_t lda, const floa
 			C[j] = C[j] > 0 ? C[j] : 0;
 }
 
-/* int16 columns × int16 weights → int32 accumulators acc[n][M] */
+/* int16 columns × int16 weights → int32 accumulators acc[n][M] (exact: any order) */
 static void gemm_i16(int n, int K, int M, const int16_t *A, size_t lda, const int16_t *B,
 		     int32_t *acc)
 {
-	int i = 0;
-	for (; i + 4 <= n; i += 4) {
-		int32_t *c0 = acc + (size_t)i * M, *c1 = c0 + M, *c2 = c1 + M, *c3 = c2 + M;
-		const int16_t *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda,
-			      *a3 = a2 + lda;
-		memset(c0, 0, sizeof(int32_t) * 4 * M);
-		for (int k = 0; k < K; k++) {
-			const int16_t *b = B + (size_t)k * M;
-			int32_t x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
-			if ((x0 | x1 | x2 | x3) == 0)
-				continue;
-			for (int m = 0; m < M; m++) {
-				int32_t w = b[m];
-				c0[m] += x0 * w;
-				c1[m] += x1 * w;
-				c2[m] += x2 * w;
-				c3[m] += x3 * w;
+	memset(acc, 0, sizeof(int32_t) * (size_t)n * M);
+	for (int k0 = 0; k0 < K; k0 += KB) {
+		int k1 = k0 + KB < K ? k0 + KB : K;
+		int i = 0;
+		for (; i + 4 <= n; i += 4) {
+			int32_t *c0 = acc + (size_t)i * M, *c1 = c0 + M, *c2 = c1 + M, *c3 = c2 + M;
+			const int16_t *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda,
+				      *a3 = a2 + lda;
+			for (int k = k0; k < k1; k++) {
+				const int16_t *b = B + (size_t)k * M;
+				int32_t x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
+				if ((x0 | x1 | x2 | x3) == 0)
+					continue;
+				for (int m = 0; m < M; m++) {
+					int32_t w = b[m];
+					c0[m] += x0 * w;
+					c1[m] += x1 * w;
+					c2[m] += x2 * w;
+					c3[m] += x3 * w;
+				}
 			}
 		}
-	}
-	for (; i < n; i++) {
-		int32_t *c0 = acc + (size_t)i * M;
-		const int16_t *a0 = A + (size_t)i * lda;
-		memset(c0, 0, sizeof(int32_t) * M);
-		for (int k = 0; k < K; k++) {
-			const int16_t *b = B + (size_t)k * M;
-			int32_t x0 = a0[k];
-			if (!x0)
-				continue;
-			for (int m = 0; m < M; m++)
-				c0[m] += x0 * b[m];
+		for (; i < n; i++) {
+			int32_t *c0 = acc + (size_t)i * M;
+			const int16_t *a0 = A + (size_t)i * lda;
+			for (int k = k0; k < k1; k++) {
+				const int16_t *b = B + (size_t)k * M;
+				int32_t x0 = a0[k];
+				if (!x0)
+					continue;
+				for (int m = 0; m < M; m++)
+					c0[m] += x0 * b[m];
+			}
 		}
 	}
 }
