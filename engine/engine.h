@@ -102,8 +102,15 @@ void eng_ctx_destroy(struct eng_ctx *c);
 int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_state *const *states,
 	    struct eng_detections *out);
 
-/* Debug/test hook: bytes of tensor index (as in the model file) after the last run. */
+/*
+ * Debug/test hook: bytes of tensor index (as in the model file) after the
+ * last run.  Constants, model outputs and post-process outputs are always
+ * available; other activations share arena memory and are available only if
+ * watched (else -ENODATA).
+ */
 int eng_ctx_tensor(const struct eng_ctx *c, int index, const void **data, size_t *bytes);
+/* Keep a copy of tensor index (-1: every tensor) after each run, for eng_ctx_tensor(). */
+int eng_ctx_watch(struct eng_ctx *c, int index);
 
 /* Per-op timing of the last run, for detd-bench; may be called after eng_run(). */
 struct eng_op_timing {

@@ -264,6 +264,55 @@ START_TEST(test_threads_identical)
 }
 END_TEST
 
+/* through the engine's public API: format sniffed from the file, same detections */
+START_TEST(test_engine_dispatch)
+{
+	if (!fixtures())
+		return;
+	struct fx f;
+	if (!fx_open(&f, "t_dw_q", false, 1))
+		return;
+	char p[512], err[512];
+	snprintf(p, sizeof(p), "%s/t_dw_q.json", fixtures());
+	struct eng_model_opts o = {.path = p, .format = ENG_FORMAT_AUTO};
+	struct eng_model *m = NULL;
+	ck_assert_msg(eng_model_load(&o, &m, err, sizeof(err)) == 0, "%s", err);
+	const struct eng_model_info *inf = eng_model_info(m);
+	ck_assert_str_eq(inf->format, "codenet");
+	ck_assert_int_eq(inf->input_width, 64);
+	ck_assert_int_eq(inf->n_classes, 5);
+	ck_assert(!inf->input_is_float);
+	ck_assert_str_eq(eng_model_label(m, 1), "person");
+	ck_assert_str_eq(eng_model_label(m, 7), "7");
+	struct eng_ctx *c = NULL;
+	ck_assert_int_eq(eng_ctx_create(m, NULL, 2, &c, err, sizeof(err)), 0);
+	struct eng_state *st = NULL;
+	ck_assert_int_eq(eng_state_create(m, &st), 0);
+	const uint8_t *in[2] = {f.rgb, f.rgb};
+	struct eng_state *sts[2] = {st, NULL};
+	static struct eng_detections out[2];
+	ck_assert_int_eq(eng_run(c, 2, in, sts, out), 0);
+	for (int k = 0; k < 2; k++) {
+		ck_assert_int_eq(out[k].n, f.det.n);
+		ck_assert(memcmp(out[k].d, f.det.d, sizeof(f.det.d[0]) * (size_t)f.det.n) == 0);
+	}
+	const struct eng_op_timing *t;
+	int nt;
+	ck_assert_int_eq(eng_ctx_op_timings(c, &t, &nt), 0);
+	ck_assert_int_eq(nt, inf->n_ops);
+	ck_assert_str_eq(t[0].op_name, "first.conv");
+	eng_state_destroy(st);
+	eng_ctx_destroy(c);
+	eng_model_destroy(m);
+	/* an explicit format and a broken weights reference fail cleanly */
+	o.format = ENG_FORMAT_CODENET;
+	snprintf(p, sizeof(p), "%s/t_dw_q.expected.safetensors", fixtures());
+	ck_assert_int_lt(eng_model_load(&o, &m, err, sizeof(err)), 0);
+	ck_assert_ptr_null(m);
+	fx_close(&f);
+}
+END_TEST
+
 /* ---- without fixtures ---------------------------------------------------- */
 START_TEST(test_requant)
 {
@@ -576,6 +625,7 @@ static Suite *suite(void)
 	tcase_add_test(t, test_float_parity);
 	tcase_add_test(t, test_int_bitexact);
 	tcase_add_test(t, test_threads_identical);
+	tcase_add_test(t, test_engine_dispatch);
 	tcase_set_timeout(t, 600);
 	suite_add_tcase(s, t);
 	return s;

@@ -1,0 +1,665 @@
+/*
+ * engine.c — models, per-stream state and execution contexts (engine.h).
+ *
+ * Owns: loading (format chosen by content), the model's description, the
+ * pairing of recurrent-state inputs with outputs, the label map, contexts
+ * (arena + scratch + backend instance) and the per-frame loop of eng_run():
+ * write the frame and the state into the arena, let the backend run the
+ * graph, copy the state outputs back, convert the post-process outputs.
+ * Thread rules are those of engine.h: a model is read-only after load; a
+ * context and a state are used by one thread at a time.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "codenet.h"
+#include "log.h"
+#include "model.h"
+#include "tflite.h"
+
+#define MODEL_MAX_FILE ((size_t)1 << 30)
+
+struct eng_ctx {
+	const struct eng_model *m;
+	const struct eng_backend_ops *be;
+	void *be_priv;
+	uint8_t *arena;
+	void *scratch;
+	struct eng_exec x;
+	int64_t *op_ns;
+	struct eng_op_timing *timings;
+	int have_run;
+	uint8_t **watch; /* per tensor: copy kept after each run, or NULL */
+	struct cdn_ctx *cdn; /* CoDeNet models */
+};
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (!err || !errlen)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static int read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen)
+{
+	FILE *fp = fopen(path, "rb");
+	if (!fp) {
+		int e = errno;
+		seterr(err, errlen, "model: %s: %s", path, strerror(e));
+		return -e;
+	}
+	struct stat st;
+	if (fstat(fileno(fp), &st) || !S_ISREG(st.st_mode)) {
+		fclose(fp);
+		seterr(err, errlen, "model: %s: not a regular file", path);
+		return -EINVAL;
+	}
+	if ((uint64_t)st.st_size > MODEL_MAX_FILE) {
+		fclose(fp);
+		seterr(err, errlen, "model: %s: larger than 1 GiB", path);
+		return -EFBIG;
+	}
+	size_t n = (size_t)st.st_size;
+	uint8_t *b = malloc(n ? n : 1);
+	if (!b) {
+		fclose(fp);
+		seterr(err, errlen, "model: %s: out of memory", path);
+		return -ENOMEM;
+	}
+	size_t got = fread(b, 1, n, fp);
+	fclose(fp);
+	if (got != n) {
+		free(b);
+		seterr(err, errlen, "model: %s: short read", path);
+		return -EIO;
+	}
+	*buf = b;
+	*len = n;
+	return 0;
+}
+
+/* Name without directory prefixes and without a leading "init_". */
+static const char *state_key(const char *name)
+{
+	const char *s = strrchr(name, '/');
+	s = s ? s + 1 : name;
+	if (strncmp(s, "init_", 5) == 0)
+		s += 5;
+	return s;
+}
+
+static bool same_layout(const struct eng_tensor *a, const struct eng_tensor *b)
+{
+	if (a->type != b->type || a->ndim != b->ndim)
+		return false;
+	for (int i = 0; i < a->ndim; i++)
+		if (a->dims[i] != b->dims[i])
+			return false;
+	return true;
+}
+
+static int setup_io(struct eng_model *m, char *err, size_t errlen)
+{
+	struct eng_graph *g = &m->g;
+	/* The post-process: exactly one, four float outputs. */
+	m->pp_node = -1;
+	for (int i = 0; i < g->n_nodes; i++)
+		if (g->nodes[i].type == ENG_OP_DETECTION_POSTPROCESS) {
+			if (m->pp_node >= 0) {
+				seterr(err, errlen, "model: more than one TFLite_Detection_PostProcess");
+				return -ENOTSUP;
+			}
+			m->pp_node = i;
+		}
+	if (m->pp_node < 0) {
+		seterr(err, errlen,
+		       "model: no TFLite_Detection_PostProcess operator (detd runs detection models)");
+		return -ENOTSUP;
+	}
+	const struct eng_node *pp = &g->nodes[m->pp_node];
+	for (int k = 0; k < 4; k++)
+		if (pp->out[k]->type != ENG_DT_F32) {
+			seterr(err, errlen, "model: post-process output %d is not float32", k);
+			return -EINVAL;
+		}
+	size_t nbox = pp->out[0]->bytes / 16, ncls = pp->out[1]->bytes / 4,
+	       nsc = pp->out[2]->bytes / 4;
+	size_t maxd = nbox < ncls ? nbox : ncls;
+	maxd = maxd < nsc ? maxd : nsc;
+	if (maxd > ENG_MAX_DETECTIONS || pp->out[3]->bytes < 4) {
+		seterr(err, errlen, "model: post-process writes %zu detections (at most %d)", maxd,
+		       ENG_MAX_DETECTIONS);
+		return -ENOTSUP;
+	}
+	m->pp_max = (int)maxd;
+
+	/* The image: a [1,H,W,3] input; every other input must be recurrent state. */
+	m->image_input = -1;
+	for (int i = 0; i < g->n_inputs; i++) {
+		const struct eng_tensor *t = &g->tensors[g->inputs[i]];
+		if (t->ndim == 4 && t->dims[0] == 1 && t->dims[3] == 3 && t->dims[1] > 0 &&
+		    t->dims[2] > 0 &&
+		    (t->type == ENG_DT_U8 || t->type == ENG_DT_I8 || t->type == ENG_DT_F32)) {
+			m->image_input = t->index;
+			break;
+		}
+	}
+	if (m->image_input < 0) {
+		seterr(err, errlen, "model: no [1,H,W,3] uint8/int8/float32 image input");
+		return -ENOTSUP;
+	}
+	m->state = calloc((size_t)g->n_inputs, sizeof(*m->state));
+	if (!m->state)
+		return -ENOMEM;
+	size_t off = 0;
+	for (int i = 0; i < g->n_inputs; i++) {
+		const struct eng_tensor *in = &g->tensors[g->inputs[i]];
+		if (in->index == m->image_input)
+			continue;
+		int match = -1, shape_only = -1, n_shape = 0;
+		for (int o = 0; o < g->n_outputs; o++) {
+			const struct eng_tensor *out = &g->tensors[g->outputs[o]];
+			if (!same_layout(in, out) || out->is_const)
+				continue;
+			bool taken = false;
+			for (int s = 0; s < m->n_state; s++)
+				taken |= m->state[s].out == out->index;
+			if (taken)
+				continue;
+			n_shape++;
+			shape_only = out->index;
+			if (strcmp(state_key(in->name), state_key(out->name)) == 0) {
+				match = out->index;
+				break;
+			}
+		}
+		/* Without a name match, a single output of the same shape and type is
+		 * unambiguous enough. */
+		if (match < 0 && n_shape == 1)
+			match = shape_only;
+		if (match < 0) {
+			seterr(err, errlen,
+			       "model: input %d '%s' is neither the image nor a recurrent state "
+			       "(no unambiguous output with its shape, type and name)",
+			       i, in->name);
+			return -ENOTSUP;
+		}
+		struct eng_state_slot *s = &m->state[m->n_state++];
+		s->in = in->index;
+		s->out = match;
+		s->bytes = in->bytes;
+		s->offset = off;
+		off += (in->bytes + ENG_ARENA_ALIGN - 1) & ~(size_t)(ENG_ARENA_ALIGN - 1);
+	}
+
+	const struct eng_tensor *img = &g->tensors[m->image_input];
+	struct eng_model_info *inf = &m->info;
+	inf->name = m->name;
+	inf->format = "tflite";
+	inf->input_height = img->dims[1];
+	inf->input_width = img->dims[2];
+	inf->input_channels = img->dims[3];
+	inf->input_is_float = img->type == ENG_DT_F32;
+	inf->n_classes = pp->opts.pp.num_classes;
+	inf->max_detections = m->pp_max;
+	inf->n_ops = g->n_nodes;
+	inf->n_tensors = g->n_tensors;
+	inf->arena_bytes = g->arena_bytes;
+	inf->weight_bytes = g->weight_bytes;
+	inf->state_bytes = off;
+	inf->gmac = (double)g->macs / 1e9;
+	return 0;
+}
+
+static int load_tflite(struct eng_model *m, const uint8_t *buf, size_t len, char *err,
+		       size_t errlen)
+{
+	int r = eng_tflite_parse(buf, len, &m->g, err, errlen);
+	if (r)
+		return r;
+	if ((r = eng_graph_prepare(&m->g, err, errlen)))
+		return r;
+	return setup_io(m, err, errlen);
+}
+
+/* CoDeNet: the JSON names its weights file relative to itself, so it is loaded
+ * by path (engine/codenet/ reads and checks both files). */
+static int load_codenet(struct eng_model *m, const char *path, const char *labels_path, char *err,
+			size_t errlen)
+{
+	int r = cdn_model_load(path, &m->cdn, err, errlen);
+	if (r)
+		return r;
+	const struct cdn_desc *d = cdn_model_desc(m->cdn);
+	struct eng_model_info *inf = &m->info;
+	inf->name = m->name;
+	inf->format = "codenet";
+	inf->input_width = d->width;
+	inf->input_height = d->height;
+	inf->input_channels = 3;
+	inf->input_is_float = false; /* raw RGB bytes; codenet scales them itself */
+	inf->n_classes = d->classes;
+	inf->max_detections = d->max_det;
+	inf->n_ops = d->n_layers;
+	inf->weight_bytes = d->weight_bytes;
+	inf->gmac = d->gmac;
+	if (labels_path || !cdn_model_label(m->cdn, 0))
+		return 0; /* a label file given to the engine wins over the JSON's labels */
+	if (!(m->labels = calloc((size_t)d->classes, sizeof(char *))))
+		return -ENOMEM;
+	m->n_labels = d->classes;
+	for (int i = 0; i < d->classes; i++)
+		if (!(m->labels[i] = strdup(cdn_model_label(m->cdn, i))))
+			return -ENOMEM;
+	return 0;
+}
+
+int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum eng_format fmt,
+		       const char *labels_path, struct eng_model **out, char *err, size_t errlen)
+{
+	int r;
+	*out = NULL;
+	if (err && errlen)
+		err[0] = 0;
+	struct eng_model *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	const char *base = name ? strrchr(name, '/') : NULL;
+	m->name = strdup(base ? base + 1 : name ? name : "model");
+	if (!m->name) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (fmt == ENG_FORMAT_AUTO) {
+		size_t i = 0;
+		while (i < len && isspace(buf[i]))
+			i++;
+		if (eng_tflite_sniff(buf, len))
+			fmt = ENG_FORMAT_TFLITE;
+		else if (i < len && buf[i] == '{')
+			fmt = ENG_FORMAT_CODENET;
+		else {
+			seterr(err, errlen,
+			       "model: %s: unknown format (neither TFLite \"TFL3\" nor CoDeNet JSON)",
+			       m->name);
+			r = -EINVAL;
+			goto fail;
+		}
+	}
+	if (fmt == ENG_FORMAT_CODENET) {
+		if (!name) {
+			seterr(err, errlen, "model: CoDeNet models are loaded by path");
+			r = -EINVAL;
+			goto fail;
+		}
+		if ((r = load_codenet(m, name, labels_path, err, errlen)))
+			goto fail;
+	} else if (fmt != ENG_FORMAT_TFLITE) {
+		seterr(err, errlen, "model: unknown format %d", (int)fmt);
+		r = -EINVAL;
+		goto fail;
+	} else if ((r = load_tflite(m, buf, len, err, errlen))) {
+		goto fail;
+	}
+	if (labels_path &&
+	    (r = eng_labels_load(labels_path, &m->labels, &m->n_labels, err, errlen)))
+		goto fail;
+	log_info("engine", "model %s: %d ops, %d tensors, input %dx%dx%d, %d classes, "
+		 "arena %zu KiB (largest live set %zu KiB), weights %zu KiB, %.3f GMAC",
+		 m->name, m->info.n_ops, m->info.n_tensors, m->info.input_width,
+		 m->info.input_height, m->info.input_channels, m->info.n_classes,
+		 m->g.arena_bytes >> 10, m->g.live_peak >> 10, m->g.weight_bytes >> 10,
+		 m->info.gmac);
+	*out = m;
+	return 0;
+fail:
+	if (r == -ENOMEM && err && errlen && !err[0])
+		seterr(err, errlen, "model: out of memory");
+	eng_model_destroy(m);
+	return r;
+}
+
+int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, char *err,
+		   size_t errlen)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	*out = NULL;
+	if (!opts || !opts->path) {
+		seterr(err, errlen, "model: no path");
+		return -EINVAL;
+	}
+	int r = read_file(opts->path, &buf, &len, err, errlen);
+	if (r)
+		return r;
+	/* The model keeps no pointer into the file: weights are copied. */
+	r = eng_model_load_mem(opts->path, buf, len, opts->format, opts->labels_path, out, err,
+			       errlen);
+	free(buf);
+	return r;
+}
+
+void eng_model_destroy(struct eng_model *m)
+{
+	if (!m)
+		return;
+	eng_graph_free(&m->g);
+	cdn_model_destroy(m->cdn);
+	eng_labels_free(m->labels, m->n_labels);
+	free(m->state);
+	free(m->name);
+	free(m);
+}
+
+const struct eng_model_info *eng_model_info(const struct eng_model *m)
+{
+	return m ? &m->info : NULL;
+}
+
+const char *eng_model_label(const struct eng_model *m, int class_id)
+{
+	if (m && class_id >= 0 && class_id < m->n_labels && m->labels[class_id])
+		return m->labels[class_id];
+	static _Thread_local char num[16];
+	snprintf(num, sizeof(num), "%d", class_id);
+	return num;
+}
+
+/* ---- state -------------------------------------------------------------- */
+
+int eng_state_create(const struct eng_model *m, struct eng_state **out)
+{
+	*out = NULL;
+	if (!m)
+		return -EINVAL;
+	struct eng_state *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->m = m;
+	s->bytes = m->info.state_bytes;
+	if (s->bytes && !(s->data = aligned_alloc(ENG_ARENA_ALIGN, s->bytes))) {
+		free(s);
+		return -ENOMEM;
+	}
+	eng_state_reset(s);
+	*out = s;
+	return 0;
+}
+
+void eng_state_reset(struct eng_state *s)
+{
+	/* Zero bytes: what the reference runtime feeds the state inputs at the
+	 * start of a stream. */
+	if (s && s->data)
+		memset(s->data, 0, s->bytes);
+}
+
+void eng_state_destroy(struct eng_state *s)
+{
+	if (!s)
+		return;
+	free(s->data);
+	free(s);
+}
+
+/* ---- contexts ----------------------------------------------------------- */
+
+int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *backend, int threads,
+		   struct eng_ctx **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!m) {
+		seterr(err, errlen, "engine: no model");
+		return -EINVAL;
+	}
+	struct eng_ctx *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	int r = -ENOMEM;
+	c->m = m;
+	if (m->cdn) {
+		/* CoDeNet runs on engine/codenet's own CPU operators */
+		if (backend && backend != &eng_backend_cpu) {
+			seterr(err, errlen, "engine: CoDeNet models run on the cpu backend only");
+			free(c);
+			return -ENOTSUP;
+		}
+		int nl = cdn_model_desc(m->cdn)->n_layers;
+		c->timings = calloc((size_t)nl, sizeof(*c->timings));
+		if (!c->timings || (r = cdn_ctx_create(m->cdn, threads, &c->cdn))) {
+			seterr(err, errlen, "engine: out of memory");
+			eng_ctx_destroy(c);
+			return r;
+		}
+		for (int i = 0; i < nl; i++) {
+			c->timings[i].op_name = cdn_model_layer(m->cdn, i)->name;
+			c->timings[i].index = i;
+		}
+		*out = c;
+		return 0;
+	}
+	c->be = backend ? backend : &eng_backend_cpu;
+	size_t sb = m->g.scratch_bytes ? m->g.scratch_bytes : ENG_ARENA_ALIGN;
+	sb = (sb + ENG_ARENA_ALIGN - 1) & ~(size_t)(ENG_ARENA_ALIGN - 1);
+	c->arena = aligned_alloc(ENG_ARENA_ALIGN, m->g.arena_bytes);
+	c->scratch = aligned_alloc(ENG_ARENA_ALIGN, sb);
+	c->op_ns = calloc((size_t)m->g.n_nodes, sizeof(*c->op_ns));
+	c->timings = calloc((size_t)m->g.n_nodes, sizeof(*c->timings));
+	if (!c->arena || !c->scratch || !c->op_ns || !c->timings) {
+		seterr(err, errlen, "engine: out of memory for a %zu-byte arena", m->g.arena_bytes);
+		goto fail;
+	}
+	/* Deterministic contents, so a kernel bug reading stale bytes repeats. */
+	memset(c->arena, 0, m->g.arena_bytes);
+	c->x.arena = c->arena;
+	c->x.scratch = c->scratch;
+	c->x.threads = threads > 0 ? threads : 1;
+	if ((r = c->be->open(m, c->x.threads, &c->be_priv, err, errlen)))
+		goto fail;
+	for (int i = 0; i < m->g.n_nodes; i++) {
+		c->timings[i].op_name = eng_op_name(m->g.nodes[i].type);
+		c->timings[i].index = i;
+	}
+	*out = c;
+	return 0;
+fail:
+	eng_ctx_destroy(c);
+	return r;
+}
+
+void eng_ctx_destroy(struct eng_ctx *c)
+{
+	if (!c)
+		return;
+	if (c->be && c->be_priv)
+		c->be->close(c->be_priv);
+	cdn_ctx_destroy(c->cdn);
+	if (c->watch)
+		for (int i = 0; i < c->m->g.n_tensors; i++)
+			free(c->watch[i]);
+	free(c->watch);
+	free(c->arena);
+	free(c->scratch);
+	free(c->op_ns);
+	free(c->timings);
+	free(c);
+}
+
+int eng_ctx_watch(struct eng_ctx *c, int index)
+{
+	const struct eng_graph *g = &c->m->g;
+	if (index < -1 || index >= g->n_tensors)
+		return -EINVAL;
+	if (!c->watch && !(c->watch = calloc((size_t)g->n_tensors, sizeof(*c->watch))))
+		return -ENOMEM;
+	for (int i = index < 0 ? 0 : index; i < (index < 0 ? g->n_tensors : index + 1); i++) {
+		const struct eng_tensor *t = &g->tensors[i];
+		if (t->is_const || c->watch[i] || g->first_use[i] < -1)
+			continue;
+		if (!(c->watch[i] = calloc(1, t->bytes ? t->bytes : 1)))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void watch_copy(struct eng_ctx *c, const struct eng_tensor *t)
+{
+	if (c->watch && c->watch[t->index])
+		memcpy(c->watch[t->index], c->arena + t->offset, t->bytes);
+}
+
+static void observe(void *user, const struct eng_node *n, const struct eng_exec *x)
+{
+	(void)x;
+	for (int k = 0; k < n->n_out; k++)
+		watch_copy(user, n->out[k]);
+}
+
+static void put_image(const struct eng_ctx *c, const uint8_t *src)
+{
+	const struct eng_tensor *t = &c->m->g.tensors[c->m->image_input];
+	uint8_t *dst = c->arena + t->offset;
+	size_t n = (size_t)t->dims[1] * (size_t)t->dims[2] * (size_t)t->dims[3];
+	switch (t->type) {
+	case ENG_DT_U8:
+		memcpy(dst, src, n);
+		break;
+	case ENG_DT_I8:
+		/* int8 detectors take the pixel shifted by 128 (q = p - 128). */
+		for (size_t i = 0; i < n; i++)
+			dst[i] = src[i] ^ 0x80;
+		break;
+	case ENG_DT_F32: {
+		/* Float detectors of the TF OD API expect [-1, 1]. */
+		float *f = (float *)dst;
+		for (size_t i = 0; i < n; i++)
+			f[i] = ((float)src[i] - 127.5f) / 127.5f;
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static void get_detections(const struct eng_ctx *c, struct eng_detections *d)
+{
+	const struct eng_model *m = c->m;
+	const struct eng_node *pp = &m->g.nodes[m->pp_node];
+	const float *box = (const float *)(c->arena + pp->out[0]->offset);
+	const float *cls = (const float *)(c->arena + pp->out[1]->offset);
+	const float *sc = (const float *)(c->arena + pp->out[2]->offset);
+	float num = *(const float *)(c->arena + pp->out[3]->offset);
+	int n = num > 0 ? (int)num : 0;
+	if (n > m->pp_max)
+		n = m->pp_max;
+	d->n = n;
+	for (int i = 0; i < n; i++) {
+		memcpy(d->d[i].box, box + 4 * i, sizeof(d->d[i].box));
+		d->d[i].class_id = (int)cls[i];
+		d->d[i].score = sc[i];
+	}
+}
+
+int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_state *const *states,
+	    struct eng_detections *out)
+{
+	if (!c || n < 0 || (n && (!inputs || !out)))
+		return -EINVAL;
+	const struct eng_model *m = c->m;
+	if (m->cdn) {
+		for (int f = 0; f < n; f++) {
+			const struct eng_state *st = states ? states[f] : NULL;
+			if (!inputs[f] || (st && st->m != m))
+				return -EINVAL;
+			int r = cdn_run(c->cdn, inputs[f], &out[f]);
+			if (r) {
+				log_error("engine", "%s: codenet failed on frame %d of %d: %s", m->name,
+					  f, n, strerror(-r));
+				return r;
+			}
+			for (int i = 0; i < m->info.n_ops; i++)
+				c->timings[i].ns = cdn_ctx_layer_ns(c->cdn, i);
+			c->have_run = 1;
+		}
+		return 0;
+	}
+	for (int f = 0; f < n; f++) {
+		struct eng_state *st = states ? states[f] : NULL;
+		if (!inputs[f] || (st && st->m != m))
+			return -EINVAL;
+		put_image(c, inputs[f]);
+		for (int s = 0; s < m->n_state; s++) {
+			const struct eng_state_slot *sl = &m->state[s];
+			uint8_t *dst = c->arena + m->g.tensors[sl->in].offset;
+			if (st)
+				memcpy(dst, st->data + sl->offset, sl->bytes);
+			else
+				memset(dst, 0, sl->bytes);
+		}
+		if (c->watch) {
+			for (int i = 0; i < m->g.n_inputs; i++)
+				watch_copy(c, &m->g.tensors[m->g.inputs[i]]);
+		}
+		int r = c->be->run(c->be_priv, &m->g, &c->x, c->op_ns, c->watch ? observe : NULL, c);
+		if (r) {
+			log_error("engine", "%s: backend %s failed on frame %d of %d: %s", m->name,
+				  c->be->name, f, n, strerror(-r));
+			return r;
+		}
+		for (int i = 0; i < m->g.n_nodes; i++)
+			c->timings[i].ns = c->op_ns[i];
+		c->have_run = 1;
+		if (st)
+			for (int s = 0; s < m->n_state; s++) {
+				const struct eng_state_slot *sl = &m->state[s];
+				memcpy(st->data + sl->offset, c->arena + m->g.tensors[sl->out].offset,
+				       sl->bytes);
+			}
+		get_detections(c, &out[f]);
+	}
+	return 0;
+}
+
+int eng_ctx_tensor(const struct eng_ctx *c, int index, const void **data, size_t *bytes)
+{
+	if (!c || index < 0 || index >= c->m->g.n_tensors)
+		return -EINVAL;
+	const struct eng_graph *g = &c->m->g;
+	const struct eng_tensor *t = &g->tensors[index];
+	*bytes = t->bytes;
+	if (t->is_const) {
+		*data = t->const_data;
+		return 0;
+	}
+	if (!c->have_run)
+		return -ENODATA;
+	if (c->watch && c->watch[index]) {
+		*data = c->watch[index];
+		return 0;
+	}
+	/* Only tensors alive at the end of the run still hold their bytes. */
+	if (g->last_use[index] == g->n_nodes) {
+		*data = c->arena + t->offset;
+		return 0;
+	}
+	return -ENODATA;
+}
+
+int eng_ctx_op_timings(const struct eng_ctx *c, const struct eng_op_timing **t, int *n)
+{
+	if (!c || !c->have_run)
+		return -ENODATA;
+	*t = c->timings;
+	*n = c->m->cdn ? c->m->info.n_ops : c->m->g.n_nodes;
+	return 0;
+}

@@ -1,0 +1,521 @@
+/*
+ * elementwise.c — ADD, MUL (with broadcasting), LOGISTIC, RELU, RELU6,
+ * HARD_SWISH, QUANTIZE, DEQUANTIZE: reference kernels.
+ *
+ * The 8-bit recipes are TFLite's: ADD shifts both inputs left by 20 bits and
+ * rescales them to twice the larger input scale before the output rescale;
+ * MUL requantizes the product of the centred inputs; LOGISTIC is a 256-entry
+ * table filled at prepare from the float sigmoid (what TFLite's reference
+ * kernel does for uint8/int8); RELU/RELU6 requantize then clamp.  Multipliers
+ * are computed with the same float/double mix as the reference, because the
+ * last bit of a multiplier can change outputs.  Inference worker thread.
+ */
+#include <math.h>
+
+#include "kernels.h"
+
+/* ---- broadcasting ------------------------------------------------------ */
+
+struct bcast {
+	int nd;
+	int dims[ENG_MAX_DIMS];
+	size_t s1[ENG_MAX_DIMS], s2[ENG_MAX_DIMS];
+	size_t total;
+	bool same; /* no broadcast: index i for both inputs */
+};
+
+static int bcast_init(struct bcast *b, const struct eng_tensor *a, const struct eng_tensor *c,
+		      const struct eng_tensor *out, char *err, size_t errlen)
+{
+	int nd = a->ndim > c->ndim ? a->ndim : c->ndim;
+	memset(b, 0, sizeof(*b));
+	b->nd = nd;
+	size_t sa = 1, sc = 1;
+	b->total = 1;
+	b->same = a->ndim == c->ndim;
+	for (int i = nd - 1; i >= 0; i--) {
+		int ia = i - (nd - a->ndim), ic = i - (nd - c->ndim);
+		int da = ia >= 0 ? a->dims[ia] : 1, dc = ic >= 0 ? c->dims[ic] : 1;
+		if (da != dc && da != 1 && dc != 1) {
+			KERR(err, errlen, "shapes cannot be broadcast (dim %d: %d vs %d)", i, da, dc);
+			return -EINVAL;
+		}
+		if (da != dc)
+			b->same = false;
+		int d = da > dc ? da : dc;
+		b->dims[i] = d;
+		b->s1[i] = da == 1 ? 0 : sa;
+		b->s2[i] = dc == 1 ? 0 : sc;
+		sa *= (size_t)da;
+		sc *= (size_t)dc;
+		b->total *= (size_t)d;
+	}
+	if (t_numel(out) != b->total) {
+		KERR(err, errlen, "output has %zu elements, broadcast gives %zu", t_numel(out),
+		     b->total);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Calls f(ctx, out_index, in1_index, in2_index) over the broadcast. */
+#define BCAST_LOOP(b, BODY)                                                      \
+	do {                                                                     \
+		if ((b)->same) {                                                 \
+			for (size_t o_ = 0; o_ < (b)->total; o_++) {             \
+				size_t i1_ = o_, i2_ = o_;                       \
+				BODY;                                            \
+			}                                                        \
+		} else {                                                         \
+			int idx_[ENG_MAX_DIMS] = {0};                            \
+			size_t i1_ = 0, i2_ = 0;                                 \
+			for (size_t o_ = 0; o_ < (b)->total; o_++) {             \
+				BODY;                                            \
+				for (int d_ = (b)->nd - 1; d_ >= 0; d_--) {      \
+					i1_ += (b)->s1[d_];                      \
+					i2_ += (b)->s2[d_];                      \
+					if (++idx_[d_] < (b)->dims[d_])          \
+						break;                           \
+					i1_ -= (b)->s1[d_] * (size_t)(b)->dims[d_]; \
+					i2_ -= (b)->s2[d_] * (size_t)(b)->dims[d_]; \
+					idx_[d_] = 0;                            \
+				}                                                \
+			}                                                        \
+		}                                                                \
+	} while (0)
+
+struct arith_prep {
+	struct bcast bc;
+	enum eng_dtype t;
+	int32_t zp1, zp2, out_zp;
+	int32_t m1, m2, mo;
+	int s1, s2, so;
+	int32_t lo, hi;
+	float flo, fhi;
+};
+
+static void release_prep(struct eng_node *n)
+{
+	free(n->prep);
+	n->prep = NULL;
+}
+
+static int arith_prepare(struct eng_node *n, bool is_add, char *err, size_t errlen)
+{
+	int rc = ops_check_io(n, 2, 1, err, errlen);
+	if (rc)
+		return rc;
+	const struct eng_tensor *a = n->in[0], *b = n->in[1], *out = n->out[0];
+	if (a->type != b->type || a->type != out->type) {
+		KERR(err, errlen, "input and output types differ (%d, %d, %d)", a->type, b->type,
+		     out->type);
+		return -ENOTSUP;
+	}
+	if (a->type != ENG_DT_U8 && a->type != ENG_DT_I8 && a->type != ENG_DT_F32) {
+		KERR(err, errlen, "unsupported type %d", a->type);
+		return -ENOTSUP;
+	}
+	struct arith_prep *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	rc = bcast_init(&p->bc, a, b, out, err, errlen);
+	if (rc) {
+		free(p);
+		return rc;
+	}
+	p->t = a->type;
+	enum eng_act act = n->opts.act.act;
+	if (p->t == ENG_DT_F32) {
+		q_act_range_f32(act, &p->flo, &p->fhi);
+	} else {
+		if (!a->has_quant || !b->has_quant || !out->has_quant) {
+			KERR(err, errlen, "quantized op without quantization parameters");
+			free(p);
+			return -EINVAL;
+		}
+		float sa = t_scale(a), sb = t_scale(b), so = t_scale(out);
+		p->zp1 = t_zp(a);
+		p->zp2 = t_zp(b);
+		p->out_zp = t_zp(out);
+		if (is_add) {
+			/* float max, doubled in float (exact), then double divisions */
+			double twice = (double)(2.0f * (sa > sb ? sa : sb));
+			q_quantize_multiplier((double)sa / twice, &p->m1, &p->s1);
+			q_quantize_multiplier((double)sb / twice, &p->m2, &p->s2);
+			q_quantize_multiplier(twice / (double)((float)(1 << 20) * so), &p->mo, &p->so);
+		} else {
+			/* the reference computes s1*s2/s_out in float */
+			float m = sa * sb / so;
+			q_quantize_multiplier((double)m, &p->mo, &p->so);
+		}
+		q_act_range(act, p->t, so, p->out_zp, &p->lo, &p->hi);
+	}
+	n->macs = (int64_t)p->bc.total;
+	n->prep = p;
+	return 0;
+}
+
+static int add_prepare(struct eng_node *n, char *err, size_t errlen)
+{
+	return arith_prepare(n, true, err, errlen);
+}
+
+static int mul_prepare(struct eng_node *n, char *err, size_t errlen)
+{
+	return arith_prepare(n, false, err, errlen);
+}
+
+static int add_eval(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct arith_prep *p = n->prep;
+	const void *a = eng_tdata(x, n->in[0]), *b = eng_tdata(x, n->in[1]);
+	void *y = eng_tdata(x, n->out[0]);
+	if (p->t == ENG_DT_F32) {
+		const float *fa = a, *fb = b;
+		float *fy = y;
+		BCAST_LOOP(&p->bc, {
+			float v = fa[i1_] + fb[i2_];
+			fy[o_] = fminf(fmaxf(v, p->flo), p->fhi);
+		});
+		return 0;
+	}
+	const enum eng_dtype t = p->t;
+	BCAST_LOOP(&p->bc, {
+		int32_t v1 = (q8_get(t, a, i1_) - p->zp1) * (1 << 20);
+		int32_t v2 = (q8_get(t, b, i2_) - p->zp2) * (1 << 20);
+		int32_t s = q_mul_by_qm(v1, p->m1, p->s1) + q_mul_by_qm(v2, p->m2, p->s2);
+		int32_t r = q_mul_by_qm(s, p->mo, p->so) + p->out_zp;
+		q8_put(t, y, o_, clamp_i32(r, p->lo, p->hi));
+	});
+	return 0;
+}
+
+static int mul_eval(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct arith_prep *p = n->prep;
+	const void *a = eng_tdata(x, n->in[0]), *b = eng_tdata(x, n->in[1]);
+	void *y = eng_tdata(x, n->out[0]);
+	if (p->t == ENG_DT_F32) {
+		const float *fa = a, *fb = b;
+		float *fy = y;
+		BCAST_LOOP(&p->bc, {
+			float v = fa[i1_] * fb[i2_];
+			fy[o_] = fminf(fmaxf(v, p->flo), p->fhi);
+		});
+		return 0;
+	}
+	const enum eng_dtype t = p->t;
+	BCAST_LOOP(&p->bc, {
+		int32_t prod = (q8_get(t, a, i1_) - p->zp1) * (q8_get(t, b, i2_) - p->zp2);
+		int32_t r = q_mul_by_qm(prod, p->mo, p->so) + p->out_zp;
+		q8_put(t, y, o_, clamp_i32(r, p->lo, p->hi));
+	});
+	return 0;
+}
+
+/* ---- unary ops ----------------------------------------------------------- */
+
+struct unary_prep {
+	enum eng_dtype t, to;
+	size_t count;
+	int32_t in_zp, out_zp, m, lo, hi;
+	int s;
+	float in_scale, out_scale;
+	uint8_t lut[256];
+	/* HARD_SWISH */
+	int16_t hs_out_m, hs_relu_m;
+	int hs_out_e, hs_relu_e;
+};
+
+static int unary_common(struct eng_node *n, bool same_type, struct unary_prep **out_p, char *err,
+			size_t errlen)
+{
+	int rc = ops_check_io(n, 1, 1, err, errlen);
+	if (rc)
+		return rc;
+	const struct eng_tensor *in = n->in[0], *out = n->out[0];
+	if (t_numel(in) != t_numel(out)) {
+		KERR(err, errlen, "input has %zu elements, output %zu", t_numel(in), t_numel(out));
+		return -EINVAL;
+	}
+	if (same_type && in->type != out->type) {
+		KERR(err, errlen, "input type %d != output type %d", in->type, out->type);
+		return -ENOTSUP;
+	}
+	struct unary_prep *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->t = in->type;
+	p->to = out->type;
+	p->count = t_numel(in);
+	p->in_zp = t_zp(in);
+	p->out_zp = t_zp(out);
+	p->in_scale = t_scale(in);
+	p->out_scale = t_scale(out);
+	if (dt_is_q8(in->type) && (!in->has_quant || p->in_scale <= 0.0f)) {
+		KERR(err, errlen, "quantized input without a scale");
+		free(p);
+		return -EINVAL;
+	}
+	if (dt_is_q8(out->type) && (!out->has_quant || p->out_scale <= 0.0f)) {
+		KERR(err, errlen, "quantized output without a scale");
+		free(p);
+		return -EINVAL;
+	}
+	if (!dt_is_q8(in->type) && in->type != ENG_DT_F32) {
+		KERR(err, errlen, "unsupported type %d", in->type);
+		free(p);
+		return -ENOTSUP;
+	}
+	n->macs = (int64_t)p->count;
+	*out_p = p;
+	return 0;
+}
+
+static float sigmoidf(float v)
+{
+	return 1.0f / (1.0f + expf(-v));
+}
+
+static int logistic_prepare(struct eng_node *n, char *err, size_t errlen)
+{
+	struct unary_prep *p;
+	int rc = unary_common(n, true, &p, err, errlen);
+	if (rc)
+		return rc;
+	if (dt_is_q8(p->t)) {
+		int32_t lo, hi;
+		q_type_range(p->t, &lo, &hi);
+		const float inv = 1.0f / p->out_scale;
+		for (int32_t v = lo; v <= hi; v++) {
+			float deq = p->in_scale * (float)(v - p->in_zp);
+			float r = roundf(sigmoidf(deq) * inv);
+			int32_t q = (int32_t)(r + (float)p->out_zp);
+			q = clamp_i32(q, lo, hi);
+			p->lut[(uint8_t)v] = (uint8_t)q;
+		}
+	}
+	n->prep = p;
+	return 0;
+}
+
+static int lut_or_float_eval(const struct eng_node *n, const struct eng_exec *x,
+			     float (*f)(float))
+{
+	const struct unary_prep *p = n->prep;
+	const void *in = eng_tdata(x, n->in[0]);
+	void *out = eng_tdata(x, n->out[0]);
+	if (p->t == ENG_DT_F32) {
+		const float *fi = in;
+		float *fo = out;
+		for (size_t i = 0; i < p->count; i++)
+			fo[i] = f(fi[i]);
+	} else {
+		const uint8_t *bi = in;
+		uint8_t *bo = out;
+		for (size_t i = 0; i < p->count; i++)
+			bo[i] = p->lut[bi[i]];
+	}
+	return 0;
+}
+
+static int logistic_eval(const struct eng_node *n, const struct eng_exec *x)
+{
+	return lut_or_float_eval(n, x, sigmoidf);
+}
+
+static int relux_prepare(struct eng_node *n, float act_hi, char *err, size_t errlen)
+{
+	struct unary_prep *p;
+	int rc = unary_common(n, true, &p, err, errlen);
+	if (rc)
+		return rc;
+	if (dt_is_q8(p->t)) {
+		int32_t tlo, thi;
+		q_type_range(p->t, &tlo, &thi);
+		int32_t z = p->out_zp + (int32_t)roundf(0.0f / p->out_scale);
+		p->lo = z > tlo ? z : tlo;
+		p->hi = thi;
+		if (act_hi > 0.0f) {
+			int32_t h = p->out_zp + (int32_t)roundf(act_hi / p->out_scale);
+			p->hi = h < thi ? h : thi;
+		}
+		float m = p->in_scale / p->out_scale;
+		q_quantize_multiplier((double)m, &p->m, &p->s);
+	}
+	n->prep = p;
+	return 0;
+}
+
+static int relu_prepare(struct eng_node *n, char *err, size_t errlen)
+{
+	return relux_prepare(n, -1.0f, err, errlen);
+}
+
+static int relu6_prepare(struct eng_node *n, char *err, size_t errlen)
+{
+	return relux_prepare(n, 6.0f, err, errlen);
+}
+
+static int relux_eval(const struct eng_node *n, const struct eng_exec *x, float fhi)
+{
+	const struct unary_prep *p = n->prep;
+	const void *in = eng_tdata(x, n->in[0]);
+	void *out = eng_tdata(x, n->out[0]);
+	if (p->t == ENG_DT_F32) {
+		const float *fi = in;
+		float *fo = out;
+		for (size_t i = 0; i < p->count; i++) {
+			float v = fmaxf(0.0f, fi[i]);
+			fo[i] = fhi > 0.0f ? fminf(v, fhi) : v;
+		}
+		return 0;
+	}
+	for (size_t i = 0; i < p->count; i++) {
+		int32_t v = p->out_zp + q_mul_by_qm(q8_get(p->t, in, i) - p->in_zp, p->m, p->s);
+		q8_put(p->t, out, i, clamp_i32(v, p->lo, p->hi));
+	}
+	return 0;
+}
+
+static int relu_eval(const struct eng_node *n, const struct eng_exec *x)
+{
+	return relux_eval(n, x, -1.0f);
+}
+
+static int relu6_eval(const struct eng_node *n, const struct eng_exec *x)
+{
+	return relux_eval(n, x, 6.0f);
+}
+
+static int hard_swish_prepare(struct eng_node *n, char *err, size_t errlen)
+{
+	struct unary_prep *p;
+	int rc = unary_common(n, true, &p, err, errlen);
+	if (rc)
+		return rc;
+	if (dt_is_q8(p->t)) {
+		const float hires_in = (1.0f / 128.0f) * p->in_scale;
+		const float reluish_scale = 3.0f / 32768.0f;
+		int32_t m32;
+		q_quantize_multiplier((double)(hires_in / p->out_scale), &m32, &p->hs_out_e);
+		p->hs_out_m = q_downscale_mult16(m32);
+		if (p->hs_out_e > 0) {
+			KERR(err, errlen, "output scale too small for HARD_SWISH");
+			free(p);
+			return -ENOTSUP;
+		}
+		q_quantize_multiplier((double)(hires_in / reluish_scale), &m32, &p->hs_relu_e);
+		p->hs_relu_m = q_downscale_mult16(m32);
+	}
+	n->prep = p;
+	return 0;
+}
+
+static int hard_swish_eval(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct unary_prep *p = n->prep;
+	const void *in = eng_tdata(x, n->in[0]);
+	void *out = eng_tdata(x, n->out[0]);
+	if (p->t == ENG_DT_F32) {
+		const float *fi = in;
+		float *fo = out;
+		for (size_t i = 0; i < p->count; i++) {
+			float v = fi[i];
+			fo[i] = v * fminf(6.0f, fmaxf(0.0f, v + 3.0f)) / 6.0f;
+		}
+		return 0;
+	}
+	int32_t tlo, thi;
+	q_type_range(p->t, &tlo, &thi);
+	for (size_t i = 0; i < p->count; i++) {
+		int16_t iv = (int16_t)(q8_get(p->t, in, i) - p->in_zp);
+		int16_t hires = (int16_t)(iv * (1 << 7));
+		int16_t pre_out = q_srdhm16(hires, p->hs_out_m);
+		int16_t reluish = hires;
+		if (p->hs_relu_e > 0)
+			reluish = q_sat_lshift16(reluish, p->hs_relu_e - 1);
+		reluish = q_srdhm16(reluish, p->hs_relu_m);
+		if (p->hs_relu_e > 0)
+			reluish = q_sat_lshift16(reluish, 1);
+		if (p->hs_relu_e < 0)
+			reluish = q_rdbpot16(reluish, -p->hs_relu_e);
+		reluish = (int16_t)(((int32_t)reluish + (1 << 15)) >> 1);
+		int16_t pre = q_sdhm16(reluish, pre_out);
+		int32_t v = q_rdbpot16(pre, -p->hs_out_e) + p->out_zp;
+		q8_put(p->t, out, i, clamp_i32(v, tlo, thi));
+	}
+	return 0;
+}
+
+static int quantize_prepare(struct eng_node *n, char *err, size_t errlen)
+{
+	struct unary_prep *p;
+	int rc = unary_common(n, false, &p, err, errlen);
+	if (rc)
+		return rc;
+	if (!dt_is_q8(p->to)) {
+		KERR(err, errlen, "QUANTIZE output must be uint8 or int8");
+		free(p);
+		return -ENOTSUP;
+	}
+	if (dt_is_q8(p->t))
+		q_quantize_multiplier((double)p->in_scale / (double)p->out_scale, &p->m, &p->s);
+	q_type_range(p->to, &p->lo, &p->hi);
+	n->prep = p;
+	return 0;
+}
+
+static int quantize_eval(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct unary_prep *p = n->prep;
+	const void *in = eng_tdata(x, n->in[0]);
+	void *out = eng_tdata(x, n->out[0]);
+	for (size_t i = 0; i < p->count; i++) {
+		int32_t v;
+		if (p->t == ENG_DT_F32)
+			v = (int32_t)roundf(((const float *)in)[i] / p->out_scale) + p->out_zp;
+		else
+			v = q_mul_by_qm(q8_get(p->t, in, i) - p->in_zp, p->m, p->s) + p->out_zp;
+		q8_put(p->to, out, i, clamp_i32(v, p->lo, p->hi));
+	}
+	return 0;
+}
+
+static int dequantize_prepare(struct eng_node *n, char *err, size_t errlen)
+{
+	struct unary_prep *p;
+	int rc = unary_common(n, false, &p, err, errlen);
+	if (rc)
+		return rc;
+	if (!dt_is_q8(p->t) || p->to != ENG_DT_F32) {
+		KERR(err, errlen, "DEQUANTIZE supports uint8/int8 to float32");
+		free(p);
+		return -ENOTSUP;
+	}
+	n->prep = p;
+	return 0;
+}
+
+static int dequantize_eval(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct unary_prep *p = n->prep;
+	const void *in = eng_tdata(x, n->in[0]);
+	float *out = eng_tdata(x, n->out[0]);
+	for (size_t i = 0; i < p->count; i++)
+		out[i] = (float)((double)p->in_scale * (double)(q8_get(p->t, in, i) - p->in_zp));
+	return 0;
+}
+
+const struct eng_kernel eng_k_add = {"ADD", add_prepare, add_eval, release_prep};
+const struct eng_kernel eng_k_mul = {"MUL", mul_prepare, mul_eval, release_prep};
+const struct eng_kernel eng_k_logistic = {"LOGISTIC", logistic_prepare, logistic_eval,
+					  release_prep};
+const struct eng_kernel eng_k_relu = {"RELU", relu_prepare, relu_eval, release_prep};
+const struct eng_kernel eng_k_relu6 = {"RELU6", relu6_prepare, relu6_eval, release_prep};
+const struct eng_kernel eng_k_hard_swish = {"HARD_SWISH", hard_swish_prepare, hard_swish_eval,
+					    release_prep};
+const struct eng_kernel eng_k_quantize = {"QUANTIZE", quantize_prepare, quantize_eval,
+					  release_prep};
+const struct eng_kernel eng_k_dequantize = {"DEQUANTIZE", dequantize_prepare, dequantize_eval,
+					    release_prep};

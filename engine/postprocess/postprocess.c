@@ -1,0 +1,348 @@
+/*
+ * postprocess.c — TFLite_Detection_PostProcess (see postprocess.h).
+ *
+ * Inputs: box encodings [1,N,>=4] (ty,tx,th,tw), class scores [1,N,C(+1)],
+ * anchors [N,4] (yc,xc,h,w); uint8 inputs are dequantized first.  Outputs
+ * (float): boxes [1,M,4] (ymin,xmin,ymax,xmax), classes [1,M] (0-based,
+ * background removed), scores [1,M], num_detections [1].  Entries past
+ * num_detections are zero.  All working memory is the per-context scratch
+ * sized at prepare.  Inference worker thread.
+ */
+#include "postprocess.h"
+
+#include <math.h>
+
+#include "ops/kernels.h"
+
+struct pp_prep {
+	int n;     /* anchors */
+	int enc;   /* values per box encoding (>= 4) */
+	int cwb;   /* classes with background */
+	int nc;    /* classes */
+	int label_off;
+	int cats;  /* classes reported per anchor (fast NMS) */
+	int out_m; /* output rows */
+	struct eng_postprocess_opts o;
+	/* scratch layout (byte offsets) */
+	size_t off_boxes, off_scores, off_max, off_cls, off_keep_i, off_keep_v, off_sorted,
+		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp;
+};
+
+void pp_argsort_desc(const float *values, int *idx, int n, int *tmp)
+{
+	/* bottom-up merge sort: stable, O(n log n), no allocation */
+	for (int w = 1; w < n; w *= 2) {
+		for (int lo = 0; lo < n; lo += 2 * w) {
+			int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+			int i = lo, j = mid, k = lo;
+			while (i < mid && j < hi) {
+				/* take from the right only if strictly greater: keeps ties in order */
+				if (values[idx[j]] > values[idx[i]])
+					tmp[k++] = idx[j++];
+				else
+					tmp[k++] = idx[i++];
+			}
+			while (i < mid)
+				tmp[k++] = idx[i++];
+			while (j < hi)
+				tmp[k++] = idx[j++];
+		}
+		memcpy(idx, tmp, (size_t)n * sizeof(*idx));
+	}
+}
+
+static size_t take(size_t *off, size_t bytes)
+{
+	size_t at = *off;
+	*off += (bytes + 63) & ~(size_t)63;
+	return at;
+}
+
+static void pp_release(struct eng_node *n)
+{
+	free(n->prep);
+	n->prep = NULL;
+}
+
+static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
+{
+	int rc = ops_check_io(n, 3, 4, err, errlen);
+	if (rc)
+		return rc;
+	const struct eng_tensor *be = n->in[0], *cs = n->in[1], *an = n->in[2];
+	const struct eng_postprocess_opts *o = &n->opts.pp;
+	if (be->ndim != 3 || cs->ndim != 3 || an->ndim != 2 || be->dims[0] != 1 || cs->dims[0] != 1) {
+		KERR(err, errlen, "expects box encodings [1,N,4], scores [1,N,C], anchors [N,4]");
+		return -EINVAL;
+	}
+	int na = be->dims[1];
+	if (cs->dims[1] != na || an->dims[0] != na || an->dims[1] != 4 || be->dims[2] < 4 || na <= 0) {
+		KERR(err, errlen, "anchor counts differ: boxes %d, scores %d, anchors %d", na,
+		     cs->dims[1], an->dims[0]);
+		return -EINVAL;
+	}
+	for (int i = 0; i < 3; i++) {
+		const struct eng_tensor *t = n->in[i];
+		if (t->type != ENG_DT_F32 && t->type != ENG_DT_U8) {
+			KERR(err, errlen, "input %d must be float32 or uint8", i);
+			return -ENOTSUP;
+		}
+		if (t->type == ENG_DT_U8 && !t->has_quant) {
+			KERR(err, errlen, "uint8 input %d without quantization", i);
+			return -EINVAL;
+		}
+	}
+	int cwb = cs->dims[2];
+	if (o->num_classes <= 0 || cwb < o->num_classes || cwb - o->num_classes > 1) {
+		KERR(err, errlen, "num_classes %d does not fit %d score columns", o->num_classes, cwb);
+		return -EINVAL;
+	}
+	if (o->max_detections <= 0 || o->max_classes_per_detection <= 0 ||
+	    (o->use_regular_nms && o->detections_per_class <= 0)) {
+		KERR(err, errlen, "max_detections/max_classes_per_detection/detections_per_class must be > 0");
+		return -EINVAL;
+	}
+	if (!(o->nms_iou_threshold > 0.0f && o->nms_iou_threshold <= 1.0f)) {
+		KERR(err, errlen, "nms_iou_threshold %g outside (0,1]", (double)o->nms_iou_threshold);
+		return -EINVAL;
+	}
+	if (o->y_scale == 0.0f || o->x_scale == 0.0f || o->h_scale == 0.0f || o->w_scale == 0.0f) {
+		KERR(err, errlen, "zero box coder scale");
+		return -EINVAL;
+	}
+	struct pp_prep *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->n = na;
+	p->enc = be->dims[2];
+	p->cwb = cwb;
+	p->nc = o->num_classes;
+	p->label_off = cwb - o->num_classes;
+	p->cats = o->max_classes_per_detection < p->nc ? o->max_classes_per_detection : p->nc;
+	p->out_m = o->use_regular_nms ? o->max_detections
+				      : o->max_detections * o->max_classes_per_detection;
+	p->o = *o;
+	for (int i = 0; i < 4; i++) {
+		const struct eng_tensor *t = n->out[i];
+		size_t want = i == 0 ? (size_t)p->out_m * 4 : (i == 3 ? 1 : (size_t)p->out_m);
+		if (t->type != ENG_DT_F32 || t_numel(t) < want) {
+			KERR(err, errlen, "output %d must be float32 with %zu elements", i, want);
+			free(p);
+			return -EINVAL;
+		}
+	}
+	size_t off = 0, N = (size_t)na;
+	size_t cand = N + (size_t)o->max_detections;
+	p->off_boxes = take(&off, N * 4 * sizeof(float));
+	p->off_scores = take(&off, N * (size_t)cwb * sizeof(float));
+	p->off_max = take(&off, N * sizeof(float));
+	p->off_cls = take(&off, N * (size_t)p->nc * sizeof(int));
+	p->off_keep_i = take(&off, N * sizeof(int));
+	p->off_keep_v = take(&off, cand * sizeof(float));
+	p->off_sorted = take(&off, N * sizeof(int));
+	p->off_tmp = take(&off, cand * sizeof(int));
+	p->off_active = take(&off, N);
+	p->off_sel = take(&off, cand * sizeof(int));
+	p->off_cand_i = take(&off, cand * sizeof(int));
+	p->off_cand_v = take(&off, cand * sizeof(float));
+	p->off_cand_tmp = take(&off, (cand > (size_t)p->nc ? cand : (size_t)p->nc) * sizeof(int));
+	n->scratch_bytes = off;
+	n->prep = p;
+	return 0;
+}
+
+static float deq(const struct eng_tensor *t, const void *d, size_t i)
+{
+	if (t->type == ENG_DT_F32)
+		return ((const float *)d)[i];
+	return ((float)((const uint8_t *)d)[i] - (float)t_zp(t)) * t_scale(t);
+}
+
+static float iou(const float *bi, const float *bj)
+{
+	float ai = (bi[2] - bi[0]) * (bi[3] - bi[1]);
+	float aj = (bj[2] - bj[0]) * (bj[3] - bj[1]);
+	if (ai <= 0 || aj <= 0)
+		return 0.0f;
+	float ymin = fmaxf(bi[0], bj[0]), xmin = fmaxf(bi[1], bj[1]);
+	float ymax = fminf(bi[2], bj[2]), xmax = fminf(bi[3], bj[3]);
+	float inter = fmaxf(ymax - ymin, 0.0f) * fmaxf(xmax - xmin, 0.0f);
+	return inter / (ai + aj - inter);
+}
+
+/* Single-class NMS over scores[0..n): selected anchor indices in sel, returns count. */
+static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
+		      const float *scores, int max_out, int *sel)
+{
+	int *keep_i = (int *)(s + p->off_keep_i);
+	float *keep_v = (float *)(s + p->off_keep_v);
+	int *sorted = (int *)(s + p->off_sorted);
+	int *tmp = (int *)(s + p->off_tmp);
+	uint8_t *active = s + p->off_active;
+	int kept = 0;
+	for (int i = 0; i < p->n; i++)
+		if (scores[i] >= p->o.nms_score_threshold) {
+			keep_v[kept] = scores[i];
+			keep_i[kept++] = i;
+		}
+	for (int i = 0; i < kept; i++)
+		sorted[i] = i;
+	pp_argsort_desc(keep_v, sorted, kept, tmp);
+	int out_size = kept < max_out ? kept : max_out;
+	int n_sel = 0, n_active = kept;
+	memset(active, 1, (size_t)kept);
+	for (int i = 0; i < kept; i++) {
+		if (n_active == 0 || n_sel >= out_size)
+			break;
+		if (!active[i])
+			continue;
+		int bi = keep_i[sorted[i]];
+		sel[n_sel++] = bi;
+		active[i] = 0;
+		n_active--;
+		for (int j = i + 1; j < kept; j++) {
+			if (!active[j])
+				continue;
+			if (iou(boxes + (size_t)bi * 4, boxes + (size_t)keep_i[sorted[j]] * 4) >
+			    p->o.nms_iou_threshold) {
+				active[j] = 0;
+				n_active--;
+			}
+		}
+	}
+	return n_sel;
+}
+
+/* First index of the largest value (ties: lowest index), like TFLite's ArgMaxVector. */
+static void top_classes(const float *v, int n, int k, int *idx, int *tmp)
+{
+	if (k == 1) {
+		int best = 0;
+		for (int i = 1; i < n; i++)
+			if (v[i] > v[best])
+				best = i;
+		idx[0] = best;
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		idx[i] = i;
+	pp_argsort_desc(v, idx, n, tmp);
+}
+
+static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct pp_prep *p = n->prep;
+	uint8_t *s = x->scratch;
+	float *boxes = (float *)(s + p->off_boxes);
+	float *scores = (float *)(s + p->off_scores);
+	const struct eng_tensor *be = n->in[0], *cs = n->in[1], *an = n->in[2];
+	const void *bd = eng_tdata(x, be), *cd = eng_tdata(x, cs), *ad = eng_tdata(x, an);
+	float *ob = eng_tdata(x, n->out[0]), *oc = eng_tdata(x, n->out[1]);
+	float *os = eng_tdata(x, n->out[2]), *on = eng_tdata(x, n->out[3]);
+
+	for (int i = 0; i < p->n; i++) {
+		size_t e = (size_t)i * p->enc, a = (size_t)i * 4;
+		float ty = deq(be, bd, e), tx = deq(be, bd, e + 1);
+		float th = deq(be, bd, e + 2), tw = deq(be, bd, e + 3);
+		float ay = deq(an, ad, a), ax = deq(an, ad, a + 1);
+		float ah = deq(an, ad, a + 2), aw = deq(an, ad, a + 3);
+		float yc = (float)((double)ty / (double)p->o.y_scale * (double)ah + (double)ay);
+		float xc = (float)((double)tx / (double)p->o.x_scale * (double)aw + (double)ax);
+		float hh = (float)(0.5 * exp((double)th / (double)p->o.h_scale) * (double)ah);
+		float hw = (float)(0.5 * exp((double)tw / (double)p->o.w_scale) * (double)aw);
+		float *b = boxes + a;
+		b[0] = yc - hh;
+		b[1] = xc - hw;
+		b[2] = yc + hh;
+		b[3] = xc + hw;
+		if (b[0] > b[2] || b[1] > b[3])
+			return -EINVAL; /* NaN-free but inverted: the reference rejects these too */
+	}
+	size_t ns = (size_t)p->n * p->cwb;
+	if (cs->type == ENG_DT_F32) {
+		memcpy(scores, cd, ns * sizeof(float));
+	} else {
+		double sc = (double)t_scale(cs);
+		int32_t zp = t_zp(cs);
+		for (size_t i = 0; i < ns; i++)
+			scores[i] = (float)(sc * (double)((int32_t)((const uint8_t *)cd)[i] - zp));
+	}
+	memset(ob, 0, (size_t)p->out_m * 4 * sizeof(float));
+	memset(oc, 0, (size_t)p->out_m * sizeof(float));
+	memset(os, 0, (size_t)p->out_m * sizeof(float));
+	int *sel = (int *)(s + p->off_sel);
+	int *tmp = (int *)(s + p->off_cand_tmp);
+
+	if (!p->o.use_regular_nms) {
+		float *maxs = (float *)(s + p->off_max);
+		int *cls = (int *)(s + p->off_cls);
+		for (int r = 0; r < p->n; r++) {
+			const float *bs = scores + (size_t)r * p->cwb + p->label_off;
+			int *ci = cls + (size_t)r * p->nc;
+			top_classes(bs, p->nc, p->cats, ci, tmp);
+			maxs[r] = bs[ci[0]];
+		}
+		int n_sel = nms_single(p, s, boxes, maxs, p->o.max_detections, sel);
+		int row = 0;
+		for (int k = 0; k < n_sel; k++) {
+			int a = sel[k];
+			const float *bs = scores + (size_t)a * p->cwb + p->label_off;
+			const int *ci = cls + (size_t)a * p->nc;
+			for (int c = 0; c < p->cats; c++) {
+				int off = p->o.max_classes_per_detection * row + c;
+				memcpy(ob + (size_t)off * 4, boxes + (size_t)a * 4, 4 * sizeof(float));
+				oc[off] = (float)ci[c];
+				os[off] = bs[ci[c]];
+			}
+			row++;
+		}
+		on[0] = (float)row;
+		return 0;
+	}
+
+	/* regular NMS: per class, then keep the best max_detections overall */
+	float *cls_scores = (float *)(s + p->off_max);
+	int *cand_i = (int *)(s + p->off_cand_i);
+	float *cand_v = (float *)(s + p->off_cand_v);
+	int *order = (int *)(s + p->off_tmp);
+	int n_cand = 0;
+	for (int c = 0; c < p->nc; c++) {
+		for (int r = 0; r < p->n; r++)
+			cls_scores[r] = scores[(size_t)r * p->cwb + c + p->label_off];
+		int n_sel = nms_single(p, s, boxes, cls_scores, p->o.detections_per_class, sel);
+		int total = n_cand;
+		for (int k = 0; k < n_sel; k++) {
+			cand_i[total] = sel[k] * p->cwb + c + p->label_off;
+			cand_v[total] = cls_scores[sel[k]];
+			total++;
+		}
+		int keep = total < p->o.max_detections ? total : p->o.max_detections;
+		for (int k = 0; k < total; k++)
+			order[k] = k;
+		pp_argsort_desc(cand_v, order, total, tmp);
+		/* compact the top `keep` in sorted order (through sel as a bounce buffer) */
+		int *bi = sel;
+		float *bv = (float *)(s + p->off_keep_v);
+		for (int k = 0; k < keep; k++) {
+			bi[k] = cand_i[order[k]];
+			bv[k] = cand_v[order[k]];
+		}
+		for (int k = 0; k < keep; k++) {
+			cand_i[k] = bi[k];
+			cand_v[k] = bv[k];
+		}
+		n_cand = keep;
+	}
+	for (int k = 0; k < n_cand; k++) {
+		int a = cand_i[k] / p->cwb;
+		int c = cand_i[k] - a * p->cwb - p->label_off;
+		memcpy(ob + (size_t)k * 4, boxes + (size_t)a * 4, 4 * sizeof(float));
+		oc[k] = (float)c;
+		os[k] = cand_v[k];
+	}
+	on[0] = (float)n_cand;
+	return 0;
+}
+
+const struct eng_kernel eng_k_postprocess = {"TFLite_Detection_PostProcess", pp_prepare, pp_eval,
+					     pp_release};

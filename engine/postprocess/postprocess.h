@@ -1,0 +1,19 @@
+/*
+ * postprocess.h — the TFLite_Detection_PostProcess kernel (internal to engine/).
+ *
+ * Box decoding with anchors (TF Object Detection API center-size coder) and
+ * non-maximum suppression, fast (one class per anchor) or regular
+ * (per-class), reproducing TFLite's kernel: decoding in double, IoU in float,
+ * stable descending sort so equal scores keep anchor order.
+ * The kernel entry is `eng_k_postprocess` (ops/kernels.h); the sort is
+ * exposed for unit tests.  Inference worker thread.
+ */
+#ifndef DETD_ENGINE_POSTPROCESS_H
+#define DETD_ENGINE_POSTPROCESS_H
+
+#include "ops/ops.h"
+
+/* Stable sort of idx[0..n) by values[idx] descending; tmp holds n ints. */
+void pp_argsort_desc(const float *values, int *idx, int n, int *tmp);
+
+#endif
