@@ -626,6 +626,8 @@ static int bind_layer(struct cdn_model *m, struct cdn_layer *L, const struct cdn
 					else
 						L->wq[(t * L->cin + ci) * L->cout + o] = (int16_t)v;
 				}
+		if (cdn_layer_pack(L) < 0)
+			return -ENOMEM;
 	} else {
 		float *tmp = malloc(nw * sizeof(float));
 		L->wf = malloc(packed * sizeof(float));
@@ -771,6 +773,7 @@ void cdn_model_destroy(struct cdn_model *m)
 		free(L->wf);
 		free(L->bf);
 		free(L->wq);
+		free(L->wq2);
 		free(L->mq);
 		free(L->bq);
 	}

@@ -84,6 +84,7 @@ struct cdn_layer {
 	 * channel), DW / DCN_DW [k·k][c] */
 	float *wf, *bf;   /* float model */
 	int16_t *wq;      /* w4a8: 4-bit values widened for the integer GEMM */
+	int16_t *wq2;     /* w4a8 GEMM layers: wq as [K/2][cout][2] pairs (cdn_layer_pack) */
 	int32_t *mq, *bq; /* w4a8: 16-bit multiplier and bias per output channel */
 	float oscale;     /* w4a8 heads: dequantization scale of the output */
 };
@@ -98,6 +99,9 @@ void cdn_op_maxpool3s2(const struct cdn_ten *in, struct cdn_ten *out);
 void cdn_op_upsample2(const struct cdn_ten *in, struct cdn_ten *out);
 void cdn_op_split(const struct cdn_ten *in, struct cdn_ten *a, struct cdn_ten *b);
 void cdn_op_concat_shuffle(const struct cdn_ten *a, const struct cdn_ten *b, struct cdn_ten *out);
+/* Derive wq2 from wq (GEMM layers of W4A8 models; optional: without it the
+ * portable kernel runs).  0 or -ENOMEM; the caller frees wq2. */
+int cdn_layer_pack(struct cdn_layer *L);
 /* the requantization of codenet_quant.py */
 int8_t cdn_requant(int32_t acc, int32_t m, int32_t bias, bool relu);
 float cdn_sigmoid(float x);
