@@ -18,10 +18,11 @@ struct conv_prep {
 	/* fast path (conv_fast.c) */
 	bool fast;
 	int K, Kp, OCp;
-	int8_t *wpack;   /* [OCp/16][Kp/4][16][4]: weights shifted to int8 */
+	int16_t *wpack;  /* [OCp/8][Kp/2][8][2]: weights minus zero point */
 	int32_t *cterm;  /* per output channel: bias and zero-point terms */
-	int32_t xcoef;   /* coefficient of the per-pixel input sum */
-	int32_t *wdw;    /* depthwise: [kh*kw][OCp] weights minus zero point */
+	int16_t *wdw;    /* depthwise: [OCp/8][taps/2][8][2] weights minus zero point, taps paired */
+	uint8_t *zrow;   /* depthwise: OCp bytes of the input zero point (padding taps read it) */
+	int ntp;         /* depthwise: taps rounded up to even */
 };
 
 int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen);

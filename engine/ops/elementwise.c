@@ -13,6 +13,7 @@
 #include <math.h>
 
 #include "kernels.h"
+#include "simd.h"
 
 /* ---- broadcasting ------------------------------------------------------ */
 
@@ -92,6 +93,7 @@ struct arith_prep {
 	int s1, s2, so;
 	int32_t lo, hi;
 	float flo, fhi;
+	bool simd; /* same shapes, 8-bit, AVX2: add_eval_fast may vectorize */
 };
 
 static void release_prep(struct eng_node *n)
@@ -128,8 +130,8 @@ static int arith_prepare(struct eng_node *n, bool is_add, char *err, size_t errl
 	if (p->t == ENG_DT_F32) {
 		q_act_range_f32(act, &p->flo, &p->fhi);
 	} else {
-		if (!a->has_quant || !b->has_quant || !out->has_quant) {
-			KERR(err, errlen, "quantized op without quantization parameters");
+		if (ops_check_q8(a, "input 0", err, errlen) || ops_check_q8(b, "input 1", err, errlen) ||
+		    ops_check_q8(out, "output", err, errlen)) {
 			free(p);
 			return -EINVAL;
 		}
@@ -150,6 +152,7 @@ static int arith_prepare(struct eng_node *n, bool is_add, char *err, size_t errl
 		}
 		q_act_range(act, p->t, so, p->out_zp, &p->lo, &p->hi);
 	}
+	p->simd = p->bc.same && dt_is_q8(p->t) && simd_have_avx2();
 	n->macs = (int64_t)p->bc.total;
 	n->prep = p;
 	return 0;
@@ -187,6 +190,33 @@ static int add_eval(const struct eng_node *n, const struct eng_exec *x)
 		int32_t r = q_mul_by_qm(s, p->mo, p->so) + p->out_zp;
 		q8_put(t, y, o_, clamp_i32(r, p->lo, p->hi));
 	});
+	return 0;
+}
+
+TGT static void add_q8_avx2(const struct arith_prep *p, const uint8_t *a, const uint8_t *b,
+			    uint8_t *y)
+{
+	const bool s8 = p->t == ENG_DT_I8;
+	const __m256i zp1 = _mm256_set1_epi32(p->zp1), zp2 = _mm256_set1_epi32(p->zp2);
+	const __m256i m1 = _mm256_set1_epi32(p->m1), s1 = _mm256_set1_epi32(p->s1);
+	const __m256i m2 = _mm256_set1_epi32(p->m2), s2 = _mm256_set1_epi32(p->s2);
+	const __m256i mo = _mm256_set1_epi32(p->mo), so = _mm256_set1_epi32(p->so);
+	const size_t total = p->bc.total;
+	for (size_t i = 0; i < total; i += 8) {
+		int cnt = total - i < 8 ? (int)(total - i) : 8;
+		__m256i v1 = _mm256_slli_epi32(_mm256_sub_epi32(simd_load8(a + i, s8, cnt), zp1), 20);
+		__m256i v2 = _mm256_slli_epi32(_mm256_sub_epi32(simd_load8(b + i, s8, cnt), zp2), 20);
+		__m256i sum = _mm256_add_epi32(simd_requant8(v1, m1, s1), simd_requant8(v2, m2, s2));
+		simd_store8(y + i, simd_requant8(sum, mo, so), p->out_zp, p->lo, p->hi, s8, cnt);
+	}
+}
+
+static int add_eval_fast(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct arith_prep *p = n->prep;
+	if (!p->simd)
+		return add_eval(n, x);
+	add_q8_avx2(p, eng_tdata(x, n->in[0]), eng_tdata(x, n->in[1]), eng_tdata(x, n->out[0]));
 	return 0;
 }
 
@@ -252,13 +282,7 @@ static int unary_common(struct eng_node *n, bool same_type, struct unary_prep **
 	p->out_zp = t_zp(out);
 	p->in_scale = t_scale(in);
 	p->out_scale = t_scale(out);
-	if (dt_is_q8(in->type) && (!in->has_quant || p->in_scale <= 0.0f)) {
-		KERR(err, errlen, "quantized input without a scale");
-		free(p);
-		return -EINVAL;
-	}
-	if (dt_is_q8(out->type) && (!out->has_quant || p->out_scale <= 0.0f)) {
-		KERR(err, errlen, "quantized output without a scale");
+	if (ops_check_q8(in, "input", err, errlen) || ops_check_q8(out, "output", err, errlen)) {
 		free(p);
 		return -EINVAL;
 	}
@@ -272,8 +296,20 @@ static int unary_common(struct eng_node *n, bool same_type, struct unary_prep **
 	return 0;
 }
 
+/* Plain sigmoid: the table for 8-bit types is filled from it, as TFLite does. */
 static float sigmoidf(float v)
 {
+	return 1.0f / (1.0f + expf(-v));
+}
+
+/* TFLite's float reference: saturates early to avoid exp overflow. */
+static float logistic_f32(float v)
+{
+	const float cutoff_upper = 16.619047164916992188f, cutoff_lower = -9.0f;
+	if (v > cutoff_upper)
+		return 1.0f;
+	if (v < cutoff_lower)
+		return expf(v);
 	return 1.0f / (1.0f + expf(-v));
 }
 
@@ -321,7 +357,7 @@ static int lut_or_float_eval(const struct eng_node *n, const struct eng_exec *x,
 
 static int logistic_eval(const struct eng_node *n, const struct eng_exec *x)
 {
-	return lut_or_float_eval(n, x, sigmoidf);
+	return lut_or_float_eval(n, x, logistic_f32);
 }
 
 static int relux_prepare(struct eng_node *n, float act_hi, char *err, size_t errlen)
@@ -508,6 +544,7 @@ static int dequantize_eval(const struct eng_node *n, const struct eng_exec *x)
 }
 
 const struct eng_kernel eng_k_add = {"ADD", add_prepare, add_eval, release_prep};
+const struct eng_kernel eng_k_add_fast = {"ADD", add_prepare, add_eval_fast, release_prep};
 const struct eng_kernel eng_k_mul = {"MUL", mul_prepare, mul_eval, release_prep};
 const struct eng_kernel eng_k_logistic = {"LOGISTIC", logistic_prepare, logistic_eval,
 					  release_prep};

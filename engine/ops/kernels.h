@@ -81,6 +81,13 @@ static inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
 	return v < lo ? lo : (v > hi ? hi : v);
 }
 
+/*
+ * An 8-bit tensor's quantization must be usable: finite positive scales and
+ * zero points inside the type (a hostile file must not reach a float-to-int
+ * conversion of infinity).  Non-8-bit tensors pass.  0 or -EINVAL with err.
+ */
+int ops_check_q8(const struct eng_tensor *t, const char *what, char *err, size_t errlen);
+
 /* TFLite's output size and leading padding for one spatial dimension. */
 int ops_out_size(enum eng_padding pad, int in, int k, int stride, int dilation);
 int ops_pad_before(int in, int out, int k, int stride, int dilation);
@@ -90,7 +97,7 @@ int ops_check_io(const struct eng_node *n, int min_in, int min_out, char *err, s
 
 extern const struct eng_kernel eng_k_conv_ref, eng_k_conv_fast;
 extern const struct eng_kernel eng_k_dwconv_ref, eng_k_dwconv_fast;
-extern const struct eng_kernel eng_k_add, eng_k_mul;
+extern const struct eng_kernel eng_k_add, eng_k_add_fast, eng_k_mul;
 extern const struct eng_kernel eng_k_concat, eng_k_split, eng_k_reshape;
 extern const struct eng_kernel eng_k_logistic, eng_k_relu, eng_k_relu6, eng_k_hard_swish;
 extern const struct eng_kernel eng_k_avgpool, eng_k_maxpool, eng_k_mean;

@@ -2,8 +2,8 @@
  * table.c — op type → kernel table and op names.
  *
  * eng_kernel_get() returns the fastest variant verified byte-identical to the
- * reference (the fast conv kernels fall back to the reference loops by
- * themselves when the CPU lacks AVX-512 VNNI); eng_kernel_get_ref() returns
+ * reference (the fast kernels fall back to the reference loops by
+ * themselves when the CPU lacks AVX2); eng_kernel_get_ref() returns
  * the plain reference kernel, for tests and for debugging a mismatch.
  * Read-only tables; any thread.
  */
@@ -67,6 +67,8 @@ const struct eng_kernel *eng_kernel_get(enum eng_op_type type)
 		return &eng_k_conv_fast;
 	case ENG_OP_DEPTHWISE_CONV_2D:
 		return &eng_k_dwconv_fast;
+	case ENG_OP_ADD:
+		return &eng_k_add_fast;
 	default:
 		return eng_kernel_get_ref(type);
 	}

@@ -25,7 +25,7 @@ struct pp_prep {
 	struct eng_postprocess_opts o;
 	/* scratch layout (byte offsets) */
 	size_t off_boxes, off_scores, off_max, off_cls, off_keep_i, off_keep_v, off_sorted,
-		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp;
+		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp, off_sboxes;
 };
 
 void pp_argsort_desc(const float *values, int *idx, int n, int *tmp)
@@ -87,10 +87,10 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 			KERR(err, errlen, "input %d must be float32 or uint8", i);
 			return -ENOTSUP;
 		}
-		if (t->type == ENG_DT_U8 && !t->has_quant) {
-			KERR(err, errlen, "uint8 input %d without quantization", i);
-			return -EINVAL;
-		}
+		rc = ops_check_q8(t, i == 0 ? "box encodings" : (i == 1 ? "scores" : "anchors"), err,
+				  errlen);
+		if (rc)
+			return rc;
 	}
 	int cwb = cs->dims[2];
 	if (o->num_classes <= 0 || cwb < o->num_classes || cwb - o->num_classes > 1) {
@@ -100,6 +100,12 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	if (o->max_detections <= 0 || o->max_classes_per_detection <= 0 ||
 	    (o->use_regular_nms && o->detections_per_class <= 0)) {
 		KERR(err, errlen, "max_detections/max_classes_per_detection/detections_per_class must be > 0");
+		return -EINVAL;
+	}
+	/* bounds a hostile flexbuffer cannot push past (products stay in int) */
+	if (o->max_detections > (1 << 16) || o->max_classes_per_detection > (1 << 12) ||
+	    o->detections_per_class > (1 << 20) || o->num_classes > (1 << 16)) {
+		KERR(err, errlen, "post-process options out of range");
 		return -EINVAL;
 	}
 	if (!(o->nms_iou_threshold > 0.0f && o->nms_iou_threshold <= 1.0f)) {
@@ -142,6 +148,7 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	p->off_sorted = take(&off, N * sizeof(int));
 	p->off_tmp = take(&off, cand * sizeof(int));
 	p->off_active = take(&off, N);
+	p->off_sboxes = take(&off, N * 4 * sizeof(float));
 	p->off_sel = take(&off, cand * sizeof(int));
 	p->off_cand_i = take(&off, cand * sizeof(int));
 	p->off_cand_v = take(&off, cand * sizeof(float));
@@ -158,15 +165,26 @@ static float deq(const struct eng_tensor *t, const void *d, size_t i)
 	return ((float)((const uint8_t *)d)[i] - (float)t_zp(t)) * t_scale(t);
 }
 
+/* std::max / std::min as the reference uses them (no libm calls, same NaN-free results) */
+static inline float maxf(float a, float b)
+{
+	return a < b ? b : a;
+}
+
+static inline float minf(float a, float b)
+{
+	return b < a ? b : a;
+}
+
 static float iou(const float *bi, const float *bj)
 {
 	float ai = (bi[2] - bi[0]) * (bi[3] - bi[1]);
 	float aj = (bj[2] - bj[0]) * (bj[3] - bj[1]);
 	if (ai <= 0 || aj <= 0)
 		return 0.0f;
-	float ymin = fmaxf(bi[0], bj[0]), xmin = fmaxf(bi[1], bj[1]);
-	float ymax = fminf(bi[2], bj[2]), xmax = fminf(bi[3], bj[3]);
-	float inter = fmaxf(ymax - ymin, 0.0f) * fmaxf(xmax - xmin, 0.0f);
+	float ymin = maxf(bi[0], bj[0]), xmin = maxf(bi[1], bj[1]);
+	float ymax = minf(bi[2], bj[2]), xmax = minf(bi[3], bj[3]);
+	float inter = maxf(ymax - ymin, 0.0f) * maxf(xmax - xmin, 0.0f);
 	return inter / (ai + aj - inter);
 }
 
@@ -190,21 +208,29 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 	pp_argsort_desc(keep_v, sorted, kept, tmp);
 	int out_size = kept < max_out ? kept : max_out;
 	int n_sel = 0, n_active = kept;
-	memset(active, 1, (size_t)kept);
+	if (kept > 0)
+		memset(active, 1, (size_t)kept);
+	/* boxes in sorted order: the inner loop then streams through memory */
+	float *sb = (float *)(s + p->off_sboxes);
+	for (int i = 0; i < kept; i++)
+		memcpy(sb + (size_t)i * 4, boxes + (size_t)keep_i[sorted[i]] * 4, 4 * sizeof(float));
 	for (int i = 0; i < kept; i++) {
 		if (n_active == 0 || n_sel >= out_size)
 			break;
 		if (!active[i])
 			continue;
-		int bi = keep_i[sorted[i]];
-		sel[n_sel++] = bi;
+		sel[n_sel++] = keep_i[sorted[i]];
 		active[i] = 0;
 		n_active--;
+		const float *a = sb + (size_t)i * 4;
 		for (int j = i + 1; j < kept; j++) {
 			if (!active[j])
 				continue;
-			if (iou(boxes + (size_t)bi * 4, boxes + (size_t)keep_i[sorted[j]] * 4) >
-			    p->o.nms_iou_threshold) {
+			const float *b = sb + (size_t)j * 4;
+			/* disjoint boxes have IoU 0, never above a threshold > 0: skip the division */
+			if (b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1])
+				continue;
+			if (iou(a, b) > p->o.nms_iou_threshold) {
 				active[j] = 0;
 				n_active--;
 			}

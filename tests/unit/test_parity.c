@@ -9,8 +9,10 @@
  *    that names the FIRST operator whose output departs from the reference.
  */
 #include <check.h>
+#include <errno.h>
 #include <json-c/json.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,6 +338,114 @@ START_TEST(frame1_first_departing_operator)
 }
 END_TEST
 
+/* Contexts share the model read-only: two threads, each with its own context
+ * and state, run frames 1..3 at the same time and get identical results. */
+struct worker {
+	const struct eng_model *m;
+	uint8_t *img[3];
+	struct eng_detections det[3];
+	int rc;
+};
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+	struct eng_ctx *c = NULL;
+	struct eng_state *st = NULL;
+	char err[256];
+	w->rc = eng_ctx_create(w->m, NULL, 1, &c, err, sizeof(err));
+	if (!w->rc)
+		w->rc = eng_state_create(w->m, &st);
+	for (int f = 0; f < 3 && !w->rc; f++) {
+		const uint8_t *ins[1] = {w->img[f]};
+		struct eng_state *sts[1] = {st};
+		w->rc = eng_run(c, 1, ins, sts, &w->det[f]);
+	}
+	eng_state_destroy(st);
+	eng_ctx_destroy(c);
+	return NULL;
+}
+
+START_TEST(contexts_in_parallel)
+{
+	struct eng_model *m = load();
+	static struct worker w[2];
+	uint8_t *img[3];
+	for (int f = 0; f < 3; f++) {
+		char rel[64];
+		size_t n;
+		snprintf(rel, sizeof(rel), "reference/inputs/%04d.rgb", f + 1);
+		img[f] = ref_file(rel, &n);
+	}
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].m = m;
+		memcpy(w[i].img, img, sizeof(img));
+		ck_assert_int_eq(pthread_create(&th[i], NULL, work, &w[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(w[i].rc, 0);
+	}
+	for (int f = 0; f < 3; f++) {
+		ck_assert_int_eq(w[0].det[f].n, 40);
+		ck_assert_int_eq(w[0].det[f].n, w[1].det[f].n);
+		ck_assert(memcmp(w[0].det[f].d, w[1].det[f].d, 40 * sizeof(w[0].det[f].d[0])) == 0);
+	}
+	for (int f = 0; f < 3; f++)
+		free(img[f]);
+	eng_model_destroy(m);
+}
+END_TEST
+
+/* A backend that fails at run time: frames are rerun on cpu, nothing is lost. */
+static int fail_open(const struct eng_model *m, int threads, void **priv, char *err,
+		     size_t errlen)
+{
+	(void)m, (void)threads, (void)err, (void)errlen;
+	*priv = malloc(16);
+	return *priv ? 0 : -ENOMEM;
+}
+
+static int fail_run(void *priv, const struct eng_graph *g, const struct eng_exec *x,
+		    int64_t *op_ns, eng_node_observer obs, void *obs_user)
+{
+	(void)priv, (void)g, (void)op_ns, (void)obs, (void)obs_user;
+	memset(x->arena, 0xa5, 4096); /* clobber, as a broken device might */
+	return -EIO;
+}
+
+static const struct eng_backend_ops failing = {
+	.name = "failing", .open = fail_open, .run = fail_run, .close = free,
+};
+
+START_TEST(failing_backend_falls_back_to_cpu)
+{
+	struct eng_model *m = load();
+	struct eng_ctx *c = NULL, *ref = NULL;
+	char err[256];
+	ck_assert_int_eq(eng_ctx_create(m, &failing, 1, &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(eng_ctx_create(m, NULL, 1, &ref, err, sizeof(err)), 0);
+	size_t n;
+	uint8_t *img = ref_file("reference/inputs/0001.rgb", &n);
+	const uint8_t *ins[2] = {img, img};
+	struct eng_detections *a = malloc(2 * sizeof(*a)), *b = malloc(2 * sizeof(*b));
+	ck_assert_int_eq(eng_run(c, 2, ins, NULL, a), 0);
+	ck_assert_int_eq(eng_run(ref, 2, ins, NULL, b), 0);
+	ck_assert_uint_eq(eng_ctx_fallbacks(c), 2);
+	ck_assert_uint_eq(eng_ctx_fallbacks(ref), 0);
+	ck_assert_int_eq(a[1].n, 40);
+	ck_assert(memcmp(a[1].d, b[1].d, 40 * sizeof(a[1].d[0])) == 0);
+	free(a);
+	free(b);
+	free(img);
+	eng_ctx_destroy(c);
+	eng_ctx_destroy(ref);
+	eng_model_destroy(m);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("parity");
@@ -344,6 +454,8 @@ int main(void)
 	tcase_add_test(tc, model_description);
 	tcase_add_test(tc, frame1_first_departing_operator);
 	tcase_add_test(tc, ten_frames_with_state);
+	tcase_add_test(tc, contexts_in_parallel);
+	tcase_add_test(tc, failing_backend_falls_back_to_cpu);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
