@@ -2,10 +2,12 @@
  * detd_bench.c — detd-bench: benchmarks.  Modes are separate source files
  * with a <mode>_main(argc, argv) entry; this file only dispatches.
  *   detd-bench engine …   one model on the CPU engine, per-op latency (bench_engine.c)
+ *   detd-bench codenet-ops …  CoDeNet operator study vs torchvision (bench_codenet.c)
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "bench_codenet.h"
 #include "bench_engine.h"
 
 static void usage(FILE *to)
@@ -13,6 +15,7 @@ static void usage(FILE *to)
 	fprintf(to, "usage: detd-bench MODE [OPTIONS]\n"
 		    "modes:\n"
 		    "  engine   one model on the engine: per-op and total latency, frames/s, RSS\n"
+		    "  codenet-ops  CoDeNet operators vs torchvision.ops.deform_conv2d (table)\n"
 		    "run `detd-bench MODE --help` for the options of a mode\n");
 }
 
@@ -24,6 +27,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "engine") == 0)
 		return bench_engine_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "codenet-ops") == 0)
+		return bench_codenet_main(argc - 1, argv + 1);
 	fprintf(stderr, "detd-bench: unknown mode '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;
