@@ -26,6 +26,15 @@
 
 #define CDN_MAX_THREADS 64
 
+/* Per-pixel channel loops (depthwise, deformable sampling, requantization) are
+ * left to the vectorizer; on x86-64 an AVX2 clone is picked at load time (the
+ * baseline SSE2 has no 32-bit vector multiply). */
+#if defined(__x86_64__) && !defined(__clang__)
+#define CDN_VEC __attribute__((target_clones("avx2", "default")))
+#else
+#define CDN_VEC
+#endif
+
 /* ---- threads ----------------------------------------------------------- */
 struct par_job {
 	void (*fn)(void *arg, int tid, int begin, int end);
@@ -95,8 +104,8 @@ int8_t cdn_requant(int32_t acc, int32_t m, int32_t bias, bool relu)
 	return requant(acc, m, bias, relu);
 }
 
-static void requant_vec(const int32_t *acc, int n, const int32_t *m, const int32_t *b, bool relu,
-			int8_t *out)
+CDN_VEC static void requant_vec(const int32_t *acc, int n, const int32_t *m, const int32_t *b,
+				bool relu, int8_t *out)
 {
 	if (relu)
 		for (int c = 0; c < n; c++)
@@ -466,7 +475,7 @@ static void im2col_f32(const struct cdn_ten *in, const struct cdn_layer *L, int 
 	}
 }
 
-static void im2col_q(const struct cdn_ten *in, const struct cdn_layer *L, int oy, int ow,
+CDN_VEC static void im2col_q(const struct cdn_ten *in, const struct cdn_layer *L, int oy, int ow,
 		     int16_t *col)
 {
 	int k = L->k, p = k / 2, C = in->c;
@@ -520,7 +529,7 @@ static void conv_rows(void *arg, int tid, int y0, int y1)
 }
 
 /* depthwise 3×3, stride 1 or 2, pad 1 */
-static void dw_rows(void *arg, int tid, int y0, int y1)
+CDN_VEC static void dw_rows(void *arg, int tid, int y0, int y1)
 {
 	struct conv_job *j = arg;
 	const struct cdn_layer *L = j->L;
@@ -718,7 +727,7 @@ static void float_taps(const struct dcn_job *j, int y, int x, struct taps4 tp[9]
 	}
 }
 
-static void dcn_full_rows(void *arg, int tid, int y0, int y1)
+CDN_VEC static void dcn_full_rows(void *arg, int tid, int y0, int y1)
 {
 	struct dcn_job *j = arg;
 	const struct cdn_layer *L = j->L;
@@ -769,7 +778,7 @@ static void dcn_full_rows(void *arg, int tid, int y0, int y1)
 	}
 }
 
-static void dcn_dw_rows(void *arg, int tid, int y0, int y1)
+CDN_VEC static void dcn_dw_rows(void *arg, int tid, int y0, int y1)
 {
 	struct dcn_job *j = arg;
 	const struct cdn_layer *L = j->L;
