@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "codenet.h"
 #include "log.h"
 #include "model.h"
 #include "tflite.h"
@@ -35,6 +36,7 @@ struct eng_ctx {
 	int have_run;
 	uint64_t fallbacks;
 	uint8_t **watch; /* per tensor: copy kept after each run, or NULL */
+	struct cdn_ctx *cdn; /* CoDeNet models */
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -231,6 +233,38 @@ static int load_tflite(struct eng_model *m, const uint8_t *buf, size_t len, char
 	return setup_io(m, err, errlen);
 }
 
+/* CoDeNet: the JSON names its weights file relative to itself, so it is loaded
+ * by path (engine/codenet/ reads and checks both files). */
+static int load_codenet(struct eng_model *m, const char *path, const char *labels_path, char *err,
+			size_t errlen)
+{
+	int r = cdn_model_load(path, &m->cdn, err, errlen);
+	if (r)
+		return r;
+	const struct cdn_desc *d = cdn_model_desc(m->cdn);
+	struct eng_model_info *inf = &m->info;
+	inf->name = m->name;
+	inf->format = "codenet";
+	inf->input_width = d->width;
+	inf->input_height = d->height;
+	inf->input_channels = 3;
+	inf->input_is_float = false; /* raw RGB bytes; codenet scales them itself */
+	inf->n_classes = d->classes;
+	inf->max_detections = d->max_det;
+	inf->n_ops = d->n_layers;
+	inf->weight_bytes = d->weight_bytes;
+	inf->gmac = d->gmac;
+	if (labels_path || !cdn_model_label(m->cdn, 0))
+		return 0; /* a label file given to the engine wins over the JSON's labels */
+	if (!(m->labels = calloc((size_t)d->classes, sizeof(char *))))
+		return -ENOMEM;
+	m->n_labels = d->classes;
+	for (int i = 0; i < d->classes; i++)
+		if (!(m->labels[i] = strdup(cdn_model_label(m->cdn, i))))
+			return -ENOMEM;
+	return 0;
+}
+
 int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum eng_format fmt,
 		       const char *labels_path, struct eng_model **out, char *err, size_t errlen)
 {
@@ -264,18 +298,20 @@ int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum en
 		}
 	}
 	if (fmt == ENG_FORMAT_CODENET) {
-		seterr(err, errlen, "model: %s: CoDeNet models are not supported by this build yet",
-		       m->name);
-		r = -ENOTSUP;
-		goto fail;
-	}
-	if (fmt != ENG_FORMAT_TFLITE) {
+		if (!name) {
+			seterr(err, errlen, "model: CoDeNet models are loaded by path");
+			r = -EINVAL;
+			goto fail;
+		}
+		if ((r = load_codenet(m, name, labels_path, err, errlen)))
+			goto fail;
+	} else if (fmt != ENG_FORMAT_TFLITE) {
 		seterr(err, errlen, "model: unknown format %d", (int)fmt);
 		r = -EINVAL;
 		goto fail;
-	}
-	if ((r = load_tflite(m, buf, len, err, errlen)))
+	} else if ((r = load_tflite(m, buf, len, err, errlen))) {
 		goto fail;
+	}
 	if (labels_path &&
 	    (r = eng_labels_load(labels_path, &m->labels, &m->n_labels, err, errlen)))
 		goto fail;
@@ -319,6 +355,7 @@ void eng_model_destroy(struct eng_model *m)
 	if (!m)
 		return;
 	eng_graph_free(&m->g);
+	cdn_model_destroy(m->cdn);
 	eng_labels_free(m->labels, m->n_labels);
 	free(m->state);
 	free(m->name);
@@ -391,6 +428,27 @@ int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *back
 		return -ENOMEM;
 	int r = -ENOMEM;
 	c->m = m;
+	if (m->cdn) {
+		/* CoDeNet runs on engine/codenet's own CPU operators */
+		if (backend && backend != &eng_backend_cpu) {
+			seterr(err, errlen, "engine: CoDeNet models run on the cpu backend only");
+			free(c);
+			return -ENOTSUP;
+		}
+		int nl = cdn_model_desc(m->cdn)->n_layers;
+		c->timings = calloc((size_t)nl, sizeof(*c->timings));
+		if (!c->timings || (r = cdn_ctx_create(m->cdn, threads, &c->cdn))) {
+			seterr(err, errlen, "engine: out of memory");
+			eng_ctx_destroy(c);
+			return r;
+		}
+		for (int i = 0; i < nl; i++) {
+			c->timings[i].op_name = cdn_model_layer(m->cdn, i)->name;
+			c->timings[i].index = i;
+		}
+		*out = c;
+		return 0;
+	}
 	c->be = backend ? backend : &eng_backend_cpu;
 	size_t sb = m->g.scratch_bytes ? m->g.scratch_bytes : ENG_ARENA_ALIGN;
 	sb = (sb + ENG_ARENA_ALIGN - 1) & ~(size_t)(ENG_ARENA_ALIGN - 1);
@@ -426,6 +484,7 @@ void eng_ctx_destroy(struct eng_ctx *c)
 		return;
 	if (c->be && c->be_priv)
 		c->be->close(c->be_priv);
+	cdn_ctx_destroy(c->cdn);
 	if (c->watch)
 		for (int i = 0; i < c->m->g.n_tensors; i++)
 			free(c->watch[i]);
@@ -542,6 +601,23 @@ int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_s
 	if (!c || n < 0 || (n && (!inputs || !out)))
 		return -EINVAL;
 	const struct eng_model *m = c->m;
+	if (m->cdn) {
+		for (int f = 0; f < n; f++) {
+			const struct eng_state *st = states ? states[f] : NULL;
+			if (!inputs[f] || (st && st->m != m))
+				return -EINVAL;
+			int r = cdn_run(c->cdn, inputs[f], &out[f]);
+			if (r) {
+				log_error("engine", "%s: codenet failed on frame %d of %d: %s", m->name,
+					  f, n, strerror(-r));
+				return r;
+			}
+			for (int i = 0; i < m->info.n_ops; i++)
+				c->timings[i].ns = cdn_ctx_layer_ns(c->cdn, i);
+			c->have_run = 1;
+		}
+		return 0;
+	}
 	for (int f = 0; f < n; f++) {
 		struct eng_state *st = states ? states[f] : NULL;
 		if (!inputs[f] || (st && st->m != m))
@@ -607,6 +683,6 @@ int eng_ctx_op_timings(const struct eng_ctx *c, const struct eng_op_timing **t, 
 	if (!c || !c->have_run)
 		return -ENODATA;
 	*t = c->timings;
-	*n = c->m->g.n_nodes;
+	*n = c->m->cdn ? c->m->info.n_ops : c->m->g.n_nodes;
 	return 0;
 }

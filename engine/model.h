@@ -10,6 +10,8 @@
 #include "graph.h"
 
 /* A model input carried from the paired output of the previous frame. */
+struct cdn_model;
+
 struct eng_state_slot {
 	int in, out;   /* tensor indices */
 	size_t bytes;
@@ -27,6 +29,7 @@ struct eng_model {
 	struct eng_state_slot *state;
 	char **labels; /* by 0-based class id; entries may be NULL */
 	int n_labels;
+	struct cdn_model *cdn; /* model.format "codenet": runs in engine/codenet/, g unused */
 };
 
 struct eng_state {

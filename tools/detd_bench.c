@@ -3,10 +3,12 @@
  * with a <mode>_main(argc, argv) entry; this file only dispatches.
  *   detd-bench e2e …   the data path: sources → batcher → workers (bench_e2e.c)
  *   detd-bench engine …   one model on the CPU engine, per-op latency (bench_engine.c)
+ *   detd-bench codenet-ops …  CoDeNet operator study vs torchvision (bench_codenet.c)
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "bench_codenet.h"
 #include "bench_e2e.h"
 #include "bench_engine.h"
 
@@ -16,6 +18,7 @@ static void usage(FILE *to)
 		    "modes:\n"
 		    "  e2e      N streams of the sample video through batcher and workers\n"
 		    "  engine   one model on the engine: per-op and total latency, frames/s, RSS\n"
+		    "  codenet-ops  CoDeNet operators vs torchvision.ops.deform_conv2d (table)\n"
 		    "run `detd-bench MODE --help` for the options of a mode\n");
 }
 
@@ -29,6 +32,8 @@ int main(int argc, char **argv)
 		return bench_e2e_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "engine") == 0)
 		return bench_engine_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "codenet-ops") == 0)
+		return bench_codenet_main(argc - 1, argv + 1);
 	fprintf(stderr, "detd-bench: unknown mode '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;
