@@ -424,7 +424,7 @@ static void stream_results_add(const struct results_stream *rs, void *ud)
 	struct json_object *section = ud, *s = NULL;
 	if (!json_object_object_get_ex(section, rs->stream_id, &s))
 		return; /* a stream gone from the pipeline */
-	json_object_object_add(s, "results", results_json(rs));
+	json_object_object_add(s, "result_queue", results_json(rs));
 }
 
 void flow_describe_stream(struct flow *f, const char *id, struct json_object *entry)
@@ -441,7 +441,7 @@ void flow_describe_stream(struct flow *f, const char *id, struct json_object *en
 		json_object_object_add(entry, "batcher", batcher_json(&ss));
 	struct results_stream rs;
 	if (results_stream(f->results, id, &rs) == 0)
-		json_object_object_add(entry, "results", results_json(&rs));
+		json_object_object_add(entry, "result_queue", results_json(&rs));
 }
 
 void flow_status_streams(struct json_object *o, void *ud)

@@ -63,7 +63,7 @@ void flow_reload_engine(struct flow *f, const struct cfg_engine *e);
 void flow_status_engine(struct json_object *section, void *flow);
 void flow_status_streams(struct json_object *section, void *flow);
 
-/* Loop: add "pipeline", "batcher" and "results" objects of stream id to entry. */
+/* Loop: add "pipeline", "batcher" and "result_queue" objects of stream id to entry. */
 void flow_describe_stream(struct flow *f, const char *id, struct json_object *entry);
 
 /* The latest result of a stream (borrowed, loop thread), NULL if none. */

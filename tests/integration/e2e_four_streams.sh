@@ -19,8 +19,8 @@ for i in 0 1 2 3; do
 	submitted=$(echo "$s" | jq '.batcher.submitted')
 	results=$(echo "$s" | jq '.batcher.results')
 	drops=$(echo "$s" | jq '[.batcher.drops[]] | add')
-	rdel=$(echo "$s" | jq '.results.delivered // 0')
-	rdrop=$(echo "$s" | jq '.results.dropped_full // 0')
+	rdel=$(echo "$s" | jq '.result_queue.delivered // 0')
+	rdrop=$(echo "$s" | jq '.result_queue.dropped_full // 0')
 	[ "$delivered" -gt 0 ] || fail "cam$i delivered no frame"
 	[ "$submitted" = "$delivered" ] || fail "cam$i: pipeline delivered $delivered, batcher got $submitted"
 	[ $((results + drops)) = "$delivered" ] ||
