@@ -252,6 +252,7 @@ struct unary_prep {
 	int s;
 	float in_scale, out_scale;
 	uint8_t lut[256];
+	bool use_lut; /* table variants: every 8-bit input maps through lut */
 	/* HARD_SWISH */
 	int16_t hs_out_m, hs_relu_m;
 	int hs_out_e, hs_relu_e;
@@ -393,6 +394,11 @@ static int relu6_prepare(struct eng_node *n, char *err, size_t errlen)
 	return relux_prepare(n, 6.0f, err, errlen);
 }
 
+static int32_t relux_q8(const struct unary_prep *p, int32_t v)
+{
+	return clamp_i32(p->out_zp + q_mul_by_qm(v - p->in_zp, p->m, p->s), p->lo, p->hi);
+}
+
 static int relux_eval(const struct eng_node *n, const struct eng_exec *x, float fhi)
 {
 	const struct unary_prep *p = n->prep;
@@ -407,10 +413,8 @@ static int relux_eval(const struct eng_node *n, const struct eng_exec *x, float 
 		}
 		return 0;
 	}
-	for (size_t i = 0; i < p->count; i++) {
-		int32_t v = p->out_zp + q_mul_by_qm(q8_get(p->t, in, i) - p->in_zp, p->m, p->s);
-		q8_put(p->t, out, i, clamp_i32(v, p->lo, p->hi));
-	}
+	for (size_t i = 0; i < p->count; i++)
+		q8_put(p->t, out, i, relux_q8(p, q8_get(p->t, in, i)));
 	return 0;
 }
 
@@ -448,6 +452,28 @@ static int hard_swish_prepare(struct eng_node *n, char *err, size_t errlen)
 	return 0;
 }
 
+/* TFLite's 8-bit hard-swish: int16 fixed point, a "reluish" factor in [0, 1]. */
+static int32_t hard_swish_q8(const struct unary_prep *p, int32_t x)
+{
+	int32_t tlo, thi;
+	q_type_range(p->t, &tlo, &thi);
+	int16_t iv = (int16_t)(x - p->in_zp);
+	int16_t hires = (int16_t)(iv * (1 << 7));
+	int16_t pre_out = q_srdhm16(hires, p->hs_out_m);
+	int16_t reluish = hires;
+	if (p->hs_relu_e > 0)
+		reluish = q_sat_lshift16(reluish, p->hs_relu_e - 1);
+	reluish = q_srdhm16(reluish, p->hs_relu_m);
+	if (p->hs_relu_e > 0)
+		reluish = q_sat_lshift16(reluish, 1);
+	if (p->hs_relu_e < 0)
+		reluish = q_rdbpot16(reluish, -p->hs_relu_e);
+	reluish = (int16_t)(((int32_t)reluish + (1 << 15)) >> 1);
+	int16_t pre = q_sdhm16(reluish, pre_out);
+	int32_t v = q_rdbpot16(pre, -p->hs_out_e) + p->out_zp;
+	return clamp_i32(v, tlo, thi);
+}
+
 static int hard_swish_eval(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct unary_prep *p = n->prep;
@@ -462,25 +488,8 @@ static int hard_swish_eval(const struct eng_node *n, const struct eng_exec *x)
 		}
 		return 0;
 	}
-	int32_t tlo, thi;
-	q_type_range(p->t, &tlo, &thi);
-	for (size_t i = 0; i < p->count; i++) {
-		int16_t iv = (int16_t)(q8_get(p->t, in, i) - p->in_zp);
-		int16_t hires = (int16_t)(iv * (1 << 7));
-		int16_t pre_out = q_srdhm16(hires, p->hs_out_m);
-		int16_t reluish = hires;
-		if (p->hs_relu_e > 0)
-			reluish = q_sat_lshift16(reluish, p->hs_relu_e - 1);
-		reluish = q_srdhm16(reluish, p->hs_relu_m);
-		if (p->hs_relu_e > 0)
-			reluish = q_sat_lshift16(reluish, 1);
-		if (p->hs_relu_e < 0)
-			reluish = q_rdbpot16(reluish, -p->hs_relu_e);
-		reluish = (int16_t)(((int32_t)reluish + (1 << 15)) >> 1);
-		int16_t pre = q_sdhm16(reluish, pre_out);
-		int32_t v = q_rdbpot16(pre, -p->hs_out_e) + p->out_zp;
-		q8_put(p->t, out, i, clamp_i32(v, tlo, thi));
-	}
+	for (size_t i = 0; i < p->count; i++)
+		q8_put(p->t, out, i, hard_swish_q8(p, q8_get(p->t, in, i)));
 	return 0;
 }
 
@@ -502,6 +511,11 @@ static int quantize_prepare(struct eng_node *n, char *err, size_t errlen)
 	return 0;
 }
 
+static int32_t requant_q8(const struct unary_prep *p, int32_t v)
+{
+	return clamp_i32(q_mul_by_qm(v - p->in_zp, p->m, p->s) + p->out_zp, p->lo, p->hi);
+}
+
 static int quantize_eval(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct unary_prep *p = n->prep;
@@ -512,7 +526,7 @@ static int quantize_eval(const struct eng_node *n, const struct eng_exec *x)
 		if (p->t == ENG_DT_F32)
 			v = (int32_t)roundf(((const float *)in)[i] / p->out_scale) + p->out_zp;
 		else
-			v = q_mul_by_qm(q8_get(p->t, in, i) - p->in_zp, p->m, p->s) + p->out_zp;
+			v = requant_q8(p, q8_get(p->t, in, i));
 		q8_put(p->to, out, i, clamp_i32(v, p->lo, p->hi));
 	}
 	return 0;
@@ -542,6 +556,62 @@ static int dequantize_eval(const struct eng_node *n, const struct eng_exec *x)
 		out[i] = (float)((double)p->in_scale * (double)(q8_get(p->t, in, i) - p->in_zp));
 	return 0;
 }
+
+/* ---- table variants: an 8-bit unary op is a function of 256 inputs ------- */
+
+typedef int32_t (*q8_fn)(const struct unary_prep *p, int32_t v);
+
+/* Fill p->lut from the reference element function (exact by construction). */
+static void fill_lut(struct eng_node *n, q8_fn f)
+{
+	struct unary_prep *p = n->prep;
+	if (!p || !dt_is_q8(p->t) || !dt_is_q8(p->to))
+		return;
+	int32_t lo, hi;
+	q_type_range(p->t, &lo, &hi);
+	for (int32_t v = lo; v <= hi; v++)
+		p->lut[(uint8_t)v] = (uint8_t)f(p, v);
+	p->use_lut = true;
+}
+
+static int lut_eval(const struct eng_node *n, const struct eng_exec *x,
+		    int (*ref)(const struct eng_node *, const struct eng_exec *))
+{
+	const struct unary_prep *p = n->prep;
+	if (!p->use_lut)
+		return ref(n, x);
+	const uint8_t *in = eng_tdata(x, n->in[0]);
+	uint8_t *out = eng_tdata(x, n->out[0]);
+	for (size_t i = 0; i < p->count; i++)
+		out[i] = p->lut[in[i]];
+	return 0;
+}
+
+#define LUT_VARIANT(name, prep, ref_eval, fn)                                         \
+	static int name##_prepare_lut(struct eng_node *n, char *err, size_t errlen)     \
+	{                                                                               \
+		int rc_ = prep(n, err, errlen);                                         \
+		if (rc_ == 0)                                                           \
+			fill_lut(n, fn);                                                \
+		return rc_;                                                             \
+	}                                                                               \
+	static int name##_eval_lut(const struct eng_node *n, const struct eng_exec *x)  \
+	{                                                                               \
+		return lut_eval(n, x, ref_eval);                                        \
+	}
+
+LUT_VARIANT(relu, relu_prepare, relu_eval, relux_q8)
+LUT_VARIANT(relu6, relu6_prepare, relu6_eval, relux_q8)
+LUT_VARIANT(hard_swish, hard_swish_prepare, hard_swish_eval, hard_swish_q8)
+LUT_VARIANT(quantize, quantize_prepare, quantize_eval, requant_q8)
+
+const struct eng_kernel eng_k_relu_lut = {"RELU", relu_prepare_lut, relu_eval_lut, release_prep};
+const struct eng_kernel eng_k_relu6_lut = {"RELU6", relu6_prepare_lut, relu6_eval_lut,
+					   release_prep};
+const struct eng_kernel eng_k_hard_swish_lut = {"HARD_SWISH", hard_swish_prepare_lut,
+						hard_swish_eval_lut, release_prep};
+const struct eng_kernel eng_k_quantize_lut = {"QUANTIZE", quantize_prepare_lut, quantize_eval_lut,
+					      release_prep};
 
 const struct eng_kernel eng_k_add = {"ADD", add_prepare, add_eval, release_prep};
 const struct eng_kernel eng_k_add_fast = {"ADD", add_prepare, add_eval_fast, release_prep};

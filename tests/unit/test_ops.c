@@ -647,6 +647,35 @@ START_TEST(logistic_and_relu6)
 }
 END_TEST
 
+START_TEST(unary_tables_match_reference)
+{
+	const enum eng_op_type ops[4] = {ENG_OP_RELU, ENG_OP_RELU6, ENG_OP_HARD_SWISH, ENG_OP_QUANTIZE};
+	srand(5);
+	for (int it = 0; it < 200; it++) {
+		reset();
+		enum eng_op_type op = ops[it % 4];
+		enum eng_dtype ti = rand() % 2 ? ENG_DT_U8 : ENG_DT_I8;
+		enum eng_dtype to = op == ENG_OP_QUANTIZE && rand() % 2 ? ENG_DT_U8 : ti;
+		uint8_t x[256], y1[256], y2[256];
+		for (int i = 0; i < 256; i++)
+			x[i] = (uint8_t)i;
+		float si = 0.005f + (float)(rand() % 1000) / 2000.0f;
+		float so = 0.005f + (float)(rand() % 1000) / 2000.0f;
+		if (op == ENG_OP_HARD_SWISH && so < si / 128.0f)
+			so = si; /* the op requires a non-positive output exponent */
+		int64_t zi = rand() % 256 - (ti == ENG_DT_I8 ? 128 : 0);
+		int64_t zo = rand() % 256 - (to == ENG_DT_I8 ? 128 : 0);
+		struct eng_tensor *in[1] = {mk(ti, 1, (int[]){256}, si, zi, x)};
+		struct eng_tensor *o1[1] = {mk(to, 1, (int[]){256}, so, zo, y1)};
+		struct eng_tensor *o2[1] = {mk(to, 1, (int[]){256}, so, zo, y2)};
+		struct eng_node n1 = node(op, 1, in, 1, o1), n2 = node(op, 1, in, 1, o2);
+		ck_assert_int_eq(run(eng_kernel_get_ref(op), &n1), 0);
+		ck_assert_int_eq(run(eng_kernel_get(op), &n2), 0);
+		ck_assert_mem_eq(y1, y2, 256);
+	}
+}
+END_TEST
+
 START_TEST(concat_requantizes)
 {
 	reset();
@@ -960,6 +989,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(e, add_fast_matches_reference);
 	tcase_add_test(e, mul_quantized);
 	tcase_add_test(e, logistic_and_relu6);
+	tcase_add_test(e, unary_tables_match_reference);
 	tcase_add_test(e, concat_requantizes);
 	tcase_add_test(e, split_reshape_resize);
 	tcase_add_test(e, pools);
