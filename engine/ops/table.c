@@ -69,6 +69,8 @@ const struct eng_kernel *eng_kernel_get(enum eng_op_type type)
 		return &eng_k_dwconv_fast;
 	case ENG_OP_ADD:
 		return &eng_k_add_fast;
+	case ENG_OP_MUL:
+		return &eng_k_mul_fast;
 	case ENG_OP_RELU:
 		return &eng_k_relu_lut;
 	case ENG_OP_RELU6:

@@ -608,6 +608,54 @@ START_TEST(add_fast_matches_reference)
 }
 END_TEST
 
+START_TEST(arith_broadcast_fast_matches_reference)
+{
+	srand(9);
+	for (int it = 0; it < 120; it++) {
+		reset();
+		enum eng_op_type op = it % 2 ? ENG_OP_MUL : ENG_OP_ADD;
+		enum eng_dtype t = (it / 2) % 2 ? ENG_DT_U8 : ENG_DT_I8;
+		int h = 1 + rand() % 5, w = 1 + rand() % 5, c = 1 + rand() % 21;
+		int full[4] = {1, h, w, c};
+		size_t nf = (size_t)h * w * c;
+		int kind = rand() % 5; /* 0 same, 1 [1,1,1,c], 2 [c], 3 [1], 4 first operand is [1,1,1,c] */
+		int small4[4] = {1, 1, 1, c}, small1[1] = {c}, one[1] = {1};
+		uint8_t *a = malloc(nf), *b = malloc(nf), *y1 = malloc(nf), *y2 = malloc(nf);
+		for (size_t i = 0; i < nf; i++) {
+			a[i] = (uint8_t)rand();
+			b[i] = (uint8_t)rand();
+		}
+		float sa = 0.01f + (float)(rand() % 100) / 100.0f, sb = 0.01f + (float)(rand() % 100) / 50.0f;
+		float so = 0.01f + (float)(rand() % 100) / 20.0f;
+		int64_t off = t == ENG_DT_I8 ? 128 : 0;
+		int64_t za = rand() % 256 - off, zb = rand() % 256 - off, zo = rand() % 256 - off;
+		struct eng_tensor *ta, *tb;
+		if (kind == 4) {
+			ta = mk(t, 4, small4, sa, za, a);
+			tb = mk(t, 4, full, sb, zb, b);
+		} else {
+			ta = mk(t, 4, full, sa, za, a);
+			tb = kind == 0   ? mk(t, 4, full, sb, zb, b)
+			     : kind == 1 ? mk(t, 4, small4, sb, zb, b)
+			     : kind == 2 ? mk(t, 1, small1, sb, zb, b)
+					 : mk(t, 1, one, sb, zb, b);
+		}
+		struct eng_tensor *in[2] = {ta, tb};
+		struct eng_tensor *o1[1] = {mk(t, 4, full, so, zo, y1)}, *o2[1] = {mk(t, 4, full, so, zo, y2)};
+		struct eng_node n1 = node(op, 2, in, 1, o1), n2 = node(op, 2, in, 1, o2);
+		n1.opts.act.act = n2.opts.act.act = it % 3 == 0 ? ENG_ACT_RELU : ENG_ACT_NONE;
+		ck_assert_int_eq(run(eng_kernel_get_ref(op), &n1), 0);
+		ck_assert_int_eq(run(eng_kernel_get(op), &n2), 0);
+		if (memcmp(y1, y2, nf))
+			ck_abort_msg("it %d op %d kind %d differs", it, op, kind);
+		free(a);
+		free(b);
+		free(y1);
+		free(y2);
+	}
+}
+END_TEST
+
 START_TEST(mul_quantized)
 {
 	reset();
@@ -988,6 +1036,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(e, add_scalar_broadcast_and_saturation);
 	tcase_add_test(e, add_fast_matches_reference);
 	tcase_add_test(e, mul_quantized);
+	tcase_add_test(e, arith_broadcast_fast_matches_reference);
 	tcase_add_test(e, logistic_and_relu6);
 	tcase_add_test(e, unary_tables_match_reference);
 	tcase_add_test(e, concat_requantizes);
