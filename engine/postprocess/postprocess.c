@@ -25,7 +25,8 @@ struct pp_prep {
 	struct eng_postprocess_opts o;
 	/* scratch layout (byte offsets) */
 	size_t off_boxes, off_scores, off_max, off_cls, off_keep_i, off_keep_v, off_sorted,
-		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp, off_sboxes;
+		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp, off_sboxes,
+		off_radix;
 };
 
 void pp_argsort_desc(const float *values, int *idx, int n, int *tmp)
@@ -48,6 +49,37 @@ void pp_argsort_desc(const float *values, int *idx, int n, int *tmp)
 				tmp[k++] = idx[j++];
 		}
 		memcpy(idx, tmp, (size_t)n * sizeof(*idx));
+	}
+}
+
+void pp_radix_argsort_desc(const float *values, int n, int *idx, uint32_t *work)
+{
+	uint32_t *key = work, *key2 = work + n;
+	int *idx2 = (int *)(work + 2 * (size_t)n);
+	for (int i = 0; i < n; i++) {
+		float v = values[i] + 0.0f; /* -0.0 becomes +0.0: they compare equal */
+		uint32_t u;
+		memcpy(&u, &v, sizeof(u));
+		/* ascending float order as unsigned keys, then inverted for descending */
+		u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+		key[i] = ~u;
+		idx[i] = i;
+	}
+	/* three stable counting passes of 11, 11 and 10 bits */
+	for (int pass = 0; pass < 3; pass++) {
+		const int shift = pass * 11;
+		size_t count[2049] = {0};
+		for (int i = 0; i < n; i++)
+			count[((key[i] >> shift) & 0x7FF) + 1]++;
+		for (int d = 0; d < 2048; d++)
+			count[d + 1] += count[d];
+		for (int i = 0; i < n; i++) {
+			size_t at = count[(key[i] >> shift) & 0x7FF]++;
+			key2[at] = key[i];
+			idx2[at] = idx[i];
+		}
+		memcpy(key, key2, (size_t)n * sizeof(*key));
+		memcpy(idx, idx2, (size_t)n * sizeof(*idx));
 	}
 }
 
@@ -222,6 +254,7 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	p->off_keep_i = take(&off, N * sizeof(int));
 	p->off_keep_v = take(&off, cand * sizeof(float));
 	p->off_sorted = take(&off, N * sizeof(int));
+	p->off_radix = take(&off, 3 * N * sizeof(uint32_t));
 	p->off_tmp = take(&off, cand * sizeof(int));
 	p->off_active = take(&off, N);
 	p->off_sboxes = take(&off, N * 4 * sizeof(float));
@@ -271,7 +304,6 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 	int *keep_i = (int *)(s + p->off_keep_i);
 	float *keep_v = (float *)(s + p->off_keep_v);
 	int *sorted = (int *)(s + p->off_sorted);
-	int *tmp = (int *)(s + p->off_tmp);
 	uint8_t *active = s + p->off_active;
 	int kept = 0;
 	for (int i = 0; i < p->n; i++)
@@ -279,9 +311,7 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 			keep_v[kept] = scores[i];
 			keep_i[kept++] = i;
 		}
-	for (int i = 0; i < kept; i++)
-		sorted[i] = i;
-	pp_argsort_desc(keep_v, sorted, kept, tmp);
+	pp_radix_argsort_desc(keep_v, kept, sorted, (uint32_t *)(s + p->off_radix));
 	int out_size = kept < max_out ? kept : max_out;
 	int n_sel = 0, n_active = kept;
 	if (kept > 0)

@@ -987,6 +987,33 @@ START_TEST(op_names_and_table)
 }
 END_TEST
 
+START_TEST(radix_argsort_matches_stable_sort)
+{
+	srand(13);
+	static float v[3000];
+	static int a[3000], b[3000], tmp[3000];
+	static uint32_t work[9000];
+	for (int it = 0; it < 60; it++) {
+		int n = 1 + rand() % 3000;
+		for (int i = 0; i < n; i++) {
+			int r = rand() % 9;
+			/* ties, signed zeros, negatives, tiny and large magnitudes */
+			v[i] = r == 0   ? 0.0f
+			       : r == 1 ? -0.0f
+			       : r == 2 ? (float)(rand() % 5) / 4.0f
+			       : r == 3 ? -(float)(rand() % 5)
+			       : r == 4 ? 1e-30f * (float)(rand() % 3)
+			       : r == 5 ? -3e30f
+					: (float)(rand() % 20001 - 10000) / 1000.0f;
+			a[i] = i;
+		}
+		pp_argsort_desc(v, a, n, tmp);
+		pp_radix_argsort_desc(v, n, b, work);
+		ck_assert_mem_eq(a, b, (size_t)n * sizeof(int));
+	}
+}
+END_TEST
+
 START_TEST(partial_argsort_heap_order)
 {
 	/* std::partial_sort (libstdc++) of indices by value, descending: a hand trace
@@ -1052,6 +1079,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(p, pp_rejects_bad_options);
 	tcase_add_test(p, argsort_is_stable);
 	tcase_add_test(p, partial_argsort_heap_order);
+	tcase_add_test(p, radix_argsort_matches_stable_sort);
 	suite_add_tcase(s, p);
 	return s;
 }
