@@ -951,6 +951,83 @@ START_TEST(nms_regular_vs_fast)
 }
 END_TEST
 
+/* Fast NMS on many random boxes against a direct O(n^2) greedy NMS written here. */
+START_TEST(nms_many_boxes_match_direct_greedy)
+{
+	enum { NA = 300, MD = 25 };
+	static float enc[NA][4], sc[NA][2], anc[NA][4], ob[MD][4], ocl[MD], os[MD], on;
+	static float box[NA][4];
+	static int order[NA], tmp[NA], sel[MD];
+	static uint8_t dead[NA];
+	srand(17);
+	for (int it = 0; it < 20; it++) {
+		memset(enc, 0, sizeof(enc));
+		for (int i = 0; i < NA; i++) {
+			anc[i][0] = (float)(rand() % 100) / 100.0f;
+			anc[i][1] = (float)(rand() % 100) / 100.0f;
+			anc[i][2] = 0.05f + (float)(rand() % 30) / 100.0f;
+			anc[i][3] = 0.05f + (float)(rand() % 30) / 100.0f;
+			sc[i][0] = 0.0f;
+			sc[i][1] = (float)(rand() % 12) / 12.0f; /* many ties, some below 0.05 */
+			box[i][0] = anc[i][0] - 0.5f * anc[i][2];
+			box[i][1] = anc[i][1] - 0.5f * anc[i][3];
+			box[i][2] = anc[i][0] + 0.5f * anc[i][2];
+			box[i][3] = anc[i][1] + 0.5f * anc[i][3];
+		}
+		reset();
+		struct eng_tensor *in[3] = {mk(ENG_DT_F32, 3, (int[]){1, NA, 4}, 0, 0, enc),
+					    mk(ENG_DT_F32, 3, (int[]){1, NA, 2}, 0, 0, sc),
+					    mk(ENG_DT_F32, 2, (int[]){NA, 4}, 0, 0, anc)};
+		struct eng_tensor *out[4] = {mk(ENG_DT_F32, 3, (int[]){1, MD, 4}, 0, 0, ob),
+					     mk(ENG_DT_F32, 2, (int[]){1, MD}, 0, 0, ocl),
+					     mk(ENG_DT_F32, 2, (int[]){1, MD}, 0, 0, os),
+					     mk(ENG_DT_F32, 1, (int[]){1}, 0, 0, &on)};
+		struct eng_node n = node(ENG_OP_DETECTION_POSTPROCESS, 3, in, 4, out);
+		n.opts.pp = (struct eng_postprocess_opts){.max_detections = MD, .max_classes_per_detection = 1,
+							  .detections_per_class = MD, .nms_score_threshold = 0.05f,
+							  .nms_iou_threshold = 0.3f, .num_classes = 1,
+							  .y_scale = 10, .x_scale = 10, .h_scale = 5, .w_scale = 5};
+		ck_assert_int_eq(run(eng_kernel_get(ENG_OP_DETECTION_POSTPROCESS), &n), 0);
+		/* direct greedy NMS: stable descending order, suppress IoU > 0.3 */
+		float v[NA];
+		int nk = 0;
+		for (int i = 0; i < NA; i++)
+			if (sc[i][1] >= 0.05f) {
+				v[nk] = sc[i][1];
+				order[nk++] = i;
+			}
+		int pos[NA];
+		for (int i = 0; i < nk; i++)
+			pos[i] = i;
+		pp_argsort_desc(v, pos, nk, tmp);
+		memset(dead, 0, sizeof(dead));
+		int ns = 0;
+		for (int i = 0; i < nk && ns < MD; i++) {
+			int ai = order[pos[i]];
+			if (dead[ai])
+				continue;
+			sel[ns++] = ai;
+			for (int j = i + 1; j < nk; j++) {
+				int bj = order[pos[j]];
+				float *A = box[ai], *B = box[bj];
+				float aa = (A[2] - A[0]) * (A[3] - A[1]), ab = (B[2] - B[0]) * (B[3] - B[1]);
+				float ih = fminf(A[2], B[2]) - fmaxf(A[0], B[0]);
+				float iw = fminf(A[3], B[3]) - fmaxf(A[1], B[1]);
+				float inter = fmaxf(ih, 0.0f) * fmaxf(iw, 0.0f);
+				if (inter / (aa + ab - inter) > 0.3f)
+					dead[bj] = 1;
+			}
+		}
+		ck_assert_float_eq(on, (float)ns);
+		for (int k = 0; k < ns; k++) {
+			ck_assert_float_eq(os[k], sc[sel[k]][1]);
+			ck_assert_float_eq_tol(ob[k][1], box[sel[k]][1], 1e-6f);
+			ck_assert_float_eq_tol(ob[k][0], box[sel[k]][0], 1e-6f);
+		}
+	}
+}
+END_TEST
+
 START_TEST(pp_rejects_bad_options)
 {
 	struct pp_case c = {0};
@@ -1076,6 +1153,7 @@ static Suite *ops_suite(void)
 	TCase *p = tcase_create("postprocess");
 	tcase_add_test(p, nms_ties_keep_anchor_order);
 	tcase_add_test(p, nms_regular_vs_fast);
+	tcase_add_test(p, nms_many_boxes_match_direct_greedy);
 	tcase_add_test(p, pp_rejects_bad_options);
 	tcase_add_test(p, argsort_is_stable);
 	tcase_add_test(p, partial_argsort_heap_order);
