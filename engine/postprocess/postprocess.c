@@ -300,7 +300,6 @@ static float iou(const float *bi, const float *bj)
 	return inter / (ai + aj - inter);
 }
 
-/* Single-class NMS over scores[0..n): selected anchor indices in sel, returns count. */
 /* Box j of the sorted candidates, from the structure-of-arrays copy. */
 static inline void sbox(const float *sb, size_t stride, int j, float out[4])
 {
@@ -332,30 +331,49 @@ static int suppress_scalar(const struct pp_prep *p, const float a[4], const floa
 	return gone;
 }
 
-/* Same result: the disjointness test on 8 candidates at a time, IoU only for the rest. */
+/*
+ * Same result, 8 candidates at a time: the IoU itself is computed in vector
+ * form with the scalar's operations in the scalar's order (std::max/min as
+ * "a < b ? b : a" / "b < a ? b : a", no FMA), so every lane's value and
+ * comparison are bit-identical to iou().
+ */
 TGT static int suppress_avx2(const struct pp_prep *p, const float a[4], const float *sb,
 			     size_t stride, uint8_t *active, int j, int kept)
 {
+	const float area_a = (a[2] - a[0]) * (a[3] - a[1]);
+	if (area_a <= 0)
+		return 0; /* iou() is 0 for every candidate */
 	const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]);
 	const __m256 a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
+	const __m256 va = _mm256_set1_ps(area_a), zero = _mm256_setzero_ps();
+	const __m256 thr = _mm256_set1_ps(p->o.nms_iou_threshold);
 	int gone = 0;
 	for (; j + 8 <= kept; j += 8) {
+		int64_t act8;
+		memcpy(&act8, active + j, 8);
+		if (act8 == 0)
+			continue;
 		__m256 b0 = _mm256_loadu_ps(sb + j), b1 = _mm256_loadu_ps(sb + stride + (size_t)j);
 		__m256 b2 = _mm256_loadu_ps(sb + 2 * stride + (size_t)j);
 		__m256 b3 = _mm256_loadu_ps(sb + 3 * stride + (size_t)j);
-		__m256 disjoint = _mm256_or_ps(
-			_mm256_or_ps(_mm256_cmp_ps(b0, a2, _CMP_GE_OQ), _mm256_cmp_ps(b2, a0, _CMP_LE_OQ)),
-			_mm256_or_ps(_mm256_cmp_ps(b1, a3, _CMP_GE_OQ), _mm256_cmp_ps(b3, a1, _CMP_LE_OQ)));
-		unsigned m = ~(unsigned)_mm256_movemask_ps(disjoint) & 0xFFu;
+		__m256 area_b = _mm256_mul_ps(_mm256_sub_ps(b2, b0), _mm256_sub_ps(b3, b1));
+		/* max(a, b) = a < b ? b : a;  min(a, b) = b < a ? b : a */
+		__m256 ymin = _mm256_blendv_ps(a0, b0, _mm256_cmp_ps(a0, b0, _CMP_LT_OQ));
+		__m256 xmin = _mm256_blendv_ps(a1, b1, _mm256_cmp_ps(a1, b1, _CMP_LT_OQ));
+		__m256 ymax = _mm256_blendv_ps(a2, b2, _mm256_cmp_ps(b2, a2, _CMP_LT_OQ));
+		__m256 xmax = _mm256_blendv_ps(a3, b3, _mm256_cmp_ps(b3, a3, _CMP_LT_OQ));
+		__m256 dy = _mm256_sub_ps(ymax, ymin), dx = _mm256_sub_ps(xmax, xmin);
+		dy = _mm256_blendv_ps(dy, zero, _mm256_cmp_ps(dy, zero, _CMP_LT_OQ));
+		dx = _mm256_blendv_ps(dx, zero, _mm256_cmp_ps(dx, zero, _CMP_LT_OQ));
+		__m256 inter = _mm256_mul_ps(dy, dx);
+		__m256 iouv = _mm256_div_ps(inter, _mm256_sub_ps(_mm256_add_ps(va, area_b), inter));
+		__m256 hit = _mm256_and_ps(_mm256_cmp_ps(iouv, thr, _CMP_GT_OQ),
+					   _mm256_cmp_ps(area_b, zero, _CMP_NLE_UQ));
+		unsigned m = (unsigned)_mm256_movemask_ps(hit);
 		while (m) {
-			int lane = __builtin_ctz(m);
+			int k = j + __builtin_ctz(m);
 			m &= m - 1;
-			int k = j + lane;
-			if (!active[k])
-				continue;
-			float b[4];
-			sbox(sb, stride, k, b);
-			if (iou(a, b) > p->o.nms_iou_threshold) {
+			if (active[k]) {
 				active[k] = 0;
 				gone++;
 			}
