@@ -80,6 +80,7 @@ void conv_release(struct eng_node *n)
 	free(p->cterm);
 	free(p->wdw);
 	free(p->zrow);
+	free(p->rq);
 	free(p->wdw16);
 	free(p->wf);
 	free(p->bf);

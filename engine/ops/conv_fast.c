@@ -137,13 +137,12 @@ TGT static void conv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_
 				for (int j = 0; j < nr; j++) {
 					int oc0 = (g + j) * 8;
 					int cnt = p->oc - oc0 < 8 ? p->oc - oc0 : 8;
-					__m256i mult = _mm256_loadu_si256((const __m256i *)(p->mult + oc0));
-					__m256i shift = _mm256_loadu_si256((const __m256i *)(p->shift + oc0));
+					const struct simd_rq8 *rq = &p->rq[oc0 / 8];
 					__m256i ct = _mm256_loadu_si256((const __m256i *)(p->cterm + oc0));
 					for (int r = 0; r < CONV_MR && r0 + r < mb; r++) {
 						__m256i acc = _mm256_add_epi32(c[r][j], ct);
 						store8(p, y + (m0 + (size_t)r0 + (size_t)r) * p->oc + oc0,
-						       simd_requant8(acc, mult, shift), cnt);
+						       simd_requant8_rq(acc, rq), cnt);
 					}
 				}
 			}
@@ -168,7 +167,7 @@ TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint
 	const int groups = p->OCp / 8, npairs = ntp / 2;
 	const bool s8 = p->type == ENG_DT_I8;
 	const int16_t *wdw = p->wdw;
-	const int32_t *cterm = p->cterm, *mult = p->mult, *shift = p->shift;
+	const int32_t *cterm = p->cterm;
 	const uint8_t *tx[DW_MAX_TAPS];
 	for (int b = 0; b < nb; b++)
 		for (int oy = 0; oy < oh; oy++)
@@ -209,14 +208,8 @@ TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint
 					}
 					__m256i acc0 = _mm256_permute2x128_si256(lo, hi, 0x20);
 					__m256i acc1 = _mm256_permute2x128_si256(lo, hi, 0x31);
-					store8(p, dst + c0,
-					       simd_requant8(acc0, _mm256_loadu_si256((const __m256i *)(mult + c0)),
-							     _mm256_loadu_si256((const __m256i *)(shift + c0))),
-					       8);
-					store8(p, dst + c0 + 8,
-					       simd_requant8(acc1, _mm256_loadu_si256((const __m256i *)(mult + c0 + 8)),
-							     _mm256_loadu_si256((const __m256i *)(shift + c0 + 8))),
-					       8);
+					store8(p, dst + c0, simd_requant8_rq(acc0, &p->rq[c0 / 8]), 8);
+					store8(p, dst + c0 + 8, simd_requant8_rq(acc1, &p->rq[c0 / 8 + 1]), 8);
 				}
 				for (int g = 2 * g16; g < groups; g++) {
 					int c0 = g * 8;
@@ -244,11 +237,20 @@ TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint
 						__m256i wv = _mm256_loadu_si256((const __m256i *)(wg + (size_t)q * 16));
 						acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, wv));
 					}
-					__m256i m = _mm256_loadu_si256((const __m256i *)(mult + c0));
-					__m256i sft = _mm256_loadu_si256((const __m256i *)(shift + c0));
-					store8(p, dst + c0, simd_requant8(acc, m, sft), cnt);
+					store8(p, dst + c0, simd_requant8_rq(acc, &p->rq[g]), cnt);
 				}
 			}
+}
+
+TGT static int make_rq(struct conv_prep *p)
+{
+	p->rq = aligned_alloc(32, (size_t)(p->OCp / 8) * sizeof(*p->rq));
+	if (!p->rq)
+		return -ENOMEM;
+	for (int g = 0; g < p->OCp / 8; g++)
+		p->rq[g] = simd_rq8_make(_mm256_loadu_si256((const __m256i *)(p->mult + g * 8)),
+					 _mm256_loadu_si256((const __m256i *)(p->shift + g * 8)));
+	return 0;
 }
 
 /* Grow the per-channel multiplier arrays to OCp lanes (zeros in the padding). */
@@ -268,7 +270,10 @@ static int pad_channels(struct conv_prep *p)
 	free(p->shift);
 	p->mult = m;
 	p->shift = s;
-	return 0;
+	for (int c = 0; c < p->oc; c++)
+		if (m[c] == INT32_MIN)
+			return -EINVAL; /* impossible from q_quantize_multiplier(); simd_rq8 relies on it */
+	return make_rq(p);
 }
 
 static bool fast_ok(const struct eng_node *n, const struct conv_prep *p)

@@ -199,6 +199,15 @@ TGT static void requant8_lanes(const int32_t *acc, const int32_t *m, const int32
 	_mm256_storeu_si256((__m256i *)out, r);
 }
 
+TGT static void requant8_rq_lanes(const int32_t *acc, const int32_t *m, const int32_t *sh,
+				  int32_t *out)
+{
+	struct simd_rq8 q = simd_rq8_make(_mm256_loadu_si256((const __m256i *)m),
+					  _mm256_loadu_si256((const __m256i *)sh));
+	_mm256_storeu_si256((__m256i *)out,
+			    simd_requant8_rq(_mm256_loadu_si256((const __m256i *)acc), &q));
+}
+
 START_TEST(simd_requant_matches_scalar)
 {
 	if (!simd_have_avx2())
@@ -232,6 +241,17 @@ START_TEST(simd_requant_matches_scalar)
 			ck_assert_msg(got[l] == q_mul_by_qm(acc[l], m[l], sh[l]),
 				      "acc %d m %d shift %d: simd %d scalar %d", acc[l], m[l], sh[l],
 				      got[l], q_mul_by_qm(acc[l], m[l], sh[l]));
+		/* the precomputed variant, for multipliers q_quantize_multiplier can produce */
+		bool ok = true;
+		for (int l = 0; l < 8; l++)
+			ok = ok && m[l] != INT32_MIN;
+		if (ok) {
+			requant8_rq_lanes(acc, m, sh, got);
+			for (int l = 0; l < 8; l++)
+				ck_assert_msg(got[l] == q_mul_by_qm(acc[l], m[l], sh[l]),
+					      "rq: acc %d m %d shift %d: simd %d scalar %d", acc[l], m[l],
+					      sh[l], got[l], q_mul_by_qm(acc[l], m[l], sh[l]));
+		}
 	}
 }
 END_TEST
