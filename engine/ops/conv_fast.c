@@ -24,7 +24,7 @@
 
 #include "simd.h"
 
-#define CONV_MR 4
+#define CONV_MR 4 /* rows of the micro-kernel (MK_STEP is unrolled for 4) */
 #define CONV_MB 40
 
 /* Add the output zero point, clamp, narrow to bytes and store n (<= 8) of them. */
@@ -33,38 +33,56 @@ TGT static inline void store8(const struct conv_prep *p, void *dst, __m256i v, i
 	simd_store8(dst, v, p->out_zp, p->act_lo, p->act_hi, p->type == ENG_DT_I8, n);
 }
 
-/* C[MR][8*nr] = A[MR][Kp] · B[Kp][8*nr], int16 pairs along K. */
-TGT static inline void microkernel(const int16_t *A, int Kp, const int16_t *B, size_t bstride,
-				   int nr, __m256i c[CONV_MR][2])
+/*
+ * C[MR][16] = A[MR][Kp] · B[Kp][8*nr], int16 pairs along K (nr = 1: only the
+ * first 8 columns).  Kept out of line with named accumulators so that the
+ * compiler keeps all of them in registers whatever the caller looks like.
+ */
+#define MK_STEP(r)                                                                        \
+	do {                                                                              \
+		int32_t a32_;                                                             \
+		memcpy(&a32_, A + (size_t)(r) * Kp + (size_t)k2 * 2, 4);                  \
+		__m256i a_ = _mm256_set1_epi32(a32_);                                     \
+		c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(a_, b0));          \
+		if (nr == 2)                                                              \
+			c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(a_, b1));  \
+	} while (0)
+
+__attribute__((noinline)) TGT static void microkernel(const int16_t *A, int Kp, const int16_t *B,
+						      size_t bstride, int nr, int32_t *C)
 {
-	for (int r = 0; r < CONV_MR; r++)
-		c[r][0] = c[r][1] = _mm256_setzero_si256();
+	__m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00;
+	__m256i c20 = c00, c21 = c00, c30 = c00, c31 = c00;
 	const int k2n = Kp / 2;
 	if (nr == 2) {
 		for (int k2 = 0; k2 < k2n; k2++) {
 			__m256i b0 = _mm256_loadu_si256((const __m256i *)(B + (size_t)k2 * 16));
 			__m256i b1 = _mm256_loadu_si256((const __m256i *)(B + bstride + (size_t)k2 * 16));
-#pragma GCC unroll 4
-			for (int r = 0; r < CONV_MR; r++) {
-				int32_t a32;
-				memcpy(&a32, A + (size_t)r * Kp + (size_t)k2 * 2, 4);
-				__m256i a = _mm256_set1_epi32(a32);
-				c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(a, b0));
-				c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(a, b1));
-			}
+			MK_STEP(0);
+			MK_STEP(1);
+			MK_STEP(2);
+			MK_STEP(3);
 		}
 	} else {
 		for (int k2 = 0; k2 < k2n; k2++) {
 			__m256i b0 = _mm256_loadu_si256((const __m256i *)(B + (size_t)k2 * 16));
-#pragma GCC unroll 4
-			for (int r = 0; r < CONV_MR; r++) {
-				int32_t a32;
-				memcpy(&a32, A + (size_t)r * Kp + (size_t)k2 * 2, 4);
-				c[r][0] = _mm256_add_epi32(c[r][0],
-							   _mm256_madd_epi16(_mm256_set1_epi32(a32), b0));
-			}
+			__m256i b1 = b0;
+			(void)b1;
+			MK_STEP(0);
+			MK_STEP(1);
+			MK_STEP(2);
+			MK_STEP(3);
 		}
 	}
+	__m256i *out = (__m256i *)C;
+	_mm256_storeu_si256(out + 0, c00);
+	_mm256_storeu_si256(out + 1, c01);
+	_mm256_storeu_si256(out + 2, c10);
+	_mm256_storeu_si256(out + 3, c11);
+	_mm256_storeu_si256(out + 4, c20);
+	_mm256_storeu_si256(out + 5, c21);
+	_mm256_storeu_si256(out + 6, c30);
+	_mm256_storeu_si256(out + 7, c31);
 }
 
 /* Widen n bytes to int16 (sign- or zero-extended). */
@@ -120,7 +138,7 @@ TGT static void conv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_
 	const size_t M = (size_t)p->nb * p->oh * p->ow;
 	const size_t bstride = (size_t)(p->Kp / 2) * 16;
 	const int groups = p->OCp / 8;
-	__m256i c[CONV_MR][2];
+	int32_t c[CONV_MR * 16] __attribute__((aligned(32)));
 
 	for (size_t m0 = 0; m0 < M; m0 += CONV_MB) {
 		int mb = (int)(M - m0 < CONV_MB ? M - m0 : CONV_MB);
@@ -140,7 +158,8 @@ TGT static void conv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_
 					const struct simd_rq8 *rq = &p->rq[oc0 / 8];
 					__m256i ct = _mm256_loadu_si256((const __m256i *)(p->cterm + oc0));
 					for (int r = 0; r < CONV_MR && r0 + r < mb; r++) {
-						__m256i acc = _mm256_add_epi32(c[r][j], ct);
+						__m256i acc = _mm256_add_epi32(
+							_mm256_load_si256((const __m256i *)(c + r * 16 + j * 8)), ct);
 						store8(p, y + (m0 + (size_t)r0 + (size_t)r) * p->oc + oc0,
 						       simd_requant8_rq(acc, rq), cnt);
 					}
