@@ -270,13 +270,6 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	return 0;
 }
 
-static float deq(const struct eng_tensor *t, const void *d, size_t i)
-{
-	if (t->type == ENG_DT_F32)
-		return ((const float *)d)[i];
-	return ((float)((const uint8_t *)d)[i] - (float)t_zp(t)) * t_scale(t);
-}
-
 /* std::max / std::min as the reference uses them (no libm calls, same NaN-free results) */
 static inline float maxf(float a, float b)
 {
@@ -439,16 +432,22 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 	float *ob = eng_tdata(x, n->out[0]), *oc = eng_tdata(x, n->out[1]);
 	float *os = eng_tdata(x, n->out[2]), *on = eng_tdata(x, n->out[3]);
 
+	/* dequantization as the reference: (float(q) - float(zp)) * scale */
+	const bool bu8 = be->type == ENG_DT_U8, au8 = an->type == ENG_DT_U8;
+	const float bzp = (float)t_zp(be), bsc = t_scale(be), azp = (float)t_zp(an), asc = t_scale(an);
+	const uint8_t *bq = bd, *aq = ad;
+	const float *bf = bd, *af = ad;
 	for (int i = 0; i < p->n; i++) {
 		size_t e = (size_t)i * p->enc, a = (size_t)i * 4;
-		float ty = deq(be, bd, e), tx = deq(be, bd, e + 1);
-		float th = deq(be, bd, e + 2), tw = deq(be, bd, e + 3);
-		float ay = deq(an, ad, a), ax = deq(an, ad, a + 1);
-		float ah = deq(an, ad, a + 2), aw = deq(an, ad, a + 3);
-		float yc = (float)((double)ty / (double)p->o.y_scale * (double)ah + (double)ay);
-		float xc = (float)((double)tx / (double)p->o.x_scale * (double)aw + (double)ax);
-		float hh = (float)(0.5 * exp((double)th / (double)p->o.h_scale) * (double)ah);
-		float hw = (float)(0.5 * exp((double)tw / (double)p->o.w_scale) * (double)aw);
+		float t4[4], a4[4];
+		for (int k = 0; k < 4; k++) {
+			t4[k] = bu8 ? ((float)bq[e + k] - bzp) * bsc : bf[e + k];
+			a4[k] = au8 ? ((float)aq[a + k] - azp) * asc : af[a + k];
+		}
+		float yc = (float)((double)t4[0] / (double)p->o.y_scale * (double)a4[2] + (double)a4[0]);
+		float xc = (float)((double)t4[1] / (double)p->o.x_scale * (double)a4[3] + (double)a4[1]);
+		float hh = (float)(0.5 * exp((double)t4[2] / (double)p->o.h_scale) * (double)a4[2]);
+		float hw = (float)(0.5 * exp((double)t4[3] / (double)p->o.w_scale) * (double)a4[3]);
 		float *b = boxes + a;
 		b[0] = yc - hh;
 		b[1] = xc - hw;
@@ -457,25 +456,31 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 		if (b[0] > b[2] || b[1] > b[3])
 			return -EINVAL; /* NaN-free but inverted: the reference rejects these too */
 	}
-	size_t ns = (size_t)p->n * p->cwb;
-	if (cs->type == ENG_DT_F32) {
-		memcpy(scores, cd, ns * sizeof(float));
-	} else {
-		double sc = (double)t_scale(cs);
-		int32_t zp = t_zp(cs);
-		for (size_t i = 0; i < ns; i++)
-			scores[i] = (float)(sc * (double)((int32_t)((const uint8_t *)cd)[i] - zp));
-	}
 	memset(ob, 0, (size_t)p->out_m * 4 * sizeof(float));
 	memset(oc, 0, (size_t)p->out_m * sizeof(float));
 	memset(os, 0, (size_t)p->out_m * sizeof(float));
 	int *sel = (int *)(s + p->off_sel);
+	const bool su8 = cs->type == ENG_DT_U8;
+	const double ssc = (double)t_scale(cs);
+	const int32_t szp = t_zp(cs);
+	const uint8_t *sq = cd;
 
 	if (!p->o.use_regular_nms) {
 		float *maxs = (float *)(s + p->off_max);
 		int *cls = (int *)(s + p->off_cls);
+		/* One anchor's scores at a time: uint8 scores are dequantized into a
+		 * row buffer (the reference's float(scale · (q − zp))), float ones used
+		 * in place. */
+		float *rowbuf = scores;
 		for (int r = 0; r < p->n; r++) {
-			const float *bs = scores + (size_t)r * p->cwb + p->label_off;
+			const float *bs;
+			if (su8) {
+				for (int c = 0; c < p->cwb; c++)
+					rowbuf[c] = (float)(ssc * (double)((int32_t)sq[(size_t)r * p->cwb + c] - szp));
+				bs = rowbuf + p->label_off;
+			} else {
+				bs = (const float *)cd + (size_t)r * p->cwb + p->label_off;
+			}
 			int *ci = cls + (size_t)r * p->nc;
 			pp_partial_argsort_desc(bs, p->nc, p->cats, ci);
 			maxs[r] = bs[ci[0]];
@@ -484,18 +489,27 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 		int row = 0;
 		for (int k = 0; k < n_sel; k++) {
 			int a = sel[k];
-			const float *bs = scores + (size_t)a * p->cwb + p->label_off;
 			const int *ci = cls + (size_t)a * p->nc;
 			for (int c = 0; c < p->cats; c++) {
 				int off = p->o.max_classes_per_detection * row + c;
+				size_t at = (size_t)a * p->cwb + p->label_off + (size_t)ci[c];
 				memcpy(ob + (size_t)off * 4, boxes + (size_t)a * 4, 4 * sizeof(float));
 				oc[off] = (float)ci[c];
-				os[off] = bs[ci[c]];
+				os[off] = su8 ? (float)(ssc * (double)((int32_t)sq[at] - szp)) : ((const float *)cd)[at];
 			}
 			row++;
 		}
 		on[0] = (float)row;
 		return 0;
+	}
+
+	/* regular NMS needs every class column: dequantize all scores once */
+	if (su8) {
+		size_t ns = (size_t)p->n * p->cwb;
+		for (size_t i = 0; i < ns; i++)
+			scores[i] = (float)(ssc * (double)((int32_t)sq[i] - szp));
+	} else {
+		scores = (float *)cd;
 	}
 
 	/* regular NMS: per class, then keep the best max_detections overall */

@@ -939,6 +939,44 @@ START_TEST(nms_ties_keep_anchor_order)
 }
 END_TEST
 
+START_TEST(pp_uint8_inputs)
+{
+	/* uint8 encodings at their zero point decode to the anchors; uint8 scores q/256 */
+	static uint8_t enc[4][4], sc[4][3];
+	static float anc[4][4], ob[4][4], ocl[4], os[4], on;
+	const uint8_t q[4] = {128, 230, 128, 230};
+	for (int i = 0; i < 4; i++) {
+		memset(enc[i], 100, 4);
+		anc[i][0] = 0.5f;
+		anc[i][1] = 2.0f * (float)i + 0.5f;
+		anc[i][2] = anc[i][3] = 1.0f;
+		sc[i][0] = 255;
+		sc[i][1] = q[i];
+		sc[i][2] = 3;
+	}
+	for (int regular = 0; regular < 2; regular++) {
+		reset();
+		struct eng_tensor *in[3] = {mk(ENG_DT_U8, 3, (int[]){1, 4, 4}, 0.1f, 100, enc),
+					    mk(ENG_DT_U8, 3, (int[]){1, 4, 3}, 1.0f / 256, 0, sc),
+					    mk(ENG_DT_F32, 2, (int[]){4, 4}, 0, 0, anc)};
+		struct eng_tensor *out[4] = {mk(ENG_DT_F32, 3, (int[]){1, 4, 4}, 0, 0, ob),
+					     mk(ENG_DT_F32, 2, (int[]){1, 4}, 0, 0, ocl),
+					     mk(ENG_DT_F32, 2, (int[]){1, 4}, 0, 0, os),
+					     mk(ENG_DT_F32, 1, (int[]){1}, 0, 0, &on)};
+		struct eng_node n = node(ENG_OP_DETECTION_POSTPROCESS, 3, in, 4, out);
+		n.opts.pp = pp_opts();
+		n.opts.pp.use_regular_nms = regular;
+		ck_assert_int_eq(run(eng_kernel_get(ENG_OP_DETECTION_POSTPROCESS), &n), 0);
+		ck_assert_float_eq(on, 4.0f);
+		ck_assert_float_eq(os[0], 230.0f / 256.0f);
+		ck_assert_float_eq(ob[0][1], 2.0f); /* anchor 1 before anchor 3 (tie) */
+		ck_assert_float_eq(ob[1][1], 6.0f);
+		ck_assert_float_eq(os[2], 0.5f);
+		ck_assert_float_eq(ocl[2], 0.0f);
+	}
+}
+END_TEST
+
 START_TEST(nms_regular_vs_fast)
 {
 	struct pp_case c = {0};
@@ -1173,6 +1211,7 @@ static Suite *ops_suite(void)
 	TCase *p = tcase_create("postprocess");
 	tcase_add_test(p, nms_ties_keep_anchor_order);
 	tcase_add_test(p, nms_regular_vs_fast);
+	tcase_add_test(p, pp_uint8_inputs);
 	tcase_add_test(p, nms_many_boxes_match_direct_greedy);
 	tcase_add_test(p, pp_rejects_bad_options);
 	tcase_add_test(p, argsort_is_stable);
