@@ -223,16 +223,19 @@ static int setup_io(struct eng_model *m, char *err, size_t errlen)
 static int load_tflite(struct eng_model *m, const uint8_t *buf, size_t len, char *err,
 		       size_t errlen)
 {
+	bool ref = m->g.reference_kernels;
 	int r = eng_tflite_parse(buf, len, &m->g, err, errlen);
 	if (r)
 		return r;
+	m->g.reference_kernels = ref;
 	if ((r = eng_graph_prepare(&m->g, err, errlen)))
 		return r;
 	return setup_io(m, err, errlen);
 }
 
 int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum eng_format fmt,
-		       const char *labels_path, struct eng_model **out, char *err, size_t errlen)
+		       const char *labels_path, bool reference_kernels, struct eng_model **out,
+		       char *err, size_t errlen)
 {
 	int r;
 	*out = NULL;
@@ -243,6 +246,7 @@ int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum en
 		return -ENOMEM;
 	const char *base = name ? strrchr(name, '/') : NULL;
 	m->name = strdup(base ? base + 1 : name ? name : "model");
+	m->g.reference_kernels = reference_kernels;
 	if (!m->name) {
 		r = -ENOMEM;
 		goto fail;
@@ -308,8 +312,8 @@ int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, ch
 	if (r)
 		return r;
 	/* The model keeps no pointer into the file: weights are copied. */
-	r = eng_model_load_mem(opts->path, buf, len, opts->format, opts->labels_path, out, err,
-			       errlen);
+	r = eng_model_load_mem(opts->path, buf, len, opts->format, opts->labels_path,
+			       opts->reference_kernels, out, err, errlen);
 	free(buf);
 	return r;
 }

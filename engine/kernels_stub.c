@@ -32,6 +32,12 @@ const struct eng_kernel *eng_kernel_get(enum eng_op_type type)
 	return 0;
 }
 
+const struct eng_kernel *eng_kernel_get_ref(enum eng_op_type type)
+{
+	(void)type;
+	return 0;
+}
+
 const char *eng_op_name(enum eng_op_type type)
 {
 	return (unsigned)type < ENG_OP__COUNT ? names[type] : "?";

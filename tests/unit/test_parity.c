@@ -53,7 +53,7 @@ static uint8_t *ref_file(const char *rel, size_t *len)
 	return b;
 }
 
-static struct eng_model *load(void)
+static struct eng_model *load_kernels(bool reference)
 {
 	const char *d = getenv("DETD_SHARED_DATA");
 	ck_assert_msg(d != NULL, "DETD_SHARED_DATA is not set");
@@ -61,12 +61,17 @@ static struct eng_model *load(void)
 	char mp[1100], lp[1100];
 	snprintf(mp, sizeof(mp), "%s/traffic_model.tflite", dir);
 	snprintf(lp, sizeof(lp), "%s/traffic_label_map.pbtxt", dir);
-	struct eng_model_opts o = {.path = mp, .labels_path = lp};
+	struct eng_model_opts o = {.path = mp, .labels_path = lp, .reference_kernels = reference};
 	struct eng_model *m = NULL;
 	char err[512] = "";
 	log_set_level(LOG_LVL_WARN);
 	ck_assert_msg(eng_model_load(&o, &m, err, sizeof(err)) == 0, "%s", err);
 	return m;
+}
+
+static struct eng_model *load(void)
+{
+	return load_kernels(false);
 }
 
 /* Report how two byte strings differ; returns the number of differing bytes. */
@@ -123,9 +128,9 @@ START_TEST(model_description)
 }
 END_TEST
 
-START_TEST(ten_frames_with_state)
+static void run_frames(bool reference, int n_frames)
 {
-	struct eng_model *m = load();
+	struct eng_model *m = load_kernels(reference);
 	struct eng_ctx *c = NULL;
 	struct eng_state *st = NULL;
 	char err[512] = "";
@@ -144,7 +149,7 @@ START_TEST(ten_frames_with_state)
 	struct eng_detections *d = malloc(sizeof(*d));
 	int bad_frames = 0;
 
-	for (int f = 1; f <= 10; f++) {
+	for (int f = 1; f <= n_frames; f++) {
 		char rel[64];
 		size_t n_in, n_box, n_sc;
 		snprintf(rel, sizeof(rel), "reference/inputs/%04d.rgb", f);
@@ -205,8 +210,8 @@ START_TEST(ten_frames_with_state)
 		free(box);
 		free(sc);
 	}
-	ck_assert_msg(bad_frames == 0, "%d of 10 frames differ from the reference (see stderr)",
-		      bad_frames);
+	ck_assert_msg(bad_frames == 0, "%d of %d frames differ from the reference (see stderr)",
+		      bad_frames, n_frames);
 
 	/* A reset state and a stateless run both reproduce frame 1 (its state is zero). */
 	eng_state_reset(st);
@@ -237,11 +242,23 @@ START_TEST(ten_frames_with_state)
 	eng_ctx_destroy(c);
 	eng_model_destroy(m);
 }
+
+START_TEST(ten_frames_with_state)
+{
+	run_frames(false, 10);
+}
 END_TEST
 
-START_TEST(frame1_first_departing_operator)
+/* The plain reference kernels too (slower: three frames, state carried). */
+START_TEST(reference_kernels_three_frames)
 {
-	struct eng_model *m = load();
+	run_frames(true, 3);
+}
+END_TEST
+
+static void frame1_diagnostic(bool reference)
+{
+	struct eng_model *m = load_kernels(reference);
 	struct eng_ctx *c = NULL;
 	char err[512] = "";
 	ck_assert_msg(eng_ctx_create(m, NULL, 1, &c, err, sizeof(err)) == 0, "%s", err);
@@ -319,9 +336,9 @@ START_TEST(frame1_first_departing_operator)
 		for (int k = 0; k < n->n_out && !t; k++)
 			if (bad[n->out[k]->index])
 				t = n->out[k];
-		fprintf(stderr, "frame 1: %d of %d tensors depart; first departing operator %d (%s), "
-				"output tensor %d '%s'; inputs:",
-			n_bad, n_checked, first_op, eng_op_name(n->type), t->index, t->name);
+		fprintf(stderr, "frame 1 (%s kernels): %d of %d tensors depart; first departing "
+				"operator %d (%s), output tensor %d '%s'; inputs:",
+			reference ? "reference" : "selected", n_bad, n_checked, first_op, eng_op_name(n->type), t->index, t->name);
 		for (int k = 0; k < n->n_in; k++)
 			if (n->in[k])
 				fprintf(stderr, " %d%s", n->in[k]->index,
@@ -335,6 +352,17 @@ START_TEST(frame1_first_departing_operator)
 	free(img);
 	eng_ctx_destroy(c);
 	eng_model_destroy(m);
+}
+
+START_TEST(frame1_first_departing_operator)
+{
+	frame1_diagnostic(false);
+}
+END_TEST
+
+START_TEST(frame1_first_departing_operator_reference_kernels)
+{
+	frame1_diagnostic(true);
 }
 END_TEST
 
@@ -453,7 +481,9 @@ int main(void)
 	tcase_set_timeout(tc, 900);
 	tcase_add_test(tc, model_description);
 	tcase_add_test(tc, frame1_first_departing_operator);
+	tcase_add_test(tc, frame1_first_departing_operator_reference_kernels);
 	tcase_add_test(tc, ten_frames_with_state);
+	tcase_add_test(tc, reference_kernels_three_frames);
 	tcase_add_test(tc, contexts_in_parallel);
 	tcase_add_test(tc, failing_backend_falls_back_to_cpu);
 	suite_add_tcase(s, tc);

@@ -576,8 +576,8 @@ static void load_variant(const uint8_t *b, size_t n, const char *what)
 	struct eng_model *m = NULL;
 	char err[512];
 	err[0] = 0;
-	int r = eng_model_load_mem("corrupt.tflite", b, n, ENG_FORMAT_AUTO, NULL, &m, err,
-				   sizeof(err));
+	int r = eng_model_load_mem("corrupt.tflite", b, n, ENG_FORMAT_AUTO, NULL, false, &m,
+				   err, sizeof(err));
 	if (r == 0) {
 		ck_assert_ptr_nonnull(m);
 		n_ok++;
