@@ -505,13 +505,12 @@ static void get_detections(const struct eng_ctx *c, struct eng_detections *d)
 	const float *cls = (const float *)(c->arena + pp->out[1]->offset);
 	const float *sc = (const float *)(c->arena + pp->out[2]->offset);
 	float num = *(const float *)(c->arena + pp->out[3]->offset);
-	int n = num > 0 ? (int)num : 0;
-	if (n > m->pp_max)
-		n = m->pp_max;
+	int n = num > 0 ? (num < (float)m->pp_max ? (int)num : m->pp_max) : 0;
 	d->n = n;
 	for (int i = 0; i < n; i++) {
 		memcpy(d->d[i].box, box + 4 * i, sizeof(d->d[i].box));
-		d->d[i].class_id = (int)cls[i];
+		/* A broken model may write anything: keep the cast defined. */
+		d->d[i].class_id = cls[i] >= 0 && cls[i] < 1e6f ? (int)cls[i] : -1;
 		d->d[i].score = sc[i];
 	}
 }
