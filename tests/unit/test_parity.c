@@ -474,6 +474,58 @@ START_TEST(failing_backend_falls_back_to_cpu)
 }
 END_TEST
 
+/* Argument checks and the debug hooks' contract. */
+START_TEST(api_edges)
+{
+	struct eng_model *m = load(), *m2 = load();
+	struct eng_ctx *c = NULL;
+	struct eng_state *other = NULL;
+	char err[256];
+	ck_assert_int_eq(eng_ctx_create(m, NULL, 0, &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(eng_state_create(m2, &other), 0);
+	const void *data;
+	size_t bytes;
+	const struct eng_op_timing *t;
+	int nt;
+	ck_assert_int_eq(eng_ctx_tensor(c, 421, &data, &bytes), -ENODATA); /* no run yet */
+	ck_assert_int_eq(eng_ctx_op_timings(c, &t, &nt), -ENODATA);
+	ck_assert_int_eq(eng_ctx_tensor(c, 429, &data, &bytes), -EINVAL);
+	ck_assert_int_eq(eng_ctx_tensor(c, -1, &data, &bytes), -EINVAL);
+	ck_assert_int_eq(eng_ctx_watch(c, 429), -EINVAL);
+	ck_assert_int_eq(eng_ctx_tensor(c, 420, &data, &bytes), 0); /* anchors: constant */
+	ck_assert_uint_eq(bytes, 26880 * 4);
+
+	size_t n;
+	uint8_t *img = ref_file("reference/inputs/0001.rgb", &n);
+	const uint8_t *ins[1] = {img}, *none[1] = {NULL};
+	struct eng_state *sts[1] = {other};
+	struct eng_detections *d = malloc(sizeof(*d));
+	ck_assert_int_eq(eng_run(c, 1, ins, sts, d), -EINVAL); /* state of another model */
+	ck_assert_int_eq(eng_run(c, 1, none, NULL, d), -EINVAL);
+	ck_assert_int_eq(eng_run(c, -1, ins, NULL, d), -EINVAL);
+	ck_assert_int_eq(eng_run(c, 0, NULL, NULL, NULL), 0);
+	ck_assert_int_eq(eng_run(c, 1, ins, NULL, d), 0);
+	/* Without watching, an intermediate tensor is gone; outputs stay. */
+	ck_assert_int_eq(eng_ctx_tensor(c, 421, &data, &bytes), -ENODATA);
+	ck_assert_int_eq(eng_ctx_tensor(c, 427, &data, &bytes), 0); /* raw_outputs/lstm_c */
+	ck_assert_uint_eq(bytes, 8 * 8 * 320);
+	ck_assert_int_eq(eng_ctx_op_timings(c, &t, &nt), 0);
+	int64_t total = 0;
+	for (int i = 0; i < nt; i++) {
+		ck_assert_int_ge(t[i].ns, 0);
+		ck_assert_int_eq(t[i].index, i);
+		total += t[i].ns;
+	}
+	ck_assert_int_gt(total, 0);
+	free(d);
+	free(img);
+	eng_state_destroy(other);
+	eng_ctx_destroy(c);
+	eng_model_destroy(m2);
+	eng_model_destroy(m);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("parity");
@@ -486,6 +538,7 @@ int main(void)
 	tcase_add_test(tc, reference_kernels_three_frames);
 	tcase_add_test(tc, contexts_in_parallel);
 	tcase_add_test(tc, failing_backend_falls_back_to_cpu);
+	tcase_add_test(tc, api_edges);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
