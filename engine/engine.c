@@ -223,16 +223,19 @@ static int setup_io(struct eng_model *m, char *err, size_t errlen)
 static int load_tflite(struct eng_model *m, const uint8_t *buf, size_t len, char *err,
 		       size_t errlen)
 {
+	bool ref = m->g.reference_kernels;
 	int r = eng_tflite_parse(buf, len, &m->g, err, errlen);
 	if (r)
 		return r;
+	m->g.reference_kernels = ref;
 	if ((r = eng_graph_prepare(&m->g, err, errlen)))
 		return r;
 	return setup_io(m, err, errlen);
 }
 
 int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum eng_format fmt,
-		       const char *labels_path, struct eng_model **out, char *err, size_t errlen)
+		       const char *labels_path, bool reference_kernels, struct eng_model **out,
+		       char *err, size_t errlen)
 {
 	int r;
 	*out = NULL;
@@ -243,6 +246,7 @@ int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum en
 		return -ENOMEM;
 	const char *base = name ? strrchr(name, '/') : NULL;
 	m->name = strdup(base ? base + 1 : name ? name : "model");
+	m->g.reference_kernels = reference_kernels;
 	if (!m->name) {
 		r = -ENOMEM;
 		goto fail;
@@ -308,8 +312,8 @@ int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, ch
 	if (r)
 		return r;
 	/* The model keeps no pointer into the file: weights are copied. */
-	r = eng_model_load_mem(opts->path, buf, len, opts->format, opts->labels_path, out, err,
-			       errlen);
+	r = eng_model_load_mem(opts->path, buf, len, opts->format, opts->labels_path,
+			       opts->reference_kernels, out, err, errlen);
 	free(buf);
 	return r;
 }
@@ -501,13 +505,12 @@ static void get_detections(const struct eng_ctx *c, struct eng_detections *d)
 	const float *cls = (const float *)(c->arena + pp->out[1]->offset);
 	const float *sc = (const float *)(c->arena + pp->out[2]->offset);
 	float num = *(const float *)(c->arena + pp->out[3]->offset);
-	int n = num > 0 ? (int)num : 0;
-	if (n > m->pp_max)
-		n = m->pp_max;
+	int n = num > 0 ? (num < (float)m->pp_max ? (int)num : m->pp_max) : 0;
 	d->n = n;
 	for (int i = 0; i < n; i++) {
 		memcpy(d->d[i].box, box + 4 * i, sizeof(d->d[i].box));
-		d->d[i].class_id = (int)cls[i];
+		/* A broken model may write anything: keep the cast defined. */
+		d->d[i].class_id = cls[i] >= 0 && cls[i] < 1e6f ? (int)cls[i] : -1;
 		d->d[i].score = sc[i];
 	}
 }

@@ -34,6 +34,7 @@ struct eng_model_opts {
 	const char *path;        /* model file */
 	const char *labels_path; /* pbtxt label map or one label per line; may be NULL */
 	enum eng_format format;
+	bool reference_kernels; /* plain reference kernels only (tests, debugging a mismatch) */
 };
 
 struct eng_model_info {
