@@ -132,15 +132,16 @@ TGT static void im2col_row(const struct conv_prep *p, const uint8_t *x, size_t m
 		row[p->K] = 0;
 }
 
+/* Output pixels [mbeg, mend) (multiples of CONV_MB but the last), im2col in A. */
 TGT static void conv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_t *y,
-			     int16_t *A)
+			     int16_t *A, size_t mbeg, size_t mend)
 {
-	const size_t M = (size_t)p->nb * p->oh * p->ow;
+	const size_t M = mend;
 	const size_t bstride = (size_t)(p->Kp / 2) * 16;
 	const int groups = p->OCp / 8;
 	int32_t c[CONV_MR * 16] __attribute__((aligned(32)));
 
-	for (size_t m0 = 0; m0 < M; m0 += CONV_MB) {
+	for (size_t m0 = mbeg; m0 < M; m0 += CONV_MB) {
 		int mb = (int)(M - m0 < CONV_MB ? M - m0 : CONV_MB);
 		int mbp = (mb + CONV_MR - 1) / CONV_MR * CONV_MR;
 		for (int r = 0; r < mb; r++)
@@ -177,7 +178,9 @@ TGT static void conv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_
  * zero-point term is a per-channel constant folded into cterm at prepare.
  * Taps are taken in pairs so one vpmaddwd does 2 taps × 8 channels.
  */
-TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_t *y)
+/* Output rows [rbeg, rend) of all images (row r = image r / oh, y = r % oh). */
+TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_t *y,
+			       size_t rbeg, size_t rend)
 {
 	/* locals, so that stores through y do not force reloads of *p */
 	const int nb = p->nb, ih = p->ih, iw = p->iw, ic = p->ic, oh = p->oh, ow = p->ow;
@@ -188,8 +191,9 @@ TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint
 	const int16_t *wdw = p->wdw;
 	const int32_t *cterm = p->cterm;
 	const uint8_t *tx[DW_MAX_TAPS];
-	for (int b = 0; b < nb; b++)
-		for (int oy = 0; oy < oh; oy++)
+	(void)nb;
+	for (size_t row = rbeg; row < rend; row++) {
+		const int b = (int)(row / (size_t)oh), oy = (int)(row % (size_t)oh);
 			for (int ox = 0; ox < ow; ox++) {
 				int iy0 = oy * sh - pt, ix0 = ox * sw - pl;
 				uint8_t *dst = y + (((size_t)b * oh + oy) * ow + ox) * oc;
@@ -259,6 +263,7 @@ TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint
 					store8(p, dst + c0, simd_requant8_rq(acc, &p->rq[g]), cnt);
 				}
 			}
+	}
 }
 
 TGT static int make_rq(struct conv_prep *p)
@@ -350,7 +355,8 @@ static int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 		c -= (int64_t)p->in_zp * wsum;
 		p->cterm[o] = (int32_t)(uint32_t)(uint64_t)c;
 	}
-	n->scratch_bytes = (size_t)CONV_MB * p->Kp * sizeof(int16_t);
+	/* one im2col block per compute thread */
+	n->scratch_bytes = (size_t)OPS_MAX_THREADS * CONV_MB * p->Kp * sizeof(int16_t);
 	p->fast = true;
 	return 0;
 fail:
@@ -419,6 +425,27 @@ fail:
 	return rc;
 }
 
+struct conv_job {
+	const struct conv_prep *p;
+	const uint8_t *x;
+	uint8_t *y;
+	int16_t *scratch;
+};
+
+static void conv_job_run(void *ctx, size_t begin, size_t end, int slot)
+{
+	const struct conv_job *j = ctx;
+	const struct conv_prep *p = j->p;
+	if (p->dw) {
+		dwconv_fast_q8(p, j->x, j->y, begin, end);
+	} else {
+		/* slices are counted in blocks of CONV_MB pixels */
+		size_t M = (size_t)p->nb * p->oh * p->ow;
+		size_t mb = begin * CONV_MB, me = end * CONV_MB < M ? end * CONV_MB : M;
+		conv_fast_q8(p, j->x, j->y, j->scratch + (size_t)slot * CONV_MB * p->Kp, mb, me);
+	}
+}
+
 static int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct conv_prep *p = n->prep;
@@ -428,12 +455,11 @@ static int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 		conv_eval_f32_fast(p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]));
 		return 0;
 	}
-	const uint8_t *in = eng_tdata(x, n->in[0]);
-	uint8_t *out = eng_tdata(x, n->out[0]);
-	if (p->dw)
-		dwconv_fast_q8(p, in, out);
-	else
-		conv_fast_q8(p, in, out, x->scratch);
+	struct conv_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), x->scratch};
+	size_t M = (size_t)p->nb * p->oh * p->ow;
+	size_t items = p->dw ? (size_t)p->nb * p->oh : (M + CONV_MB - 1) / CONV_MB;
+	int threads = n->macs >= OPS_PARALLEL_MIN_MACS ? x->threads : 1;
+	ops_parallel_for(threads, items, conv_job_run, &j);
 	return 0;
 }
 

@@ -1,9 +1,11 @@
 /*
  * util.c — helpers shared by the kernels (kernels.h): TFLite's output-size and
- * padding rule, node arity and quantization checks done at prepare.  Pure
- * functions; any thread.
+ * padding rule, node arity and quantization checks done at prepare, and the
+ * fork-join helper the big kernels use when a context has several threads.
+ * Any thread.
  */
 #include <math.h>
+#include <pthread.h>
 
 #include "kernels.h"
 
@@ -63,4 +65,44 @@ int ops_check_io(const struct eng_node *n, int min_in, int min_out, char *err, s
 			return -EINVAL;
 		}
 	return 0;
+}
+
+struct ops_slice {
+	ops_range_fn fn;
+	void *ctx;
+	size_t begin, end;
+	int slot;
+};
+
+static void *ops_slice_main(void *arg)
+{
+	struct ops_slice *s = arg;
+	s->fn(s->ctx, s->begin, s->end, s->slot);
+	return NULL;
+}
+
+void ops_parallel_for(int threads, size_t n, ops_range_fn fn, void *ctx)
+{
+	int t = threads < OPS_MAX_THREADS ? threads : OPS_MAX_THREADS;
+	if ((size_t)t > n)
+		t = (int)n;
+	if (t <= 1) {
+		fn(ctx, 0, n, 0);
+		return;
+	}
+	struct ops_slice sl[OPS_MAX_THREADS];
+	pthread_t tid[OPS_MAX_THREADS];
+	bool started[OPS_MAX_THREADS] = {false};
+	for (int i = 0; i < t; i++)
+		sl[i] = (struct ops_slice){fn, ctx, n * (size_t)i / (size_t)t,
+					   n * (size_t)(i + 1) / (size_t)t, i};
+	for (int i = 1; i < t; i++)
+		started[i] = pthread_create(&tid[i], NULL, ops_slice_main, &sl[i]) == 0;
+	fn(ctx, sl[0].begin, sl[0].end, 0);
+	for (int i = 1; i < t; i++) {
+		if (started[i])
+			pthread_join(tid[i], NULL);
+		else
+			fn(ctx, sl[i].begin, sl[i].end, i); /* no thread: do it here */
+	}
 }

@@ -77,6 +77,8 @@ static void per_channel(struct eng_tensor *t, int n, const float *scales, int ax
 	t->q.zero_point = s->zp;
 }
 
+static int g_threads = 1; /* eng_exec.threads for run() */
+
 static int run(const struct eng_kernel *k, struct eng_node *n)
 {
 	char err[256] = "";
@@ -88,7 +90,7 @@ static int run(const struct eng_kernel *k, struct eng_node *n)
 	void *scratch = NULL;
 	if (n->scratch_bytes)
 		scratch = aligned_alloc(64, (n->scratch_bytes + 63) & ~(size_t)63);
-	struct eng_exec x = {.arena = NULL, .scratch = scratch, .threads = 1};
+	struct eng_exec x = {.arena = NULL, .scratch = scratch, .threads = g_threads};
 	rc = k->eval(n, &x);
 	k->release(n);
 	free(scratch);
@@ -460,6 +462,56 @@ START_TEST(conv_f32_fast_matches_reference)
 	for (unsigned s = 1; s <= 60; s++) {
 		random_conv_f32(s, false);
 		random_conv_f32(s, true);
+	}
+}
+END_TEST
+
+/* Big enough to be split across threads: every thread count gives the same bytes. */
+START_TEST(conv_threads_match_reference)
+{
+	for (int dw = 0; dw < 2; dw++) {
+		reset();
+		/* both above OPS_PARALLEL_MIN_MACS: conv 2.5M, depthwise 3.4M */
+		const int ih = dw ? 130 : 37, iw = dw ? 120 : 29, ic = 24, oc = dw ? 24 : 40, k = 3;
+		const int st = dw ? 1 : 2;
+		const int oh = (ih + st - 1) / st, ow = (iw + st - 1) / st;
+		size_t nx = (size_t)ih * iw * ic, nw = (size_t)oc * k * k * (dw ? 1 : ic), ny = (size_t)oh * ow * oc;
+		uint8_t *x = malloc(nx), *w = malloc(nw), *y0 = malloc(ny), *y1 = malloc(ny);
+		int32_t *b = malloc((size_t)oc * sizeof(*b));
+		srand(21);
+		for (size_t i = 0; i < nx; i++)
+			x[i] = (uint8_t)rand();
+		for (size_t i = 0; i < nw; i++)
+			w[i] = (uint8_t)rand();
+		for (int i = 0; i < oc; i++)
+			b[i] = rand() % 2001 - 1000;
+		struct eng_tensor *in[3] = {
+			mk(ENG_DT_U8, 4, (int[]){1, ih, iw, ic}, 0.02f, 120, x),
+			mk(ENG_DT_U8, 4, (int[]){dw ? 1 : oc, k, k, dw ? oc : ic}, 0.01f, 131, w),
+			mk(ENG_DT_I32, 1, (int[]){oc}, 0.0002f, 0, b)};
+		struct eng_tensor *o0[1] = {mk(ENG_DT_U8, 4, (int[]){1, oh, ow, oc}, 0.05f, 7, y0)};
+		struct eng_tensor *o1[1] = {mk(ENG_DT_U8, 4, (int[]){1, oh, ow, oc}, 0.05f, 7, y1)};
+		enum eng_op_type op = dw ? ENG_OP_DEPTHWISE_CONV_2D : ENG_OP_CONV_2D;
+		struct eng_conv_opts o = {.padding = ENG_PAD_SAME, .stride_w = st, .stride_h = st,
+					  .depth_multiplier = 1};
+		struct eng_node n0 = node(op, 3, in, 1, o0);
+		n0.opts.conv = o;
+		ck_assert_int_eq(run(eng_kernel_get_ref(op), &n0), 0);
+		for (int t = 1; t <= 5; t++) {
+			g_threads = t;
+			memset(y1, 0xAA, ny);
+			struct eng_node n1 = node(op, 3, in, 1, o1);
+			n1.opts.conv = o;
+			ck_assert_int_eq(run(eng_kernel_get(op), &n1), 0);
+			if (memcmp(y0, y1, ny))
+				ck_abort_msg("dw %d threads %d differs", dw, t);
+		}
+		g_threads = 1;
+		free(x);
+		free(w);
+		free(y0);
+		free(y1);
+		free(b);
 	}
 }
 END_TEST
@@ -1189,6 +1241,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(c, conv_fast_matches_reference);
 	tcase_add_test(c, dwconv_fast_matches_reference);
 	tcase_add_test(c, dwconv_depth_multiplier);
+	tcase_add_test(c, conv_threads_match_reference);
 	tcase_add_test(c, conv_float);
 	tcase_add_test(c, conv_f32_fast_matches_reference);
 	tcase_add_test(c, prepare_rejects_bad_shapes);
