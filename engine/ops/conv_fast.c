@@ -183,7 +183,7 @@ TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint
 			       size_t rbeg, size_t rend)
 {
 	/* locals, so that stores through y do not force reloads of *p */
-	const int nb = p->nb, ih = p->ih, iw = p->iw, ic = p->ic, oh = p->oh, ow = p->ow;
+	const int ih = p->ih, iw = p->iw, ic = p->ic, oh = p->oh, ow = p->ow;
 	const int oc = p->oc, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, dh = p->dh,
 		  dwl = p->dwl, pt = p->pt, pl = p->pl, ntp = p->ntp;
 	const int groups = p->OCp / 8, npairs = ntp / 2;
@@ -191,78 +191,77 @@ TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint
 	const int16_t *wdw = p->wdw;
 	const int32_t *cterm = p->cterm;
 	const uint8_t *tx[DW_MAX_TAPS];
-	(void)nb;
 	for (size_t row = rbeg; row < rend; row++) {
 		const int b = (int)(row / (size_t)oh), oy = (int)(row % (size_t)oh);
-			for (int ox = 0; ox < ow; ox++) {
-				int iy0 = oy * sh - pt, ix0 = ox * sw - pl;
-				uint8_t *dst = y + (((size_t)b * oh + oy) * ow + ox) * oc;
-				int t = 0;
-				for (int ky = 0; ky < kh; ky++) {
-					int iy = iy0 + dh * ky;
-					for (int kx = 0; kx < kw; kx++, t++) {
-						int ix = ix0 + dwl * kx;
-						tx[t] = (iy < 0 || iy >= ih || ix < 0 || ix >= iw)
-								? p->zrow
-								: x + (((size_t)b * ih + iy) * iw + ix) * ic;
-					}
-				}
-				for (; t < ntp; t++)
-					tx[t] = p->zrow; /* the odd tap's partner, weight 0 */
-				/* 16 channels at a time: one 256-bit widening per tap, two vpmaddwd */
-				const int g16 = oc / 16;
-				for (int G = 0; G < g16; G++) {
-					const int c0 = G * 16;
-					const int16_t *wg = p->wdw16 + (size_t)G * npairs * 32;
-					__m256i ct0 = _mm256_loadu_si256((const __m256i *)(cterm + c0));
-					__m256i ct1 = _mm256_loadu_si256((const __m256i *)(cterm + c0 + 8));
-					__m256i lo = _mm256_permute2x128_si256(ct0, ct1, 0x20);
-					__m256i hi = _mm256_permute2x128_si256(ct0, ct1, 0x31);
-					for (int q = 0; q < npairs; q++) {
-						__m128i ra = _mm_loadu_si128((const __m128i *)(tx[2 * q] + c0));
-						__m128i rb = _mm_loadu_si128((const __m128i *)(tx[2 * q + 1] + c0));
-						__m256i xa = s8 ? _mm256_cvtepi8_epi16(ra) : _mm256_cvtepu8_epi16(ra);
-						__m256i xb = s8 ? _mm256_cvtepi8_epi16(rb) : _mm256_cvtepu8_epi16(rb);
-						const __m256i *w2 = (const __m256i *)(wg + (size_t)q * 32);
-						lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(xa, xb),
-											    _mm256_loadu_si256(w2)));
-						hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(xa, xb),
-											    _mm256_loadu_si256(w2 + 1)));
-					}
-					__m256i acc0 = _mm256_permute2x128_si256(lo, hi, 0x20);
-					__m256i acc1 = _mm256_permute2x128_si256(lo, hi, 0x31);
-					store8(p, dst + c0, simd_requant8_rq(acc0, &p->rq[c0 / 8]), 8);
-					store8(p, dst + c0 + 8, simd_requant8_rq(acc1, &p->rq[c0 / 8 + 1]), 8);
-				}
-				for (int g = 2 * g16; g < groups; g++) {
-					int c0 = g * 8;
-					int cnt = oc - c0 < 8 ? oc - c0 : 8;
-					const int16_t *wg = wdw + (size_t)g * npairs * 16;
-					__m256i acc = _mm256_loadu_si256((const __m256i *)(cterm + c0));
-					for (int q = 0; q < npairs; q++) {
-						__m128i ra, rb;
-						const uint8_t *pa = tx[2 * q] + c0, *pb = tx[2 * q + 1] + c0;
-						if (cnt == 8) {
-							ra = _mm_loadl_epi64((const __m128i *)pa);
-							rb = _mm_loadl_epi64((const __m128i *)pb);
-						} else {
-							/* never read past the tensor: partial groups copy */
-							int64_t a64 = 0, b64 = 0;
-							memcpy(&a64, pa, (size_t)cnt);
-							memcpy(&b64, pb, (size_t)cnt);
-							ra = _mm_cvtsi64_si128(a64);
-							rb = _mm_cvtsi64_si128(b64);
-						}
-						__m128i xa = s8 ? _mm_cvtepi8_epi16(ra) : _mm_cvtepu8_epi16(ra);
-						__m128i xb = s8 ? _mm_cvtepi8_epi16(rb) : _mm_cvtepu8_epi16(rb);
-						__m256i v = _mm256_set_m128i(_mm_unpackhi_epi16(xa, xb),
-									     _mm_unpacklo_epi16(xa, xb));
-						__m256i wv = _mm256_loadu_si256((const __m256i *)(wg + (size_t)q * 16));
-						acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, wv));
-					}
-					store8(p, dst + c0, simd_requant8_rq(acc, &p->rq[g]), cnt);
+		for (int ox = 0; ox < ow; ox++) {
+			int iy0 = oy * sh - pt, ix0 = ox * sw - pl;
+			uint8_t *dst = y + (((size_t)b * oh + oy) * ow + ox) * oc;
+			int t = 0;
+			for (int ky = 0; ky < kh; ky++) {
+				int iy = iy0 + dh * ky;
+				for (int kx = 0; kx < kw; kx++, t++) {
+					int ix = ix0 + dwl * kx;
+					tx[t] = (iy < 0 || iy >= ih || ix < 0 || ix >= iw)
+							? p->zrow
+							: x + (((size_t)b * ih + iy) * iw + ix) * ic;
 				}
 			}
+			for (; t < ntp; t++)
+				tx[t] = p->zrow; /* the odd tap's partner, weight 0 */
+			/* 16 channels at a time: one 256-bit widening per tap, two vpmaddwd */
+			const int g16 = oc / 16;
+			for (int G = 0; G < g16; G++) {
+				const int c0 = G * 16;
+				const int16_t *wg = p->wdw16 + (size_t)G * npairs * 32;
+				__m256i ct0 = _mm256_loadu_si256((const __m256i *)(cterm + c0));
+				__m256i ct1 = _mm256_loadu_si256((const __m256i *)(cterm + c0 + 8));
+				__m256i lo = _mm256_permute2x128_si256(ct0, ct1, 0x20);
+				__m256i hi = _mm256_permute2x128_si256(ct0, ct1, 0x31);
+				for (int q = 0; q < npairs; q++) {
+					__m128i ra = _mm_loadu_si128((const __m128i *)(tx[2 * q] + c0));
+					__m128i rb = _mm_loadu_si128((const __m128i *)(tx[2 * q + 1] + c0));
+					__m256i xa = s8 ? _mm256_cvtepi8_epi16(ra) : _mm256_cvtepu8_epi16(ra);
+					__m256i xb = s8 ? _mm256_cvtepi8_epi16(rb) : _mm256_cvtepu8_epi16(rb);
+					const __m256i *w2 = (const __m256i *)(wg + (size_t)q * 32);
+					lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(xa, xb),
+										    _mm256_loadu_si256(w2)));
+					hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(xa, xb),
+										    _mm256_loadu_si256(w2 + 1)));
+				}
+				__m256i acc0 = _mm256_permute2x128_si256(lo, hi, 0x20);
+				__m256i acc1 = _mm256_permute2x128_si256(lo, hi, 0x31);
+				store8(p, dst + c0, simd_requant8_rq(acc0, &p->rq[c0 / 8]), 8);
+				store8(p, dst + c0 + 8, simd_requant8_rq(acc1, &p->rq[c0 / 8 + 1]), 8);
+			}
+			for (int g = 2 * g16; g < groups; g++) {
+				int c0 = g * 8;
+				int cnt = oc - c0 < 8 ? oc - c0 : 8;
+				const int16_t *wg = wdw + (size_t)g * npairs * 16;
+				__m256i acc = _mm256_loadu_si256((const __m256i *)(cterm + c0));
+				for (int q = 0; q < npairs; q++) {
+					__m128i ra, rb;
+					const uint8_t *pa = tx[2 * q] + c0, *pb = tx[2 * q + 1] + c0;
+					if (cnt == 8) {
+						ra = _mm_loadl_epi64((const __m128i *)pa);
+						rb = _mm_loadl_epi64((const __m128i *)pb);
+					} else {
+						/* never read past the tensor: partial groups copy */
+						int64_t a64 = 0, b64 = 0;
+						memcpy(&a64, pa, (size_t)cnt);
+						memcpy(&b64, pb, (size_t)cnt);
+						ra = _mm_cvtsi64_si128(a64);
+						rb = _mm_cvtsi64_si128(b64);
+					}
+					__m128i xa = s8 ? _mm_cvtepi8_epi16(ra) : _mm_cvtepu8_epi16(ra);
+					__m128i xb = s8 ? _mm_cvtepi8_epi16(rb) : _mm_cvtepu8_epi16(rb);
+					__m256i v = _mm256_set_m128i(_mm_unpackhi_epi16(xa, xb),
+								     _mm_unpacklo_epi16(xa, xb));
+					__m256i wv = _mm256_loadu_si256((const __m256i *)(wg + (size_t)q * 16));
+					acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, wv));
+				}
+				store8(p, dst + c0, simd_requant8_rq(acc, &p->rq[g]), cnt);
+			}
+		}
 	}
 }
 
