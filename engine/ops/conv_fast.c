@@ -2,8 +2,9 @@
  * conv_fast.c — CONV_2D and DEPTHWISE_CONV_2D for 8-bit tensors with AVX2.
  *
  * Same results as conv.c, byte for byte (tests/unit/test_ops.c checks it on
- * random tensors).  The reference accumulator is rewritten so that the inner
- * loop is a plain int16 dot product (vpmaddwd, exact: no saturation):
+ * random tensors and for every thread count).  The reference accumulator is
+ * rewritten so that the inner loop is a plain int16 dot product (vpmaddwd,
+ * exact: no saturation):
  *
  *   sum_k (w_k - wzp)(x_k - xzp) + bias = dot(x, w - wzp) + [bias - xzp·sum_k(w_k - wzp)]
  *
@@ -12,13 +13,16 @@
  * "skip the tap".  Everything is int32 arithmetic modulo 2^32, so whenever
  * the reference accumulator fits in int32 the results are identical.
  *
- * Weights are packed at prepare (load time) as int16 pairs along K for groups
- * of 8 output channels; im2col rows (int16) go to the per-context scratch in
- * blocks of CONV_MB pixels; the micro-kernel computes CONV_MR pixels × 16
- * channels.  Requantization runs 8 lanes at a time with the exact
- * fixed-point recipe.  Without AVX2 the node keeps the reference path.
- * (An AVX-512 VNNI variant belongs here too, behind the same kernel entry.)
- * Inference worker thread.
+ * CONV_2D: weights packed at prepare as int16 pairs along K for groups of 8
+ * output channels; im2col rows (int16) go to the per-context scratch in
+ * blocks of CONV_MB pixels (one block per compute thread); an out-of-line
+ * micro-kernel computes CONV_MR pixels × 16 channels.  DEPTHWISE_CONV_2D: all
+ * taps of a pixel, out-of-image taps reading a row of zero points, two taps
+ * per vpmaddwd, 16 channels per step.  Requantization runs 8 lanes at a time
+ * with the exact fixed-point recipe (simd.h).  Large ops are split over
+ * eng_exec.threads (ops_parallel_for).  Without AVX2 the node keeps the
+ * reference path.  (An AVX-512 VNNI variant belongs here too, behind the same
+ * kernel entry.)  Inference worker thread, plus its short-lived helpers.
  */
 #include "conv.h"
 
