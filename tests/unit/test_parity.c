@@ -526,6 +526,63 @@ START_TEST(api_edges)
 }
 END_TEST
 
+/* threads = 2: frames of two streams of one batch run at once, frames of one
+ * stream stay in order; everything equals the sequential run. */
+START_TEST(batch_on_two_threads)
+{
+	struct eng_model *m = load();
+	struct eng_ctx *par = NULL, *seq = NULL;
+	struct eng_state *a = NULL, *b = NULL, *sa = NULL, *sb = NULL;
+	char err[256];
+	ck_assert_int_eq(eng_ctx_create(m, NULL, 2, &par, err, sizeof(err)), 0);
+	ck_assert_int_eq(eng_ctx_create(m, NULL, 1, &seq, err, sizeof(err)), 0);
+	ck_assert_int_eq(eng_state_create(m, &a), 0);
+	ck_assert_int_eq(eng_state_create(m, &b), 0);
+	ck_assert_int_eq(eng_state_create(m, &sa), 0);
+	ck_assert_int_eq(eng_state_create(m, &sb), 0);
+	uint8_t *img[3];
+	for (int f = 0; f < 3; f++) {
+		char rel[64];
+		size_t n;
+		snprintf(rel, sizeof(rel), "reference/inputs/%04d.rgb", f + 1);
+		img[f] = ref_file(rel, &n);
+	}
+	/* stream a: frames 1, 2, 3; stream b: frames 2, 3; one stateless frame 1 */
+	const uint8_t *ins[6] = {img[0], img[1], img[1], img[2], img[2], img[0]};
+	struct eng_state *ps[6] = {a, b, a, b, a, NULL};
+	struct eng_state *ss[6] = {sa, sb, sa, sb, sa, NULL};
+	struct eng_detections *dp = malloc(6 * sizeof(*dp)), *ds = malloc(6 * sizeof(*ds));
+	ck_assert_int_eq(eng_run(par, 6, ins, ps, dp), 0);
+	ck_assert_int_eq(eng_run(seq, 6, ins, ss, ds), 0);
+	for (int f = 0; f < 6; f++) {
+		ck_assert_int_eq(dp[f].n, 40);
+		ck_assert_msg(memcmp(dp[f].d, ds[f].d, 40 * sizeof(dp[f].d[0])) == 0,
+			      "frame %d differs between 2 threads and 1", f);
+	}
+	/* frame 1 of stream a and the stateless frame 1 agree */
+	ck_assert(memcmp(dp[0].d, dp[5].d, 40 * sizeof(dp[0].d[0])) == 0);
+	const struct eng_op_timing *t;
+	int nt;
+	ck_assert_int_eq(eng_ctx_op_timings(par, &t, &nt), 0);
+	const void *o1, *o2;
+	size_t b1, b2;
+	ck_assert_int_eq(eng_ctx_tensor(par, 316, &o1, &b1), 0); /* last frame's boxes */
+	ck_assert_int_eq(eng_ctx_tensor(seq, 316, &o2, &b2), 0);
+	ck_assert(b1 == b2 && memcmp(o1, o2, b1) == 0);
+	for (int f = 0; f < 3; f++)
+		free(img[f]);
+	free(dp);
+	free(ds);
+	eng_state_destroy(a);
+	eng_state_destroy(b);
+	eng_state_destroy(sa);
+	eng_state_destroy(sb);
+	eng_ctx_destroy(par);
+	eng_ctx_destroy(seq);
+	eng_model_destroy(m);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("parity");
@@ -539,6 +596,7 @@ int main(void)
 	tcase_add_test(tc, contexts_in_parallel);
 	tcase_add_test(tc, failing_backend_falls_back_to_cpu);
 	tcase_add_test(tc, api_edges);
+	tcase_add_test(tc, batch_on_two_threads);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
