@@ -7,6 +7,8 @@
 
 #include "kernels.h"
 
+struct simd_rq8;
+
 struct conv_prep {
 	enum eng_dtype type;
 	bool dw;
@@ -20,7 +22,9 @@ struct conv_prep {
 	int K, Kp, OCp;
 	int16_t *wpack;  /* [OCp/8][Kp/2][8][2]: weights minus zero point */
 	int32_t *cterm;  /* per output channel: bias and zero-point terms */
+	struct simd_rq8 *rq; /* per 8 channels: requantization constants (simd.h) */
 	int16_t *wdw;    /* depthwise: [OCp/8][taps/2][8][2] weights minus zero point, taps paired */
+	int16_t *wdw16;  /* depthwise: per 16 channels and tap pair, [c0-3|c8-11] then [c4-7|c12-15] */
 	uint8_t *zrow;   /* depthwise: OCp bytes of the input zero point (padding taps read it) */
 	int ntp;         /* depthwise: taps rounded up to even */
 	float *wf;       /* float: conv [taps][ic][OCp], depthwise [taps][OCp] */

@@ -2,8 +2,9 @@
  * conv_fast.c — CONV_2D and DEPTHWISE_CONV_2D for 8-bit tensors with AVX2.
  *
  * Same results as conv.c, byte for byte (tests/unit/test_ops.c checks it on
- * random tensors).  The reference accumulator is rewritten so that the inner
- * loop is a plain int16 dot product (vpmaddwd, exact: no saturation):
+ * random tensors and for every thread count).  The reference accumulator is
+ * rewritten so that the inner loop is a plain int16 dot product (vpmaddwd,
+ * exact: no saturation):
  *
  *   sum_k (w_k - wzp)(x_k - xzp) + bias = dot(x, w - wzp) + [bias - xzp·sum_k(w_k - wzp)]
  *
@@ -12,19 +13,22 @@
  * "skip the tap".  Everything is int32 arithmetic modulo 2^32, so whenever
  * the reference accumulator fits in int32 the results are identical.
  *
- * Weights are packed at prepare (load time) as int16 pairs along K for groups
- * of 8 output channels; im2col rows (int16) go to the per-context scratch in
- * blocks of CONV_MB pixels; the micro-kernel computes CONV_MR pixels × 16
- * channels.  Requantization runs 8 lanes at a time with the exact
- * fixed-point recipe.  Without AVX2 the node keeps the reference path.
- * (An AVX-512 VNNI variant belongs here too, behind the same kernel entry.)
- * Inference worker thread.
+ * CONV_2D: weights packed at prepare as int16 pairs along K for groups of 8
+ * output channels; im2col rows (int16) go to the per-context scratch in
+ * blocks of CONV_MB pixels (one block per compute thread); an out-of-line
+ * micro-kernel computes CONV_MR pixels × 16 channels.  DEPTHWISE_CONV_2D: all
+ * taps of a pixel, out-of-image taps reading a row of zero points, two taps
+ * per vpmaddwd, 16 channels per step.  Requantization runs 8 lanes at a time
+ * with the exact fixed-point recipe (simd.h).  Large ops are split over
+ * eng_exec.threads (ops_parallel_for).  Without AVX2 the node keeps the
+ * reference path.  (An AVX-512 VNNI variant belongs here too, behind the same
+ * kernel entry.)  Inference worker thread, plus its short-lived helpers.
  */
 #include "conv.h"
 
 #include "simd.h"
 
-#define CONV_MR 4
+#define CONV_MR 4 /* rows of the micro-kernel (MK_STEP is unrolled for 4) */
 #define CONV_MB 40
 
 /* Add the output zero point, clamp, narrow to bytes and store n (<= 8) of them. */
@@ -33,38 +37,56 @@ TGT static inline void store8(const struct conv_prep *p, void *dst, __m256i v, i
 	simd_store8(dst, v, p->out_zp, p->act_lo, p->act_hi, p->type == ENG_DT_I8, n);
 }
 
-/* C[MR][8*nr] = A[MR][Kp] · B[Kp][8*nr], int16 pairs along K. */
-TGT static inline void microkernel(const int16_t *A, int Kp, const int16_t *B, size_t bstride,
-				   int nr, __m256i c[CONV_MR][2])
+/*
+ * C[MR][16] = A[MR][Kp] · B[Kp][8*nr], int16 pairs along K (nr = 1: only the
+ * first 8 columns).  Kept out of line with named accumulators so that the
+ * compiler keeps all of them in registers whatever the caller looks like.
+ */
+#define MK_STEP(r)                                                                        \
+	do {                                                                              \
+		int32_t a32_;                                                             \
+		memcpy(&a32_, A + (size_t)(r) * Kp + (size_t)k2 * 2, 4);                  \
+		__m256i a_ = _mm256_set1_epi32(a32_);                                     \
+		c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(a_, b0));          \
+		if (nr == 2)                                                              \
+			c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(a_, b1));  \
+	} while (0)
+
+__attribute__((noinline)) TGT static void microkernel(const int16_t *A, int Kp, const int16_t *B,
+						      size_t bstride, int nr, int32_t *C)
 {
-	for (int r = 0; r < CONV_MR; r++)
-		c[r][0] = c[r][1] = _mm256_setzero_si256();
+	__m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00;
+	__m256i c20 = c00, c21 = c00, c30 = c00, c31 = c00;
 	const int k2n = Kp / 2;
 	if (nr == 2) {
 		for (int k2 = 0; k2 < k2n; k2++) {
 			__m256i b0 = _mm256_loadu_si256((const __m256i *)(B + (size_t)k2 * 16));
 			__m256i b1 = _mm256_loadu_si256((const __m256i *)(B + bstride + (size_t)k2 * 16));
-#pragma GCC unroll 4
-			for (int r = 0; r < CONV_MR; r++) {
-				int32_t a32;
-				memcpy(&a32, A + (size_t)r * Kp + (size_t)k2 * 2, 4);
-				__m256i a = _mm256_set1_epi32(a32);
-				c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(a, b0));
-				c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(a, b1));
-			}
+			MK_STEP(0);
+			MK_STEP(1);
+			MK_STEP(2);
+			MK_STEP(3);
 		}
 	} else {
 		for (int k2 = 0; k2 < k2n; k2++) {
 			__m256i b0 = _mm256_loadu_si256((const __m256i *)(B + (size_t)k2 * 16));
-#pragma GCC unroll 4
-			for (int r = 0; r < CONV_MR; r++) {
-				int32_t a32;
-				memcpy(&a32, A + (size_t)r * Kp + (size_t)k2 * 2, 4);
-				c[r][0] = _mm256_add_epi32(c[r][0],
-							   _mm256_madd_epi16(_mm256_set1_epi32(a32), b0));
-			}
+			__m256i b1 = b0;
+			(void)b1;
+			MK_STEP(0);
+			MK_STEP(1);
+			MK_STEP(2);
+			MK_STEP(3);
 		}
 	}
+	__m256i *out = (__m256i *)C;
+	_mm256_storeu_si256(out + 0, c00);
+	_mm256_storeu_si256(out + 1, c01);
+	_mm256_storeu_si256(out + 2, c10);
+	_mm256_storeu_si256(out + 3, c11);
+	_mm256_storeu_si256(out + 4, c20);
+	_mm256_storeu_si256(out + 5, c21);
+	_mm256_storeu_si256(out + 6, c30);
+	_mm256_storeu_si256(out + 7, c31);
 }
 
 /* Widen n bytes to int16 (sign- or zero-extended). */
@@ -114,15 +136,16 @@ TGT static void im2col_row(const struct conv_prep *p, const uint8_t *x, size_t m
 		row[p->K] = 0;
 }
 
+/* Output pixels [mbeg, mend) (multiples of CONV_MB but the last), im2col in A. */
 TGT static void conv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_t *y,
-			     int16_t *A)
+			     int16_t *A, size_t mbeg, size_t mend)
 {
-	const size_t M = (size_t)p->nb * p->oh * p->ow;
+	const size_t M = mend;
 	const size_t bstride = (size_t)(p->Kp / 2) * 16;
 	const int groups = p->OCp / 8;
-	__m256i c[CONV_MR][2];
+	int32_t c[CONV_MR * 16] __attribute__((aligned(32)));
 
-	for (size_t m0 = 0; m0 < M; m0 += CONV_MB) {
+	for (size_t m0 = mbeg; m0 < M; m0 += CONV_MB) {
 		int mb = (int)(M - m0 < CONV_MB ? M - m0 : CONV_MB);
 		int mbp = (mb + CONV_MR - 1) / CONV_MR * CONV_MR;
 		for (int r = 0; r < mb; r++)
@@ -137,13 +160,13 @@ TGT static void conv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_
 				for (int j = 0; j < nr; j++) {
 					int oc0 = (g + j) * 8;
 					int cnt = p->oc - oc0 < 8 ? p->oc - oc0 : 8;
-					__m256i mult = _mm256_loadu_si256((const __m256i *)(p->mult + oc0));
-					__m256i shift = _mm256_loadu_si256((const __m256i *)(p->shift + oc0));
+					const struct simd_rq8 *rq = &p->rq[oc0 / 8];
 					__m256i ct = _mm256_loadu_si256((const __m256i *)(p->cterm + oc0));
 					for (int r = 0; r < CONV_MR && r0 + r < mb; r++) {
-						__m256i acc = _mm256_add_epi32(c[r][j], ct);
+						__m256i acc = _mm256_add_epi32(
+							_mm256_load_si256((const __m256i *)(c + r * 16 + j * 8)), ct);
 						store8(p, y + (m0 + (size_t)r0 + (size_t)r) * p->oc + oc0,
-						       simd_requant8(acc, mult, shift), cnt);
+						       simd_requant8_rq(acc, rq), cnt);
 					}
 				}
 			}
@@ -159,65 +182,102 @@ TGT static void conv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_
  * zero-point term is a per-channel constant folded into cterm at prepare.
  * Taps are taken in pairs so one vpmaddwd does 2 taps × 8 channels.
  */
-TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_t *y)
+/* Output rows [rbeg, rend) of all images (row r = image r / oh, y = r % oh). */
+TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_t *y,
+			       size_t rbeg, size_t rend)
 {
 	/* locals, so that stores through y do not force reloads of *p */
-	const int nb = p->nb, ih = p->ih, iw = p->iw, ic = p->ic, oh = p->oh, ow = p->ow;
+	const int ih = p->ih, iw = p->iw, ic = p->ic, oh = p->oh, ow = p->ow;
 	const int oc = p->oc, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, dh = p->dh,
 		  dwl = p->dwl, pt = p->pt, pl = p->pl, ntp = p->ntp;
 	const int groups = p->OCp / 8, npairs = ntp / 2;
 	const bool s8 = p->type == ENG_DT_I8;
 	const int16_t *wdw = p->wdw;
-	const int32_t *cterm = p->cterm, *mult = p->mult, *shift = p->shift;
+	const int32_t *cterm = p->cterm;
 	const uint8_t *tx[DW_MAX_TAPS];
-	for (int b = 0; b < nb; b++)
-		for (int oy = 0; oy < oh; oy++)
-			for (int ox = 0; ox < ow; ox++) {
-				int iy0 = oy * sh - pt, ix0 = ox * sw - pl;
-				uint8_t *dst = y + (((size_t)b * oh + oy) * ow + ox) * oc;
-				int t = 0;
-				for (int ky = 0; ky < kh; ky++) {
-					int iy = iy0 + dh * ky;
-					for (int kx = 0; kx < kw; kx++, t++) {
-						int ix = ix0 + dwl * kx;
-						tx[t] = (iy < 0 || iy >= ih || ix < 0 || ix >= iw)
-								? p->zrow
-								: x + (((size_t)b * ih + iy) * iw + ix) * ic;
-					}
-				}
-				for (; t < ntp; t++)
-					tx[t] = p->zrow; /* the odd tap's partner, weight 0 */
-				for (int g = 0; g < groups; g++) {
-					int c0 = g * 8;
-					int cnt = oc - c0 < 8 ? oc - c0 : 8;
-					const int16_t *wg = wdw + (size_t)g * npairs * 16;
-					__m256i acc = _mm256_loadu_si256((const __m256i *)(cterm + c0));
-					for (int q = 0; q < npairs; q++) {
-						__m128i ra, rb;
-						const uint8_t *pa = tx[2 * q] + c0, *pb = tx[2 * q + 1] + c0;
-						if (cnt == 8) {
-							ra = _mm_loadl_epi64((const __m128i *)pa);
-							rb = _mm_loadl_epi64((const __m128i *)pb);
-						} else {
-							/* never read past the tensor: partial groups copy */
-							int64_t a64 = 0, b64 = 0;
-							memcpy(&a64, pa, (size_t)cnt);
-							memcpy(&b64, pb, (size_t)cnt);
-							ra = _mm_cvtsi64_si128(a64);
-							rb = _mm_cvtsi64_si128(b64);
-						}
-						__m128i xa = s8 ? _mm_cvtepi8_epi16(ra) : _mm_cvtepu8_epi16(ra);
-						__m128i xb = s8 ? _mm_cvtepi8_epi16(rb) : _mm_cvtepu8_epi16(rb);
-						__m256i v = _mm256_set_m128i(_mm_unpackhi_epi16(xa, xb),
-									     _mm_unpacklo_epi16(xa, xb));
-						__m256i wv = _mm256_loadu_si256((const __m256i *)(wg + (size_t)q * 16));
-						acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, wv));
-					}
-					__m256i m = _mm256_loadu_si256((const __m256i *)(mult + c0));
-					__m256i sft = _mm256_loadu_si256((const __m256i *)(shift + c0));
-					store8(p, dst + c0, simd_requant8(acc, m, sft), cnt);
+	for (size_t row = rbeg; row < rend; row++) {
+		const int b = (int)(row / (size_t)oh), oy = (int)(row % (size_t)oh);
+		for (int ox = 0; ox < ow; ox++) {
+			int iy0 = oy * sh - pt, ix0 = ox * sw - pl;
+			uint8_t *dst = y + (((size_t)b * oh + oy) * ow + ox) * oc;
+			int t = 0;
+			for (int ky = 0; ky < kh; ky++) {
+				int iy = iy0 + dh * ky;
+				for (int kx = 0; kx < kw; kx++, t++) {
+					int ix = ix0 + dwl * kx;
+					tx[t] = (iy < 0 || iy >= ih || ix < 0 || ix >= iw)
+							? p->zrow
+							: x + (((size_t)b * ih + iy) * iw + ix) * ic;
 				}
 			}
+			for (; t < ntp; t++)
+				tx[t] = p->zrow; /* the odd tap's partner, weight 0 */
+			/* 16 channels at a time: one 256-bit widening per tap, two vpmaddwd */
+			const int g16 = oc / 16;
+			for (int G = 0; G < g16; G++) {
+				const int c0 = G * 16;
+				const int16_t *wg = p->wdw16 + (size_t)G * npairs * 32;
+				__m256i ct0 = _mm256_loadu_si256((const __m256i *)(cterm + c0));
+				__m256i ct1 = _mm256_loadu_si256((const __m256i *)(cterm + c0 + 8));
+				__m256i lo = _mm256_permute2x128_si256(ct0, ct1, 0x20);
+				__m256i hi = _mm256_permute2x128_si256(ct0, ct1, 0x31);
+				for (int q = 0; q < npairs; q++) {
+					__m128i ra = _mm_loadu_si128((const __m128i *)(tx[2 * q] + c0));
+					__m128i rb = _mm_loadu_si128((const __m128i *)(tx[2 * q + 1] + c0));
+					__m256i xa = s8 ? _mm256_cvtepi8_epi16(ra) : _mm256_cvtepu8_epi16(ra);
+					__m256i xb = s8 ? _mm256_cvtepi8_epi16(rb) : _mm256_cvtepu8_epi16(rb);
+					const __m256i *w2 = (const __m256i *)(wg + (size_t)q * 32);
+					lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(xa, xb),
+										    _mm256_loadu_si256(w2)));
+					hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(xa, xb),
+										    _mm256_loadu_si256(w2 + 1)));
+				}
+				__m256i acc0 = _mm256_permute2x128_si256(lo, hi, 0x20);
+				__m256i acc1 = _mm256_permute2x128_si256(lo, hi, 0x31);
+				store8(p, dst + c0, simd_requant8_rq(acc0, &p->rq[c0 / 8]), 8);
+				store8(p, dst + c0 + 8, simd_requant8_rq(acc1, &p->rq[c0 / 8 + 1]), 8);
+			}
+			for (int g = 2 * g16; g < groups; g++) {
+				int c0 = g * 8;
+				int cnt = oc - c0 < 8 ? oc - c0 : 8;
+				const int16_t *wg = wdw + (size_t)g * npairs * 16;
+				__m256i acc = _mm256_loadu_si256((const __m256i *)(cterm + c0));
+				for (int q = 0; q < npairs; q++) {
+					__m128i ra, rb;
+					const uint8_t *pa = tx[2 * q] + c0, *pb = tx[2 * q + 1] + c0;
+					if (cnt == 8) {
+						ra = _mm_loadl_epi64((const __m128i *)pa);
+						rb = _mm_loadl_epi64((const __m128i *)pb);
+					} else {
+						/* never read past the tensor: partial groups copy */
+						int64_t a64 = 0, b64 = 0;
+						memcpy(&a64, pa, (size_t)cnt);
+						memcpy(&b64, pb, (size_t)cnt);
+						ra = _mm_cvtsi64_si128(a64);
+						rb = _mm_cvtsi64_si128(b64);
+					}
+					__m128i xa = s8 ? _mm_cvtepi8_epi16(ra) : _mm_cvtepu8_epi16(ra);
+					__m128i xb = s8 ? _mm_cvtepi8_epi16(rb) : _mm_cvtepu8_epi16(rb);
+					__m256i v = _mm256_set_m128i(_mm_unpackhi_epi16(xa, xb),
+								     _mm_unpacklo_epi16(xa, xb));
+					__m256i wv = _mm256_loadu_si256((const __m256i *)(wg + (size_t)q * 16));
+					acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, wv));
+				}
+				store8(p, dst + c0, simd_requant8_rq(acc, &p->rq[g]), cnt);
+			}
+		}
+	}
+}
+
+TGT static int make_rq(struct conv_prep *p)
+{
+	p->rq = aligned_alloc(32, (size_t)(p->OCp / 8) * sizeof(*p->rq));
+	if (!p->rq)
+		return -ENOMEM;
+	for (int g = 0; g < p->OCp / 8; g++)
+		p->rq[g] = simd_rq8_make(_mm256_loadu_si256((const __m256i *)(p->mult + g * 8)),
+					 _mm256_loadu_si256((const __m256i *)(p->shift + g * 8)));
+	return 0;
 }
 
 /* Grow the per-channel multiplier arrays to OCp lanes (zeros in the padding). */
@@ -237,7 +297,10 @@ static int pad_channels(struct conv_prep *p)
 	free(p->shift);
 	p->mult = m;
 	p->shift = s;
-	return 0;
+	for (int c = 0; c < p->oc; c++)
+		if (m[c] == INT32_MIN)
+			return -EINVAL; /* impossible from q_quantize_multiplier(); simd_rq8 relies on it */
+	return make_rq(p);
 }
 
 static bool fast_ok(const struct eng_node *n, const struct conv_prep *p)
@@ -295,7 +358,8 @@ static int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 		c -= (int64_t)p->in_zp * wsum;
 		p->cterm[o] = (int32_t)(uint32_t)(uint64_t)c;
 	}
-	n->scratch_bytes = (size_t)CONV_MB * p->Kp * sizeof(int16_t);
+	/* one im2col block per compute thread */
+	n->scratch_bytes = (size_t)OPS_MAX_THREADS * CONV_MB * p->Kp * sizeof(int16_t);
 	p->fast = true;
 	return 0;
 fail:
@@ -325,8 +389,9 @@ static int dwconv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 	const int taps = p->kh * p->kw;
 	p->ntp = (taps + 1) & ~1;
 	p->wdw = calloc((size_t)p->OCp * p->ntp, sizeof(*p->wdw));
+	p->wdw16 = calloc((size_t)(p->oc / 16 + 1) * 16 * p->ntp, sizeof(*p->wdw16));
 	p->zrow = malloc((size_t)p->OCp);
-	if (!p->wdw || !p->zrow) {
+	if (!p->wdw || !p->wdw16 || !p->zrow) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -342,6 +407,14 @@ static int dwconv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 			size_t idx = (((size_t)(o / 8) * npairs + (size_t)(t / 2)) * 8 + (size_t)(o % 8)) * 2 +
 				     (size_t)(t % 2);
 			p->wdw[idx] = (int16_t)v;
+			if (o < p->oc / 16 * 16) {
+				/* 16-channel layout: lanes 0-3 / 4-7 of the 128-bit halves */
+				int G = o / 16, c = o % 16, half = (c % 8) / 4;
+				int lane = (c / 8) * 4 + c % 4; /* pair position within the vector */
+				size_t at = (((size_t)G * npairs + (size_t)(t / 2)) * 2 + (size_t)half) * 16 +
+					    (size_t)lane * 2 + (size_t)(t % 2);
+				p->wdw16[at] = (int16_t)v;
+			}
 		}
 		int64_t c = bias ? bias[o] : 0;
 		c -= (int64_t)p->in_zp * wsum;
@@ -355,6 +428,27 @@ fail:
 	return rc;
 }
 
+struct conv_job {
+	const struct conv_prep *p;
+	const uint8_t *x;
+	uint8_t *y;
+	int16_t *scratch;
+};
+
+static void conv_job_run(void *ctx, size_t begin, size_t end, int slot)
+{
+	const struct conv_job *j = ctx;
+	const struct conv_prep *p = j->p;
+	if (p->dw) {
+		dwconv_fast_q8(p, j->x, j->y, begin, end);
+	} else {
+		/* slices are counted in blocks of CONV_MB pixels */
+		size_t M = (size_t)p->nb * p->oh * p->ow;
+		size_t mb = begin * CONV_MB, me = end * CONV_MB < M ? end * CONV_MB : M;
+		conv_fast_q8(p, j->x, j->y, j->scratch + (size_t)slot * CONV_MB * p->Kp, mb, me);
+	}
+}
+
 static int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct conv_prep *p = n->prep;
@@ -364,12 +458,11 @@ static int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 		conv_eval_f32_fast(p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]));
 		return 0;
 	}
-	const uint8_t *in = eng_tdata(x, n->in[0]);
-	uint8_t *out = eng_tdata(x, n->out[0]);
-	if (p->dw)
-		dwconv_fast_q8(p, in, out);
-	else
-		conv_fast_q8(p, in, out, x->scratch);
+	struct conv_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), x->scratch};
+	size_t M = (size_t)p->nb * p->oh * p->ow;
+	size_t items = p->dw ? (size_t)p->nb * p->oh : (M + CONV_MB - 1) / CONV_MB;
+	int threads = n->macs >= OPS_PARALLEL_MIN_MACS ? x->threads : 1;
+	ops_parallel_for(threads, items, conv_job_run, &j);
 	return 0;
 }
 

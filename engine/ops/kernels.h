@@ -95,14 +95,27 @@ int ops_pad_before(int in, int out, int k, int stride, int dilation);
 /* Common input checks: n_in/n_out and non-NULL tensors. */
 int ops_check_io(const struct eng_node *n, int min_in, int min_out, char *err, size_t errlen);
 
+/*
+ * Split [0, n) into up to min(threads, OPS_MAX_THREADS) contiguous slices and
+ * run fn on each, slice 0 on the calling thread, the others on short-lived
+ * threads joined before returning (a slice whose thread cannot be created runs
+ * on the caller).  slot (0..OPS_MAX_THREADS-1) selects per-thread scratch.
+ * Kernels use it only for large ops: a thread costs tens of microseconds.
+ */
+#define OPS_MAX_THREADS 4
+#define OPS_PARALLEL_MIN_MACS 2000000
+typedef void (*ops_range_fn)(void *ctx, size_t begin, size_t end, int slot);
+void ops_parallel_for(int threads, size_t n, ops_range_fn fn, void *ctx);
+
 extern const struct eng_kernel eng_k_conv_ref, eng_k_conv_fast;
 extern const struct eng_kernel eng_k_dwconv_ref, eng_k_dwconv_fast;
-extern const struct eng_kernel eng_k_add, eng_k_add_fast, eng_k_mul;
+extern const struct eng_kernel eng_k_add, eng_k_add_fast, eng_k_mul, eng_k_mul_fast;
 extern const struct eng_kernel eng_k_concat, eng_k_split, eng_k_reshape;
 extern const struct eng_kernel eng_k_logistic, eng_k_relu, eng_k_relu6, eng_k_hard_swish;
 extern const struct eng_kernel eng_k_avgpool, eng_k_maxpool, eng_k_mean;
 extern const struct eng_kernel eng_k_resize_nn, eng_k_resize_bilinear;
 extern const struct eng_kernel eng_k_quantize, eng_k_dequantize;
+extern const struct eng_kernel eng_k_relu_lut, eng_k_relu6_lut, eng_k_hard_swish_lut, eng_k_quantize_lut;
 extern const struct eng_kernel eng_k_postprocess;
 
 #endif

@@ -51,6 +51,44 @@ TGT static inline __m256i simd_requant8(__m256i acc, __m256i mult, __m256i shift
 	return _mm256_sub_epi32(q, _mm256_cmpgt_epi32(rem, thr)); /* +1 where rem > thr */
 }
 
+/*
+ * The same requantization with the per-lane shift work done once (a channel
+ * group's multipliers and shifts are reused for many pixels).  Multipliers
+ * come from q_quantize_multiplier(), which never yields INT32_MIN, so the
+ * SRDHM overflow case cannot occur and is not tested here.
+ */
+struct simd_rq8 {
+	__m256i mult, left, right, mask, half;
+};
+
+TGT static inline struct simd_rq8 simd_rq8_make(__m256i mult, __m256i shift)
+{
+	const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
+	struct simd_rq8 q;
+	q.mult = mult;
+	q.left = _mm256_and_si256(_mm256_max_epi32(shift, zero), _mm256_set1_epi32(31));
+	q.right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+	q.mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, q.right), one);
+	q.half = _mm256_srai_epi32(q.mask, 1);
+	return q;
+}
+
+TGT static inline __m256i simd_requant8_rq(__m256i acc, const struct simd_rq8 *q)
+{
+	const __m256i zero = _mm256_setzero_si256();
+	const __m256i half31 = _mm256_set1_epi64x((int64_t)1 << 30);
+	__m256i xs = _mm256_sllv_epi32(acc, q->left);
+	__m256i pe = _mm256_mul_epi32(xs, q->mult);
+	__m256i po = _mm256_mul_epi32(_mm256_srli_epi64(xs, 32), _mm256_srli_epi64(q->mult, 32));
+	pe = _mm256_srli_epi64(_mm256_add_epi64(pe, half31), 31);
+	po = _mm256_srli_epi64(_mm256_add_epi64(po, half31), 31);
+	__m256i r = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+	__m256i rem = _mm256_and_si256(r, q->mask);
+	__m256i thr = _mm256_sub_epi32(q->half, _mm256_cmpgt_epi32(zero, r));
+	__m256i res = _mm256_srav_epi32(r, q->right);
+	return _mm256_sub_epi32(res, _mm256_cmpgt_epi32(rem, thr));
+}
+
 /* Add the zero point, clamp to [lo, hi], narrow to bytes and store n (<= 8) of them. */
 TGT static inline void simd_store8(void *dst, __m256i v, int32_t zp, int32_t lo, int32_t hi,
 				   bool s8, int n)

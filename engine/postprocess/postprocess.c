@@ -13,6 +13,7 @@
 #include <math.h>
 
 #include "ops/kernels.h"
+#include "ops/simd.h"
 
 struct pp_prep {
 	int n;     /* anchors */
@@ -23,9 +24,11 @@ struct pp_prep {
 	int cats;  /* classes reported per anchor (fast NMS) */
 	int out_m; /* output rows */
 	struct eng_postprocess_opts o;
+	bool simd; /* AVX2 suppression loop */
 	/* scratch layout (byte offsets) */
 	size_t off_boxes, off_scores, off_max, off_cls, off_keep_i, off_keep_v, off_sorted,
-		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp, off_sboxes;
+		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp, off_sboxes,
+		off_radix;
 };
 
 void pp_argsort_desc(const float *values, int *idx, int n, int *tmp)
@@ -48,6 +51,37 @@ void pp_argsort_desc(const float *values, int *idx, int n, int *tmp)
 				tmp[k++] = idx[j++];
 		}
 		memcpy(idx, tmp, (size_t)n * sizeof(*idx));
+	}
+}
+
+void pp_radix_argsort_desc(const float *values, int n, int *idx, uint32_t *work)
+{
+	uint32_t *key = work, *key2 = work + n;
+	int *idx2 = (int *)(work + 2 * (size_t)n);
+	for (int i = 0; i < n; i++) {
+		float v = values[i] + 0.0f; /* -0.0 becomes +0.0: they compare equal */
+		uint32_t u;
+		memcpy(&u, &v, sizeof(u));
+		/* ascending float order as unsigned keys, then inverted for descending */
+		u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+		key[i] = ~u;
+		idx[i] = i;
+	}
+	/* three stable counting passes of 11, 11 and 10 bits */
+	for (int pass = 0; pass < 3; pass++) {
+		const int shift = pass * 11;
+		size_t count[2049] = {0};
+		for (int i = 0; i < n; i++)
+			count[((key[i] >> shift) & 0x7FF) + 1]++;
+		for (int d = 0; d < 2048; d++)
+			count[d + 1] += count[d];
+		for (int i = 0; i < n; i++) {
+			size_t at = count[(key[i] >> shift) & 0x7FF]++;
+			key2[at] = key[i];
+			idx2[at] = idx[i];
+		}
+		memcpy(key, key2, (size_t)n * sizeof(*key));
+		memcpy(idx, idx2, (size_t)n * sizeof(*idx));
 	}
 }
 
@@ -204,6 +238,7 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	p->out_m = o->use_regular_nms ? o->max_detections
 				      : o->max_detections * o->max_classes_per_detection;
 	p->o = *o;
+	p->simd = simd_have_avx2();
 	for (int i = 0; i < 4; i++) {
 		const struct eng_tensor *t = n->out[i];
 		size_t want = i == 0 ? (size_t)p->out_m * 4 : (i == 3 ? 1 : (size_t)p->out_m);
@@ -222,6 +257,7 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	p->off_keep_i = take(&off, N * sizeof(int));
 	p->off_keep_v = take(&off, cand * sizeof(float));
 	p->off_sorted = take(&off, N * sizeof(int));
+	p->off_radix = take(&off, 3 * N * sizeof(uint32_t));
 	p->off_tmp = take(&off, cand * sizeof(int));
 	p->off_active = take(&off, N);
 	p->off_sboxes = take(&off, N * 4 * sizeof(float));
@@ -232,13 +268,6 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	n->scratch_bytes = off;
 	n->prep = p;
 	return 0;
-}
-
-static float deq(const struct eng_tensor *t, const void *d, size_t i)
-{
-	if (t->type == ENG_DT_F32)
-		return ((const float *)d)[i];
-	return ((float)((const uint8_t *)d)[i] - (float)t_zp(t)) * t_scale(t);
 }
 
 /* std::max / std::min as the reference uses them (no libm calls, same NaN-free results) */
@@ -264,6 +293,88 @@ static float iou(const float *bi, const float *bj)
 	return inter / (ai + aj - inter);
 }
 
+/* Box j of the sorted candidates, from the structure-of-arrays copy. */
+static inline void sbox(const float *sb, size_t stride, int j, float out[4])
+{
+	out[0] = sb[j];
+	out[1] = sb[stride + (size_t)j];
+	out[2] = sb[2 * stride + (size_t)j];
+	out[3] = sb[3 * stride + (size_t)j];
+}
+
+/* Deactivate the candidates in [j, kept) that box a overlaps by more than the
+ * threshold; returns how many.  Plain loop: the reference order of tests. */
+static int suppress_scalar(const struct pp_prep *p, const float a[4], const float *sb,
+			   size_t stride, uint8_t *active, int j, int kept)
+{
+	int gone = 0;
+	for (; j < kept; j++) {
+		if (!active[j])
+			continue;
+		float b[4];
+		sbox(sb, stride, j, b);
+		/* disjoint boxes have IoU 0, never above a threshold > 0: skip the division */
+		if (b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1])
+			continue;
+		if (iou(a, b) > p->o.nms_iou_threshold) {
+			active[j] = 0;
+			gone++;
+		}
+	}
+	return gone;
+}
+
+/*
+ * Same result, 8 candidates at a time: the IoU itself is computed in vector
+ * form with the scalar's operations in the scalar's order (std::max/min as
+ * "a < b ? b : a" / "b < a ? b : a", no FMA), so every lane's value and
+ * comparison are bit-identical to iou().
+ */
+TGT static int suppress_avx2(const struct pp_prep *p, const float a[4], const float *sb,
+			     size_t stride, uint8_t *active, int j, int kept)
+{
+	const float area_a = (a[2] - a[0]) * (a[3] - a[1]);
+	if (area_a <= 0)
+		return 0; /* iou() is 0 for every candidate */
+	const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]);
+	const __m256 a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
+	const __m256 va = _mm256_set1_ps(area_a), zero = _mm256_setzero_ps();
+	const __m256 thr = _mm256_set1_ps(p->o.nms_iou_threshold);
+	int gone = 0;
+	for (; j + 8 <= kept; j += 8) {
+		int64_t act8;
+		memcpy(&act8, active + j, 8);
+		if (act8 == 0)
+			continue;
+		__m256 b0 = _mm256_loadu_ps(sb + j), b1 = _mm256_loadu_ps(sb + stride + (size_t)j);
+		__m256 b2 = _mm256_loadu_ps(sb + 2 * stride + (size_t)j);
+		__m256 b3 = _mm256_loadu_ps(sb + 3 * stride + (size_t)j);
+		__m256 area_b = _mm256_mul_ps(_mm256_sub_ps(b2, b0), _mm256_sub_ps(b3, b1));
+		/* max(a, b) = a < b ? b : a;  min(a, b) = b < a ? b : a */
+		__m256 ymin = _mm256_blendv_ps(a0, b0, _mm256_cmp_ps(a0, b0, _CMP_LT_OQ));
+		__m256 xmin = _mm256_blendv_ps(a1, b1, _mm256_cmp_ps(a1, b1, _CMP_LT_OQ));
+		__m256 ymax = _mm256_blendv_ps(a2, b2, _mm256_cmp_ps(b2, a2, _CMP_LT_OQ));
+		__m256 xmax = _mm256_blendv_ps(a3, b3, _mm256_cmp_ps(b3, a3, _CMP_LT_OQ));
+		__m256 dy = _mm256_sub_ps(ymax, ymin), dx = _mm256_sub_ps(xmax, xmin);
+		dy = _mm256_blendv_ps(dy, zero, _mm256_cmp_ps(dy, zero, _CMP_LT_OQ));
+		dx = _mm256_blendv_ps(dx, zero, _mm256_cmp_ps(dx, zero, _CMP_LT_OQ));
+		__m256 inter = _mm256_mul_ps(dy, dx);
+		__m256 iouv = _mm256_div_ps(inter, _mm256_sub_ps(_mm256_add_ps(va, area_b), inter));
+		__m256 hit = _mm256_and_ps(_mm256_cmp_ps(iouv, thr, _CMP_GT_OQ),
+					   _mm256_cmp_ps(area_b, zero, _CMP_NLE_UQ));
+		unsigned m = (unsigned)_mm256_movemask_ps(hit);
+		while (m) {
+			int k = j + __builtin_ctz(m);
+			m &= m - 1;
+			if (active[k]) {
+				active[k] = 0;
+				gone++;
+			}
+		}
+	}
+	return gone + suppress_scalar(p, a, sb, stride, active, j, kept);
+}
+
 /* Single-class NMS over scores[0..n): selected anchor indices in sel, returns count. */
 static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 		      const float *scores, int max_out, int *sel)
@@ -271,7 +382,6 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 	int *keep_i = (int *)(s + p->off_keep_i);
 	float *keep_v = (float *)(s + p->off_keep_v);
 	int *sorted = (int *)(s + p->off_sorted);
-	int *tmp = (int *)(s + p->off_tmp);
 	uint8_t *active = s + p->off_active;
 	int kept = 0;
 	for (int i = 0; i < p->n; i++)
@@ -279,17 +389,22 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 			keep_v[kept] = scores[i];
 			keep_i[kept++] = i;
 		}
-	for (int i = 0; i < kept; i++)
-		sorted[i] = i;
-	pp_argsort_desc(keep_v, sorted, kept, tmp);
+	pp_radix_argsort_desc(keep_v, kept, sorted, (uint32_t *)(s + p->off_radix));
 	int out_size = kept < max_out ? kept : max_out;
 	int n_sel = 0, n_active = kept;
 	if (kept > 0)
 		memset(active, 1, (size_t)kept);
-	/* boxes in sorted order: the inner loop then streams through memory */
+	/* boxes in sorted order, one array per coordinate: the suppression loop
+	 * then streams through memory and vectorizes */
 	float *sb = (float *)(s + p->off_sboxes);
-	for (int i = 0; i < kept; i++)
-		memcpy(sb + (size_t)i * 4, boxes + (size_t)keep_i[sorted[i]] * 4, 4 * sizeof(float));
+	const size_t stride = (size_t)p->n;
+	for (int i = 0; i < kept; i++) {
+		const float *b = boxes + (size_t)keep_i[sorted[i]] * 4;
+		sb[i] = b[0];
+		sb[stride + (size_t)i] = b[1];
+		sb[2 * stride + (size_t)i] = b[2];
+		sb[3 * stride + (size_t)i] = b[3];
+	}
 	for (int i = 0; i < kept; i++) {
 		if (n_active == 0 || n_sel >= out_size)
 			break;
@@ -298,19 +413,10 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 		sel[n_sel++] = keep_i[sorted[i]];
 		active[i] = 0;
 		n_active--;
-		const float *a = sb + (size_t)i * 4;
-		for (int j = i + 1; j < kept; j++) {
-			if (!active[j])
-				continue;
-			const float *b = sb + (size_t)j * 4;
-			/* disjoint boxes have IoU 0, never above a threshold > 0: skip the division */
-			if (b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1])
-				continue;
-			if (iou(a, b) > p->o.nms_iou_threshold) {
-				active[j] = 0;
-				n_active--;
-			}
-		}
+		float a[4];
+		sbox(sb, stride, i, a);
+		n_active -= p->simd ? suppress_avx2(p, a, sb, stride, active, i + 1, kept)
+				    : suppress_scalar(p, a, sb, stride, active, i + 1, kept);
 	}
 	return n_sel;
 }
@@ -326,16 +432,22 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 	float *ob = eng_tdata(x, n->out[0]), *oc = eng_tdata(x, n->out[1]);
 	float *os = eng_tdata(x, n->out[2]), *on = eng_tdata(x, n->out[3]);
 
+	/* dequantization as the reference: (float(q) - float(zp)) * scale */
+	const bool bu8 = be->type == ENG_DT_U8, au8 = an->type == ENG_DT_U8;
+	const float bzp = (float)t_zp(be), bsc = t_scale(be), azp = (float)t_zp(an), asc = t_scale(an);
+	const uint8_t *bq = bd, *aq = ad;
+	const float *bf = bd, *af = ad;
 	for (int i = 0; i < p->n; i++) {
 		size_t e = (size_t)i * p->enc, a = (size_t)i * 4;
-		float ty = deq(be, bd, e), tx = deq(be, bd, e + 1);
-		float th = deq(be, bd, e + 2), tw = deq(be, bd, e + 3);
-		float ay = deq(an, ad, a), ax = deq(an, ad, a + 1);
-		float ah = deq(an, ad, a + 2), aw = deq(an, ad, a + 3);
-		float yc = (float)((double)ty / (double)p->o.y_scale * (double)ah + (double)ay);
-		float xc = (float)((double)tx / (double)p->o.x_scale * (double)aw + (double)ax);
-		float hh = (float)(0.5 * exp((double)th / (double)p->o.h_scale) * (double)ah);
-		float hw = (float)(0.5 * exp((double)tw / (double)p->o.w_scale) * (double)aw);
+		float t4[4], a4[4];
+		for (int k = 0; k < 4; k++) {
+			t4[k] = bu8 ? ((float)bq[e + k] - bzp) * bsc : bf[e + k];
+			a4[k] = au8 ? ((float)aq[a + k] - azp) * asc : af[a + k];
+		}
+		float yc = (float)((double)t4[0] / (double)p->o.y_scale * (double)a4[2] + (double)a4[0]);
+		float xc = (float)((double)t4[1] / (double)p->o.x_scale * (double)a4[3] + (double)a4[1]);
+		float hh = (float)(0.5 * exp((double)t4[2] / (double)p->o.h_scale) * (double)a4[2]);
+		float hw = (float)(0.5 * exp((double)t4[3] / (double)p->o.w_scale) * (double)a4[3]);
 		float *b = boxes + a;
 		b[0] = yc - hh;
 		b[1] = xc - hw;
@@ -344,25 +456,31 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 		if (b[0] > b[2] || b[1] > b[3])
 			return -EINVAL; /* NaN-free but inverted: the reference rejects these too */
 	}
-	size_t ns = (size_t)p->n * p->cwb;
-	if (cs->type == ENG_DT_F32) {
-		memcpy(scores, cd, ns * sizeof(float));
-	} else {
-		double sc = (double)t_scale(cs);
-		int32_t zp = t_zp(cs);
-		for (size_t i = 0; i < ns; i++)
-			scores[i] = (float)(sc * (double)((int32_t)((const uint8_t *)cd)[i] - zp));
-	}
 	memset(ob, 0, (size_t)p->out_m * 4 * sizeof(float));
 	memset(oc, 0, (size_t)p->out_m * sizeof(float));
 	memset(os, 0, (size_t)p->out_m * sizeof(float));
 	int *sel = (int *)(s + p->off_sel);
+	const bool su8 = cs->type == ENG_DT_U8;
+	const double ssc = (double)t_scale(cs);
+	const int32_t szp = t_zp(cs);
+	const uint8_t *sq = cd;
 
 	if (!p->o.use_regular_nms) {
 		float *maxs = (float *)(s + p->off_max);
 		int *cls = (int *)(s + p->off_cls);
+		/* One anchor's scores at a time: uint8 scores are dequantized into a
+		 * row buffer (the reference's float(scale · (q − zp))), float ones used
+		 * in place. */
+		float *rowbuf = scores;
 		for (int r = 0; r < p->n; r++) {
-			const float *bs = scores + (size_t)r * p->cwb + p->label_off;
+			const float *bs;
+			if (su8) {
+				for (int c = 0; c < p->cwb; c++)
+					rowbuf[c] = (float)(ssc * (double)((int32_t)sq[(size_t)r * p->cwb + c] - szp));
+				bs = rowbuf + p->label_off;
+			} else {
+				bs = (const float *)cd + (size_t)r * p->cwb + p->label_off;
+			}
 			int *ci = cls + (size_t)r * p->nc;
 			pp_partial_argsort_desc(bs, p->nc, p->cats, ci);
 			maxs[r] = bs[ci[0]];
@@ -371,18 +489,27 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 		int row = 0;
 		for (int k = 0; k < n_sel; k++) {
 			int a = sel[k];
-			const float *bs = scores + (size_t)a * p->cwb + p->label_off;
 			const int *ci = cls + (size_t)a * p->nc;
 			for (int c = 0; c < p->cats; c++) {
 				int off = p->o.max_classes_per_detection * row + c;
+				size_t at = (size_t)a * p->cwb + p->label_off + (size_t)ci[c];
 				memcpy(ob + (size_t)off * 4, boxes + (size_t)a * 4, 4 * sizeof(float));
 				oc[off] = (float)ci[c];
-				os[off] = bs[ci[c]];
+				os[off] = su8 ? (float)(ssc * (double)((int32_t)sq[at] - szp)) : ((const float *)cd)[at];
 			}
 			row++;
 		}
 		on[0] = (float)row;
 		return 0;
+	}
+
+	/* regular NMS needs every class column: dequantize all scores once */
+	if (su8) {
+		size_t ns = (size_t)p->n * p->cwb;
+		for (size_t i = 0; i < ns; i++)
+			scores[i] = (float)(ssc * (double)((int32_t)sq[i] - szp));
+	} else {
+		scores = (float *)cd;
 	}
 
 	/* regular NMS: per class, then keep the best max_detections overall */

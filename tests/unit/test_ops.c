@@ -77,6 +77,8 @@ static void per_channel(struct eng_tensor *t, int n, const float *scales, int ax
 	t->q.zero_point = s->zp;
 }
 
+static int g_threads = 1; /* eng_exec.threads for run() */
+
 static int run(const struct eng_kernel *k, struct eng_node *n)
 {
 	char err[256] = "";
@@ -88,7 +90,7 @@ static int run(const struct eng_kernel *k, struct eng_node *n)
 	void *scratch = NULL;
 	if (n->scratch_bytes)
 		scratch = aligned_alloc(64, (n->scratch_bytes + 63) & ~(size_t)63);
-	struct eng_exec x = {.arena = NULL, .scratch = scratch, .threads = 1};
+	struct eng_exec x = {.arena = NULL, .scratch = scratch, .threads = g_threads};
 	rc = k->eval(n, &x);
 	k->release(n);
 	free(scratch);
@@ -199,6 +201,15 @@ TGT static void requant8_lanes(const int32_t *acc, const int32_t *m, const int32
 	_mm256_storeu_si256((__m256i *)out, r);
 }
 
+TGT static void requant8_rq_lanes(const int32_t *acc, const int32_t *m, const int32_t *sh,
+				  int32_t *out)
+{
+	struct simd_rq8 q = simd_rq8_make(_mm256_loadu_si256((const __m256i *)m),
+					  _mm256_loadu_si256((const __m256i *)sh));
+	_mm256_storeu_si256((__m256i *)out,
+			    simd_requant8_rq(_mm256_loadu_si256((const __m256i *)acc), &q));
+}
+
 START_TEST(simd_requant_matches_scalar)
 {
 	if (!simd_have_avx2())
@@ -232,6 +243,17 @@ START_TEST(simd_requant_matches_scalar)
 			ck_assert_msg(got[l] == q_mul_by_qm(acc[l], m[l], sh[l]),
 				      "acc %d m %d shift %d: simd %d scalar %d", acc[l], m[l], sh[l],
 				      got[l], q_mul_by_qm(acc[l], m[l], sh[l]));
+		/* the precomputed variant, for multipliers q_quantize_multiplier can produce */
+		bool ok = true;
+		for (int l = 0; l < 8; l++)
+			ok = ok && m[l] != INT32_MIN;
+		if (ok) {
+			requant8_rq_lanes(acc, m, sh, got);
+			for (int l = 0; l < 8; l++)
+				ck_assert_msg(got[l] == q_mul_by_qm(acc[l], m[l], sh[l]),
+					      "rq: acc %d m %d shift %d: simd %d scalar %d", acc[l], m[l],
+					      sh[l], got[l], q_mul_by_qm(acc[l], m[l], sh[l]));
+		}
 	}
 }
 END_TEST
@@ -444,6 +466,56 @@ START_TEST(conv_f32_fast_matches_reference)
 }
 END_TEST
 
+/* Big enough to be split across threads: every thread count gives the same bytes. */
+START_TEST(conv_threads_match_reference)
+{
+	for (int dw = 0; dw < 2; dw++) {
+		reset();
+		/* both above OPS_PARALLEL_MIN_MACS: conv 2.5M, depthwise 3.4M */
+		const int ih = dw ? 130 : 37, iw = dw ? 120 : 29, ic = 24, oc = dw ? 24 : 40, k = 3;
+		const int st = dw ? 1 : 2;
+		const int oh = (ih + st - 1) / st, ow = (iw + st - 1) / st;
+		size_t nx = (size_t)ih * iw * ic, nw = (size_t)oc * k * k * (dw ? 1 : ic), ny = (size_t)oh * ow * oc;
+		uint8_t *x = malloc(nx), *w = malloc(nw), *y0 = malloc(ny), *y1 = malloc(ny);
+		int32_t *b = malloc((size_t)oc * sizeof(*b));
+		srand(21);
+		for (size_t i = 0; i < nx; i++)
+			x[i] = (uint8_t)rand();
+		for (size_t i = 0; i < nw; i++)
+			w[i] = (uint8_t)rand();
+		for (int i = 0; i < oc; i++)
+			b[i] = rand() % 2001 - 1000;
+		struct eng_tensor *in[3] = {
+			mk(ENG_DT_U8, 4, (int[]){1, ih, iw, ic}, 0.02f, 120, x),
+			mk(ENG_DT_U8, 4, (int[]){dw ? 1 : oc, k, k, dw ? oc : ic}, 0.01f, 131, w),
+			mk(ENG_DT_I32, 1, (int[]){oc}, 0.0002f, 0, b)};
+		struct eng_tensor *o0[1] = {mk(ENG_DT_U8, 4, (int[]){1, oh, ow, oc}, 0.05f, 7, y0)};
+		struct eng_tensor *o1[1] = {mk(ENG_DT_U8, 4, (int[]){1, oh, ow, oc}, 0.05f, 7, y1)};
+		enum eng_op_type op = dw ? ENG_OP_DEPTHWISE_CONV_2D : ENG_OP_CONV_2D;
+		struct eng_conv_opts o = {.padding = ENG_PAD_SAME, .stride_w = st, .stride_h = st,
+					  .depth_multiplier = 1};
+		struct eng_node n0 = node(op, 3, in, 1, o0);
+		n0.opts.conv = o;
+		ck_assert_int_eq(run(eng_kernel_get_ref(op), &n0), 0);
+		for (int t = 1; t <= 5; t++) {
+			g_threads = t;
+			memset(y1, 0xAA, ny);
+			struct eng_node n1 = node(op, 3, in, 1, o1);
+			n1.opts.conv = o;
+			ck_assert_int_eq(run(eng_kernel_get(op), &n1), 0);
+			if (memcmp(y0, y1, ny))
+				ck_abort_msg("dw %d threads %d differs", dw, t);
+		}
+		g_threads = 1;
+		free(x);
+		free(w);
+		free(y0);
+		free(y1);
+		free(b);
+	}
+}
+END_TEST
+
 START_TEST(dwconv_depth_multiplier)
 {
 	reset();
@@ -608,6 +680,54 @@ START_TEST(add_fast_matches_reference)
 }
 END_TEST
 
+START_TEST(arith_broadcast_fast_matches_reference)
+{
+	srand(9);
+	for (int it = 0; it < 120; it++) {
+		reset();
+		enum eng_op_type op = it % 2 ? ENG_OP_MUL : ENG_OP_ADD;
+		enum eng_dtype t = (it / 2) % 2 ? ENG_DT_U8 : ENG_DT_I8;
+		int h = 1 + rand() % 5, w = 1 + rand() % 5, c = 1 + rand() % 21;
+		int full[4] = {1, h, w, c};
+		size_t nf = (size_t)h * w * c;
+		int kind = rand() % 5; /* 0 same, 1 [1,1,1,c], 2 [c], 3 [1], 4 first operand is [1,1,1,c] */
+		int small4[4] = {1, 1, 1, c}, small1[1] = {c}, one[1] = {1};
+		uint8_t *a = malloc(nf), *b = malloc(nf), *y1 = malloc(nf), *y2 = malloc(nf);
+		for (size_t i = 0; i < nf; i++) {
+			a[i] = (uint8_t)rand();
+			b[i] = (uint8_t)rand();
+		}
+		float sa = 0.01f + (float)(rand() % 100) / 100.0f, sb = 0.01f + (float)(rand() % 100) / 50.0f;
+		float so = 0.01f + (float)(rand() % 100) / 20.0f;
+		int64_t off = t == ENG_DT_I8 ? 128 : 0;
+		int64_t za = rand() % 256 - off, zb = rand() % 256 - off, zo = rand() % 256 - off;
+		struct eng_tensor *ta, *tb;
+		if (kind == 4) {
+			ta = mk(t, 4, small4, sa, za, a);
+			tb = mk(t, 4, full, sb, zb, b);
+		} else {
+			ta = mk(t, 4, full, sa, za, a);
+			tb = kind == 0   ? mk(t, 4, full, sb, zb, b)
+			     : kind == 1 ? mk(t, 4, small4, sb, zb, b)
+			     : kind == 2 ? mk(t, 1, small1, sb, zb, b)
+					 : mk(t, 1, one, sb, zb, b);
+		}
+		struct eng_tensor *in[2] = {ta, tb};
+		struct eng_tensor *o1[1] = {mk(t, 4, full, so, zo, y1)}, *o2[1] = {mk(t, 4, full, so, zo, y2)};
+		struct eng_node n1 = node(op, 2, in, 1, o1), n2 = node(op, 2, in, 1, o2);
+		n1.opts.act.act = n2.opts.act.act = it % 3 == 0 ? ENG_ACT_RELU : ENG_ACT_NONE;
+		ck_assert_int_eq(run(eng_kernel_get_ref(op), &n1), 0);
+		ck_assert_int_eq(run(eng_kernel_get(op), &n2), 0);
+		if (memcmp(y1, y2, nf))
+			ck_abort_msg("it %d op %d kind %d differs", it, op, kind);
+		free(a);
+		free(b);
+		free(y1);
+		free(y2);
+	}
+}
+END_TEST
+
 START_TEST(mul_quantized)
 {
 	reset();
@@ -644,6 +764,35 @@ START_TEST(logistic_and_relu6)
 	ck_assert_int_eq(ry[1], 0);
 	ck_assert_int_eq(ry[2], 100); /* 5.0 */
 	ck_assert_int_eq(ry[3], 120); /* 20.5 clamped to 6.0 */
+}
+END_TEST
+
+START_TEST(unary_tables_match_reference)
+{
+	const enum eng_op_type ops[4] = {ENG_OP_RELU, ENG_OP_RELU6, ENG_OP_HARD_SWISH, ENG_OP_QUANTIZE};
+	srand(5);
+	for (int it = 0; it < 200; it++) {
+		reset();
+		enum eng_op_type op = ops[it % 4];
+		enum eng_dtype ti = rand() % 2 ? ENG_DT_U8 : ENG_DT_I8;
+		enum eng_dtype to = op == ENG_OP_QUANTIZE && rand() % 2 ? ENG_DT_U8 : ti;
+		uint8_t x[256], y1[256], y2[256];
+		for (int i = 0; i < 256; i++)
+			x[i] = (uint8_t)i;
+		float si = 0.005f + (float)(rand() % 1000) / 2000.0f;
+		float so = 0.005f + (float)(rand() % 1000) / 2000.0f;
+		if (op == ENG_OP_HARD_SWISH && so < si / 128.0f)
+			so = si; /* the op requires a non-positive output exponent */
+		int64_t zi = rand() % 256 - (ti == ENG_DT_I8 ? 128 : 0);
+		int64_t zo = rand() % 256 - (to == ENG_DT_I8 ? 128 : 0);
+		struct eng_tensor *in[1] = {mk(ti, 1, (int[]){256}, si, zi, x)};
+		struct eng_tensor *o1[1] = {mk(to, 1, (int[]){256}, so, zo, y1)};
+		struct eng_tensor *o2[1] = {mk(to, 1, (int[]){256}, so, zo, y2)};
+		struct eng_node n1 = node(op, 1, in, 1, o1), n2 = node(op, 1, in, 1, o2);
+		ck_assert_int_eq(run(eng_kernel_get_ref(op), &n1), 0);
+		ck_assert_int_eq(run(eng_kernel_get(op), &n2), 0);
+		ck_assert_mem_eq(y1, y2, 256);
+	}
 }
 END_TEST
 
@@ -842,6 +991,44 @@ START_TEST(nms_ties_keep_anchor_order)
 }
 END_TEST
 
+START_TEST(pp_uint8_inputs)
+{
+	/* uint8 encodings at their zero point decode to the anchors; uint8 scores q/256 */
+	static uint8_t enc[4][4], sc[4][3];
+	static float anc[4][4], ob[4][4], ocl[4], os[4], on;
+	const uint8_t q[4] = {128, 230, 128, 230};
+	for (int i = 0; i < 4; i++) {
+		memset(enc[i], 100, 4);
+		anc[i][0] = 0.5f;
+		anc[i][1] = 2.0f * (float)i + 0.5f;
+		anc[i][2] = anc[i][3] = 1.0f;
+		sc[i][0] = 255;
+		sc[i][1] = q[i];
+		sc[i][2] = 3;
+	}
+	for (int regular = 0; regular < 2; regular++) {
+		reset();
+		struct eng_tensor *in[3] = {mk(ENG_DT_U8, 3, (int[]){1, 4, 4}, 0.1f, 100, enc),
+					    mk(ENG_DT_U8, 3, (int[]){1, 4, 3}, 1.0f / 256, 0, sc),
+					    mk(ENG_DT_F32, 2, (int[]){4, 4}, 0, 0, anc)};
+		struct eng_tensor *out[4] = {mk(ENG_DT_F32, 3, (int[]){1, 4, 4}, 0, 0, ob),
+					     mk(ENG_DT_F32, 2, (int[]){1, 4}, 0, 0, ocl),
+					     mk(ENG_DT_F32, 2, (int[]){1, 4}, 0, 0, os),
+					     mk(ENG_DT_F32, 1, (int[]){1}, 0, 0, &on)};
+		struct eng_node n = node(ENG_OP_DETECTION_POSTPROCESS, 3, in, 4, out);
+		n.opts.pp = pp_opts();
+		n.opts.pp.use_regular_nms = regular;
+		ck_assert_int_eq(run(eng_kernel_get(ENG_OP_DETECTION_POSTPROCESS), &n), 0);
+		ck_assert_float_eq(on, 4.0f);
+		ck_assert_float_eq(os[0], 230.0f / 256.0f);
+		ck_assert_float_eq(ob[0][1], 2.0f); /* anchor 1 before anchor 3 (tie) */
+		ck_assert_float_eq(ob[1][1], 6.0f);
+		ck_assert_float_eq(os[2], 0.5f);
+		ck_assert_float_eq(ocl[2], 0.0f);
+	}
+}
+END_TEST
+
 START_TEST(nms_regular_vs_fast)
 {
 	struct pp_case c = {0};
@@ -871,6 +1058,83 @@ START_TEST(nms_regular_vs_fast)
 	ck_assert_float_eq(c.classes[1], 1.0f);
 	ck_assert_float_eq(c.sc[1], 0.8f);
 	ck_assert_float_eq(c.boxes[1][1], 0.0f);
+}
+END_TEST
+
+/* Fast NMS on many random boxes against a direct O(n^2) greedy NMS written here. */
+START_TEST(nms_many_boxes_match_direct_greedy)
+{
+	enum { NA = 300, MD = 25 };
+	static float enc[NA][4], sc[NA][2], anc[NA][4], ob[MD][4], ocl[MD], os[MD], on;
+	static float box[NA][4];
+	static int order[NA], tmp[NA], sel[MD];
+	static uint8_t dead[NA];
+	srand(17);
+	for (int it = 0; it < 20; it++) {
+		memset(enc, 0, sizeof(enc));
+		for (int i = 0; i < NA; i++) {
+			anc[i][0] = (float)(rand() % 100) / 100.0f;
+			anc[i][1] = (float)(rand() % 100) / 100.0f;
+			anc[i][2] = 0.05f + (float)(rand() % 30) / 100.0f;
+			anc[i][3] = 0.05f + (float)(rand() % 30) / 100.0f;
+			sc[i][0] = 0.0f;
+			sc[i][1] = (float)(rand() % 12) / 12.0f; /* many ties, some below 0.05 */
+			box[i][0] = anc[i][0] - 0.5f * anc[i][2];
+			box[i][1] = anc[i][1] - 0.5f * anc[i][3];
+			box[i][2] = anc[i][0] + 0.5f * anc[i][2];
+			box[i][3] = anc[i][1] + 0.5f * anc[i][3];
+		}
+		reset();
+		struct eng_tensor *in[3] = {mk(ENG_DT_F32, 3, (int[]){1, NA, 4}, 0, 0, enc),
+					    mk(ENG_DT_F32, 3, (int[]){1, NA, 2}, 0, 0, sc),
+					    mk(ENG_DT_F32, 2, (int[]){NA, 4}, 0, 0, anc)};
+		struct eng_tensor *out[4] = {mk(ENG_DT_F32, 3, (int[]){1, MD, 4}, 0, 0, ob),
+					     mk(ENG_DT_F32, 2, (int[]){1, MD}, 0, 0, ocl),
+					     mk(ENG_DT_F32, 2, (int[]){1, MD}, 0, 0, os),
+					     mk(ENG_DT_F32, 1, (int[]){1}, 0, 0, &on)};
+		struct eng_node n = node(ENG_OP_DETECTION_POSTPROCESS, 3, in, 4, out);
+		n.opts.pp = (struct eng_postprocess_opts){.max_detections = MD, .max_classes_per_detection = 1,
+							  .detections_per_class = MD, .nms_score_threshold = 0.05f,
+							  .nms_iou_threshold = 0.3f, .num_classes = 1,
+							  .y_scale = 10, .x_scale = 10, .h_scale = 5, .w_scale = 5};
+		ck_assert_int_eq(run(eng_kernel_get(ENG_OP_DETECTION_POSTPROCESS), &n), 0);
+		/* direct greedy NMS: stable descending order, suppress IoU > 0.3 */
+		float v[NA];
+		int nk = 0;
+		for (int i = 0; i < NA; i++)
+			if (sc[i][1] >= 0.05f) {
+				v[nk] = sc[i][1];
+				order[nk++] = i;
+			}
+		int pos[NA];
+		for (int i = 0; i < nk; i++)
+			pos[i] = i;
+		pp_argsort_desc(v, pos, nk, tmp);
+		memset(dead, 0, sizeof(dead));
+		int ns = 0;
+		for (int i = 0; i < nk && ns < MD; i++) {
+			int ai = order[pos[i]];
+			if (dead[ai])
+				continue;
+			sel[ns++] = ai;
+			for (int j = i + 1; j < nk; j++) {
+				int bj = order[pos[j]];
+				float *A = box[ai], *B = box[bj];
+				float aa = (A[2] - A[0]) * (A[3] - A[1]), ab = (B[2] - B[0]) * (B[3] - B[1]);
+				float ih = fminf(A[2], B[2]) - fmaxf(A[0], B[0]);
+				float iw = fminf(A[3], B[3]) - fmaxf(A[1], B[1]);
+				float inter = fmaxf(ih, 0.0f) * fmaxf(iw, 0.0f);
+				if (inter / (aa + ab - inter) > 0.3f)
+					dead[bj] = 1;
+			}
+		}
+		ck_assert_float_eq(on, (float)ns);
+		for (int k = 0; k < ns; k++) {
+			ck_assert_float_eq(os[k], sc[sel[k]][1]);
+			ck_assert_float_eq_tol(ob[k][1], box[sel[k]][1], 1e-6f);
+			ck_assert_float_eq_tol(ob[k][0], box[sel[k]][0], 1e-6f);
+		}
+	}
 }
 END_TEST
 
@@ -907,6 +1171,33 @@ START_TEST(op_names_and_table)
 				 eng_op_name((enum eng_op_type)t));
 	}
 	ck_assert_ptr_null(eng_kernel_get(ENG_OP__COUNT));
+}
+END_TEST
+
+START_TEST(radix_argsort_matches_stable_sort)
+{
+	srand(13);
+	static float v[3000];
+	static int a[3000], b[3000], tmp[3000];
+	static uint32_t work[9000];
+	for (int it = 0; it < 60; it++) {
+		int n = 1 + rand() % 3000;
+		for (int i = 0; i < n; i++) {
+			int r = rand() % 9;
+			/* ties, signed zeros, negatives, tiny and large magnitudes */
+			v[i] = r == 0   ? 0.0f
+			       : r == 1 ? -0.0f
+			       : r == 2 ? (float)(rand() % 5) / 4.0f
+			       : r == 3 ? -(float)(rand() % 5)
+			       : r == 4 ? 1e-30f * (float)(rand() % 3)
+			       : r == 5 ? -3e30f
+					: (float)(rand() % 20001 - 10000) / 1000.0f;
+			a[i] = i;
+		}
+		pp_argsort_desc(v, a, n, tmp);
+		pp_radix_argsort_desc(v, n, b, work);
+		ck_assert_mem_eq(a, b, (size_t)n * sizeof(int));
+	}
 }
 END_TEST
 
@@ -950,6 +1241,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(c, conv_fast_matches_reference);
 	tcase_add_test(c, dwconv_fast_matches_reference);
 	tcase_add_test(c, dwconv_depth_multiplier);
+	tcase_add_test(c, conv_threads_match_reference);
 	tcase_add_test(c, conv_float);
 	tcase_add_test(c, conv_f32_fast_matches_reference);
 	tcase_add_test(c, prepare_rejects_bad_shapes);
@@ -959,7 +1251,9 @@ static Suite *ops_suite(void)
 	tcase_add_test(e, add_scalar_broadcast_and_saturation);
 	tcase_add_test(e, add_fast_matches_reference);
 	tcase_add_test(e, mul_quantized);
+	tcase_add_test(e, arith_broadcast_fast_matches_reference);
 	tcase_add_test(e, logistic_and_relu6);
+	tcase_add_test(e, unary_tables_match_reference);
 	tcase_add_test(e, concat_requantizes);
 	tcase_add_test(e, split_reshape_resize);
 	tcase_add_test(e, pools);
@@ -970,9 +1264,12 @@ static Suite *ops_suite(void)
 	TCase *p = tcase_create("postprocess");
 	tcase_add_test(p, nms_ties_keep_anchor_order);
 	tcase_add_test(p, nms_regular_vs_fast);
+	tcase_add_test(p, pp_uint8_inputs);
+	tcase_add_test(p, nms_many_boxes_match_direct_greedy);
 	tcase_add_test(p, pp_rejects_bad_options);
 	tcase_add_test(p, argsort_is_stable);
 	tcase_add_test(p, partial_argsort_heap_order);
+	tcase_add_test(p, radix_argsort_matches_stable_sort);
 	suite_add_tcase(s, p);
 	return s;
 }
