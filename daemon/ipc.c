@@ -603,7 +603,20 @@ static int bind_path(struct ipc_server *srv, const struct cfg_ipc *cfg, int *out
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (rc < 0 && errno == ENOENT) {
+		/* outside systemd (no RuntimeDirectory=) the directory may be missing */
+		char dir[sizeof(sa.sun_path)];
+		snprintf(dir, sizeof(dir), "%s", cfg->path);
+		char *slash = strrchr(dir, '/');
+		if (slash && slash != dir) {
+			*slash = '\0';
+			if (mkdir(dir, 0755) == 0)
+				log_info(TOPIC, "created %s", dir);
+		}
+		rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	}
+	if (rc < 0) {
 		rc = -errno;
 		log_error(TOPIC, "bind %s: %s", cfg->path, strerror(errno));
 		goto fail;

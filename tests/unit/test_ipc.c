@@ -554,6 +554,12 @@ START_TEST(socket_file_handling)
 	cfg2.group = "no-such-group-detd";
 	ck_assert_int_lt(ipc_create(f.base, &cfg2, f.bus, NULL, -1, &other), 0);
 	ck_assert_int_ne(stat(path3, &st), 0);
+	/* a missing parent directory is created (outside systemd's RuntimeDirectory=) */
+	snprintf(path3, sizeof(path3), "%s/run-detd/d.sock", f.dir);
+	cfg2.group = NULL;
+	ck_assert_int_eq(ipc_create(f.base, &cfg2, f.bus, NULL, -1, &other), 0);
+	ck_assert_int_eq(stat(path3, &st), 0);
+	ipc_destroy(other);
 	fx_fini(&f);
 }
 END_TEST
