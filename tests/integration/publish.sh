@@ -97,7 +97,9 @@ curl -sf "$URL/metrics" >"$T/metrics" || fail "/metrics"
 promtool check metrics <"$T/metrics" || fail "promtool rejected /metrics"
 for m in 'detd_results_total{stream="cam0"}' 'detd_stream_fps{stream="cam0"}' \
 	'detd_stream_state{stream="cam0",state="running"} 1' 'detd_inference_seconds_bucket' \
-	'detd_batch_size_bucket' 'detd_subscribers{transport="ipc"}'; do
+	'detd_batch_size_bucket' 'detd_subscribers{transport="ipc"}' \
+	'detd_frames_dropped_total{stream="cam0",reason="pipeline_rate_limit"}' \
+	'detd_queue_depth{queue="batcher"}' 'detd_queue_depth{queue="results"}'; do
 	grep -qF "$m" "$T/metrics" || fail "/metrics lacks $m"
 done
 ok "/metrics passes promtool check metrics"
