@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -381,8 +382,10 @@ static bool has_scheme(const char *s)
 /* Resolve a relative path against base_dir; returns a new string or NULL (ENOMEM). */
 static char *resolve_path(const char *base_dir, const char *s, bool as_uri)
 {
-	char *out = NULL;
+	char *out = NULL, cwd[4096];
 	int r;
+	if (!base_dir && s[0] != '/')
+		base_dir = getcwd(cwd, sizeof(cwd)); /* NULL on error: kept relative */
 	if (s[0] == '/' || !base_dir)
 		r = as_uri ? asprintf(&out, "file://%s", s) : asprintf(&out, "%s", s);
 	else
@@ -830,11 +833,9 @@ int cfg_load_string(const char *json, const char *base_dir, struct cfg **out,
 	struct json_object *root;
 	int r;
 
-	if (!errs) {
+	if (!errs)
 		errs = &local;
-	}
-	if (errs == &local || errs->n == 0)
-		memset(errs, 0, sizeof(*errs));
+	memset(errs, 0, sizeof(*errs));
 	*out = NULL;
 	root = parse_json(json, strlen(json), errs);
 	if (!root)

@@ -228,6 +228,8 @@ static void reload(struct daemon *d)
 		r = -ENOMEM;
 		goto bad;
 	}
+	/* Reading the file blocks the loop briefly; it is one small local file,
+	 * and a reload is rare and operator-triggered. */
 	r = cfg_load(d->config_path, &nw, errs);
 	if (r < 0) {
 		for (size_t i = 0; i < errs->n; i++)
@@ -291,6 +293,13 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGHUP) {
 		if (!d->stopping)
 			reload(d);
+		return;
+	}
+	if (d->stopping && d->n_pending) {
+		/* A second Ctrl-C while modules drain: the operator wants out now. */
+		log_warn("daemon", "second stop signal: not waiting for the modules");
+		d->forced = true;
+		event_base_loopbreak(d->base);
 		return;
 	}
 	log_info("daemon", "%s received", sig == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -25,7 +25,8 @@
  *             (e.g. after joining a thread signalled through event_active).
  *             If modules are not done within DAEMON_STOP_TIMEOUT_MS the
  *             daemon gives up: daemon_run() returns DAEMON_EXIT_FORCED and
- *             main() exits without tearing anything down.
+ *             main() exits without tearing anything down.  A second
+ *             SIGTERM/SIGINT while modules are pending does the same at once.
  * Modules must not keep pointers into the config across a reload other
  * than through daemon_cfg(); threads get copies (cfg_stream_copy()).
  *

@@ -32,6 +32,7 @@ struct flow {
 	struct eng_model *model;
 	const struct eng_model_info *mi;
 	char backend_name[32];
+	int workers, max_batch; /* copied: the config may be replaced by a reload */
 	struct eng_batcher *batcher;
 	struct results *results;
 	struct pipe_sources *sources;
@@ -158,6 +159,9 @@ int flow_create(const struct flow_opts *opts, struct flow **out, char *err, size
 		return -ENOMEM;
 	int rc;
 	f->o = *opts;
+	f->o.cfg = NULL; /* valid during create only (a reload frees it) */
+	f->workers = cfg->engine.workers;
+	f->max_batch = cfg->engine.max_batch;
 	if (opts->dump_dir && !(f->dump_dir = strdup(opts->dump_dir))) {
 		rc = -ENOMEM;
 		goto fail;
@@ -340,8 +344,8 @@ void flow_status_engine(struct json_object *o, void *ud)
 	json_object_array_add(in, json_object_new_int(f->mi->input_height));
 	json_object_array_add(in, json_object_new_int(f->mi->input_channels));
 	json_object_object_add(o, "input", in);
-	json_object_object_add(o, "workers", json_object_new_int(f->o.cfg->engine.workers));
-	json_object_object_add(o, "max_batch", json_object_new_int(f->o.cfg->engine.max_batch));
+	json_object_object_add(o, "workers", json_object_new_int(f->workers));
+	json_object_object_add(o, "max_batch", json_object_new_int(f->max_batch));
 	json_object_object_add(o, "batches", json_object_new_uint64(st.batches));
 	json_object_object_add(o, "frames", json_object_new_uint64(st.frames_run));
 	json_object_object_add(o, "mean_batch_size", dbl(st.mean_batch));

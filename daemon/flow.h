@@ -28,7 +28,7 @@ struct flow;
 enum flow_print { FLOW_PRINT_NONE = 0, FLOW_PRINT_TEXT, FLOW_PRINT_JSON };
 
 struct flow_opts {
-	const struct cfg *cfg;    /* streams, model, engine; read at create */
+	const struct cfg *cfg;    /* streams, model, engine; read during create only */
 	struct event_base *base;
 	size_t result_queue;      /* capacity of the result queue (0: 256) */
 	enum flow_print print;    /* print each result on stdout (demo, tests) */

@@ -3,9 +3,14 @@
  * the publishers so results have somewhere to go, stopped first.
  *
  * Stop is the ordered shutdown of the data path and must not block the
- * loop: a helper thread sets the pipelines to NULL and drains and joins the
- * workers (flow_stop_threads), then wakes the loop with event_active(); the
- * loop flushes the last results and reports the module stopped.
+ * loop: a helper thread sets the pipelines to NULL and joins the workers
+ * (flow_stop_threads), then wakes the loop with event_active(); the loop
+ * flushes the last results and reports the module stopped.  A batch cannot
+ * be interrupted, so when one is still running after FLOW_STOP_BUDGET_MS (a
+ * slow backend, a sanitizer build) the module reports itself stopped anyway
+ * (the daemon would otherwise give up and exit without cleanup) and
+ * flow_module_free() joins the stopper after the loop and publishes the
+ * batch's results then.
  *
  * Threads: the loop, plus the short-lived stopper thread.
  */
@@ -23,14 +28,18 @@
 #include "log.h"
 
 #define TOPIC "flow"
+#define FLOW_STOP_BUDGET_MS 1000 /* below the daemon's DAEMON_STOP_TIMEOUT_MS */
 
 struct flow_module {
 	struct flow_module_opts o;
 	struct daemon *d;
 	struct flow *flow;
-	struct event *stopped_ev;
+	struct event *stopped_ev; /* the stopper thread is done */
+	struct event *budget_ev;  /* FLOW_STOP_BUDGET_MS passed */
 	pthread_t stopper;
 	bool stopping;
+	bool stopper_running; /* started and not joined */
+	bool reported;        /* daemon_module_stopped() called */
 };
 
 static int mod_start(struct daemon *d, void *ud)
@@ -64,15 +73,43 @@ static void *stopper_main(void *arg)
 	return NULL;
 }
 
+/* Loop (or main after the loop): join the stopper, publish the last results. */
+static void finish_stop(struct flow_module *m)
+{
+	if (m->stopper_running) {
+		pthread_join(m->stopper, NULL);
+		m->stopper_running = false;
+	}
+	flow_stop(m->flow); /* the threads are gone: only flushes the results */
+}
+
 /* Loop: the stopper is done. */
 static void on_stopped(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct flow_module *m = arg;
-	pthread_join(m->stopper, NULL);
-	flow_stop(m->flow); /* the threads are gone: only flushes the results */
-	log_info(TOPIC, "data path stopped");
+	finish_stop(m);
+	if (m->budget_ev)
+		event_del(m->budget_ev);
+	if (!m->reported) {
+		m->reported = true;
+		log_info(TOPIC, "data path stopped");
+		daemon_module_stopped(m->d, "flow");
+	}
+}
+
+/* Loop: a batch is still running; let the daemon go on closing. */
+static void on_budget(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct flow_module *m = arg;
+	if (m->reported)
+		return;
+	m->reported = true;
+	log_warn(TOPIC, "a batch is still running after %d ms; its results are published "
+			"when it ends", FLOW_STOP_BUDGET_MS);
 	daemon_module_stopped(m->d, "flow");
 }
 
@@ -88,11 +125,16 @@ static int mod_stop(struct daemon *d, void *ud)
 	}
 	m->stopping = true;
 	m->stopped_ev = event_new(daemon_base(d), -1, 0, on_stopped, m);
-	if (!m->stopped_ev || pthread_create(&m->stopper, NULL, stopper_main, m) != 0) {
+	m->budget_ev = evtimer_new(daemon_base(d), on_budget, m);
+	if (!m->stopped_ev || !m->budget_ev ||
+	    pthread_create(&m->stopper, NULL, stopper_main, m) != 0) {
 		/* no thread: stop here, blocking the loop for the shutdown */
 		flow_stop(m->flow);
 		return 0;
 	}
+	m->stopper_running = true;
+	struct timeval tv = {FLOW_STOP_BUDGET_MS / 1000, (FLOW_STOP_BUDGET_MS % 1000) * 1000};
+	evtimer_add(m->budget_ev, &tv);
 	return DAEMON_STOP_PENDING;
 }
 
@@ -171,9 +213,13 @@ void flow_module_free(struct flow_module *m)
 {
 	if (!m)
 		return;
+	if (m->stopping)
+		finish_stop(m); /* a batch outlived the stop budget: wait for it now */
 	flow_destroy(m->flow);
 	if (m->stopped_ev)
 		event_free(m->stopped_ev);
+	if (m->budget_ev)
+		event_free(m->budget_ev);
 	free(m);
 }
 

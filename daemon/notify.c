@@ -18,11 +18,16 @@
 #include "detd-build.h"
 #include "log.h"
 
-#if DETD_HAVE_SYSTEMD
+/* Tests build this file once more with DETD_NOTIFY_OWN defined, so that
+ * the fallback protocol code is tested in builds that have libsystemd too. */
+#if DETD_HAVE_SYSTEMD && !defined(DETD_NOTIFY_OWN)
+#define USE_LIBSYSTEMD 1
 #include <systemd/sd-daemon.h>
+#else
+#define USE_LIBSYSTEMD 0
 #endif
 
-#if !DETD_HAVE_SYSTEMD
+#if !USE_LIBSYSTEMD
 /* NOTIFY_SOCKET: a path or "@abstract"; one datagram per message. */
 static int own_notify(const char *msg)
 {
@@ -59,7 +64,7 @@ void notify_send(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-#if DETD_HAVE_SYSTEMD
+#if USE_LIBSYSTEMD
 	r = sd_notify(0, msg);
 #else
 	r = own_notify(msg);
@@ -72,7 +77,7 @@ void notify_send(const char *fmt, ...)
 
 uint64_t notify_watchdog_usec(void)
 {
-#if DETD_HAVE_SYSTEMD
+#if USE_LIBSYSTEMD
 	uint64_t usec = 0;
 	if (sd_watchdog_enabled(0, &usec) > 0)
 		return usec;
@@ -101,7 +106,7 @@ void notify_free_names(char **names)
 int notify_listen_fds(char ***names)
 {
 	*names = NULL;
-#if DETD_HAVE_SYSTEMD
+#if USE_LIBSYSTEMD
 	char **sd_names = NULL;
 	int n = sd_listen_fds_with_names(1, &sd_names);
 	if (n <= 0) {

@@ -33,6 +33,7 @@ struct eng_ctx {
 	int64_t *op_ns;
 	struct eng_op_timing *timings;
 	int have_run;
+	uint64_t fallbacks;
 	uint8_t **watch; /* per tensor: copy kept after each run, or NULL */
 };
 
@@ -511,6 +512,30 @@ static void get_detections(const struct eng_ctx *c, struct eng_detections *d)
 	}
 }
 
+/* The frame and the recurrent state into the arena (state untouched by a run
+ * until it succeeds). */
+static void stage_inputs(struct eng_ctx *c, const uint8_t *img, const struct eng_state *st)
+{
+	const struct eng_model *m = c->m;
+	put_image(c, img);
+	for (int s = 0; s < m->n_state; s++) {
+		const struct eng_state_slot *sl = &m->state[s];
+		uint8_t *dst = c->arena + m->g.tensors[sl->in].offset;
+		if (st)
+			memcpy(dst, st->data + sl->offset, sl->bytes);
+		else
+			memset(dst, 0, sl->bytes);
+	}
+	if (c->watch)
+		for (int i = 0; i < m->g.n_inputs; i++)
+			watch_copy(c, &m->g.tensors[m->g.inputs[i]]);
+}
+
+uint64_t eng_ctx_fallbacks(const struct eng_ctx *c)
+{
+	return c ? c->fallbacks : 0;
+}
+
 int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_state *const *states,
 	    struct eng_detections *out)
 {
@@ -521,23 +546,21 @@ int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_s
 		struct eng_state *st = states ? states[f] : NULL;
 		if (!inputs[f] || (st && st->m != m))
 			return -EINVAL;
-		put_image(c, inputs[f]);
-		for (int s = 0; s < m->n_state; s++) {
-			const struct eng_state_slot *sl = &m->state[s];
-			uint8_t *dst = c->arena + m->g.tensors[sl->in].offset;
-			if (st)
-				memcpy(dst, st->data + sl->offset, sl->bytes);
-			else
-				memset(dst, 0, sl->bytes);
-		}
-		if (c->watch) {
-			for (int i = 0; i < m->g.n_inputs; i++)
-				watch_copy(c, &m->g.tensors[m->g.inputs[i]]);
-		}
+		stage_inputs(c, inputs[f], st);
 		int r = c->be->run(c->be_priv, &m->g, &c->x, c->op_ns, c->watch ? observe : NULL, c);
+		if (r && c->be != &eng_backend_cpu) {
+			/* The failed backend may have clobbered the arena: stage again. */
+			if (!c->fallbacks)
+				log_warn("engine", "%s: backend %s failed (%s); frames it fails on run "
+					 "on cpu", m->name, c->be->name, strerror(-r));
+			c->fallbacks++;
+			stage_inputs(c, inputs[f], st);
+			r = eng_backend_cpu.run(NULL, &m->g, &c->x, c->op_ns,
+						c->watch ? observe : NULL, c);
+		}
 		if (r) {
-			log_error("engine", "%s: backend %s failed on frame %d of %d: %s", m->name,
-				  c->be->name, f, n, strerror(-r));
+			log_error("engine", "%s: frame %d of %d failed on cpu: %s", m->name, f, n,
+				  strerror(-r));
 			return r;
 		}
 		for (int i = 0; i < m->g.n_nodes; i++)

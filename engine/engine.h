@@ -70,7 +70,8 @@ int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, ch
 		   size_t errlen);
 void eng_model_destroy(struct eng_model *m); /* NULL-safe; no ctx/state may outlive it */
 const struct eng_model_info *eng_model_info(const struct eng_model *m);
-/* Label of a 0-based class id: from the label map, else the decimal id. Never NULL. */
+/* Label of a 0-based class id: from the label map, else the decimal id (in a
+ * thread-local buffer valid until the thread's next call). Never NULL. Any thread. */
 const char *eng_model_label(const struct eng_model *m, int class_id);
 
 /* Per-stream recurrent state.  For a model without state this is a valid empty object. */
@@ -98,9 +99,14 @@ void eng_ctx_destroy(struct eng_ctx *c);
  * bytes (tightly packed RGB); states[i] is that frame's stream state or NULL
  * (stateless run from zeros).  out[i] receives all post-process outputs of
  * frame i.  Frames of the same stream must come in order within a batch.
+ * When a backend other than cpu fails on a frame, the frame is rerun on the
+ * cpu kernels (logged, counted by eng_ctx_fallbacks()) so no frame is lost;
+ * an error is returned only when cpu fails too.
  */
 int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_state *const *states,
 	    struct eng_detections *out);
+/* Frames this context's backend failed on and cpu computed instead. */
+uint64_t eng_ctx_fallbacks(const struct eng_ctx *c);
 
 /*
  * Debug/test hook: bytes of tensor index (as in the model file) after the

@@ -19,7 +19,8 @@
 #include <string.h>
 #include <time.h>
 
-#define GRAPH_MAX_TENSOR_BYTES ((size_t)1 << 30)
+#define GRAPH_MAX_TENSOR_BYTES ((size_t)256 << 20)
+#define GRAPH_MAX_ARENA_BYTES ((size_t)1 << 30) /* a detector needs a few MiB */
 
 size_t eng_dtype_size(enum eng_dtype t)
 {
@@ -285,6 +286,13 @@ static int plan_arena(struct eng_graph *g, char *err, size_t errlen)
 		}
 		if (live > peak)
 			peak = live;
+	}
+	if (total > GRAPH_MAX_ARENA_BYTES) {
+		free(pl);
+		free(near);
+		gfail(err, errlen, "activations need %zu MiB, more than detd allows (%zu MiB)",
+		      total >> 20, GRAPH_MAX_ARENA_BYTES >> 20);
+		return -EFBIG;
 	}
 	g->arena_bytes = total ? total : ENG_ARENA_ALIGN;
 	g->live_peak = peak;

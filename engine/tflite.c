@@ -35,7 +35,11 @@
 
 #include "flexbuf.h"
 
-#define TFL_MAX_TENSOR_BYTES ((size_t)1 << 30) /* one tensor; far above any detector */
+#define TFL_MAX_TENSOR_BYTES ((size_t)256 << 20) /* one tensor; far above any detector */
+/* Far above any detector (a few thousand of each); bounds the planner's
+ * quadratic work on hostile files. */
+#define TFL_MAX_TENSORS 20000
+#define TFL_MAX_OPERATORS 20000
 
 struct fb {
 	const uint8_t *b;
@@ -580,8 +584,8 @@ static int parse_options(struct parse *p, int op, const struct fbt *opt, uint8_t
 static int parse_quant(struct parse *p, int ti, const struct fbt *q, struct eng_tensor *t)
 {
 	struct fb *f = &p->f;
-	char what[96];
-	snprintf(what, sizeof(what), "tensor %d '%s' quantization", ti, tname(t));
+	char what[200];
+	snprintf(what, sizeof(what), "tensor %d '%.120s' quantization", ti, tname(t));
 	uint32_t ns, nz;
 	uint64_t ss, zs;
 	int32_t axis;
@@ -614,7 +618,8 @@ static int parse_quant(struct parse *p, int ti, const struct fbt *q, struct eng_
 		if (nz)
 			zp[i] = (int64_t)rd_le(f->b + zs + 8 * (uint64_t)i, 8);
 		if (zp[i] < INT32_MIN || zp[i] > INT32_MAX)
-			return fb_fail(f, -EINVAL, "%s: zero point %u out of range", what, i);
+			return fb_fail(f, -EINVAL, "%s: zero point %u is %lld, outside int32", what, i,
+				       (long long)zp[i]);
 	}
 	t->has_quant = true;
 	t->q.n = (int)ns;
@@ -658,8 +663,8 @@ static int parse_tensor(struct parse *p, int ti, const struct fbt *tt)
 {
 	struct fb *f = &p->f;
 	struct eng_tensor *t = &p->g->tensors[ti];
-	char what[96];
-	snprintf(what, sizeof(what), "tensor %d", ti);
+	char what[200];
+	snprintf(what, sizeof(what), "tensor %d name", ti);
 	uint32_t nd;
 	uint64_t ds, q;
 	uint8_t type;
@@ -668,7 +673,7 @@ static int parse_tensor(struct parse *p, int ti, const struct fbt *tt)
 	t->index = ti;
 	if ((r = fb_str(f, tt, 3, (char **)&t->name, what)))
 		return r;
-	snprintf(what, sizeof(what), "tensor %d '%s'", ti, tname(t));
+	snprintf(what, sizeof(what), "tensor %d '%.120s'", ti, tname(t));
 	if ((r = fb_vec(f, tt, 0, 4, &nd, &ds, what)) < 0 || (r = fb_u8(f, tt, 1, 0, &type, what)) ||
 	    (r = fb_i32(f, tt, 2, 0, &buf, what)))
 		return r;
@@ -973,6 +978,11 @@ int eng_tflite_parse(const uint8_t *buf, size_t len, struct eng_graph *g, char *
 		goto out;
 	if (nt == 0 || no == 0) {
 		r = fb_fail(f, -EINVAL, "subgraph 0 has %u tensors and %u operators", nt, no);
+		goto out;
+	}
+	if (nt > TFL_MAX_TENSORS || no > TFL_MAX_OPERATORS) {
+		r = fb_fail(f, -ENOTSUP, "subgraph 0 has %u tensors and %u operators (at most %d each)",
+			    nt, no, TFL_MAX_TENSORS);
 		goto out;
 	}
 	g->tensors = calloc(nt, sizeof(*g->tensors));

@@ -35,8 +35,8 @@ struct json_object *pipe_stats_to_json(const struct pipe_stream_stats *st)
 			       st->last_frame_age_ms < 0 ? NULL :
 							   json_object_new_int64(st->last_frame_age_ms));
 	json_object_object_add(o, "reconnects", json_object_new_uint64(st->reconnects));
-	json_object_object_add(o, "width", json_object_new_int(st->orig_width));
-	json_object_object_add(o, "height", json_object_new_int(st->orig_height));
+	json_object_object_add(o, "source_width", json_object_new_int(st->orig_width));
+	json_object_object_add(o, "source_height", json_object_new_int(st->orig_height));
 	json_object_object_add(o, "backoff_s", json_object_new_double(st->backoff_s));
 	if (st->last_error[0]) {
 		struct json_object *e = json_object_new_object();

@@ -65,6 +65,8 @@ struct pipe_run {
 	GstVideoInfo sink_info;
 	gint linked;        /* atomic: the video pad of the source part is linked */
 	char last_warning[128]; /* pipeline thread: explains a later EOS */
+	bool loop_seeking;      /* pipeline thread: a loop seek was sent … */
+	uint64_t loop_seek_delivered; /* … when this many frames were delivered */
 };
 
 struct pipe_source {
@@ -822,8 +824,13 @@ static void error_text(GstMessage *msg, char *out, size_t outlen)
 		if (nl && nl[1])
 			detail = nl + 1;
 	}
-	snprintf(out, outlen, "%s%s%s (%s)", gerr ? gerr->message : "error", detail ? ": " : "",
-		 detail ? detail : "", GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)));
+	char head[160];
+	g_strlcpy(head, gerr ? gerr->message : "error", sizeof(head));
+	size_t n = strlen(head);
+	if (detail && n > 0 && head[n - 1] == '.') /* "Resource not found.: …" reads badly */
+		head[n - 1] = 0;
+	snprintf(out, outlen, "%s%s%s (%s)", head, detail ? ": " : "", detail ? detail : "",
+		 GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)));
 	log_debug(TOPIC, "error debug: %s", dbg ? dbg : "");
 	g_clear_error(&gerr);
 	g_free(dbg);
@@ -902,12 +909,27 @@ static void on_eos(struct pipe_source *s)
 	}
 	/* Loop: a discontinuity for recurrent models, so a new generation. */
 	bump_gen(s);
+	g_mutex_lock(&s->lock);
+	s->run->loop_seek_delivered = s->delivered;
+	g_mutex_unlock(&s->lock);
+	s->run->loop_seeking = true;
 	if (gst_element_seek_simple(s->run->pipeline, GST_FORMAT_TIME,
 				    GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_KEY_UNIT, 0))
 		return;
 	log_info(TOPIC, "stream '%s': cannot seek, rebuilding to loop", s->id);
 	stop_run(s);
 	start_run(s);
+}
+
+/* An error right after a loop seek, before any frame of the next round. */
+static bool loop_seek_failed(struct pipe_source *s, struct pipe_run *run)
+{
+	if (!run->loop_seeking)
+		return false;
+	g_mutex_lock(&s->lock);
+	bool none_since = s->delivered == run->loop_seek_delivered && !s->is_live;
+	g_mutex_unlock(&s->lock);
+	return none_since;
 }
 
 static gboolean bus_cb(GstBus *bus, GstMessage *msg, gpointer data)
@@ -920,6 +942,15 @@ static gboolean bus_cb(GstBus *bus, GstMessage *msg, gpointer data)
 	switch (GST_MESSAGE_TYPE(msg)) {
 	case GST_MESSAGE_ERROR:
 		error_text(msg, text, sizeof(text));
+		if (loop_seek_failed(s, run)) {
+			/* An HTTP server without Range support, for one, accepts
+			 * the seek and fails after: loop by rebuilding instead. */
+			log_info(TOPIC, "stream '%s': cannot seek to loop (%s), rebuilding", s->id,
+				 text);
+			stop_run(s);
+			start_run(s);
+			break;
+		}
 		fail(s, text);
 		break;
 	case GST_MESSAGE_EOS:

@@ -27,6 +27,28 @@ int ops_pad_before(int in, int out, int k, int stride, int dilation)
 	return p > 0 ? p : 0;
 }
 
+int ops_check_q8(const struct eng_tensor *t, const char *what, char *err, size_t errlen)
+{
+	if (!t || !dt_is_q8(t->type))
+		return 0;
+	if (!t->has_quant || t->q.n < 1 || !t->q.scale || !t->q.zero_point) {
+		KERR(err, errlen, "%s is 8-bit without quantization parameters", what);
+		return -EINVAL;
+	}
+	int32_t lo, hi;
+	q_type_range(t->type, &lo, &hi);
+	for (int i = 0; i < t->q.n; i++) {
+		float s = t->q.scale[i];
+		int64_t z = t->q.zero_point[i];
+		if (!(s > 0.0f) || !isfinite(s) || z < lo || z > hi) {
+			KERR(err, errlen, "%s has scale %g / zero point %lld", what, (double)s,
+			     (long long)z);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int ops_check_io(const struct eng_node *n, int min_in, int min_out, char *err, size_t errlen)
 {
 	if (n->n_in < min_in || n->n_out < min_out) {
@@ -57,6 +79,9 @@ void conv_release(struct eng_node *n)
 	free(p->wpack);
 	free(p->cterm);
 	free(p->wdw);
+	free(p->zrow);
+	free(p->wf);
+	free(p->bf);
 	free(p);
 	n->prep = NULL;
 }
@@ -148,10 +173,9 @@ int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen)
 	if (t == ENG_DT_F32) {
 		q_act_range_f32(o->act, &p->f_lo, &p->f_hi);
 	} else {
-		if (!in->has_quant || !out->has_quant || !f->has_quant || f->q.n < 1) {
-			KERR(err, errlen, "quantized conv without quantization parameters");
+		if (ops_check_q8(in, "input", err, errlen) || ops_check_q8(out, "output", err, errlen) ||
+		    ops_check_q8(f, "filter", err, errlen))
 			goto fail;
-		}
 		if (f->q.n != 1 && f->q.n != p->oc) {
 			KERR(err, errlen, "filter has %d scales for %d channels", f->q.n, p->oc);
 			goto fail;

@@ -24,8 +24,8 @@
 
 #include "simd.h"
 
-#define CONV_MR 6
-#define CONV_MB 60
+#define CONV_MR 4
+#define CONV_MB 40
 
 /* Add the output zero point, clamp, narrow to bytes and store n (<= 8) of them. */
 TGT static inline void store8(const struct conv_prep *p, void *dst, __m256i v, int n)
@@ -44,7 +44,7 @@ TGT static inline void microkernel(const int16_t *A, int Kp, const int16_t *B, s
 		for (int k2 = 0; k2 < k2n; k2++) {
 			__m256i b0 = _mm256_loadu_si256((const __m256i *)(B + (size_t)k2 * 16));
 			__m256i b1 = _mm256_loadu_si256((const __m256i *)(B + bstride + (size_t)k2 * 16));
-#pragma GCC unroll 6
+#pragma GCC unroll 4
 			for (int r = 0; r < CONV_MR; r++) {
 				int32_t a32;
 				memcpy(&a32, A + (size_t)r * Kp + (size_t)k2 * 2, 4);
@@ -56,7 +56,7 @@ TGT static inline void microkernel(const int16_t *A, int Kp, const int16_t *B, s
 	} else {
 		for (int k2 = 0; k2 < k2n; k2++) {
 			__m256i b0 = _mm256_loadu_si256((const __m256i *)(B + (size_t)k2 * 16));
-#pragma GCC unroll 6
+#pragma GCC unroll 4
 			for (int r = 0; r < CONV_MR; r++) {
 				int32_t a32;
 				memcpy(&a32, A + (size_t)r * Kp + (size_t)k2 * 2, 4);
@@ -67,10 +67,33 @@ TGT static inline void microkernel(const int16_t *A, int Kp, const int16_t *B, s
 	}
 }
 
-/* One im2col row: the K input values of output pixel m as int16, padded to Kp. */
-static void im2col_row(const struct conv_prep *p, const uint8_t *x, size_t m, int16_t *row)
+/* Widen n bytes to int16 (sign- or zero-extended). */
+TGT static inline void widen(const uint8_t *src, int16_t *d, int n, bool s8)
 {
-	int ohw = p->oh * p->ow;
+	int c = 0;
+	for (; c + 16 <= n; c += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(src + c));
+		__m256i w = s8 ? _mm256_cvtepi8_epi16(v) : _mm256_cvtepu8_epi16(v);
+		_mm256_storeu_si256((__m256i *)(d + c), w);
+	}
+	for (; c < n; c++)
+		d[c] = s8 ? (int16_t)(int8_t)src[c] : (int16_t)src[c];
+}
+
+TGT static inline void fill16(int16_t *d, int n, int16_t v)
+{
+	int c = 0;
+	__m256i vv = _mm256_set1_epi16(v);
+	for (; c + 16 <= n; c += 16)
+		_mm256_storeu_si256((__m256i *)(d + c), vv);
+	for (; c < n; c++)
+		d[c] = v;
+}
+
+/* One im2col row: the K input values of output pixel m as int16, padded to Kp. */
+TGT static void im2col_row(const struct conv_prep *p, const uint8_t *x, size_t m, int16_t *row)
+{
+	const int ohw = p->oh * p->ow, ic = p->ic;
 	int b = (int)(m / (size_t)ohw), rem = (int)(m % (size_t)ohw);
 	int oy = rem / p->ow, ox = rem % p->ow;
 	int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
@@ -80,19 +103,11 @@ static void im2col_row(const struct conv_prep *p, const uint8_t *x, size_t m, in
 		int iy = iy0 + p->dh * ky;
 		for (int kx = 0; kx < p->kw; kx++) {
 			int ix = ix0 + p->dwl * kx;
-			if (iy < 0 || iy >= p->ih || ix < 0 || ix >= p->iw) {
-				for (int c = 0; c < p->ic; c++)
-					d[c] = (int16_t)p->in_zp;
-			} else {
-				const uint8_t *src = x + (((size_t)b * p->ih + iy) * p->iw + ix) * p->ic;
-				if (s8)
-					for (int c = 0; c < p->ic; c++)
-						d[c] = (int8_t)src[c];
-				else
-					for (int c = 0; c < p->ic; c++)
-						d[c] = src[c];
-			}
-			d += p->ic;
+			if (iy < 0 || iy >= p->ih || ix < 0 || ix >= p->iw)
+				fill16(d, ic, (int16_t)p->in_zp);
+			else
+				widen(x + (((size_t)b * p->ih + iy) * p->iw + ix) * ic, d, ic, s8);
+			d += ic;
 		}
 	}
 	if (p->Kp > p->K)
@@ -138,61 +153,65 @@ TGT static void conv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_
 
 #define DW_MAX_TAPS 64
 
+/*
+ * Depthwise: every pixel uses all taps; a tap outside the image reads a row of
+ * input zero points (x - xzp = 0, the reference's skipped tap), so the
+ * zero-point term is a per-channel constant folded into cterm at prepare.
+ * Taps are taken in pairs so one vpmaddwd does 2 taps × 8 channels.
+ */
 TGT static void dwconv_fast_q8(const struct conv_prep *p, const uint8_t *x, uint8_t *y)
 {
 	/* locals, so that stores through y do not force reloads of *p */
 	const int nb = p->nb, ih = p->ih, iw = p->iw, ic = p->ic, oh = p->oh, ow = p->ow;
 	const int oc = p->oc, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, dh = p->dh,
-		  dwl = p->dwl, pt = p->pt, pl = p->pl, OCp = p->OCp;
-	const int groups = OCp / 8;
-	const __m256i xzp = _mm256_set1_epi32(p->in_zp);
+		  dwl = p->dwl, pt = p->pt, pl = p->pl, ntp = p->ntp;
+	const int groups = p->OCp / 8, npairs = ntp / 2;
 	const bool s8 = p->type == ENG_DT_I8;
-	const int32_t *wdw = p->wdw, *cterm = p->cterm, *mult = p->mult, *shift = p->shift;
+	const int16_t *wdw = p->wdw;
+	const int32_t *cterm = p->cterm, *mult = p->mult, *shift = p->shift;
 	const uint8_t *tx[DW_MAX_TAPS];
-	const int32_t *tw[DW_MAX_TAPS];
 	for (int b = 0; b < nb; b++)
 		for (int oy = 0; oy < oh; oy++)
 			for (int ox = 0; ox < ow; ox++) {
 				int iy0 = oy * sh - pt, ix0 = ox * sw - pl;
 				uint8_t *dst = y + (((size_t)b * oh + oy) * ow + ox) * oc;
-				/* the taps inside the image, once per pixel for all channel groups */
-				int nt = 0;
+				int t = 0;
 				for (int ky = 0; ky < kh; ky++) {
 					int iy = iy0 + dh * ky;
-					if (iy < 0 || iy >= ih)
-						continue;
-					for (int kx = 0; kx < kw; kx++) {
+					for (int kx = 0; kx < kw; kx++, t++) {
 						int ix = ix0 + dwl * kx;
-						if (ix < 0 || ix >= iw)
-							continue;
-						tx[nt] = x + (((size_t)b * ih + iy) * iw + ix) * ic;
-						tw[nt] = wdw + ((size_t)ky * kw + kx) * OCp;
-						nt++;
+						tx[t] = (iy < 0 || iy >= ih || ix < 0 || ix >= iw)
+								? p->zrow
+								: x + (((size_t)b * ih + iy) * iw + ix) * ic;
 					}
 				}
+				for (; t < ntp; t++)
+					tx[t] = p->zrow; /* the odd tap's partner, weight 0 */
 				for (int g = 0; g < groups; g++) {
 					int c0 = g * 8;
 					int cnt = oc - c0 < 8 ? oc - c0 : 8;
+					const int16_t *wg = wdw + (size_t)g * npairs * 16;
 					__m256i acc = _mm256_loadu_si256((const __m256i *)(cterm + c0));
-					if (cnt == 8) {
-						for (int t = 0; t < nt; t++) {
-							__m128i r8 = _mm_loadl_epi64((const __m128i *)(tx[t] + c0));
-							__m256i xv = s8 ? _mm256_cvtepi8_epi32(r8) : _mm256_cvtepu8_epi32(r8);
-							__m256i wv = _mm256_loadu_si256((const __m256i *)(tw[t] + c0));
-							acc = _mm256_add_epi32(
-								acc, _mm256_mullo_epi32(_mm256_sub_epi32(xv, xzp), wv));
-						}
-					} else {
-						for (int t = 0; t < nt; t++) {
+					for (int q = 0; q < npairs; q++) {
+						__m128i ra, rb;
+						const uint8_t *pa = tx[2 * q] + c0, *pb = tx[2 * q + 1] + c0;
+						if (cnt == 8) {
+							ra = _mm_loadl_epi64((const __m128i *)pa);
+							rb = _mm_loadl_epi64((const __m128i *)pb);
+						} else {
 							/* never read past the tensor: partial groups copy */
-							int64_t raw = 0;
-							memcpy(&raw, tx[t] + c0, (size_t)cnt);
-							__m128i r8 = _mm_cvtsi64_si128(raw);
-							__m256i xv = s8 ? _mm256_cvtepi8_epi32(r8) : _mm256_cvtepu8_epi32(r8);
-							__m256i wv = _mm256_loadu_si256((const __m256i *)(tw[t] + c0));
-							acc = _mm256_add_epi32(
-								acc, _mm256_mullo_epi32(_mm256_sub_epi32(xv, xzp), wv));
+							int64_t a64 = 0, b64 = 0;
+							memcpy(&a64, pa, (size_t)cnt);
+							memcpy(&b64, pb, (size_t)cnt);
+							ra = _mm_cvtsi64_si128(a64);
+							rb = _mm_cvtsi64_si128(b64);
 						}
+						__m128i xa = s8 ? _mm_cvtepi8_epi16(ra) : _mm_cvtepu8_epi16(ra);
+						__m128i xb = s8 ? _mm_cvtepi8_epi16(rb) : _mm_cvtepu8_epi16(rb);
+						__m256i v = _mm256_set_m128i(_mm_unpackhi_epi16(xa, xb),
+									     _mm_unpacklo_epi16(xa, xb));
+						__m256i wv = _mm256_loadu_si256((const __m256i *)(wg + (size_t)q * 16));
+						acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, wv));
 					}
 					__m256i m = _mm256_loadu_si256((const __m256i *)(mult + c0));
 					__m256i sft = _mm256_loadu_si256((const __m256i *)(shift + c0));
@@ -227,12 +246,25 @@ static bool fast_ok(const struct eng_node *n, const struct conv_prep *p)
 	       (n->n_in < 3 || !n->in[2] || n->in[2]->is_const) && simd_have_avx2();
 }
 
+static bool fast_f32_ok(const struct eng_node *n, const struct conv_prep *p)
+{
+	return p->type == ENG_DT_F32 && n->in[1]->is_const &&
+	       (n->n_in < 3 || !n->in[2] || n->in[2]->is_const) && p->dm == 1 &&
+	       p->kh * p->kw <= DW_MAX_TAPS && simd_have_avx2();
+}
+
 static int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 {
 	int rc = conv_prepare_common(n, false, err, errlen);
 	if (rc)
 		return rc;
 	struct conv_prep *p = n->prep;
+	if (fast_f32_ok(n, p)) {
+		rc = conv_prepare_f32_fast(n, p);
+		if (rc)
+			goto fail;
+		return 0;
+	}
 	if (!fast_ok(n, p))
 		return 0;
 	p->K = p->kh * p->kw * p->ic;
@@ -278,25 +310,43 @@ static int dwconv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 	if (rc)
 		return rc;
 	struct conv_prep *p = n->prep;
+	if (fast_f32_ok(n, p)) {
+		rc = conv_prepare_f32_fast(n, p);
+		if (rc)
+			goto fail;
+		return 0;
+	}
 	if (!fast_ok(n, p) || p->dm != 1 || p->kh * p->kw > DW_MAX_TAPS)
 		return 0;
 	p->OCp = (p->oc + 7) & ~7;
 	rc = pad_channels(p);
 	if (rc)
 		goto fail;
-	size_t taps = (size_t)p->kh * p->kw;
-	p->wdw = calloc(taps * p->OCp, sizeof(*p->wdw));
-	if (!p->wdw) {
+	const int taps = p->kh * p->kw;
+	p->ntp = (taps + 1) & ~1;
+	p->wdw = calloc((size_t)p->OCp * p->ntp, sizeof(*p->wdw));
+	p->zrow = malloc((size_t)p->OCp);
+	if (!p->wdw || !p->zrow) {
 		rc = -ENOMEM;
 		goto fail;
 	}
+	memset(p->zrow, (uint8_t)p->in_zp, (size_t)p->OCp);
 	const void *w = n->in[1]->const_data;
 	const int32_t *bias = (n->n_in > 2 && n->in[2]) ? n->in[2]->const_data : NULL;
-	for (size_t t = 0; t < taps; t++)
-		for (int o = 0; o < p->oc; o++)
-			p->wdw[t * p->OCp + o] = q8_get(p->type, w, t * p->oc + o) - p->w_zp;
-	for (int o = 0; o < p->oc; o++)
-		p->cterm[o] = bias ? bias[o] : 0;
+	const int npairs = p->ntp / 2;
+	for (int o = 0; o < p->oc; o++) {
+		int64_t wsum = 0;
+		for (int t = 0; t < taps; t++) {
+			int32_t v = q8_get(p->type, w, (size_t)t * p->oc + o) - p->w_zp;
+			wsum += v;
+			size_t idx = (((size_t)(o / 8) * npairs + (size_t)(t / 2)) * 8 + (size_t)(o % 8)) * 2 +
+				     (size_t)(t % 2);
+			p->wdw[idx] = (int16_t)v;
+		}
+		int64_t c = bias ? bias[o] : 0;
+		c -= (int64_t)p->in_zp * wsum;
+		p->cterm[o] = (int32_t)(uint32_t)(uint64_t)c;
+	}
 	p->fast = true;
 	return 0;
 fail:
@@ -310,6 +360,10 @@ static int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 	const struct conv_prep *p = n->prep;
 	if (!p->fast)
 		return conv_eval_ref(n, x);
+	if (p->type == ENG_DT_F32) {
+		conv_eval_f32_fast(p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]));
+		return 0;
+	}
 	const uint8_t *in = eng_tdata(x, n->in[0]);
 	uint8_t *out = eng_tdata(x, n->out[0]);
 	if (p->dw)

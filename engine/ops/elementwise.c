@@ -130,8 +130,8 @@ static int arith_prepare(struct eng_node *n, bool is_add, char *err, size_t errl
 	if (p->t == ENG_DT_F32) {
 		q_act_range_f32(act, &p->flo, &p->fhi);
 	} else {
-		if (!a->has_quant || !b->has_quant || !out->has_quant) {
-			KERR(err, errlen, "quantized op without quantization parameters");
+		if (ops_check_q8(a, "input 0", err, errlen) || ops_check_q8(b, "input 1", err, errlen) ||
+		    ops_check_q8(out, "output", err, errlen)) {
 			free(p);
 			return -EINVAL;
 		}
@@ -282,13 +282,7 @@ static int unary_common(struct eng_node *n, bool same_type, struct unary_prep **
 	p->out_zp = t_zp(out);
 	p->in_scale = t_scale(in);
 	p->out_scale = t_scale(out);
-	if (dt_is_q8(in->type) && (!in->has_quant || p->in_scale <= 0.0f)) {
-		KERR(err, errlen, "quantized input without a scale");
-		free(p);
-		return -EINVAL;
-	}
-	if (dt_is_q8(out->type) && (!out->has_quant || p->out_scale <= 0.0f)) {
-		KERR(err, errlen, "quantized output without a scale");
+	if (ops_check_q8(in, "input", err, errlen) || ops_check_q8(out, "output", err, errlen)) {
 		free(p);
 		return -EINVAL;
 	}
@@ -302,8 +296,20 @@ static int unary_common(struct eng_node *n, bool same_type, struct unary_prep **
 	return 0;
 }
 
+/* Plain sigmoid: the table for 8-bit types is filled from it, as TFLite does. */
 static float sigmoidf(float v)
 {
+	return 1.0f / (1.0f + expf(-v));
+}
+
+/* TFLite's float reference: saturates early to avoid exp overflow. */
+static float logistic_f32(float v)
+{
+	const float cutoff_upper = 16.619047164916992188f, cutoff_lower = -9.0f;
+	if (v > cutoff_upper)
+		return 1.0f;
+	if (v < cutoff_lower)
+		return expf(v);
 	return 1.0f / (1.0f + expf(-v));
 }
 
@@ -351,7 +357,7 @@ static int lut_or_float_eval(const struct eng_node *n, const struct eng_exec *x,
 
 static int logistic_eval(const struct eng_node *n, const struct eng_exec *x)
 {
-	return lut_or_float_eval(n, x, sigmoidf);
+	return lut_or_float_eval(n, x, logistic_f32);
 }
 
 static int relux_prepare(struct eng_node *n, float act_hi, char *err, size_t errlen)

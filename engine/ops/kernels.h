@@ -81,6 +81,13 @@ static inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
 	return v < lo ? lo : (v > hi ? hi : v);
 }
 
+/*
+ * An 8-bit tensor's quantization must be usable: finite positive scales and
+ * zero points inside the type (a hostile file must not reach a float-to-int
+ * conversion of infinity).  Non-8-bit tensors pass.  0 or -EINVAL with err.
+ */
+int ops_check_q8(const struct eng_tensor *t, const char *what, char *err, size_t errlen);
+
 /* TFLite's output size and leading padding for one spatial dimension. */
 int ops_out_size(enum eng_padding pad, int in, int k, int stride, int dilation);
 int ops_pad_before(int in, int out, int k, int stride, int dilation);

@@ -3,9 +3,9 @@
  *
  * Pooling windows exclude padding (the average divides by the number of
  * taps inside the image, rounding half away from zero, as TFLite does).
- * MEAN over the spatial axes of a 4-D tensor uses TFLite's fixed-point
- * recipe; other axis sets reduce in int32 then rescale in float like
- * TFLite's general quantized mean.  Inference worker thread.
+ * 8-bit MEAN is TFLite's integer recipe (reference QuantizedMeanOrSum): sum,
+ * centre by zp·count, one requantization with 1/count folded into the
+ * multiplier.  Inference worker thread.
  */
 #include <math.h>
 
@@ -39,6 +39,8 @@ static int pool_prepare(struct eng_node *n, char *err, size_t errlen)
 		KERR(err, errlen, "unsupported type %d", in->type);
 		return -ENOTSUP;
 	}
+	if ((rc = ops_check_q8(in, "input", err, errlen)) || (rc = ops_check_q8(out, "output", err, errlen)))
+		return rc;
 	struct pool_prep *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -144,10 +146,8 @@ struct mean_prep {
 	int dims[ENG_MAX_DIMS];
 	bool reduce[ENG_MAX_DIMS];
 	size_t out_count, per_out;
-	bool spatial; /* 4-D input, axes {1,2}: the fixed-point path */
-	int32_t m, bias, in_zp, out_zp;
+	int32_t m, in_zp, out_zp;
 	int s;
-	float scale, fbias;
 };
 
 static int mean_prepare(struct eng_node *n, char *err, size_t errlen)
@@ -164,6 +164,8 @@ static int mean_prepare(struct eng_node *n, char *err, size_t errlen)
 		KERR(err, errlen, "unsupported MEAN types %d -> %d", in->type, out->type);
 		return -ENOTSUP;
 	}
+	if ((rc = ops_check_q8(in, "input", err, errlen)) || (rc = ops_check_q8(out, "output", err, errlen)))
+		return rc;
 	struct mean_prep *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -188,30 +190,31 @@ static int mean_prepare(struct eng_node *n, char *err, size_t errlen)
 		else
 			p->out_count *= (size_t)in->dims[d];
 	}
-	if (t_numel(out) != p->out_count || p->per_out == 0) {
+	if (t_numel(out) != p->out_count || p->per_out == 0 || p->per_out > INT32_MAX) {
 		KERR(err, errlen, "MEAN output has %zu elements, expected %zu", t_numel(out),
 		     p->out_count);
 		free(p);
 		return -EINVAL;
 	}
 	if (dt_is_q8(p->t)) {
-		float si = t_scale(in), so = t_scale(out);
+		/* TFLite's integer mean: the s_in/s_out multiplier absorbs 1/count, keeping
+		 * up to 32 extra bits (and shift >= -31) before the division. */
 		p->in_zp = t_zp(in);
 		p->out_zp = t_zp(out);
-		p->spatial = in->ndim == 4 && p->reduce[1] && p->reduce[2] && !p->reduce[0] &&
-			     !p->reduce[3];
-		if (p->spatial) {
-			float num = (float)p->per_out;
-			float temp = (float)p->in_zp * si / so;
-			temp = temp > 0 ? temp + 0.5f : temp - 0.5f;
-			p->bias = p->out_zp - (int32_t)temp;
-			q_quantize_multiplier((double)(si / (num * so)), &p->m, &p->s);
-		} else {
-			p->scale = si / so;
-			p->fbias = (float)(-p->in_zp) * p->scale;
-		}
+		int32_t m;
+		int s;
+		q_quantize_multiplier((double)t_scale(in) / (double)t_scale(out), &m, &s);
+		int64_t cnt = (int64_t)p->per_out;
+		int sh = 63 - __builtin_clzll((unsigned long long)cnt);
+		if (sh > 32)
+			sh = 32;
+		if (sh > 31 + s)
+			sh = 31 + s;
+		p->m = (int32_t)(((int64_t)m << sh) / cnt);
+		p->s = s - sh;
 	}
 	n->macs = (int64_t)t_numel(in);
+	n->scratch_bytes = p->out_count * 8; /* int64 or double sums */
 	n->prep = p;
 	return 0;
 }
@@ -225,12 +228,14 @@ static int mean_eval(const struct eng_node *n, const struct eng_exec *x)
 	size_t total = p->out_count * p->per_out;
 	int64_t *isum = NULL;
 	double *fsum = NULL;
-	if (p->t == ENG_DT_F32)
-		fsum = calloc(p->out_count, sizeof(*fsum));
-	else
-		isum = calloc(p->out_count, sizeof(*isum));
-	if (!fsum && !isum)
-		return -ENOMEM;
+	if (p->t == ENG_DT_F32) {
+		fsum = x->scratch;
+		for (size_t o = 0; o < p->out_count; o++)
+			fsum[o] = 0.0;
+	} else {
+		isum = x->scratch;
+		memset(isum, 0, p->out_count * sizeof(*isum));
+	}
 	int idx[ENG_MAX_DIMS] = {0};
 	for (size_t i = 0; i < total; i++) {
 		size_t o = 0;
@@ -252,18 +257,13 @@ static int mean_eval(const struct eng_node *n, const struct eng_exec *x)
 	for (size_t o = 0; o < p->out_count; o++) {
 		if (fsum) {
 			((float *)dst)[o] = (float)(fsum[o] / (double)p->per_out);
-		} else if (p->spatial) {
-			int32_t acc = q_mul_by_qm((int32_t)isum[o], p->m, p->s) + p->bias;
-			q8_put(p->t, dst, o, clamp_i32(acc, lo, hi));
 		} else {
-			float mean = (float)isum[o] / (float)p->per_out;
-			float r = roundf(mean * p->scale + p->fbias) + (float)p->out_zp;
-			r = fminf(fmaxf(r, (float)lo), (float)hi);
-			q8_put(p->t, dst, o, (int32_t)r);
+			/* int32 as in the reference (sums of 8-bit values over the axes) */
+			int32_t centred = (int32_t)(isum[o] - (int64_t)p->in_zp * (int64_t)p->per_out);
+			int32_t v = q_mul_by_qm(centred, p->m, p->s) + p->out_zp;
+			q8_put(p->t, dst, o, clamp_i32(v, lo, hi));
 		}
 	}
-	free(fsum);
-	free(isum);
 	return 0;
 }
 

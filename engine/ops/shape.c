@@ -57,8 +57,14 @@ static int concat_prepare(struct eng_node *n, char *err, size_t errlen)
 				     out->dims[d]);
 				return -EINVAL;
 			}
+		rc = ops_check_q8(t, "input", err, errlen);
+		if (rc)
+			return rc;
 		sum += t->dims[axis];
 	}
+	rc = ops_check_q8(out, "output", err, errlen);
+	if (rc)
+		return rc;
 	if (sum != out->dims[axis]) {
 		KERR(err, errlen, "inputs sum to %d along axis %d, output has %d", sum, axis,
 		     out->dims[axis]);
@@ -228,6 +234,11 @@ static int resize_prepare(struct eng_node *n, char *err, size_t errlen)
 		KERR(err, errlen, "RESIZE needs 4-D input and output of the same type and depth");
 		return -EINVAL;
 	}
+	for (int d = 0; d < 4; d++)
+		if (in->dims[d] <= 0 || out->dims[d] <= 0) {
+			KERR(err, errlen, "RESIZE with an empty dimension");
+			return -EINVAL;
+		}
 	struct resize_prep *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -289,12 +300,61 @@ static void interp(float v, float scale, bool half, int size, float *sv, int *lo
 	*hi = c < size - 1 ? c : size - 1;
 }
 
+static void interp_int(int v, int32_t scale10, bool half, int size, int32_t *sv, int32_t *lo,
+		       int32_t *hi)
+{
+	*sv = half ? v * scale10 + scale10 / 2 - (1 << 9) : v * scale10;
+	*lo = *sv / (1 << 10) > 0 ? *sv / (1 << 10) : 0;
+	int32_t u = (*sv + (1 << 10) - 1) / (1 << 10);
+	*hi = u < size - 1 ? u : size - 1;
+}
+
+static int32_t scale10(int in, int out, bool align)
+{
+	if (align && out > 1)
+		return ((1 << 10) * (in - 1) + (out - 1) / 2) / (out - 1);
+	return ((1 << 10) * in + out / 2) / out;
+}
+
+/* int8: TFLite's integer-only bilinear (10-bit fixed-point positions). */
+static void resize_bilinear_i8(const struct resize_prep *p, const int8_t *src, int8_t *dst)
+{
+	int32_t hs = scale10(p->ih, p->oh, p->align), ws = scale10(p->iw, p->ow, p->align);
+	for (int b = 0; b < p->nb; b++)
+		for (int y = 0; y < p->oh; y++) {
+			int32_t iy, y0, y1;
+			interp_int(y, hs, p->half, p->ih, &iy, &y0, &y1);
+			for (int xx = 0; xx < p->ow; xx++) {
+				int32_t ix, x0, x1;
+				interp_int(xx, ws, p->half, p->iw, &ix, &x0, &x1);
+				int64_t fy = iy - (1 << 10) * y0, fx = ix - (1 << 10) * x0;
+				for (int c = 0; c < p->c; c++) {
+#define AT(yy, xq) (((size_t)b * p->ih + (yy)) * p->iw + (xq)) * p->c + c
+					int64_t o = (int64_t)src[AT(y0, x0)] * ((1 << 10) - fy) * ((1 << 10) - fx) +
+						    (int64_t)src[AT(y1, x0)] * fy * ((1 << 10) - fx) +
+						    (int64_t)src[AT(y0, x1)] * ((1 << 10) - fy) * fx +
+						    (int64_t)src[AT(y1, x1)] * fy * fx;
+#undef AT
+					int64_t round = o > 0 ? (1 << 19) : -(1 << 19);
+					dst[(((size_t)b * p->oh + y) * p->ow + xx) * p->c + c] =
+						(int8_t)((o + round) / (1 << 20));
+				}
+			}
+		}
+}
+
+/* float and uint8: TFLite's float formula; integer outputs add 0.5 and truncate. */
 static int resize_bilinear_eval(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct resize_prep *p = n->prep;
 	const void *src = eng_tdata(x, n->in[0]);
 	void *dst = eng_tdata(x, n->out[0]);
+	if (p->t == ENG_DT_I8) {
+		resize_bilinear_i8(p, src, dst);
+		return 0;
+	}
 	float hs = resize_scale(p->ih, p->oh, p->align), ws = resize_scale(p->iw, p->ow, p->align);
+	const float round_off = p->t == ENG_DT_F32 ? 0.0f : 0.5f;
 	for (int b = 0; b < p->nb; b++)
 		for (int y = 0; y < p->oh; y++) {
 			float iy;
@@ -312,20 +372,19 @@ static int resize_bilinear_eval(const struct eng_node *n, const struct eng_exec 
 						v00 = f[AT(y0, x0)], v01 = f[AT(y0, x1)];
 						v10 = f[AT(y1, x0)], v11 = f[AT(y1, x1)];
 					} else {
-						v00 = (float)q8_get(p->t, src, AT(y0, x0));
-						v01 = (float)q8_get(p->t, src, AT(y0, x1));
-						v10 = (float)q8_get(p->t, src, AT(y1, x0));
-						v11 = (float)q8_get(p->t, src, AT(y1, x1));
+						const uint8_t *u = src;
+						v00 = (float)u[AT(y0, x0)], v01 = (float)u[AT(y0, x1)];
+						v10 = (float)u[AT(y1, x0)], v11 = (float)u[AT(y1, x1)];
 					}
 #undef AT
 					float dy = iy - (float)y0, dx = ix - (float)x0;
 					float v = v00 * (1 - dy) * (1 - dx) + v10 * dy * (1 - dx) +
-						  v01 * (1 - dy) * dx + v11 * dy * dx;
+						  v01 * (1 - dy) * dx + v11 * dy * dx + round_off;
 					size_t o = (((size_t)b * p->oh + y) * p->ow + xx) * p->c + c;
 					if (p->t == ENG_DT_F32)
 						((float *)dst)[o] = v;
 					else
-						q8_put(p->t, dst, o, (int32_t)v);
+						((uint8_t *)dst)[o] = (uint8_t)v;
 				}
 			}
 		}

@@ -29,19 +29,14 @@ TGT static inline __m256i simd_requant8(__m256i acc, __m256i mult, __m256i shift
 	__m256i right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
 	__m256i xs = _mm256_sllv_epi32(acc, _mm256_and_si256(left, _mm256_set1_epi32(31)));
 
-	const __m256i pos_nudge = _mm256_set1_epi64x(1 << 30);
-	const __m256i neg_nudge = _mm256_set1_epi64x(1 - (1 << 30));
-	const __m256i bias31 = _mm256_set1_epi64x(((int64_t)1 << 31) - 1);
+	/* SRDHM: gemmlowp's nudge-then-truncate equals floor((ab + 2^30) / 2^31) for
+	 * both signs (for ab < 0: trunc((ab + 1 - 2^30) / 2^31) = floor((ab + 2^30) / 2^31)),
+	 * and the quotient fits in 32 bits, so a logical shift gives its low word. */
+	const __m256i half = _mm256_set1_epi64x((int64_t)1 << 30);
 	__m256i pe = _mm256_mul_epi32(xs, mult);
 	__m256i po = _mm256_mul_epi32(_mm256_srli_epi64(xs, 32), _mm256_srli_epi64(mult, 32));
-	pe = _mm256_add_epi64(pe, _mm256_blendv_epi8(pos_nudge, neg_nudge, _mm256_cmpgt_epi64(zero, pe)));
-	po = _mm256_add_epi64(po, _mm256_blendv_epi8(pos_nudge, neg_nudge, _mm256_cmpgt_epi64(zero, po)));
-	/* Division by 2^31 truncating toward zero; the quotient fits in 32 bits,
-	 * so a logical shift gives the right low word. */
-	pe = _mm256_add_epi64(pe, _mm256_and_si256(_mm256_cmpgt_epi64(zero, pe), bias31));
-	po = _mm256_add_epi64(po, _mm256_and_si256(_mm256_cmpgt_epi64(zero, po), bias31));
-	pe = _mm256_srli_epi64(pe, 31);
-	po = _mm256_srli_epi64(po, 31);
+	pe = _mm256_srli_epi64(_mm256_add_epi64(pe, half), 31);
+	po = _mm256_srli_epi64(_mm256_add_epi64(po, half), 31);
 	__m256i r = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
 	const __m256i imin = _mm256_set1_epi32(INT32_MIN);
 	__m256i ovf = _mm256_and_si256(_mm256_cmpeq_epi32(xs, imin), _mm256_cmpeq_epi32(mult, imin));

@@ -25,7 +25,7 @@ struct pp_prep {
 	struct eng_postprocess_opts o;
 	/* scratch layout (byte offsets) */
 	size_t off_boxes, off_scores, off_max, off_cls, off_keep_i, off_keep_v, off_sorted,
-		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp;
+		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp, off_sboxes;
 };
 
 void pp_argsort_desc(const float *values, int *idx, int n, int *tmp)
@@ -48,6 +48,82 @@ void pp_argsort_desc(const float *values, int *idx, int n, int *tmp)
 				tmp[k++] = idx[j++];
 		}
 		memcpy(idx, tmp, (size_t)n * sizeof(*idx));
+	}
+}
+
+/* ---- libstdc++'s heap algorithms on an index array, comp(a, b) = v[a] > v[b] ---- */
+
+static inline bool gt(const float *v, int a, int b)
+{
+	return v[a] > v[b];
+}
+
+static void heap_push(const float *v, int *h, int hole, int top, int value)
+{
+	int parent = (hole - 1) / 2;
+	while (hole > top && gt(v, h[parent], value)) {
+		h[hole] = h[parent];
+		hole = parent;
+		parent = (hole - 1) / 2;
+	}
+	h[hole] = value;
+}
+
+static void heap_adjust(const float *v, int *h, int hole, int len, int value)
+{
+	const int top = hole;
+	int child = hole;
+	while (child < (len - 1) / 2) {
+		child = 2 * (child + 1);
+		if (gt(v, h[child], h[child - 1]))
+			child--;
+		h[hole] = h[child];
+		hole = child;
+	}
+	if ((len & 1) == 0 && child == (len - 2) / 2) {
+		child = 2 * (child + 1);
+		h[hole] = h[child - 1];
+		hole = child - 1;
+	}
+	heap_push(v, h, hole, top, value);
+}
+
+void pp_partial_argsort_desc(const float *values, int n, int k, int *idx)
+{
+	if (k == 1 && n > 0) {
+		int best = 0;
+		for (int i = 1; i < n; i++)
+			if (values[i] > values[best])
+				best = i;
+		idx[0] = best;
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		idx[i] = i;
+	if (k > n)
+		k = n;
+	if (k <= 0)
+		return;
+	/* make_heap over [0, k) */
+	if (k >= 2)
+		for (int parent = (k - 2) / 2;; parent--) {
+			heap_adjust(values, idx, parent, k, idx[parent]);
+			if (parent == 0)
+				break;
+		}
+	/* heap select: anything better than the heap's worst replaces it */
+	for (int i = k; i < n; i++)
+		if (gt(values, idx[i], idx[0])) {
+			int value = idx[i];
+			idx[i] = idx[0];
+			heap_adjust(values, idx, 0, k, value);
+		}
+	/* sort_heap */
+	for (int last = k; last > 1;) {
+		--last;
+		int value = idx[last];
+		idx[last] = idx[0];
+		heap_adjust(values, idx, 0, last, value);
 	}
 }
 
@@ -87,10 +163,10 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 			KERR(err, errlen, "input %d must be float32 or uint8", i);
 			return -ENOTSUP;
 		}
-		if (t->type == ENG_DT_U8 && !t->has_quant) {
-			KERR(err, errlen, "uint8 input %d without quantization", i);
-			return -EINVAL;
-		}
+		rc = ops_check_q8(t, i == 0 ? "box encodings" : (i == 1 ? "scores" : "anchors"), err,
+				  errlen);
+		if (rc)
+			return rc;
 	}
 	int cwb = cs->dims[2];
 	if (o->num_classes <= 0 || cwb < o->num_classes || cwb - o->num_classes > 1) {
@@ -100,6 +176,12 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	if (o->max_detections <= 0 || o->max_classes_per_detection <= 0 ||
 	    (o->use_regular_nms && o->detections_per_class <= 0)) {
 		KERR(err, errlen, "max_detections/max_classes_per_detection/detections_per_class must be > 0");
+		return -EINVAL;
+	}
+	/* bounds a hostile flexbuffer cannot push past (products stay in int) */
+	if (o->max_detections > (1 << 16) || o->max_classes_per_detection > (1 << 12) ||
+	    o->detections_per_class > (1 << 20) || o->num_classes > (1 << 16)) {
+		KERR(err, errlen, "post-process options out of range");
 		return -EINVAL;
 	}
 	if (!(o->nms_iou_threshold > 0.0f && o->nms_iou_threshold <= 1.0f)) {
@@ -142,6 +224,7 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	p->off_sorted = take(&off, N * sizeof(int));
 	p->off_tmp = take(&off, cand * sizeof(int));
 	p->off_active = take(&off, N);
+	p->off_sboxes = take(&off, N * 4 * sizeof(float));
 	p->off_sel = take(&off, cand * sizeof(int));
 	p->off_cand_i = take(&off, cand * sizeof(int));
 	p->off_cand_v = take(&off, cand * sizeof(float));
@@ -201,20 +284,25 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 	pp_argsort_desc(keep_v, sorted, kept, tmp);
 	int out_size = kept < max_out ? kept : max_out;
 	int n_sel = 0, n_active = kept;
-	memset(active, 1, (size_t)kept);
+	if (kept > 0)
+		memset(active, 1, (size_t)kept);
+	/* boxes in sorted order: the inner loop then streams through memory */
+	float *sb = (float *)(s + p->off_sboxes);
+	for (int i = 0; i < kept; i++)
+		memcpy(sb + (size_t)i * 4, boxes + (size_t)keep_i[sorted[i]] * 4, 4 * sizeof(float));
 	for (int i = 0; i < kept; i++) {
 		if (n_active == 0 || n_sel >= out_size)
 			break;
 		if (!active[i])
 			continue;
-		int bi = keep_i[sorted[i]];
-		sel[n_sel++] = bi;
+		sel[n_sel++] = keep_i[sorted[i]];
 		active[i] = 0;
 		n_active--;
+		const float *a = sb + (size_t)i * 4;
 		for (int j = i + 1; j < kept; j++) {
 			if (!active[j])
 				continue;
-			const float *a = boxes + (size_t)bi * 4, *b = boxes + (size_t)keep_i[sorted[j]] * 4;
+			const float *b = sb + (size_t)j * 4;
 			/* disjoint boxes have IoU 0, never above a threshold > 0: skip the division */
 			if (b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1])
 				continue;
@@ -225,22 +313,6 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 		}
 	}
 	return n_sel;
-}
-
-/* First index of the largest value (ties: lowest index), like TFLite's ArgMaxVector. */
-static void top_classes(const float *v, int n, int k, int *idx, int *tmp)
-{
-	if (k == 1) {
-		int best = 0;
-		for (int i = 1; i < n; i++)
-			if (v[i] > v[best])
-				best = i;
-		idx[0] = best;
-		return;
-	}
-	for (int i = 0; i < n; i++)
-		idx[i] = i;
-	pp_argsort_desc(v, idx, n, tmp);
 }
 
 static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
@@ -285,7 +357,6 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 	memset(oc, 0, (size_t)p->out_m * sizeof(float));
 	memset(os, 0, (size_t)p->out_m * sizeof(float));
 	int *sel = (int *)(s + p->off_sel);
-	int *tmp = (int *)(s + p->off_cand_tmp);
 
 	if (!p->o.use_regular_nms) {
 		float *maxs = (float *)(s + p->off_max);
@@ -293,7 +364,7 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 		for (int r = 0; r < p->n; r++) {
 			const float *bs = scores + (size_t)r * p->cwb + p->label_off;
 			int *ci = cls + (size_t)r * p->nc;
-			top_classes(bs, p->nc, p->cats, ci, tmp);
+			pp_partial_argsort_desc(bs, p->nc, p->cats, ci);
 			maxs[r] = bs[ci[0]];
 		}
 		int n_sel = nms_single(p, s, boxes, maxs, p->o.max_detections, sel);
@@ -331,9 +402,7 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 			total++;
 		}
 		int keep = total < p->o.max_detections ? total : p->o.max_detections;
-		for (int k = 0; k < total; k++)
-			order[k] = k;
-		pp_argsort_desc(cand_v, order, total, tmp);
+		pp_partial_argsort_desc(cand_v, total, keep, order);
 		/* compact the top `keep` in sorted order (through sel as a bounce buffer) */
 		int *bi = sel;
 		float *bv = (float *)(s + p->off_keep_v);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 
@@ -382,6 +383,13 @@ START_TEST(one_stream_object)
 	ck_assert(strncmp(e.msg[0], "uri:", 4) == 0 || strncmp(e.msg[0], "fps:", 4) == 0 ||
 		  strncmp(e.msg[0], "zoom:", 5) == 0);
 	ck_assert_int_eq(cfg_stream_parse("{", 1, NULL, &s, &e), -EINVAL);
+	/* without a config, relative paths resolve against the working directory */
+	char cwd[4096], want[4200];
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	snprintf(want, sizeof(want), "file://%s/v.mp4", cwd);
+	ck_assert_int_eq(cfg_stream_parse(dup, strlen(dup), NULL, &s, &e), 0);
+	ck_assert_str_eq(s.uri, want);
+	cfg_stream_clear(&s);
 	cfg_free(c);
 }
 END_TEST
@@ -398,6 +406,64 @@ START_TEST(too_many_errors_are_counted)
 	ck_assert_int_eq(load(json, &c), -EINVAL);
 	ck_assert_uint_eq(errs.n, CFG_MAX_ERRORS);
 	ck_assert_uint_eq(errs.dropped, 5);
+}
+END_TEST
+
+START_TEST(mutations_never_crash)
+{
+	/* Every truncation and a byte substitution at every position of a full
+	 * config must either load or fail with at least one error, never crash
+	 * or leak (the sanitizer build runs this too). */
+	const char *json =
+		"{\"log\":{\"level\":\"debug\"},\"model\":{\"path\":\"m\",\"labels\":null},"
+		"\"engine\":{\"workers\":2,\"min_score\":0.25},\"ipc\":{\"mode\":\"0600\"},"
+		"\"streams\":[{\"id\":\"a\",\"uri\":\"x\",\"fps\":5},"
+		"{\"id\":\"t\",\"type\":\"test\"}]}";
+	size_t len = strlen(json);
+	char *buf = malloc(len + 1);
+	static const char subst[] = {'"', '1', '}', ']', ',', 'x', '-', ':', '[', '{'};
+	size_t loaded = 0, failed = 0;
+
+	ck_assert_ptr_nonnull(buf);
+	for (size_t cut = 0; cut <= len; cut++) {
+		struct cfg *c = NULL;
+		memcpy(buf, json, cut);
+		buf[cut] = '\0';
+		int r = load(buf, &c);
+		ck_assert(r == 0 || (r == -EINVAL && errs.n > 0));
+		r == 0 ? loaded++ : failed++;
+		cfg_free(c);
+	}
+	for (size_t pos = 0; pos < len; pos++) {
+		for (size_t k = 0; k < sizeof(subst); k++) {
+			struct cfg *c = NULL;
+			memcpy(buf, json, len + 1);
+			buf[pos] = subst[k];
+			int r = load(buf, &c);
+			ck_assert(r == 0 || (r == -EINVAL && errs.n > 0));
+			r == 0 ? loaded++ : failed++;
+			cfg_free(c);
+		}
+	}
+	ck_assert_uint_gt(loaded, 0); /* e.g. the full text and harmless substitutions */
+	ck_assert_uint_gt(failed, 0);
+	free(buf);
+}
+END_TEST
+
+START_TEST(too_many_streams)
+{
+	char json[16384];
+	size_t len = 0;
+	struct cfg *c = NULL;
+	len += (size_t)snprintf(json + len, sizeof(json) - len,
+				"{\"model\":{\"path\":\"/m\"},\"streams\":[");
+	for (int i = 0; i < CFG_MAX_STREAMS + 1; i++)
+		len += (size_t)snprintf(json + len, sizeof(json) - len, "%s{\"id\":\"s%d\",\"uri\":\"x\"}",
+					i ? "," : "", i);
+	snprintf(json + len, sizeof(json) - len, "]}");
+	ck_assert_int_eq(load(json, &c), -EINVAL);
+	ck_assert(has_error("streams: at most 64 streams"));
 }
 END_TEST
 
@@ -424,6 +490,8 @@ static Suite *suite(void)
 	tcase_add_test(t, reload_diff);
 	tcase_add_test(t, one_stream_object);
 	tcase_add_test(t, too_many_errors_are_counted);
+	tcase_add_test(t, mutations_never_crash);
+	tcase_add_test(t, too_many_streams);
 	suite_add_tcase(s, t);
 	return s;
 }

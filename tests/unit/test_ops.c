@@ -13,6 +13,7 @@
 
 #include "ops.h"
 #include "quant.h"
+#include "simd.h"
 #include "postprocess/postprocess.h"
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -189,6 +190,52 @@ START_TEST(activation_ranges)
 }
 END_TEST
 
+TGT static void requant8_lanes(const int32_t *acc, const int32_t *m, const int32_t *sh,
+			       int32_t *out)
+{
+	__m256i r = simd_requant8(_mm256_loadu_si256((const __m256i *)acc),
+				  _mm256_loadu_si256((const __m256i *)m),
+				  _mm256_loadu_si256((const __m256i *)sh));
+	_mm256_storeu_si256((__m256i *)out, r);
+}
+
+START_TEST(simd_requant_matches_scalar)
+{
+	if (!simd_have_avx2())
+		return;
+	/* edge values: ties of both signs, INT32_MIN·INT32_MIN, left shifts that wrap */
+	const int32_t edge_acc[] = {0, 1, -1, 3, -3, 5, -5, INT32_MIN, INT32_MAX, 1 << 30,
+				    -(1 << 30), 12345, -12345, 6, -6, 7};
+	const int32_t edge_m[] = {1 << 30, INT32_MIN, INT32_MAX, 1610612736, 1 << 30, 1 << 30,
+				  1 << 30, INT32_MIN, INT32_MAX, 1 << 30, 1 << 30, 1518500250,
+				  1518500250, 1 << 30, 1 << 30, 0};
+	const int32_t edge_s[] = {0, 0, -31, 2, -1, -1, -1, 0, 0, 1, 1, -7, -7, -2, -2, 5};
+	int32_t acc[8], m[8], sh[8], got[8];
+	srand(11);
+	for (int it = 0; it < 20000; it++) {
+		for (int l = 0; l < 8; l++) {
+			int e = (it * 8 + l) % 16;
+			if (it < 64) {
+				acc[l] = edge_acc[e];
+				m[l] = edge_m[(e + it) % 16];
+				sh[l] = edge_s[(e + 3 * it) % 16];
+			} else {
+				acc[l] = (int32_t)((uint32_t)rand() << 1 ^ (uint32_t)rand());
+				if (it % 3 == 0)
+					acc[l] >>= rand() % 31;
+				m[l] = (int32_t)(((uint32_t)rand() << 1) | (1u << 30)) & INT32_MAX;
+				sh[l] = rand() % 39 - 31; /* QuantizeMultiplier keeps shift >= -31 */
+			}
+		}
+		requant8_lanes(acc, m, sh, got);
+		for (int l = 0; l < 8; l++)
+			ck_assert_msg(got[l] == q_mul_by_qm(acc[l], m[l], sh[l]),
+				      "acc %d m %d shift %d: simd %d scalar %d", acc[l], m[l], sh[l],
+				      got[l], q_mul_by_qm(acc[l], m[l], sh[l]));
+	}
+}
+END_TEST
+
 /* ---- convolution ------------------------------------------------------------ */
 
 static void conv_same_stride2(const struct eng_kernel *k)
@@ -346,6 +393,57 @@ START_TEST(dwconv_fast_matches_reference)
 }
 END_TEST
 
+/* Float: fast and reference must agree byte for byte (same summation order). */
+static void random_conv_f32(unsigned seed, bool dw)
+{
+	srand(seed);
+	reset();
+	int ih = 1 + rand() % 11, iw = 1 + rand() % 11, ic = 1 + rand() % 20;
+	int k = (int[]){1, 3, 3, 5}[rand() % 4], stride = 1 + rand() % 2, dil = rand() % 4 == 0 ? 2 : 1;
+	int oc = dw ? ic : 1 + rand() % 20;
+	int oh = (ih + stride - 1) / stride, ow = (iw + stride - 1) / stride;
+	size_t nx = (size_t)ih * iw * ic, nw = (size_t)oc * k * k * (dw ? 1 : ic), ny = (size_t)oh * ow * oc;
+	float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)oc * 4);
+	float *y1 = malloc(ny * 4), *y2 = malloc(ny * 4);
+	for (size_t i = 0; i < nx; i++)
+		x[i] = (float)(rand() % 2001 - 1000) / 97.0f;
+	for (size_t i = 0; i < nw; i++)
+		w[i] = (float)(rand() % 2001 - 1000) / 113.0f;
+	for (int i = 0; i < oc; i++)
+		b[i] = (float)(rand() % 201 - 100) / 7.0f;
+	bool with_bias = rand() % 2;
+	struct eng_tensor *in[3] = {mk(ENG_DT_F32, 4, (int[]){1, ih, iw, ic}, 0, 0, x),
+				    mk(ENG_DT_F32, 4, (int[]){dw ? 1 : oc, k, k, dw ? oc : ic}, 0, 0, w),
+				    mk(ENG_DT_F32, 1, (int[]){oc}, 0, 0, b)};
+	struct eng_tensor *o1[1] = {mk(ENG_DT_F32, 4, (int[]){1, oh, ow, oc}, 0, 0, y1)};
+	struct eng_tensor *o2[1] = {mk(ENG_DT_F32, 4, (int[]){1, oh, ow, oc}, 0, 0, y2)};
+	enum eng_op_type op = dw ? ENG_OP_DEPTHWISE_CONV_2D : ENG_OP_CONV_2D;
+	struct eng_conv_opts o = {.padding = ENG_PAD_SAME, .stride_w = stride, .stride_h = stride,
+				  .dilation_w = dil, .dilation_h = dil, .depth_multiplier = 1,
+				  .act = (enum eng_act[]){ENG_ACT_NONE, ENG_ACT_RELU, ENG_ACT_RELU6}[rand() % 3]};
+	struct eng_node n1 = node(op, with_bias ? 3 : 2, in, 1, o1), n2 = node(op, with_bias ? 3 : 2, in, 1, o2);
+	n1.opts.conv = o;
+	n2.opts.conv = o;
+	ck_assert_int_eq(run(eng_kernel_get_ref(op), &n1), 0);
+	ck_assert_int_eq(run(eng_kernel_get(op), &n2), 0);
+	if (memcmp(y1, y2, ny * 4))
+		ck_abort_msg("float seed %u dw %d differs", seed, dw);
+	free(x);
+	free(w);
+	free(b);
+	free(y1);
+	free(y2);
+}
+
+START_TEST(conv_f32_fast_matches_reference)
+{
+	for (unsigned s = 1; s <= 60; s++) {
+		random_conv_f32(s, false);
+		random_conv_f32(s, true);
+	}
+}
+END_TEST
+
 START_TEST(dwconv_depth_multiplier)
 {
 	reset();
@@ -363,6 +461,79 @@ START_TEST(dwconv_depth_multiplier)
 	ck_assert_int_eq(y[1], 6);
 	ck_assert_int_eq(y[2], 15);
 	ck_assert_int_eq(y[3], 20);
+}
+END_TEST
+
+START_TEST(conv_float)
+{
+	reset();
+	float x[4] = {1, 2, 3, 4}, w[4] = {0.5f, -1, 2, 1}, b[2] = {0.25f, 10}, y[4];
+	/* 1x1 conv, 2 in / 2 out channels, 2 pixels, RELU6 */
+	struct eng_tensor *in[3] = {mk(ENG_DT_F32, 4, (int[]){1, 1, 2, 2}, 0, 0, x),
+				    mk(ENG_DT_F32, 4, (int[]){2, 1, 1, 2}, 0, 0, w),
+				    mk(ENG_DT_F32, 1, (int[]){2}, 0, 0, b)};
+	struct eng_tensor *out[1] = {mk(ENG_DT_F32, 4, (int[]){1, 1, 2, 2}, 0, 0, y)};
+	struct eng_node n = node(ENG_OP_CONV_2D, 3, in, 1, out);
+	n.opts.conv = (struct eng_conv_opts){.padding = ENG_PAD_VALID, .act = ENG_ACT_RELU6};
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_CONV_2D), &n), 0);
+	ck_assert_float_eq(y[0], 0.0f);  /* 0.5 - 2 + 0.25 = -1.25 -> 0 */
+	ck_assert_float_eq(y[1], 6.0f);  /* 2 + 2 + 10 = 14 -> 6 */
+	ck_assert_float_eq(y[2], 0.0f);  /* 1.5 - 4 + 0.25 */
+	ck_assert_float_eq(y[3], 6.0f);
+
+	reset();
+	float dx[2] = {2, 3}, dwt[2] = {1.5f, -1}, dy[2];
+	struct eng_tensor *din[2] = {mk(ENG_DT_F32, 4, (int[]){1, 1, 1, 2}, 0, 0, dx),
+				     mk(ENG_DT_F32, 4, (int[]){1, 1, 1, 2}, 0, 0, dwt)};
+	struct eng_tensor *dout[1] = {mk(ENG_DT_F32, 4, (int[]){1, 1, 1, 2}, 0, 0, dy)};
+	struct eng_node dn = node(ENG_OP_DEPTHWISE_CONV_2D, 2, din, 1, dout);
+	dn.opts.conv = (struct eng_conv_opts){.padding = ENG_PAD_SAME, .depth_multiplier = 1};
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_DEPTHWISE_CONV_2D), &dn), 0);
+	ck_assert_float_eq(dy[0], 3.0f);
+	ck_assert_float_eq(dy[1], -3.0f);
+}
+END_TEST
+
+START_TEST(prepare_rejects_bad_shapes)
+{
+	reset();
+	uint8_t x[4], w[4], y[4];
+	struct eng_tensor *in[2] = {mk(ENG_DT_U8, 4, (int[]){1, 2, 2, 1}, 1.0f, 0, x),
+				    mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 2}, 1.0f, 0, w)};
+	struct eng_tensor *out[1] = {mk(ENG_DT_U8, 4, (int[]){1, 2, 2, 1}, 1.0f, 0, y)};
+	struct eng_node n = node(ENG_OP_CONV_2D, 2, in, 1, out);
+	char err[128] = "";
+	/* filter depth 2 vs input depth 1 */
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&n, err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(strstr(err, "depth"));
+	ck_assert_ptr_null(n.prep);
+	/* ADD of shapes that do not broadcast */
+	struct eng_tensor *a2[2] = {mk(ENG_DT_U8, 1, (int[]){3}, 1.0f, 0, x),
+				    mk(ENG_DT_U8, 1, (int[]){2}, 1.0f, 0, w)};
+	struct eng_tensor *o2[1] = {mk(ENG_DT_U8, 1, (int[]){3}, 1.0f, 0, y)};
+	struct eng_node an = node(ENG_OP_ADD, 2, a2, 1, o2);
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_ADD)->prepare(&an, err, sizeof(err)), 0);
+	/* unusable quantization: zero / NaN scale, zero point outside the type */
+	uint8_t x1[1], w1[1], y1[1];
+	struct eng_tensor *q_in[2] = {mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 1}, 1.0f, 0, x1),
+				      mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 1}, 1.0f, 0, w1)};
+	struct eng_tensor *q_out[1] = {mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 1}, 1.0f, 0, y1)};
+	struct eng_node qn = node(ENG_OP_CONV_2D, 2, q_in, 1, q_out);
+	struct tslot *os = (struct tslot *)q_out[0];
+	os->scale[0] = 0.0f;
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&qn, err, sizeof(err)), 0);
+	os->scale[0] = NAN;
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&qn, err, sizeof(err)), 0);
+	os->scale[0] = 1.0f;
+	os->zp[0] = 300;
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&qn, err, sizeof(err)), 0);
+	os->zp[0] = 0;
+	ck_assert_int_eq(eng_kernel_get(ENG_OP_CONV_2D)->prepare(&qn, err, sizeof(err)), 0);
+	eng_kernel_get(ENG_OP_CONV_2D)->release(&qn);
+	/* missing input */
+	struct eng_tensor *none[2] = {NULL, NULL};
+	struct eng_node mn = node(ENG_OP_MUL, 2, none, 1, o2);
+	ck_assert_int_ne(eng_kernel_get(ENG_OP_MUL)->prepare(&mn, err, sizeof(err)), 0);
 }
 END_TEST
 
@@ -525,6 +696,23 @@ START_TEST(split_reshape_resize)
 	struct eng_node rn = node(ENG_OP_RESIZE_NEAREST_NEIGHBOR, 1, rin, 1, rout);
 	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_RESIZE_NEAREST_NEIGHBOR), &rn), 0);
 	ck_assert_mem_eq(ry, ((uint8_t[]){1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4}), 16);
+
+	/* bilinear 2x: row 0 is 10, 15, 20, 20 (1.5·... + 0.5 rounding for uint8) */
+	reset();
+	uint8_t bsrc[4] = {10, 20, 30, 40}, bdst[16];
+	struct eng_tensor *bin[1] = {mk(ENG_DT_U8, 4, (int[]){1, 2, 2, 1}, 1.0f, 0, bsrc)};
+	struct eng_tensor *bout[1] = {mk(ENG_DT_U8, 4, (int[]){1, 4, 4, 1}, 1.0f, 0, bdst)};
+	struct eng_node bn = node(ENG_OP_RESIZE_BILINEAR, 1, bin, 1, bout);
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_RESIZE_BILINEAR), &bn), 0);
+	ck_assert_mem_eq(bdst, ((uint8_t[]){10, 15, 20, 20, 20, 25, 30, 30, 30, 35, 40, 40, 30, 35, 40, 40}), 16);
+
+	int8_t isrc[4] = {10, 20, 30, 40}, idst[16];
+	reset();
+	struct eng_tensor *iin[1] = {mk(ENG_DT_I8, 4, (int[]){1, 2, 2, 1}, 1.0f, 0, isrc)};
+	struct eng_tensor *iout[1] = {mk(ENG_DT_I8, 4, (int[]){1, 4, 4, 1}, 1.0f, 0, idst)};
+	struct eng_node in8 = node(ENG_OP_RESIZE_BILINEAR, 1, iin, 1, iout);
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_RESIZE_BILINEAR), &in8), 0);
+	ck_assert_mem_eq(idst, bdst, 16); /* the integer path agrees here */
 }
 END_TEST
 
@@ -544,6 +732,57 @@ START_TEST(pools)
 					     .filter_w = 2, .filter_h = 2};
 	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_MAX_POOL_2D), &n), 0);
 	ck_assert_int_eq(y[0], 4);
+}
+END_TEST
+
+START_TEST(mean_spatial)
+{
+	reset();
+	uint8_t x[8] = {1, 10, 2, 20, 3, 30, 5, 41}, y[2];
+	int32_t axes[2] = {1, 2};
+	struct eng_tensor *in[2] = {mk(ENG_DT_U8, 4, (int[]){1, 2, 2, 2}, 0.5f, 0, x),
+				    mk(ENG_DT_I32, 1, (int[]){2}, 0, 0, axes)};
+	struct eng_tensor *out[1] = {mk(ENG_DT_U8, 4, (int[]){1, 1, 1, 2}, 0.5f, 0, y)};
+	struct eng_node n = node(ENG_OP_MEAN, 2, in, 1, out);
+	n.opts.mean.keep_dims = true;
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_MEAN), &n), 0);
+	ck_assert_int_eq(y[0], 3);  /* 11/4 = 2.75 */
+	/* 101·0.25: SRDHM by 0.5 gives 51 (50.5 up), /2 gives 26: the double rounding */
+	ck_assert_int_eq(y[1], 26);
+
+	/* 3 elements, zero point 10: (34 - 30)/3 = 1.33 -> 1; multiplier 2^31/3 */
+	reset();
+	uint8_t v[3] = {10, 11, 13}, r[1];
+	int32_t ax3[1] = {-1};
+	struct eng_tensor *in3[2] = {mk(ENG_DT_U8, 2, (int[]){1, 3}, 1.0f, 10, v),
+				     mk(ENG_DT_I32, 1, (int[]){1}, 0, 0, ax3)};
+	struct eng_tensor *out3[1] = {mk(ENG_DT_U8, 1, (int[]){1}, 1.0f, 0, r)};
+	struct eng_node n3 = node(ENG_OP_MEAN, 2, in3, 1, out3);
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_MEAN), &n3), 0);
+	ck_assert_int_eq(r[0], 1);
+}
+END_TEST
+
+START_TEST(hard_swish_close_to_float)
+{
+	reset();
+	uint8_t x[256], y[256];
+	for (int i = 0; i < 256; i++)
+		x[i] = (uint8_t)i;
+	const float si = 0.05f, so = 0.04f;
+	const int zi = 128, zo = 20;
+	struct eng_tensor *in[1] = {mk(ENG_DT_U8, 1, (int[]){256}, si, zi, x)};
+	struct eng_tensor *out[1] = {mk(ENG_DT_U8, 1, (int[]){256}, so, zo, y)};
+	struct eng_node n = node(ENG_OP_HARD_SWISH, 1, in, 1, out);
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_HARD_SWISH), &n), 0);
+	for (int i = 0; i < 256; i++) {
+		float v = si * (float)(i - zi);
+		float hs = v * fminf(6.0f, fmaxf(0.0f, v + 3.0f)) / 6.0f;
+		float q = fminf(255.0f, fmaxf(0.0f, roundf(hs / so) + (float)zo));
+		ck_assert_msg(fabsf(q - (float)y[i]) <= 1.0f, "x=%d: got %d, float says %g", i, y[i],
+			      (double)q);
+	}
+	ck_assert_int_eq(y[zi], zo); /* hard_swish(0) = 0 exactly */
 }
 END_TEST
 
@@ -671,6 +910,28 @@ START_TEST(op_names_and_table)
 }
 END_TEST
 
+START_TEST(partial_argsort_heap_order)
+{
+	/* std::partial_sort (libstdc++) of indices by value, descending: a hand trace
+	 * of make_heap / heap select / sort_heap puts the later 2.0 first */
+	int idx[3];
+	pp_partial_argsort_desc((const float[]){1, 2, 2}, 3, 2, idx);
+	ck_assert_int_eq(idx[0], 2);
+	ck_assert_int_eq(idx[1], 1);
+	/* all equal: heap order 0, 1 */
+	pp_partial_argsort_desc((const float[]){5, 5, 5}, 3, 2, idx);
+	ck_assert_int_eq(idx[0], 0);
+	ck_assert_int_eq(idx[1], 1);
+	/* k == 1: first maximum */
+	pp_partial_argsort_desc((const float[]){1, 3, 3}, 3, 1, idx);
+	ck_assert_int_eq(idx[0], 1);
+	/* distinct values: a plain descending order */
+	int big[6];
+	pp_partial_argsort_desc((const float[]){0.1f, 0.9f, 0.4f, 0.7f, 0.2f, 0.8f}, 6, 4, big);
+	ck_assert_mem_eq(big, ((int[]){1, 5, 3, 2}), 4 * sizeof(int));
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
 	Suite *s = suite_create("ops");
@@ -680,6 +941,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(q, quantize_multiplier_edges);
 	tcase_add_test(q, mul_by_qm_double_rounding);
 	tcase_add_test(q, activation_ranges);
+	tcase_add_test(q, simd_requant_matches_scalar);
 	suite_add_tcase(s, q);
 	TCase *c = tcase_create("conv");
 	tcase_add_test(c, conv_same_padding_asymmetry);
@@ -688,6 +950,9 @@ static Suite *ops_suite(void)
 	tcase_add_test(c, conv_fast_matches_reference);
 	tcase_add_test(c, dwconv_fast_matches_reference);
 	tcase_add_test(c, dwconv_depth_multiplier);
+	tcase_add_test(c, conv_float);
+	tcase_add_test(c, conv_f32_fast_matches_reference);
+	tcase_add_test(c, prepare_rejects_bad_shapes);
 	suite_add_tcase(s, c);
 	TCase *e = tcase_create("elementwise");
 	tcase_add_test(e, add_different_scales);
@@ -698,6 +963,8 @@ static Suite *ops_suite(void)
 	tcase_add_test(e, concat_requantizes);
 	tcase_add_test(e, split_reshape_resize);
 	tcase_add_test(e, pools);
+	tcase_add_test(e, mean_spatial);
+	tcase_add_test(e, hard_swish_close_to_float);
 	tcase_add_test(e, op_names_and_table);
 	suite_add_tcase(s, e);
 	TCase *p = tcase_create("postprocess");
@@ -705,6 +972,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(p, nms_regular_vs_fast);
 	tcase_add_test(p, pp_rejects_bad_options);
 	tcase_add_test(p, argsort_is_stable);
+	tcase_add_test(p, partial_argsort_heap_order);
 	suite_add_tcase(s, p);
 	return s;
 }
