@@ -114,7 +114,17 @@ JSON
 grep -q 'HTTP 409' "$T/err" || fail "duplicate add: $(cat "$T/err")"
 "$DETCTL" --http "${URL#http://}" remove-stream cam1 >/dev/null || fail "remove-stream"
 "$DETCTL" streams | grep -q '^cam1 ' && fail "cam1 still listed"
-ok "detctl add-stream / remove-stream"
+# the same with curl, as docs/PROTOCOL.md shows it
+code=$(curl -s -o "$T/out" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+	-d '{"id":"cam1","type":"test","pattern":"ball","fps":5}' "$URL/streams")
+[ "$code" = 201 ] || fail "curl POST /streams -> $code $(cat "$T/out")"
+jq -e '.id == "cam1"' "$T/out" >/dev/null || fail "POST /streams body: $(cat "$T/out")"
+code=$(curl -s -o "$T/out" -w '%{http_code}' -X DELETE "$URL/streams/cam1")
+[ "$code" = 200 ] || fail "curl DELETE /streams/cam1 -> $code"
+code=$(curl -s -o "$T/out" -w '%{http_code}' -X DELETE "$URL/streams/cam1")
+[ "$code" = 404 ] || fail "second DELETE -> $code"
+jq -e '.error.code == 404 and (.error.message | length > 0)' "$T/out" >/dev/null || fail "404 body"
+ok "detctl add-stream / remove-stream, curl POST / DELETE /streams"
 
 kill -TERM "$DETD_PID"
 wait "$DETD_PID" || fail "detd exit code $?"
