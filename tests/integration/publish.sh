@@ -126,8 +126,19 @@ code=$(curl -s -o "$T/out" -w '%{http_code}' -X DELETE "$URL/streams/cam1")
 jq -e '.error.code == 404 and (.error.message | length > 0)' "$T/out" >/dev/null || fail "404 body"
 ok "detctl add-stream / remove-stream, curl POST / DELETE /streams"
 
+# detctl's errors: usage 2, refused mutation and missing daemon 1
+rc=0; "$DETCTL" frobnicate 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "unknown command exit $rc"
+rc=0; "$DETCTL" subscribe --min-score 7 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "bad --min-score exit $rc"
+rc=0; "$DETCTL" --http "${URL#http://}" remove-stream nosuch 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q 'HTTP 404' "$T/err" || fail "remove unknown: rc $rc $(cat "$T/err")"
+ok "detctl exit codes"
+
 kill -TERM "$DETD_PID"
 wait "$DETD_PID" || fail "detd exit code $?"
 DETD_PID=""
 [ ! -e "$T/detd.sock" ] || fail "socket file left behind"
-ok "stopped, socket removed"
+rc=0; "$DETCTL" streams 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q 'cannot connect' "$T/err" || fail "no daemon: rc $rc $(cat "$T/err")"
+ok "stopped, socket removed; detctl without a daemon exits 1"
