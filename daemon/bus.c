@@ -477,7 +477,7 @@ void bus_stream_state(struct bus *b, const char *id, const char *state, const ch
 		free(s->error);
 		s->error = error ? strdup(error) : NULL;
 	}
-	log_info(TOPIC, "stream %s: %s%s%s", id, state, error ? ": " : "", error ? error : "");
+	log_debug(TOPIC, "stream %s: %s%s%s", id, state, error ? ": " : "", error ? error : "");
 
 	struct json_object *o = json_object_new_object();
 	json_object_object_add(o, "type", json_object_new_string("status"));

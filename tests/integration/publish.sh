@@ -126,6 +126,19 @@ code=$(curl -s -o "$T/out" -w '%{http_code}' -X DELETE "$URL/streams/cam1")
 jq -e '.error.code == 404 and (.error.message | length > 0)' "$T/out" >/dev/null || fail "404 body"
 ok "detctl add-stream / remove-stream, curl POST / DELETE /streams"
 
+# POST /reload (= SIGHUP): streams added to / removed from the file follow
+jq '.streams += [{"id":"cam2","type":"test","fps":5}]' "$T/detd.json" >"$T/new.json"
+mv "$T/new.json" "$T/detd.json"
+"$DETCTL" --http "${URL#http://}" reload >/dev/null || fail "detctl reload"
+for _ in $(seq 1 100); do "$DETCTL" streams | grep -q '^cam2 ' && break; sleep 0.05; done
+"$DETCTL" streams | grep -q '^cam2 ' || fail "cam2 not listed after reload"
+jq 'del(.streams[] | select(.id == "cam2"))' "$T/detd.json" >"$T/new.json"
+mv "$T/new.json" "$T/detd.json"
+kill -HUP "$DETD_PID"
+for _ in $(seq 1 100); do "$DETCTL" streams | grep -q '^cam2 ' || break; sleep 0.05; done
+"$DETCTL" streams | grep -q '^cam2 ' && fail "cam2 still listed after its removal"
+ok "reload adds and removes streams"
+
 # detctl's errors: usage 2, refused mutation and missing daemon 1
 rc=0; "$DETCTL" frobnicate 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "unknown command exit $rc"
