@@ -4,6 +4,7 @@
  * engine is not part of these tests). */
 #include <signal.h>
 #include <sys/resource.h>
+#include <grp.h>
 #include <sys/stat.h>
 
 #include "bus.h"
@@ -553,6 +554,18 @@ START_TEST(socket_file_handling)
 	cfg2.path = path3;
 	cfg2.group = "no-such-group-detd";
 	ck_assert_int_lt(ipc_create(f.base, &cfg2, f.bus, NULL, -1, &other), 0);
+	ck_assert_int_ne(stat(path3, &st), 0);
+	/* a group we belong to is applied to the file */
+	struct group *gr = getgrgid(getgid());
+	ck_assert_ptr_nonnull(gr);
+	snprintf(path3, sizeof(path3), "%s/grp.sock", f.dir);
+	cfg2.group = gr->gr_name;
+	cfg2.mode = 0640;
+	ck_assert_int_eq(ipc_create(f.base, &cfg2, f.bus, NULL, -1, &other), 0);
+	ck_assert_int_eq(stat(path3, &st), 0);
+	ck_assert_uint_eq(st.st_gid, getgid());
+	ck_assert_int_eq(st.st_mode & 0777, 0640);
+	ipc_destroy(other);
 	ck_assert_int_ne(stat(path3, &st), 0);
 	/* a missing parent directory is created (outside systemd's RuntimeDirectory=) */
 	snprintf(path3, sizeof(path3), "%s/run-detd/d.sock", f.dir);
