@@ -423,8 +423,13 @@ static void on_event(struct bufferevent *bev, short what, void *ud)
 			client_close(c, "closed by peer");
 		return;
 	}
-	if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+	if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+		if (what & BEV_EVENT_ERROR)
+			log_debug(TOPIC, "client %llu: %s error: %s", (unsigned long long)c->id,
+				  (what & BEV_EVENT_READING) ? "read" : "write",
+				  strerror(EVUTIL_SOCKET_ERROR()));
 		client_close(c, (what & BEV_EVENT_TIMEOUT) ? "timeout" : "socket error");
+	}
 }
 
 static void client_free(struct client *c)
