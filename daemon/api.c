@@ -53,6 +53,7 @@ struct api {
 	char *token;
 	size_t soft, hard;
 	double timeout_s;
+	size_t max_sse;
 	double keepalive_s;
 	int64_t last_keepalive;
 	struct sse *sse;
@@ -550,6 +551,11 @@ static void h_events(struct evhttp_request *req, void *ud)
 	struct api *a = ud;
 	struct bus_filter f;
 	char err[256];
+	if (a->n_sse >= a->max_sse) {
+		http_reply_error(req, 503, "too many event streams (ipc.max_clients = %zu)",
+				 a->max_sse);
+		return;
+	}
 	if (parse_sse_query(req, &f, err, sizeof(err)) < 0) {
 		http_reply_error(req, 400, "%s", err);
 		return;
@@ -616,6 +622,7 @@ int api_reload(struct api *a, const struct cfg_http *http, const struct cfg_ipc 
 		a->hard = ipc->client_hard_limit_bytes > a->soft ? ipc->client_hard_limit_bytes
 								 : 2 * a->soft;
 		a->timeout_s = ipc->slow_client_timeout_s > 0 ? ipc->slow_client_timeout_s : 10;
+		a->max_sse = ipc->max_clients > 0 ? (size_t)ipc->max_clients : 64;
 	}
 	return 0;
 }

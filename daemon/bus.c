@@ -300,8 +300,10 @@ static struct json_object *iso_time(int64_t wall_ns)
 	time_t sec = (time_t)(wall_ns / 1000000000LL);
 	struct tm tm;
 	gmtime_r(&sec, &tm);
-	size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, sizeof(buf) - n, ".%03dZ", (int)((wall_ns / 1000000) % 1000));
+	/* not strftime(): glibc's calls tzset() each time, a stat of /etc/localtime per message */
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (int)((wall_ns / 1000000) % 1000));
 	return json_object_new_string(buf);
 }
 
@@ -475,7 +477,7 @@ void bus_stream_state(struct bus *b, const char *id, const char *state, const ch
 		free(s->error);
 		s->error = error ? strdup(error) : NULL;
 	}
-	log_info(TOPIC, "stream %s: %s%s%s", id, state, error ? ": " : "", error ? error : "");
+	log_debug(TOPIC, "stream %s: %s%s%s", id, state, error ? ": " : "", error ? error : "");
 
 	struct json_object *o = json_object_new_object();
 	json_object_object_add(o, "type", json_object_new_string("status"));

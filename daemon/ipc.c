@@ -423,8 +423,13 @@ static void on_event(struct bufferevent *bev, short what, void *ud)
 			client_close(c, "closed by peer");
 		return;
 	}
-	if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+	if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+		if (what & BEV_EVENT_ERROR)
+			log_debug(TOPIC, "client %llu: %s error: %s", (unsigned long long)c->id,
+				  (what & BEV_EVENT_READING) ? "read" : "write",
+				  strerror(EVUTIL_SOCKET_ERROR()));
 		client_close(c, (what & BEV_EVENT_TIMEOUT) ? "timeout" : "socket error");
+	}
 }
 
 static void client_free(struct client *c)
@@ -603,7 +608,20 @@ static int bind_path(struct ipc_server *srv, const struct cfg_ipc *cfg, int *out
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (rc < 0 && errno == ENOENT) {
+		/* outside systemd (no RuntimeDirectory=) the directory may be missing */
+		char dir[sizeof(sa.sun_path)];
+		snprintf(dir, sizeof(dir), "%s", cfg->path);
+		char *slash = strrchr(dir, '/');
+		if (slash && slash != dir) {
+			*slash = '\0';
+			if (mkdir(dir, 0755) == 0)
+				log_info(TOPIC, "created %s", dir);
+		}
+		rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	}
+	if (rc < 0) {
 		rc = -errno;
 		log_error(TOPIC, "bind %s: %s", cfg->path, strerror(errno));
 		goto fail;

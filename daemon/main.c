@@ -16,11 +16,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "config.h"
 #include "daemon.h"
 #include "detd-build.h"
 #include "flow.h"
 #include "log.h"
+#include "metrics.h"
 #include "pipeline.h"
 #include "publish.h"
 
@@ -138,6 +141,58 @@ static void stream_describe(const char *id, struct json_object *entry, void *ud)
 	struct flow *f = flow_module_flow(g->flow);
 	if (f)
 		flow_describe_stream(f, id, entry);
+}
+
+/* Scrape time (loop): the data path's drop counters and queue depths as
+ * metrics, read from the same numbers /status shows. */
+static void mirror_counts(struct metrics *m, const char *stream, const char *prefix,
+			  struct json_object *counts)
+{
+	if (!counts || !json_object_is_type(counts, json_type_object))
+		return;
+	json_object_object_foreach(counts, reason, v)
+	{
+		char r[64];
+		snprintf(r, sizeof(r), "%s%s", prefix, reason);
+		metrics_counter_set(m, "detd_frames_dropped_total", json_object_get_double(v),
+				    "stream", stream, "reason", r, NULL);
+	}
+}
+
+static void flow_metrics(struct metrics *m, void *ud)
+{
+	struct glue *g = ud;
+	struct flow *f = flow_module_flow(g->flow);
+	if (!f)
+		return;
+	struct json_object *eng = json_object_new_object(), *st = json_object_new_object(), *v;
+	flow_status_engine(eng, f);
+	flow_status_streams(st, f);
+	if (json_object_object_get_ex(eng, "queue_depth", &v))
+		metrics_gauge_set(m, "detd_queue_depth", json_object_get_double(v), "queue",
+				  "batcher", NULL);
+	if (json_object_object_get_ex(eng, "in_flight", &v))
+		metrics_gauge_set(m, "detd_queue_depth", json_object_get_double(v), "queue",
+				  "inference", NULL);
+	if (json_object_object_get_ex(eng, "result_queue", &v) &&
+	    json_object_object_get_ex(v, "depth", &v))
+		metrics_gauge_set(m, "detd_queue_depth", json_object_get_double(v), "queue",
+				  "results", NULL);
+	json_object_object_foreach(st, id, s)
+	{
+		struct json_object *p, *b, *r;
+		if (json_object_object_get_ex(s, "pipeline", &p))
+			mirror_counts(m, id, "pipeline_", json_object_object_get(p, "dropped"));
+		if (json_object_object_get_ex(s, "batcher", &b))
+			mirror_counts(m, id, "batcher_", json_object_object_get(b, "drops"));
+		if (json_object_object_get_ex(s, "results", &r) &&
+		    json_object_object_get_ex(r, "dropped_full", &v))
+			metrics_counter_set(m, "detd_frames_dropped_total",
+					    json_object_get_double(v), "stream", id, "reason",
+					    "result_queue_full", NULL);
+	}
+	json_object_put(eng);
+	json_object_put(st);
 }
 
 static int check_config(const char *path)
@@ -279,6 +334,7 @@ int main(int argc, char **argv)
 	publish_set_stream_ops(pub, &(struct publish_stream_ops){
 		.add = stream_add, .remove = stream_remove, .describe = stream_describe,
 		.ud = &glue});
+	metrics_add_collector(publish_metrics(pub), flow_metrics, &glue);
 
 	code = daemon_run(d);
 	if (code == DAEMON_EXIT_FORCED) {

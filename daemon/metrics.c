@@ -279,7 +279,7 @@ static struct series *get_series(struct family *f, const char *labels)
 }
 
 static int update(struct metrics *m, const char *name, enum metrics_type type, double v,
-		  va_list ap)
+		  va_list ap, bool set)
 {
 	char labels[512];
 	if (!m || !name)
@@ -301,7 +301,9 @@ static int update(struct metrics *m, const char *name, enum metrics_type type, d
 	}
 	switch (type) {
 	case METRICS_COUNTER:
-		if (v > 0) /* counters only go up */
+		if (set)
+			s->value = v >= 0 ? v : 0;
+		else if (v > 0) /* counters only go up */
 			s->value += v;
 		break;
 	case METRICS_GAUGE:
@@ -326,7 +328,16 @@ int metrics_counter_add(struct metrics *m, const char *name, double v, ...)
 {
 	va_list ap;
 	va_start(ap, v);
-	int rc = update(m, name, METRICS_COUNTER, v, ap);
+	int rc = update(m, name, METRICS_COUNTER, v, ap, false);
+	va_end(ap);
+	return rc;
+}
+
+int metrics_counter_set(struct metrics *m, const char *name, double v, ...)
+{
+	va_list ap;
+	va_start(ap, v);
+	int rc = update(m, name, METRICS_COUNTER, v, ap, true);
 	va_end(ap);
 	return rc;
 }
@@ -335,7 +346,7 @@ int metrics_gauge_set(struct metrics *m, const char *name, double v, ...)
 {
 	va_list ap;
 	va_start(ap, v);
-	int rc = update(m, name, METRICS_GAUGE, v, ap);
+	int rc = update(m, name, METRICS_GAUGE, v, ap, false);
 	va_end(ap);
 	return rc;
 }
@@ -344,7 +355,7 @@ int metrics_observe(struct metrics *m, const char *name, double v, ...)
 {
 	va_list ap;
 	va_start(ap, v);
-	int rc = update(m, name, METRICS_HISTOGRAM, v, ap);
+	int rc = update(m, name, METRICS_HISTOGRAM, v, ap, false);
 	va_end(ap);
 	return rc;
 }

@@ -45,6 +45,10 @@ int metrics_counter_add(struct metrics *m, const char *name, double v, ...)
 	__attribute__((sentinel));
 int metrics_gauge_set(struct metrics *m, const char *name, double v, ...)
 	__attribute__((sentinel));
+/* For collectors that mirror a cumulative count kept elsewhere: sets the
+ * counter to v (a smaller v is a counter reset, which Prometheus handles). */
+int metrics_counter_set(struct metrics *m, const char *name, double v, ...)
+	__attribute__((sentinel));
 int metrics_observe(struct metrics *m, const char *name, double v, ...)
 	__attribute__((sentinel));
 /* Drop every series of a family that has this label pair (a removed stream). */

@@ -214,6 +214,14 @@ static int mod_start(struct daemon *d, void *ud)
 static int mod_reload(struct daemon *d, const struct cfg *old, const struct cfg *nw, void *ud)
 {
 	struct publish *p = ud;
+	/* streams the reload adds or removes (ones added over HTTP are in
+	 * neither config and stay) */
+	for (size_t i = 0; i < nw->n_streams; i++)
+		if (!bus_stream_exists(p->bus, nw->streams[i].id))
+			bus_stream_add(p->bus, nw->streams[i].id);
+	for (size_t i = 0; i < old->n_streams; i++)
+		if (!cfg_stream_find(nw, old->streams[i].id))
+			bus_stream_remove(p->bus, old->streams[i].id);
 	ipc_reload(p->ipc, &nw->ipc);
 	if (p->api)
 		api_reload(p->api, &nw->http, &nw->ipc);

@@ -97,7 +97,9 @@ curl -sf "$URL/metrics" >"$T/metrics" || fail "/metrics"
 promtool check metrics <"$T/metrics" || fail "promtool rejected /metrics"
 for m in 'detd_results_total{stream="cam0"}' 'detd_stream_fps{stream="cam0"}' \
 	'detd_stream_state{stream="cam0",state="running"} 1' 'detd_inference_seconds_bucket' \
-	'detd_batch_size_bucket' 'detd_subscribers{transport="ipc"}'; do
+	'detd_batch_size_bucket' 'detd_subscribers{transport="ipc"}' \
+	'detd_frames_dropped_total{stream="cam0",reason="pipeline_rate_limit"}' \
+	'detd_queue_depth{queue="batcher"}' 'detd_queue_depth{queue="results"}'; do
 	grep -qF "$m" "$T/metrics" || fail "/metrics lacks $m"
 done
 ok "/metrics passes promtool check metrics"
@@ -112,10 +114,44 @@ JSON
 grep -q 'HTTP 409' "$T/err" || fail "duplicate add: $(cat "$T/err")"
 "$DETCTL" --http "${URL#http://}" remove-stream cam1 >/dev/null || fail "remove-stream"
 "$DETCTL" streams | grep -q '^cam1 ' && fail "cam1 still listed"
-ok "detctl add-stream / remove-stream"
+# the same with curl, as docs/PROTOCOL.md shows it
+code=$(curl -s -o "$T/out" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+	-d '{"id":"cam1","type":"test","pattern":"ball","fps":5}' "$URL/streams")
+[ "$code" = 201 ] || fail "curl POST /streams -> $code $(cat "$T/out")"
+jq -e '.id == "cam1"' "$T/out" >/dev/null || fail "POST /streams body: $(cat "$T/out")"
+code=$(curl -s -o "$T/out" -w '%{http_code}' -X DELETE "$URL/streams/cam1")
+[ "$code" = 200 ] || fail "curl DELETE /streams/cam1 -> $code"
+code=$(curl -s -o "$T/out" -w '%{http_code}' -X DELETE "$URL/streams/cam1")
+[ "$code" = 404 ] || fail "second DELETE -> $code"
+jq -e '.error.code == 404 and (.error.message | length > 0)' "$T/out" >/dev/null || fail "404 body"
+ok "detctl add-stream / remove-stream, curl POST / DELETE /streams"
+
+# POST /reload (= SIGHUP): streams added to / removed from the file follow
+jq '.streams += [{"id":"cam2","type":"test","fps":5}]' "$T/detd.json" >"$T/new.json"
+mv "$T/new.json" "$T/detd.json"
+"$DETCTL" --http "${URL#http://}" reload >/dev/null || fail "detctl reload"
+for _ in $(seq 1 100); do "$DETCTL" streams | grep -q '^cam2 ' && break; sleep 0.05; done
+"$DETCTL" streams | grep -q '^cam2 ' || fail "cam2 not listed after reload"
+jq 'del(.streams[] | select(.id == "cam2"))' "$T/detd.json" >"$T/new.json"
+mv "$T/new.json" "$T/detd.json"
+kill -HUP "$DETD_PID"
+for _ in $(seq 1 100); do "$DETCTL" streams | grep -q '^cam2 ' || break; sleep 0.05; done
+"$DETCTL" streams | grep -q '^cam2 ' && fail "cam2 still listed after its removal"
+ok "reload adds and removes streams"
+
+# detctl's errors: usage 2, refused mutation and missing daemon 1
+rc=0; "$DETCTL" frobnicate 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "unknown command exit $rc"
+rc=0; "$DETCTL" subscribe --min-score 7 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "bad --min-score exit $rc"
+rc=0; "$DETCTL" --http "${URL#http://}" remove-stream nosuch 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q 'HTTP 404' "$T/err" || fail "remove unknown: rc $rc $(cat "$T/err")"
+ok "detctl exit codes"
 
 kill -TERM "$DETD_PID"
 wait "$DETD_PID" || fail "detd exit code $?"
 DETD_PID=""
 [ ! -e "$T/detd.sock" ] || fail "socket file left behind"
-ok "stopped, socket removed"
+rc=0; "$DETCTL" streams 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q 'cannot connect' "$T/err" || fail "no daemon: rc $rc $(cat "$T/err")"
+ok "stopped, socket removed; detctl without a daemon exits 1"

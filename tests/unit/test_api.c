@@ -379,6 +379,19 @@ START_TEST(sse_with_curl)
 	r = req(&f, "GET", "/events?stream=a%20b", NULL, NULL);
 	ck_assert_int_eq(r.status, 400);
 	resp_free(&r);
+	/* at most ipc.max_clients event streams */
+	f.ic.max_clients = 1;
+	api_reload(f.api, NULL, &f.ic);
+	struct pt_client *one = tcp_connect(f.port);
+	pt_send(f.base, one, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+	end = pt_ms() + 5000;
+	while (api_sse_count(f.api) == 0 && pt_ms() < end)
+		pt_pump(f.base, &one, 1, 2);
+	r = req(&f, "GET", "/events", NULL, NULL);
+	ck_assert_int_eq(r.status, 503);
+	ck_assert_int_eq(err_code(&r), 503);
+	resp_free(&r);
+	pt_client_free(one);
 	fx_fini(&f);
 }
 END_TEST

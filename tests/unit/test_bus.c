@@ -319,6 +319,9 @@ START_TEST(metrics_render_format)
 	ck_assert_int_eq(metrics_gauge_set(m, "x_total", 1, NULL), -EINVAL);
 	ck_assert_int_eq(metrics_counter_add(m, "nope", 1, NULL), -EINVAL);
 	metrics_gauge_set(m, "g", 0.25, NULL);
+	ck_assert_int_eq(metrics_define(m, "mirror_total", METRICS_COUNTER, "M", NULL, 0), 0);
+	metrics_counter_set(m, "mirror_total", 41, NULL);
+	metrics_counter_set(m, "mirror_total", 42, NULL);
 	metrics_observe(m, "lat_seconds", 0.005, NULL);
 	metrics_observe(m, "lat_seconds", 0.05, NULL);
 	metrics_observe(m, "lat_seconds", 5, NULL);
@@ -326,6 +329,7 @@ START_TEST(metrics_render_format)
 	ck_assert_ptr_nonnull(strstr(t, "# HELP x_total Things\\nhappened\n# TYPE x_total counter\n"));
 	ck_assert_ptr_nonnull(strstr(t, "x_total{stream=\"a\\\"b\\\\c\"} 5\n"));
 	ck_assert_ptr_nonnull(strstr(t, "g 0.25\n"));
+	ck_assert_ptr_nonnull(strstr(t, "mirror_total 42\n"));
 	ck_assert_ptr_nonnull(strstr(t, "lat_seconds_bucket{le=\"0.01\"} 1\n"));
 	ck_assert_ptr_nonnull(strstr(t, "lat_seconds_bucket{le=\"0.1\"} 2\n"));
 	ck_assert_ptr_nonnull(strstr(t, "lat_seconds_bucket{le=\"1\"} 2\n"));

@@ -4,6 +4,7 @@
  * engine is not part of these tests). */
 #include <signal.h>
 #include <sys/resource.h>
+#include <grp.h>
 #include <sys/stat.h>
 
 #include "bus.h"
@@ -353,6 +354,40 @@ START_TEST(slow_client)
 }
 END_TEST
 
+/* Requests without reading the replies: the replies are not dropped, so the
+ * hard limit cuts the client, and the server's queue for it stays bounded. */
+START_TEST(request_flood_without_reading)
+{
+	struct fx f;
+	fx_init(&f, 4);
+	f.cfg.client_buffer_bytes = 16 * 1024;
+	f.cfg.client_hard_limit_bytes = 64 * 1024;
+	fx_start(&f);
+	struct pt_client *c = hello(&f); /* accepted before the flood */
+	int snd = 4096, rcv = 4096;
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof(snd));
+	char chunk[4096];
+	size_t one = strlen("{\"type\":\"ping\"}\n");
+	for (size_t i = 0; i + one <= sizeof(chunk); i += one)
+		memcpy(chunk + i, "{\"type\":\"ping\"}\n", one);
+	size_t len = sizeof(chunk) / one * one;
+	int64_t end = pt_ms() + 20000;
+	while (n_clients(&f) > 0 && pt_ms() < end) {
+		if (write(c->fd, chunk, len) < 0 && errno != EAGAIN)
+			break; /* the server closed: EPIPE */
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
+	}
+	ck_assert_uint_eq(n_clients(&f), 0);
+	struct ipc_stats st;
+	ipc_get_stats(f.srv, &st);
+	ck_assert_uint_le(st.max_queued, f.cfg.client_hard_limit_bytes + 64);
+	ck_assert_uint_eq(st.slow_disconnects, 1);
+	pt_client_free(c);
+	fx_fini(&f);
+}
+END_TEST
+
 START_TEST(resume_with_since)
 {
 	struct fx f;
@@ -554,6 +589,24 @@ START_TEST(socket_file_handling)
 	cfg2.group = "no-such-group-detd";
 	ck_assert_int_lt(ipc_create(f.base, &cfg2, f.bus, NULL, -1, &other), 0);
 	ck_assert_int_ne(stat(path3, &st), 0);
+	/* a group we belong to is applied to the file */
+	struct group *gr = getgrgid(getgid());
+	ck_assert_ptr_nonnull(gr);
+	snprintf(path3, sizeof(path3), "%s/grp.sock", f.dir);
+	cfg2.group = gr->gr_name;
+	cfg2.mode = 0640;
+	ck_assert_int_eq(ipc_create(f.base, &cfg2, f.bus, NULL, -1, &other), 0);
+	ck_assert_int_eq(stat(path3, &st), 0);
+	ck_assert_uint_eq(st.st_gid, getgid());
+	ck_assert_int_eq(st.st_mode & 0777, 0640);
+	ipc_destroy(other);
+	ck_assert_int_ne(stat(path3, &st), 0);
+	/* a missing parent directory is created (outside systemd's RuntimeDirectory=) */
+	snprintf(path3, sizeof(path3), "%s/run-detd/d.sock", f.dir);
+	cfg2.group = NULL;
+	ck_assert_int_eq(ipc_create(f.base, &cfg2, f.bus, NULL, -1, &other), 0);
+	ck_assert_int_eq(stat(path3, &st), 0);
+	ipc_destroy(other);
 	fx_fini(&f);
 }
 END_TEST
@@ -595,6 +648,7 @@ int main(void)
 	tcase_add_test(tc, malformed_requests);
 	tcase_add_test(tc, ten_megabyte_line);
 	tcase_add_test(tc, slow_client);
+	tcase_add_test(tc, request_flood_without_reading);
 	tcase_add_test(tc, resume_with_since);
 	tcase_add_test(tc, rapid_connects);
 	tcase_add_test(tc, half_closed);
