@@ -252,10 +252,8 @@ __attribute__((target("avx2,fma"))) static void gemm_f32_avx2(int n, int K, int 
 
 static bool have_avx2_fma(void)
 {
-	static int have = -1; /* benign race: every thread computes the same value */
-	if (have < 0)
-		have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-	return have;
+	/* reads the CPU model libgcc filled in at start-up: cheap, no shared state */
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 #endif
 
