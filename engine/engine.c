@@ -11,6 +11,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,18 +25,28 @@
 
 #define MODEL_MAX_FILE ((size_t)1 << 30)
 
-struct eng_ctx {
-	const struct eng_model *m;
-	const struct eng_backend_ops *be;
-	void *be_priv;
+#define CTX_MAX_LANES 16
+
+/* One arena with its scratch: frames of different streams may run on
+ * different lanes at the same time. */
+struct lane {
 	uint8_t *arena;
 	void *scratch;
 	struct eng_exec x;
 	int64_t *op_ns;
+};
+
+struct eng_ctx {
+	const struct eng_model *m;
+	const struct eng_backend_ops *be;
+	void *be_priv;
+	int n_lanes;
+	struct lane lanes[CTX_MAX_LANES]; /* lanes[0] is the sequential path */
 	struct eng_op_timing *timings;
 	int have_run;
+	int last_lane; /* lane of the last frame run: its arena holds the outputs */
 	uint64_t fallbacks;
-	uint8_t **watch; /* per tensor: copy kept after each run, or NULL */
+	uint8_t **watch; /* per tensor: copy kept after each run, or NULL (lane 0 only) */
 	struct cdn_ctx *cdn; /* CoDeNet models */
 };
 
@@ -225,9 +236,11 @@ static int setup_io(struct eng_model *m, char *err, size_t errlen)
 static int load_tflite(struct eng_model *m, const uint8_t *buf, size_t len, char *err,
 		       size_t errlen)
 {
+	bool ref = m->g.reference_kernels;
 	int r = eng_tflite_parse(buf, len, &m->g, err, errlen);
 	if (r)
 		return r;
+	m->g.reference_kernels = ref;
 	if ((r = eng_graph_prepare(&m->g, err, errlen)))
 		return r;
 	return setup_io(m, err, errlen);
@@ -266,7 +279,8 @@ static int load_codenet(struct eng_model *m, const char *path, const char *label
 }
 
 int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum eng_format fmt,
-		       const char *labels_path, struct eng_model **out, char *err, size_t errlen)
+		       const char *labels_path, bool reference_kernels, struct eng_model **out,
+		       char *err, size_t errlen)
 {
 	int r;
 	*out = NULL;
@@ -277,6 +291,7 @@ int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum en
 		return -ENOMEM;
 	const char *base = name ? strrchr(name, '/') : NULL;
 	m->name = strdup(base ? base + 1 : name ? name : "model");
+	m->g.reference_kernels = reference_kernels;
 	if (!m->name) {
 		r = -ENOMEM;
 		goto fail;
@@ -344,8 +359,8 @@ int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, ch
 	if (r)
 		return r;
 	/* The model keeps no pointer into the file: weights are copied. */
-	r = eng_model_load_mem(opts->path, buf, len, opts->format, opts->labels_path, out, err,
-			       errlen);
+	r = eng_model_load_mem(opts->path, buf, len, opts->format, opts->labels_path,
+			       opts->reference_kernels, out, err, errlen);
 	free(buf);
 	return r;
 }
@@ -415,6 +430,30 @@ void eng_state_destroy(struct eng_state *s)
 
 /* ---- contexts ----------------------------------------------------------- */
 
+static int lane_init(struct lane *l, const struct eng_model *m, int threads)
+{
+	size_t sb = m->g.scratch_bytes ? m->g.scratch_bytes : ENG_ARENA_ALIGN;
+	sb = (sb + ENG_ARENA_ALIGN - 1) & ~(size_t)(ENG_ARENA_ALIGN - 1);
+	l->arena = aligned_alloc(ENG_ARENA_ALIGN, m->g.arena_bytes);
+	l->scratch = aligned_alloc(ENG_ARENA_ALIGN, sb);
+	l->op_ns = calloc((size_t)m->g.n_nodes, sizeof(*l->op_ns));
+	if (!l->arena || !l->scratch || !l->op_ns)
+		return -ENOMEM;
+	/* Deterministic contents, so a kernel bug reading stale bytes repeats. */
+	memset(l->arena, 0, m->g.arena_bytes);
+	l->x.arena = l->arena;
+	l->x.scratch = l->scratch;
+	l->x.threads = threads;
+	return 0;
+}
+
+static void lane_free(struct lane *l)
+{
+	free(l->arena);
+	free(l->scratch);
+	free(l->op_ns);
+}
+
 int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *backend, int threads,
 		   struct eng_ctx **out, char *err, size_t errlen)
 {
@@ -450,22 +489,20 @@ int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *back
 		return 0;
 	}
 	c->be = backend ? backend : &eng_backend_cpu;
-	size_t sb = m->g.scratch_bytes ? m->g.scratch_bytes : ENG_ARENA_ALIGN;
-	sb = (sb + ENG_ARENA_ALIGN - 1) & ~(size_t)(ENG_ARENA_ALIGN - 1);
-	c->arena = aligned_alloc(ENG_ARENA_ALIGN, m->g.arena_bytes);
-	c->scratch = aligned_alloc(ENG_ARENA_ALIGN, sb);
-	c->op_ns = calloc((size_t)m->g.n_nodes, sizeof(*c->op_ns));
+	if (threads < 1)
+		threads = 1;
+	/* Frame-level parallelism needs a backend without per-context device
+	 * state: only cpu gets more than one lane. */
+	c->n_lanes = c->be == &eng_backend_cpu ? threads : 1;
+	if (c->n_lanes > CTX_MAX_LANES)
+		c->n_lanes = CTX_MAX_LANES;
 	c->timings = calloc((size_t)m->g.n_nodes, sizeof(*c->timings));
-	if (!c->arena || !c->scratch || !c->op_ns || !c->timings) {
-		seterr(err, errlen, "engine: out of memory for a %zu-byte arena", m->g.arena_bytes);
-		goto fail;
-	}
-	/* Deterministic contents, so a kernel bug reading stale bytes repeats. */
-	memset(c->arena, 0, m->g.arena_bytes);
-	c->x.arena = c->arena;
-	c->x.scratch = c->scratch;
-	c->x.threads = threads > 0 ? threads : 1;
-	if ((r = c->be->open(m, c->x.threads, &c->be_priv, err, errlen)))
+	if (!c->timings)
+		goto oom;
+	for (int i = 0; i < c->n_lanes; i++)
+		if (lane_init(&c->lanes[i], m, i == 0 ? threads : 1))
+			goto oom;
+	if ((r = c->be->open(m, threads, &c->be_priv, err, errlen)))
 		goto fail;
 	for (int i = 0; i < m->g.n_nodes; i++) {
 		c->timings[i].op_name = eng_op_name(m->g.nodes[i].type);
@@ -473,6 +510,9 @@ int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *back
 	}
 	*out = c;
 	return 0;
+oom:
+	seterr(err, errlen, "engine: out of memory for %d arenas of %zu bytes", c->n_lanes,
+	       m->g.arena_bytes);
 fail:
 	eng_ctx_destroy(c);
 	return r;
@@ -489,9 +529,8 @@ void eng_ctx_destroy(struct eng_ctx *c)
 		for (int i = 0; i < c->m->g.n_tensors; i++)
 			free(c->watch[i]);
 	free(c->watch);
-	free(c->arena);
-	free(c->scratch);
-	free(c->op_ns);
+	for (int i = 0; i < c->n_lanes; i++)
+		lane_free(&c->lanes[i]);
 	free(c->timings);
 	free(c);
 }
@@ -516,7 +555,7 @@ int eng_ctx_watch(struct eng_ctx *c, int index)
 static void watch_copy(struct eng_ctx *c, const struct eng_tensor *t)
 {
 	if (c->watch && c->watch[t->index])
-		memcpy(c->watch[t->index], c->arena + t->offset, t->bytes);
+		memcpy(c->watch[t->index], c->lanes[0].arena + t->offset, t->bytes);
 }
 
 static void observe(void *user, const struct eng_node *n, const struct eng_exec *x)
@@ -526,10 +565,10 @@ static void observe(void *user, const struct eng_node *n, const struct eng_exec 
 		watch_copy(user, n->out[k]);
 }
 
-static void put_image(const struct eng_ctx *c, const uint8_t *src)
+static void put_image(const struct eng_model *m, uint8_t *arena, const uint8_t *src)
 {
-	const struct eng_tensor *t = &c->m->g.tensors[c->m->image_input];
-	uint8_t *dst = c->arena + t->offset;
+	const struct eng_tensor *t = &m->g.tensors[m->image_input];
+	uint8_t *dst = arena + t->offset;
 	size_t n = (size_t)t->dims[1] * (size_t)t->dims[2] * (size_t)t->dims[3];
 	switch (t->type) {
 	case ENG_DT_U8:
@@ -552,40 +591,40 @@ static void put_image(const struct eng_ctx *c, const uint8_t *src)
 	}
 }
 
-static void get_detections(const struct eng_ctx *c, struct eng_detections *d)
+static void get_detections(const struct eng_model *m, const uint8_t *arena,
+			   struct eng_detections *d)
 {
-	const struct eng_model *m = c->m;
 	const struct eng_node *pp = &m->g.nodes[m->pp_node];
-	const float *box = (const float *)(c->arena + pp->out[0]->offset);
-	const float *cls = (const float *)(c->arena + pp->out[1]->offset);
-	const float *sc = (const float *)(c->arena + pp->out[2]->offset);
-	float num = *(const float *)(c->arena + pp->out[3]->offset);
-	int n = num > 0 ? (int)num : 0;
-	if (n > m->pp_max)
-		n = m->pp_max;
+	const float *box = (const float *)(arena + pp->out[0]->offset);
+	const float *cls = (const float *)(arena + pp->out[1]->offset);
+	const float *sc = (const float *)(arena + pp->out[2]->offset);
+	float num = *(const float *)(arena + pp->out[3]->offset);
+	int n = num > 0 ? (num < (float)m->pp_max ? (int)num : m->pp_max) : 0;
 	d->n = n;
 	for (int i = 0; i < n; i++) {
 		memcpy(d->d[i].box, box + 4 * i, sizeof(d->d[i].box));
-		d->d[i].class_id = (int)cls[i];
+		/* A broken model may write anything: keep the cast defined. */
+		d->d[i].class_id = cls[i] >= 0 && cls[i] < 1e6f ? (int)cls[i] : -1;
 		d->d[i].score = sc[i];
 	}
 }
 
-/* The frame and the recurrent state into the arena (state untouched by a run
- * until it succeeds). */
-static void stage_inputs(struct eng_ctx *c, const uint8_t *img, const struct eng_state *st)
+/* The frame and the recurrent state into a lane's arena (the state itself is
+ * untouched until a run succeeds). */
+static void stage_inputs(struct eng_ctx *c, struct lane *l, const uint8_t *img,
+			 const struct eng_state *st)
 {
 	const struct eng_model *m = c->m;
-	put_image(c, img);
+	put_image(m, l->arena, img);
 	for (int s = 0; s < m->n_state; s++) {
 		const struct eng_state_slot *sl = &m->state[s];
-		uint8_t *dst = c->arena + m->g.tensors[sl->in].offset;
+		uint8_t *dst = l->arena + m->g.tensors[sl->in].offset;
 		if (st)
 			memcpy(dst, st->data + sl->offset, sl->bytes);
 		else
 			memset(dst, 0, sl->bytes);
 	}
-	if (c->watch)
+	if (c->watch && l == &c->lanes[0])
 		for (int i = 0; i < m->g.n_inputs; i++)
 			watch_copy(c, &m->g.tensors[m->g.inputs[i]]);
 }
@@ -593,6 +632,128 @@ static void stage_inputs(struct eng_ctx *c, const uint8_t *img, const struct eng
 uint64_t eng_ctx_fallbacks(const struct eng_ctx *c)
 {
 	return c ? c->fallbacks : 0;
+}
+
+/* One frame on one lane: stage, run (cpu when the backend fails), copy the
+ * state back, convert the detections. */
+static int run_frame(struct eng_ctx *c, struct lane *l, const struct eng_exec *x,
+		     const uint8_t *img, struct eng_state *st, struct eng_detections *out)
+{
+	const struct eng_model *m = c->m;
+	bool obs = c->watch && l == &c->lanes[0];
+	stage_inputs(c, l, img, st);
+	int r = c->be->run(c->be_priv, &m->g, x, l->op_ns, obs ? observe : NULL, c);
+	if (r && c->be != &eng_backend_cpu) {
+		/* The failed backend may have clobbered the arena: stage again.  A
+		 * non-cpu backend has one lane, so this never runs concurrently. */
+		if (!c->fallbacks)
+			log_warn("engine", "%s: backend %s failed (%s); frames it fails on run on cpu",
+				 m->name, c->be->name, strerror(-r));
+		c->fallbacks++;
+		stage_inputs(c, l, img, st);
+		r = eng_backend_cpu.run(NULL, &m->g, x, l->op_ns, obs ? observe : NULL, c);
+	}
+	if (r)
+		return r;
+	if (st)
+		for (int s = 0; s < m->n_state; s++) {
+			const struct eng_state_slot *sl = &m->state[s];
+			memcpy(st->data + sl->offset, l->arena + m->g.tensors[sl->out].offset,
+			       sl->bytes);
+		}
+	get_detections(m, l->arena, out);
+	return 0;
+}
+
+struct lane_job {
+	struct eng_ctx *c;
+	int lane, n;
+	const int *lane_of;
+	const uint8_t *const *inputs;
+	struct eng_state *const *states;
+	struct eng_detections *out;
+	int *rc; /* per frame */
+};
+
+static void *lane_main(void *arg)
+{
+	const struct lane_job *j = arg;
+	struct lane *l = &j->c->lanes[j->lane];
+	struct eng_exec x = l->x;
+	x.threads = 1; /* the parallelism is across frames here */
+	for (int f = 0; f < j->n; f++) {
+		if (j->lane_of[f] != j->lane)
+			continue;
+		j->rc[f] = run_frame(j->c, l, &x, j->inputs[f], j->states ? j->states[f] : NULL,
+				     &j->out[f]);
+		if (j->rc[f])
+			break; /* later frames of this lane may depend on the state */
+	}
+	return NULL;
+}
+
+/*
+ * Frames of different streams on different lanes at once; frames sharing a
+ * state stay on one lane, in order.
+ */
+static int run_parallel(struct eng_ctx *c, int n, const uint8_t *const *inputs,
+			struct eng_state *const *states, struct eng_detections *out)
+{
+	int *lane_of = calloc((size_t)n, sizeof(int)), *rc = calloc((size_t)n, sizeof(int));
+	int load[CTX_MAX_LANES] = {0};
+	if (!lane_of || !rc) {
+		free(lane_of);
+		free(rc);
+		return -ENOMEM;
+	}
+	for (int f = 0; f < n; f++) {
+		struct eng_state *st = states ? states[f] : NULL;
+		int lane = -1;
+		for (int g = 0; st && g < f && lane < 0; g++)
+			if (states[g] == st)
+				lane = lane_of[g];
+		if (lane < 0) {
+			lane = 0;
+			for (int k = 1; k < c->n_lanes; k++)
+				if (load[k] < load[lane])
+					lane = k;
+		}
+		lane_of[f] = lane;
+		load[lane]++;
+		rc[f] = -ECANCELED; /* until its lane runs it */
+	}
+	struct lane_job jobs[CTX_MAX_LANES];
+	pthread_t th[CTX_MAX_LANES];
+	bool started[CTX_MAX_LANES] = {false};
+	for (int k = 0; k < c->n_lanes; k++) {
+		jobs[k] = (struct lane_job){c, k, n, lane_of, inputs, states, out, rc};
+		if (load[k] && k > 0)
+			started[k] = pthread_create(&th[k], NULL, lane_main, &jobs[k]) == 0;
+	}
+	lane_main(&jobs[0]);
+	for (int k = 1; k < c->n_lanes; k++) {
+		if (started[k])
+			pthread_join(th[k], NULL);
+		else if (load[k])
+			lane_main(&jobs[k]); /* no thread: run it here */
+	}
+	int r = 0;
+	for (int f = 0; f < n && !r; f++)
+		if (rc[f]) {
+			r = rc[f];
+			log_error("engine", "%s: frame %d of %d failed: %s", c->m->name, f, n,
+				  strerror(-r));
+		}
+	if (!r) {
+		const struct lane *last = &c->lanes[lane_of[n - 1]];
+		for (int i = 0; i < c->m->g.n_nodes; i++)
+			c->timings[i].ns = last->op_ns[i];
+		c->have_run = 1;
+		c->last_lane = lane_of[n - 1];
+	}
+	free(lane_of);
+	free(rc);
+	return r;
 }
 
 int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_state *const *states,
@@ -618,37 +779,24 @@ int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_s
 		}
 		return 0;
 	}
-	for (int f = 0; f < n; f++) {
-		struct eng_state *st = states ? states[f] : NULL;
-		if (!inputs[f] || (st && st->m != m))
+	for (int f = 0; f < n; f++)
+		if (!inputs[f] || (states && states[f] && states[f]->m != m))
 			return -EINVAL;
-		stage_inputs(c, inputs[f], st);
-		int r = c->be->run(c->be_priv, &m->g, &c->x, c->op_ns, c->watch ? observe : NULL, c);
-		if (r && c->be != &eng_backend_cpu) {
-			/* The failed backend may have clobbered the arena: stage again. */
-			if (!c->fallbacks)
-				log_warn("engine", "%s: backend %s failed (%s); frames it fails on run "
-					 "on cpu", m->name, c->be->name, strerror(-r));
-			c->fallbacks++;
-			stage_inputs(c, inputs[f], st);
-			r = eng_backend_cpu.run(NULL, &m->g, &c->x, c->op_ns,
-						c->watch ? observe : NULL, c);
-		}
+	/* Watched tensors are copied from lane 0: debugging runs sequentially. */
+	if (c->n_lanes > 1 && n > 1 && !c->watch)
+		return run_parallel(c, n, inputs, states, out);
+	struct lane *l = &c->lanes[0];
+	for (int f = 0; f < n; f++) {
+		int r = run_frame(c, l, &l->x, inputs[f], states ? states[f] : NULL, &out[f]);
 		if (r) {
-			log_error("engine", "%s: frame %d of %d failed on cpu: %s", m->name, f, n,
+			log_error("engine", "%s: frame %d of %d failed: %s", m->name, f, n,
 				  strerror(-r));
 			return r;
 		}
 		for (int i = 0; i < m->g.n_nodes; i++)
-			c->timings[i].ns = c->op_ns[i];
+			c->timings[i].ns = l->op_ns[i];
 		c->have_run = 1;
-		if (st)
-			for (int s = 0; s < m->n_state; s++) {
-				const struct eng_state_slot *sl = &m->state[s];
-				memcpy(st->data + sl->offset, c->arena + m->g.tensors[sl->out].offset,
-				       sl->bytes);
-			}
-		get_detections(c, &out[f]);
+		c->last_lane = 0;
 	}
 	return 0;
 }
@@ -672,7 +820,7 @@ int eng_ctx_tensor(const struct eng_ctx *c, int index, const void **data, size_t
 	}
 	/* Only tensors alive at the end of the run still hold their bytes. */
 	if (g->last_use[index] == g->n_nodes) {
-		*data = c->arena + t->offset;
+		*data = c->lanes[c->last_lane].arena + t->offset;
 		return 0;
 	}
 	return -ENODATA;

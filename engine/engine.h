@@ -34,6 +34,7 @@ struct eng_model_opts {
 	const char *path;        /* model file */
 	const char *labels_path; /* pbtxt label map or one label per line; may be NULL */
 	enum eng_format format;
+	bool reference_kernels; /* plain reference kernels only (tests, debugging a mismatch) */
 };
 
 struct eng_model_info {
@@ -89,7 +90,13 @@ const char *eng_backend_name(const struct eng_backend_ops *b);
 /* NULL-terminated list of compiled-in backend names, for config validation. */
 const char *const *eng_backend_names(void);
 
-/* An execution context on a backend (NULL → cpu).  threads: compute threads it may use. */
+/*
+ * An execution context on a backend (NULL → cpu).  threads: compute threads
+ * it may use.  On cpu, eng_run() runs the frames of different streams of one
+ * batch on up to that many threads at once (one arena each); frames that
+ * share a state run in order on one thread.  A context is still used by one
+ * thread at a time.
+ */
 int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *backend, int threads,
 		   struct eng_ctx **out, char *err, size_t errlen);
 void eng_ctx_destroy(struct eng_ctx *c);

@@ -31,6 +31,8 @@ struct eng_graph {
 	uint8_t *weights;
 	size_t weight_bytes;
 
+	bool reference_kernels; /* set before eng_graph_prepare(): eng_kernel_get_ref() */
+
 	/* Filled by eng_graph_prepare(). */
 	int n_prepared;        /* nodes whose prepare succeeded (release those) */
 	size_t arena_bytes;    /* activation arena of one context */

@@ -40,7 +40,8 @@ struct eng_state {
 
 /* eng_model_load() on a file already in memory (tests feed corrupted copies). */
 int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum eng_format fmt,
-		       const char *labels_path, struct eng_model **out, char *err, size_t errlen);
+		       const char *labels_path, bool reference_kernels, struct eng_model **out,
+		       char *err, size_t errlen);
 
 /* Label map: pbtxt (item { name id }, ids from 1) or one label per line. */
 int eng_labels_load(const char *path, char ***labels, int *n, char *err, size_t errlen);

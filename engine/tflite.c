@@ -824,13 +824,13 @@ static int shape_pp_outputs(struct parse *p, int op, struct eng_node *n)
 	return 0;
 }
 
-static int parse_operator(struct parse *p, int op, const struct fbt *ot)
+/* The op type of an operator: 0, -ENOTSUP (message names the op), -EINVAL. */
+static int op_kind(struct parse *p, int op, const struct fbt *ot, enum eng_op_type *type,
+		   const char **name, char *label, size_t labellen)
 {
 	struct fb *f = &p->f;
-	struct eng_node *n = &p->g->nodes[op];
 	char what[48];
 	snprintf(what, sizeof(what), "operator %d", op);
-	n->index = op;
 	uint64_t oc;
 	int r;
 	if ((r = fb_scalar(f, ot, 0, 4, 0, &oc, what)))
@@ -841,20 +841,76 @@ static int parse_operator(struct parse *p, int op, const struct fbt *ot)
 	const struct opcode *code = &p->opcodes[oc];
 	const char *nm = eng_tflite_builtin_name(code->code);
 	if (code->code == TFL_CUSTOM) {
-		if (strcmp(code->custom, PP_CUSTOM_CODE) != 0)
+		if (strcmp(code->custom, PP_CUSTOM_CODE) != 0) {
+			snprintf(label, labellen, "custom op '%.60s'", code->custom);
 			return fb_fail(f, -ENOTSUP,
-				       "operator %d is the custom op '%s', which detd does not support",
+				       "operator %d is the custom op '%.60s', which detd does not "
+				       "support",
 				       op, code->custom);
-		n->type = ENG_OP_DETECTION_POSTPROCESS;
-		nm = PP_CUSTOM_CODE;
-	} else if (builtin_to_op(code->code, &n->type)) {
-		if (nm)
+		}
+		*type = ENG_OP_DETECTION_POSTPROCESS;
+		*name = PP_CUSTOM_CODE;
+		return 0;
+	}
+	if (builtin_to_op(code->code, type)) {
+		if (nm) {
+			snprintf(label, labellen, "%s", nm);
 			return fb_fail(f, -ENOTSUP, "operator %d is %s, which detd does not support",
 				       op, nm);
+		}
+		snprintf(label, labellen, "builtin %d", code->code);
 		return fb_fail(f, -ENOTSUP,
 			       "operator %d has builtin code %d, which detd does not know", op,
 			       code->code);
 	}
+	*name = nm;
+	return 0;
+}
+
+/* After the first unsupported operator: name the others too, so a user sees
+ * everything a model needs at once. */
+static void list_more_unsupported(struct parse *p, uint64_t ops_start, uint32_t n_ops,
+				  uint32_t from)
+{
+	char *err = p->f.err;
+	size_t errlen = p->f.errlen;
+	if (!err || !errlen)
+		return;
+	char scratch[160], label[80];
+	p->f.err = scratch;
+	p->f.errlen = sizeof(scratch);
+	int more = 0;
+	for (uint32_t i = from; i < n_ops; i++) {
+		struct fbt ot;
+		enum eng_op_type t;
+		const char *nm;
+		if (fb_vec_table(&p->f, ops_start, i, &ot, "operator"))
+			break;
+		if (op_kind(p, (int)i, &ot, &t, &nm, label, sizeof(label)) != -ENOTSUP)
+			continue;
+		size_t k = strlen(err);
+		if (k + 1 >= errlen)
+			break;
+		snprintf(err + k, errlen - k, "%s operator %u (%s)", more ? "," : "; also", i, label);
+		more++;
+	}
+	p->f.err = err;
+	p->f.errlen = errlen;
+}
+
+static int parse_operator(struct parse *p, int op, const struct fbt *ot)
+{
+	struct fb *f = &p->f;
+	struct eng_node *n = &p->g->nodes[op];
+	char what[48], label[80];
+	snprintf(what, sizeof(what), "operator %d", op);
+	n->index = op;
+	const char *nm = NULL;
+	int r;
+	if ((r = op_kind(p, op, ot, &n->type, &nm, label, sizeof(label))))
+		return r;
+	if (!nm)
+		nm = "?";
 	if ((r = parse_index_list(p, ot, 1, op, "input", true, &n->n_in, &n->in)) ||
 	    (r = parse_index_list(p, ot, 2, op, "output", false, &n->n_out, &n->out)))
 		return r;
@@ -1008,8 +1064,13 @@ int eng_tflite_parse(const uint8_t *buf, size_t len, struct eng_graph *g, char *
 		struct fbt ot;
 		char what[32];
 		snprintf(what, sizeof(what), "operator %u", i);
-		if ((r = fb_vec_table(f, os, i, &ot, what)) || (r = parse_operator(&p, (int)i, &ot)))
+		if ((r = fb_vec_table(f, os, i, &ot, what)))
 			goto out;
+		if ((r = parse_operator(&p, (int)i, &ot))) {
+			if (r == -ENOTSUP && strstr(err ? err : "", "which detd does not"))
+				list_more_unsupported(&p, os, no, i + 1);
+			goto out;
+		}
 	}
 	r = copy_weights(&p);
 out:

@@ -5,7 +5,7 @@
  *              [--min-score X] [--backend NAME] INPUT...
  *
  * INPUT is either a raw file of exactly the model's input bytes (H×W×3 RGB,
- * e.g. the reference .rgb files) or a PNG image, which is stretched to the
+ * e.g. the reference .rgb files) or a PNG or JPEG image, which is stretched to the
  * model's input size with bilinear interpolation (pixel centres aligned, no
  * letterbox — close to, not byte-identical with, GStreamer's videoscale).
  * Inputs run in order as one stream: recurrent state is carried from one to
@@ -19,12 +19,21 @@
 #include <getopt.h>
 #include <json-c/json.h>
 #include <png.h>
+#include <setjmp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine.h"
 #include "log.h"
+
+#ifndef DETD_HAVE_JPEG
+#define DETD_HAVE_JPEG 0
+#endif
+#if DETD_HAVE_JPEG
+#include <jpeglib.h>
+#endif
 
 #define MAX_DUMPS 16
 #define MAX_INPUT_FILE (256u << 20)
@@ -38,8 +47,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: detd-infer --model M [--labels L] [--dump-tensor INDEX:FILE]... "
 		   "[--min-score X] [--backend NAME] INPUT...\n"
-		   "  INPUT: raw .rgb of exactly the model's input bytes, or a PNG (stretched to "
-		   "the input size, bilinear)\n");
+		   "  INPUT: raw .rgb of exactly the model's input bytes, or a PNG/JPEG (stretched "
+		   "to the input size, bilinear)\n");
 }
 
 static uint8_t *read_all(const char *path, size_t *len)
@@ -151,6 +160,74 @@ fail:
 	return NULL;
 }
 
+#if DETD_HAVE_JPEG
+struct jerr {
+	struct jpeg_error_mgr mgr;
+	jmp_buf jb;
+	char msg[JMSG_LENGTH_MAX];
+};
+
+static void jpeg_fail(j_common_ptr ci)
+{
+	struct jerr *e = (struct jerr *)ci->err;
+	ci->err->format_message(ci, e->msg);
+	longjmp(e->jb, 1);
+}
+
+/* libjpeg only warns about corrupt or truncated data and fills in grey; a
+ * detector fed such a frame answers nonsense, so treat it as an error. */
+static void jpeg_warn(j_common_ptr ci, int level)
+{
+	if (level < 0)
+		jpeg_fail(ci);
+}
+
+static uint8_t *decode_jpeg(const uint8_t *buf, size_t len, int *w, int *h, char *err,
+			    size_t errlen)
+{
+	struct jpeg_decompress_struct ci;
+	struct jerr je;
+	uint8_t *volatile rgb = NULL;
+	memset(&ci, 0, sizeof(ci));
+	ci.err = jpeg_std_error(&je.mgr);
+	je.mgr.error_exit = jpeg_fail;
+	je.mgr.emit_message = jpeg_warn;
+	if (setjmp(je.jb)) {
+		snprintf(err, errlen, "not a valid JPEG: %s", je.msg);
+		jpeg_destroy_decompress(&ci);
+		free(rgb);
+		return NULL;
+	}
+	jpeg_create_decompress(&ci);
+	jpeg_mem_src(&ci, buf, (unsigned long)len);
+	jpeg_read_header(&ci, TRUE);
+	ci.out_color_space = JCS_RGB;
+	jpeg_start_decompress(&ci);
+	if (ci.output_components != 3 || ci.output_width == 0 || ci.output_height == 0 ||
+	    ci.output_width > 16384 || ci.output_height > 16384) {
+		snprintf(err, errlen, "JPEG of %ux%u pixels, %d components", ci.output_width,
+			 ci.output_height, ci.output_components);
+		jpeg_destroy_decompress(&ci);
+		return NULL;
+	}
+	rgb = malloc((size_t)ci.output_width * ci.output_height * 3);
+	if (!rgb) {
+		snprintf(err, errlen, "out of memory");
+		jpeg_destroy_decompress(&ci);
+		return NULL;
+	}
+	while (ci.output_scanline < ci.output_height) {
+		JSAMPROW row = rgb + (size_t)ci.output_scanline * ci.output_width * 3;
+		jpeg_read_scanlines(&ci, &row, 1);
+	}
+	jpeg_finish_decompress(&ci);
+	*w = (int)ci.output_width;
+	*h = (int)ci.output_height;
+	jpeg_destroy_decompress(&ci);
+	return rgb;
+}
+#endif
+
 /* Bilinear stretch of RGB sw×sh to dw×dh, pixel centres aligned. */
 static void resize_bilinear(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
 {
@@ -188,9 +265,18 @@ static int load_input(const char *path, uint8_t *img, int w, int h, char *err, s
 		return -1;
 	}
 	int r = 0;
-	if (len >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0) {
+	bool png = len >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0;
+	bool jpeg = len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff;
+#if DETD_HAVE_JPEG
+	if (png || jpeg) {
+		int pw, ph;
+		uint8_t *rgb = png ? decode_png(b, len, &pw, &ph, err, errlen)
+				   : decode_jpeg(b, len, &pw, &ph, err, errlen);
+#else
+	if (png) {
 		int pw, ph;
 		uint8_t *rgb = decode_png(b, len, &pw, &ph, err, errlen);
+#endif
 		if (!rgb) {
 			r = -1;
 		} else {
@@ -200,8 +286,8 @@ static int load_input(const char *path, uint8_t *img, int w, int h, char *err, s
 				resize_bilinear(rgb, pw, ph, img, w, h);
 			free(rgb);
 		}
-	} else if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) {
-		snprintf(err, errlen, "JPEG input is not supported; convert it to PNG");
+	} else if (jpeg) {
+		snprintf(err, errlen, "JPEG input needs a build with libjpeg; convert it to PNG");
 		r = -1;
 	} else if (len != want) {
 		snprintf(err, errlen, "%zu bytes; a raw input must be exactly %dx%dx3 = %zu bytes", len,

@@ -80,6 +80,8 @@ void conv_release(struct eng_node *n)
 	free(p->cterm);
 	free(p->wdw);
 	free(p->zrow);
+	free(p->wf);
+	free(p->bf);
 	free(p);
 	n->prep = NULL;
 }

@@ -23,10 +23,16 @@ struct conv_prep {
 	int16_t *wdw;    /* depthwise: [OCp/8][taps/2][8][2] weights minus zero point, taps paired */
 	uint8_t *zrow;   /* depthwise: OCp bytes of the input zero point (padding taps read it) */
 	int ntp;         /* depthwise: taps rounded up to even */
+	float *wf;       /* float: conv [taps][ic][OCp], depthwise [taps][OCp] */
+	float *bf;       /* float: bias padded to OCp, or NULL (no bias: nothing is added) */
 };
 
 int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen);
 int conv_eval_ref(const struct eng_node *n, const struct eng_exec *x);
 void conv_release(struct eng_node *n);
+
+/* conv_fast_f32.c: float32 variants (AVX2), same summation order as the reference. */
+int conv_prepare_f32_fast(const struct eng_node *n, struct conv_prep *p);
+void conv_eval_f32_fast(const struct conv_prep *p, const float *x, float *y);
 
 #endif

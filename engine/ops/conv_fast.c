@@ -246,12 +246,25 @@ static bool fast_ok(const struct eng_node *n, const struct conv_prep *p)
 	       (n->n_in < 3 || !n->in[2] || n->in[2]->is_const) && simd_have_avx2();
 }
 
+static bool fast_f32_ok(const struct eng_node *n, const struct conv_prep *p)
+{
+	return p->type == ENG_DT_F32 && n->in[1]->is_const &&
+	       (n->n_in < 3 || !n->in[2] || n->in[2]->is_const) && p->dm == 1 &&
+	       p->kh * p->kw <= DW_MAX_TAPS && simd_have_avx2();
+}
+
 static int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 {
 	int rc = conv_prepare_common(n, false, err, errlen);
 	if (rc)
 		return rc;
 	struct conv_prep *p = n->prep;
+	if (fast_f32_ok(n, p)) {
+		rc = conv_prepare_f32_fast(n, p);
+		if (rc)
+			goto fail;
+		return 0;
+	}
 	if (!fast_ok(n, p))
 		return 0;
 	p->K = p->kh * p->kw * p->ic;
@@ -297,6 +310,12 @@ static int dwconv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 	if (rc)
 		return rc;
 	struct conv_prep *p = n->prep;
+	if (fast_f32_ok(n, p)) {
+		rc = conv_prepare_f32_fast(n, p);
+		if (rc)
+			goto fail;
+		return 0;
+	}
 	if (!fast_ok(n, p) || p->dm != 1 || p->kh * p->kw > DW_MAX_TAPS)
 		return 0;
 	p->OCp = (p->oc + 7) & ~7;
@@ -341,6 +360,10 @@ static int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 	const struct conv_prep *p = n->prep;
 	if (!p->fast)
 		return conv_eval_ref(n, x);
+	if (p->type == ENG_DT_F32) {
+		conv_eval_f32_fast(p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]));
+		return 0;
+	}
 	const uint8_t *in = eng_tdata(x, n->in[0]);
 	uint8_t *out = eng_tdata(x, n->out[0]);
 	if (p->dw)

@@ -93,7 +93,9 @@ struct arith_prep {
 	int s1, s2, so;
 	int32_t lo, hi;
 	float flo, fhi;
-	bool simd; /* same shapes, 8-bit, AVX2: add_eval_fast may vectorize */
+	/* fast paths (8-bit, AVX2): which operand repeats, and its period */
+	enum { SIMD_NONE, SIMD_SAME, SIMD_B_REPEATS, SIMD_A_REPEATS } simd;
+	size_t period; /* elements of the repeating operand (1: scalar, C: per channel) */
 };
 
 static void release_prep(struct eng_node *n)
@@ -152,7 +154,23 @@ static int arith_prepare(struct eng_node *n, bool is_add, char *err, size_t errl
 		}
 		q_act_range(act, p->t, so, p->out_zp, &p->lo, &p->hi);
 	}
-	p->simd = p->bc.same && dt_is_q8(p->t) && simd_have_avx2();
+	p->simd = SIMD_NONE;
+	if (dt_is_q8(p->t) && simd_have_avx2()) {
+		size_t na = t_numel(a), nb = t_numel(b);
+		int last = out->ndim > 0 ? out->dims[out->ndim - 1] : 1;
+		if (p->bc.same) {
+			p->simd = SIMD_SAME;
+		} else if (nb == 1 || (nb == (size_t)last && b->ndim > 0 && b->dims[b->ndim - 1] == last &&
+				       na == p->bc.total)) {
+			/* b is a scalar or one value per channel of the last axis */
+			p->simd = SIMD_B_REPEATS;
+			p->period = nb;
+		} else if (na == 1 || (na == (size_t)last && a->ndim > 0 && a->dims[a->ndim - 1] == last &&
+				       nb == p->bc.total)) {
+			p->simd = SIMD_A_REPEATS;
+			p->period = na;
+		}
+	}
 	n->macs = (int64_t)p->bc.total;
 	n->prep = p;
 	return 0;
@@ -193,30 +211,86 @@ static int add_eval(const struct eng_node *n, const struct eng_exec *x)
 	return 0;
 }
 
-TGT static void add_q8_avx2(const struct arith_prep *p, const uint8_t *a, const uint8_t *b,
-			    uint8_t *y)
+/*
+ * x holds the full-size operand, r the repeating one (period elements; the
+ * same size as x for SIMD_SAME).  For ADD the per-input multipliers follow
+ * the operands, so a caller with a repeating first input swaps them.
+ */
+struct arith_lanes {
+	__m256i zx, zr, mx, sx, mr, sr;
+};
+
+TGT static inline __m256i add8(const struct arith_prep *p, const struct arith_lanes *l,
+			       __m256i vx, __m256i vr)
+{
+	vx = _mm256_slli_epi32(_mm256_sub_epi32(vx, l->zx), 20);
+	vr = _mm256_slli_epi32(_mm256_sub_epi32(vr, l->zr), 20);
+	__m256i sum = _mm256_add_epi32(simd_requant8(vx, l->mx, l->sx), simd_requant8(vr, l->mr, l->sr));
+	return simd_requant8(sum, _mm256_set1_epi32(p->mo), _mm256_set1_epi32(p->so));
+}
+
+TGT static inline __m256i mul8(const struct arith_prep *p, const struct arith_lanes *l,
+			       __m256i vx, __m256i vr)
+{
+	__m256i prod = _mm256_mullo_epi32(_mm256_sub_epi32(vx, l->zx), _mm256_sub_epi32(vr, l->zr));
+	return simd_requant8(prod, _mm256_set1_epi32(p->mo), _mm256_set1_epi32(p->so));
+}
+
+TGT static void arith_q8_avx2(const struct arith_prep *p, bool is_add, const uint8_t *a,
+			      const uint8_t *b, uint8_t *y)
 {
 	const bool s8 = p->t == ENG_DT_I8;
-	const __m256i zp1 = _mm256_set1_epi32(p->zp1), zp2 = _mm256_set1_epi32(p->zp2);
-	const __m256i m1 = _mm256_set1_epi32(p->m1), s1 = _mm256_set1_epi32(p->s1);
-	const __m256i m2 = _mm256_set1_epi32(p->m2), s2 = _mm256_set1_epi32(p->s2);
-	const __m256i mo = _mm256_set1_epi32(p->mo), so = _mm256_set1_epi32(p->so);
+	const bool swap = p->simd == SIMD_A_REPEATS;
+	const uint8_t *xs = swap ? b : a, *rs = swap ? a : b;
+	struct arith_lanes l = {
+		.zx = _mm256_set1_epi32(swap ? p->zp2 : p->zp1),
+		.zr = _mm256_set1_epi32(swap ? p->zp1 : p->zp2),
+		.mx = _mm256_set1_epi32(swap ? p->m2 : p->m1),
+		.sx = _mm256_set1_epi32(swap ? p->s2 : p->s1),
+		.mr = _mm256_set1_epi32(swap ? p->m1 : p->m2),
+		.sr = _mm256_set1_epi32(swap ? p->s1 : p->s2),
+	};
 	const size_t total = p->bc.total;
-	for (size_t i = 0; i < total; i += 8) {
-		int cnt = total - i < 8 ? (int)(total - i) : 8;
-		__m256i v1 = _mm256_slli_epi32(_mm256_sub_epi32(simd_load8(a + i, s8, cnt), zp1), 20);
-		__m256i v2 = _mm256_slli_epi32(_mm256_sub_epi32(simd_load8(b + i, s8, cnt), zp2), 20);
-		__m256i sum = _mm256_add_epi32(simd_requant8(v1, m1, s1), simd_requant8(v2, m2, s2));
-		simd_store8(y + i, simd_requant8(sum, mo, so), p->out_zp, p->lo, p->hi, s8, cnt);
+	const size_t period = p->simd == SIMD_SAME ? total : p->period;
+	if (period == 1) {
+		__m256i vr = _mm256_set1_epi32(q8_get(p->t, rs, 0));
+		for (size_t i = 0; i < total; i += 8) {
+			int cnt = total - i < 8 ? (int)(total - i) : 8;
+			__m256i vx = simd_load8(xs + i, s8, cnt);
+			__m256i r = is_add ? add8(p, &l, vx, vr) : mul8(p, &l, vx, vr);
+			simd_store8(y + i, r, p->out_zp, p->lo, p->hi, s8, cnt);
+		}
+		return;
 	}
+	for (size_t row = 0; row < total; row += period)
+		for (size_t j = 0; j < period; j += 8) {
+			int cnt = period - j < 8 ? (int)(period - j) : 8;
+			__m256i vx = simd_load8(xs + row + j, s8, cnt);
+			__m256i vr = simd_load8(rs + (p->simd == SIMD_SAME ? row : 0) + j, s8, cnt);
+			__m256i r = is_add ? add8(p, &l, vx, vr) : mul8(p, &l, vx, vr);
+			simd_store8(y + row + j, r, p->out_zp, p->lo, p->hi, s8, cnt);
+		}
 }
 
 static int add_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct arith_prep *p = n->prep;
-	if (!p->simd)
+	if (p->simd == SIMD_NONE)
 		return add_eval(n, x);
-	add_q8_avx2(p, eng_tdata(x, n->in[0]), eng_tdata(x, n->in[1]), eng_tdata(x, n->out[0]));
+	arith_q8_avx2(p, true, eng_tdata(x, n->in[0]), eng_tdata(x, n->in[1]),
+		      eng_tdata(x, n->out[0]));
+	return 0;
+}
+
+static int mul_eval(const struct eng_node *n, const struct eng_exec *x);
+
+static int mul_eval_fast(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct arith_prep *p = n->prep;
+	if (p->simd == SIMD_NONE)
+		return mul_eval(n, x);
+	arith_q8_avx2(p, false, eng_tdata(x, n->in[0]), eng_tdata(x, n->in[1]),
+		      eng_tdata(x, n->out[0]));
 	return 0;
 }
 
@@ -252,6 +326,7 @@ struct unary_prep {
 	int s;
 	float in_scale, out_scale;
 	uint8_t lut[256];
+	bool use_lut; /* table variants: every 8-bit input maps through lut */
 	/* HARD_SWISH */
 	int16_t hs_out_m, hs_relu_m;
 	int hs_out_e, hs_relu_e;
@@ -393,6 +468,11 @@ static int relu6_prepare(struct eng_node *n, char *err, size_t errlen)
 	return relux_prepare(n, 6.0f, err, errlen);
 }
 
+static int32_t relux_q8(const struct unary_prep *p, int32_t v)
+{
+	return clamp_i32(p->out_zp + q_mul_by_qm(v - p->in_zp, p->m, p->s), p->lo, p->hi);
+}
+
 static int relux_eval(const struct eng_node *n, const struct eng_exec *x, float fhi)
 {
 	const struct unary_prep *p = n->prep;
@@ -407,10 +487,8 @@ static int relux_eval(const struct eng_node *n, const struct eng_exec *x, float 
 		}
 		return 0;
 	}
-	for (size_t i = 0; i < p->count; i++) {
-		int32_t v = p->out_zp + q_mul_by_qm(q8_get(p->t, in, i) - p->in_zp, p->m, p->s);
-		q8_put(p->t, out, i, clamp_i32(v, p->lo, p->hi));
-	}
+	for (size_t i = 0; i < p->count; i++)
+		q8_put(p->t, out, i, relux_q8(p, q8_get(p->t, in, i)));
 	return 0;
 }
 
@@ -448,6 +526,28 @@ static int hard_swish_prepare(struct eng_node *n, char *err, size_t errlen)
 	return 0;
 }
 
+/* TFLite's 8-bit hard-swish: int16 fixed point, a "reluish" factor in [0, 1]. */
+static int32_t hard_swish_q8(const struct unary_prep *p, int32_t x)
+{
+	int32_t tlo, thi;
+	q_type_range(p->t, &tlo, &thi);
+	int16_t iv = (int16_t)(x - p->in_zp);
+	int16_t hires = (int16_t)(iv * (1 << 7));
+	int16_t pre_out = q_srdhm16(hires, p->hs_out_m);
+	int16_t reluish = hires;
+	if (p->hs_relu_e > 0)
+		reluish = q_sat_lshift16(reluish, p->hs_relu_e - 1);
+	reluish = q_srdhm16(reluish, p->hs_relu_m);
+	if (p->hs_relu_e > 0)
+		reluish = q_sat_lshift16(reluish, 1);
+	if (p->hs_relu_e < 0)
+		reluish = q_rdbpot16(reluish, -p->hs_relu_e);
+	reluish = (int16_t)(((int32_t)reluish + (1 << 15)) >> 1);
+	int16_t pre = q_sdhm16(reluish, pre_out);
+	int32_t v = q_rdbpot16(pre, -p->hs_out_e) + p->out_zp;
+	return clamp_i32(v, tlo, thi);
+}
+
 static int hard_swish_eval(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct unary_prep *p = n->prep;
@@ -462,25 +562,8 @@ static int hard_swish_eval(const struct eng_node *n, const struct eng_exec *x)
 		}
 		return 0;
 	}
-	int32_t tlo, thi;
-	q_type_range(p->t, &tlo, &thi);
-	for (size_t i = 0; i < p->count; i++) {
-		int16_t iv = (int16_t)(q8_get(p->t, in, i) - p->in_zp);
-		int16_t hires = (int16_t)(iv * (1 << 7));
-		int16_t pre_out = q_srdhm16(hires, p->hs_out_m);
-		int16_t reluish = hires;
-		if (p->hs_relu_e > 0)
-			reluish = q_sat_lshift16(reluish, p->hs_relu_e - 1);
-		reluish = q_srdhm16(reluish, p->hs_relu_m);
-		if (p->hs_relu_e > 0)
-			reluish = q_sat_lshift16(reluish, 1);
-		if (p->hs_relu_e < 0)
-			reluish = q_rdbpot16(reluish, -p->hs_relu_e);
-		reluish = (int16_t)(((int32_t)reluish + (1 << 15)) >> 1);
-		int16_t pre = q_sdhm16(reluish, pre_out);
-		int32_t v = q_rdbpot16(pre, -p->hs_out_e) + p->out_zp;
-		q8_put(p->t, out, i, clamp_i32(v, tlo, thi));
-	}
+	for (size_t i = 0; i < p->count; i++)
+		q8_put(p->t, out, i, hard_swish_q8(p, q8_get(p->t, in, i)));
 	return 0;
 }
 
@@ -502,6 +585,11 @@ static int quantize_prepare(struct eng_node *n, char *err, size_t errlen)
 	return 0;
 }
 
+static int32_t requant_q8(const struct unary_prep *p, int32_t v)
+{
+	return clamp_i32(q_mul_by_qm(v - p->in_zp, p->m, p->s) + p->out_zp, p->lo, p->hi);
+}
+
 static int quantize_eval(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct unary_prep *p = n->prep;
@@ -512,7 +600,7 @@ static int quantize_eval(const struct eng_node *n, const struct eng_exec *x)
 		if (p->t == ENG_DT_F32)
 			v = (int32_t)roundf(((const float *)in)[i] / p->out_scale) + p->out_zp;
 		else
-			v = q_mul_by_qm(q8_get(p->t, in, i) - p->in_zp, p->m, p->s) + p->out_zp;
+			v = requant_q8(p, q8_get(p->t, in, i));
 		q8_put(p->to, out, i, clamp_i32(v, p->lo, p->hi));
 	}
 	return 0;
@@ -543,9 +631,66 @@ static int dequantize_eval(const struct eng_node *n, const struct eng_exec *x)
 	return 0;
 }
 
+/* ---- table variants: an 8-bit unary op is a function of 256 inputs ------- */
+
+typedef int32_t (*q8_fn)(const struct unary_prep *p, int32_t v);
+
+/* Fill p->lut from the reference element function (exact by construction). */
+static void fill_lut(struct eng_node *n, q8_fn f)
+{
+	struct unary_prep *p = n->prep;
+	if (!p || !dt_is_q8(p->t) || !dt_is_q8(p->to))
+		return;
+	int32_t lo, hi;
+	q_type_range(p->t, &lo, &hi);
+	for (int32_t v = lo; v <= hi; v++)
+		p->lut[(uint8_t)v] = (uint8_t)f(p, v);
+	p->use_lut = true;
+}
+
+static int lut_eval(const struct eng_node *n, const struct eng_exec *x,
+		    int (*ref)(const struct eng_node *, const struct eng_exec *))
+{
+	const struct unary_prep *p = n->prep;
+	if (!p->use_lut)
+		return ref(n, x);
+	const uint8_t *in = eng_tdata(x, n->in[0]);
+	uint8_t *out = eng_tdata(x, n->out[0]);
+	for (size_t i = 0; i < p->count; i++)
+		out[i] = p->lut[in[i]];
+	return 0;
+}
+
+#define LUT_VARIANT(name, prep, ref_eval, fn)                                         \
+	static int name##_prepare_lut(struct eng_node *n, char *err, size_t errlen)     \
+	{                                                                               \
+		int rc_ = prep(n, err, errlen);                                         \
+		if (rc_ == 0)                                                           \
+			fill_lut(n, fn);                                                \
+		return rc_;                                                             \
+	}                                                                               \
+	static int name##_eval_lut(const struct eng_node *n, const struct eng_exec *x)  \
+	{                                                                               \
+		return lut_eval(n, x, ref_eval);                                        \
+	}
+
+LUT_VARIANT(relu, relu_prepare, relu_eval, relux_q8)
+LUT_VARIANT(relu6, relu6_prepare, relu6_eval, relux_q8)
+LUT_VARIANT(hard_swish, hard_swish_prepare, hard_swish_eval, hard_swish_q8)
+LUT_VARIANT(quantize, quantize_prepare, quantize_eval, requant_q8)
+
+const struct eng_kernel eng_k_relu_lut = {"RELU", relu_prepare_lut, relu_eval_lut, release_prep};
+const struct eng_kernel eng_k_relu6_lut = {"RELU6", relu6_prepare_lut, relu6_eval_lut,
+					   release_prep};
+const struct eng_kernel eng_k_hard_swish_lut = {"HARD_SWISH", hard_swish_prepare_lut,
+						hard_swish_eval_lut, release_prep};
+const struct eng_kernel eng_k_quantize_lut = {"QUANTIZE", quantize_prepare_lut, quantize_eval_lut,
+					      release_prep};
+
 const struct eng_kernel eng_k_add = {"ADD", add_prepare, add_eval, release_prep};
 const struct eng_kernel eng_k_add_fast = {"ADD", add_prepare, add_eval_fast, release_prep};
 const struct eng_kernel eng_k_mul = {"MUL", mul_prepare, mul_eval, release_prep};
+const struct eng_kernel eng_k_mul_fast = {"MUL", mul_prepare, mul_eval_fast, release_prep};
 const struct eng_kernel eng_k_logistic = {"LOGISTIC", logistic_prepare, logistic_eval,
 					  release_prep};
 const struct eng_kernel eng_k_relu = {"RELU", relu_prepare, relu_eval, release_prep};

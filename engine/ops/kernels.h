@@ -97,12 +97,13 @@ int ops_check_io(const struct eng_node *n, int min_in, int min_out, char *err, s
 
 extern const struct eng_kernel eng_k_conv_ref, eng_k_conv_fast;
 extern const struct eng_kernel eng_k_dwconv_ref, eng_k_dwconv_fast;
-extern const struct eng_kernel eng_k_add, eng_k_add_fast, eng_k_mul;
+extern const struct eng_kernel eng_k_add, eng_k_add_fast, eng_k_mul, eng_k_mul_fast;
 extern const struct eng_kernel eng_k_concat, eng_k_split, eng_k_reshape;
 extern const struct eng_kernel eng_k_logistic, eng_k_relu, eng_k_relu6, eng_k_hard_swish;
 extern const struct eng_kernel eng_k_avgpool, eng_k_maxpool, eng_k_mean;
 extern const struct eng_kernel eng_k_resize_nn, eng_k_resize_bilinear;
 extern const struct eng_kernel eng_k_quantize, eng_k_dequantize;
+extern const struct eng_kernel eng_k_relu_lut, eng_k_relu6_lut, eng_k_hard_swish_lut, eng_k_quantize_lut;
 extern const struct eng_kernel eng_k_postprocess;
 
 #endif

@@ -69,6 +69,16 @@ const struct eng_kernel *eng_kernel_get(enum eng_op_type type)
 		return &eng_k_dwconv_fast;
 	case ENG_OP_ADD:
 		return &eng_k_add_fast;
+	case ENG_OP_MUL:
+		return &eng_k_mul_fast;
+	case ENG_OP_RELU:
+		return &eng_k_relu_lut;
+	case ENG_OP_RELU6:
+		return &eng_k_relu6_lut;
+	case ENG_OP_HARD_SWISH:
+		return &eng_k_hard_swish_lut;
+	case ENG_OP_QUANTIZE:
+		return &eng_k_quantize_lut;
 	default:
 		return eng_kernel_get_ref(type);
 	}

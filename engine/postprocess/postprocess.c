@@ -13,6 +13,7 @@
 #include <math.h>
 
 #include "ops/kernels.h"
+#include "ops/simd.h"
 
 struct pp_prep {
 	int n;     /* anchors */
@@ -23,9 +24,11 @@ struct pp_prep {
 	int cats;  /* classes reported per anchor (fast NMS) */
 	int out_m; /* output rows */
 	struct eng_postprocess_opts o;
+	bool simd; /* AVX2 suppression loop */
 	/* scratch layout (byte offsets) */
 	size_t off_boxes, off_scores, off_max, off_cls, off_keep_i, off_keep_v, off_sorted,
-		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp, off_sboxes;
+		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp, off_sboxes,
+		off_radix;
 };
 
 void pp_argsort_desc(const float *values, int *idx, int n, int *tmp)
@@ -48,6 +51,113 @@ void pp_argsort_desc(const float *values, int *idx, int n, int *tmp)
 				tmp[k++] = idx[j++];
 		}
 		memcpy(idx, tmp, (size_t)n * sizeof(*idx));
+	}
+}
+
+void pp_radix_argsort_desc(const float *values, int n, int *idx, uint32_t *work)
+{
+	uint32_t *key = work, *key2 = work + n;
+	int *idx2 = (int *)(work + 2 * (size_t)n);
+	for (int i = 0; i < n; i++) {
+		float v = values[i] + 0.0f; /* -0.0 becomes +0.0: they compare equal */
+		uint32_t u;
+		memcpy(&u, &v, sizeof(u));
+		/* ascending float order as unsigned keys, then inverted for descending */
+		u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+		key[i] = ~u;
+		idx[i] = i;
+	}
+	/* three stable counting passes of 11, 11 and 10 bits */
+	for (int pass = 0; pass < 3; pass++) {
+		const int shift = pass * 11;
+		size_t count[2049] = {0};
+		for (int i = 0; i < n; i++)
+			count[((key[i] >> shift) & 0x7FF) + 1]++;
+		for (int d = 0; d < 2048; d++)
+			count[d + 1] += count[d];
+		for (int i = 0; i < n; i++) {
+			size_t at = count[(key[i] >> shift) & 0x7FF]++;
+			key2[at] = key[i];
+			idx2[at] = idx[i];
+		}
+		memcpy(key, key2, (size_t)n * sizeof(*key));
+		memcpy(idx, idx2, (size_t)n * sizeof(*idx));
+	}
+}
+
+/* ---- libstdc++'s heap algorithms on an index array, comp(a, b) = v[a] > v[b] ---- */
+
+static inline bool gt(const float *v, int a, int b)
+{
+	return v[a] > v[b];
+}
+
+static void heap_push(const float *v, int *h, int hole, int top, int value)
+{
+	int parent = (hole - 1) / 2;
+	while (hole > top && gt(v, h[parent], value)) {
+		h[hole] = h[parent];
+		hole = parent;
+		parent = (hole - 1) / 2;
+	}
+	h[hole] = value;
+}
+
+static void heap_adjust(const float *v, int *h, int hole, int len, int value)
+{
+	const int top = hole;
+	int child = hole;
+	while (child < (len - 1) / 2) {
+		child = 2 * (child + 1);
+		if (gt(v, h[child], h[child - 1]))
+			child--;
+		h[hole] = h[child];
+		hole = child;
+	}
+	if ((len & 1) == 0 && child == (len - 2) / 2) {
+		child = 2 * (child + 1);
+		h[hole] = h[child - 1];
+		hole = child - 1;
+	}
+	heap_push(v, h, hole, top, value);
+}
+
+void pp_partial_argsort_desc(const float *values, int n, int k, int *idx)
+{
+	if (k == 1 && n > 0) {
+		int best = 0;
+		for (int i = 1; i < n; i++)
+			if (values[i] > values[best])
+				best = i;
+		idx[0] = best;
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		idx[i] = i;
+	if (k > n)
+		k = n;
+	if (k <= 0)
+		return;
+	/* make_heap over [0, k) */
+	if (k >= 2)
+		for (int parent = (k - 2) / 2;; parent--) {
+			heap_adjust(values, idx, parent, k, idx[parent]);
+			if (parent == 0)
+				break;
+		}
+	/* heap select: anything better than the heap's worst replaces it */
+	for (int i = k; i < n; i++)
+		if (gt(values, idx[i], idx[0])) {
+			int value = idx[i];
+			idx[i] = idx[0];
+			heap_adjust(values, idx, 0, k, value);
+		}
+	/* sort_heap */
+	for (int last = k; last > 1;) {
+		--last;
+		int value = idx[last];
+		idx[last] = idx[0];
+		heap_adjust(values, idx, 0, last, value);
 	}
 }
 
@@ -128,6 +238,7 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	p->out_m = o->use_regular_nms ? o->max_detections
 				      : o->max_detections * o->max_classes_per_detection;
 	p->o = *o;
+	p->simd = simd_have_avx2();
 	for (int i = 0; i < 4; i++) {
 		const struct eng_tensor *t = n->out[i];
 		size_t want = i == 0 ? (size_t)p->out_m * 4 : (i == 3 ? 1 : (size_t)p->out_m);
@@ -146,6 +257,7 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	p->off_keep_i = take(&off, N * sizeof(int));
 	p->off_keep_v = take(&off, cand * sizeof(float));
 	p->off_sorted = take(&off, N * sizeof(int));
+	p->off_radix = take(&off, 3 * N * sizeof(uint32_t));
 	p->off_tmp = take(&off, cand * sizeof(int));
 	p->off_active = take(&off, N);
 	p->off_sboxes = take(&off, N * 4 * sizeof(float));
@@ -189,13 +301,76 @@ static float iou(const float *bi, const float *bj)
 }
 
 /* Single-class NMS over scores[0..n): selected anchor indices in sel, returns count. */
+/* Box j of the sorted candidates, from the structure-of-arrays copy. */
+static inline void sbox(const float *sb, size_t stride, int j, float out[4])
+{
+	out[0] = sb[j];
+	out[1] = sb[stride + (size_t)j];
+	out[2] = sb[2 * stride + (size_t)j];
+	out[3] = sb[3 * stride + (size_t)j];
+}
+
+/* Deactivate the candidates in [j, kept) that box a overlaps by more than the
+ * threshold; returns how many.  Plain loop: the reference order of tests. */
+static int suppress_scalar(const struct pp_prep *p, const float a[4], const float *sb,
+			   size_t stride, uint8_t *active, int j, int kept)
+{
+	int gone = 0;
+	for (; j < kept; j++) {
+		if (!active[j])
+			continue;
+		float b[4];
+		sbox(sb, stride, j, b);
+		/* disjoint boxes have IoU 0, never above a threshold > 0: skip the division */
+		if (b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1])
+			continue;
+		if (iou(a, b) > p->o.nms_iou_threshold) {
+			active[j] = 0;
+			gone++;
+		}
+	}
+	return gone;
+}
+
+/* Same result: the disjointness test on 8 candidates at a time, IoU only for the rest. */
+TGT static int suppress_avx2(const struct pp_prep *p, const float a[4], const float *sb,
+			     size_t stride, uint8_t *active, int j, int kept)
+{
+	const __m256 a0 = _mm256_set1_ps(a[0]), a1 = _mm256_set1_ps(a[1]);
+	const __m256 a2 = _mm256_set1_ps(a[2]), a3 = _mm256_set1_ps(a[3]);
+	int gone = 0;
+	for (; j + 8 <= kept; j += 8) {
+		__m256 b0 = _mm256_loadu_ps(sb + j), b1 = _mm256_loadu_ps(sb + stride + (size_t)j);
+		__m256 b2 = _mm256_loadu_ps(sb + 2 * stride + (size_t)j);
+		__m256 b3 = _mm256_loadu_ps(sb + 3 * stride + (size_t)j);
+		__m256 disjoint = _mm256_or_ps(
+			_mm256_or_ps(_mm256_cmp_ps(b0, a2, _CMP_GE_OQ), _mm256_cmp_ps(b2, a0, _CMP_LE_OQ)),
+			_mm256_or_ps(_mm256_cmp_ps(b1, a3, _CMP_GE_OQ), _mm256_cmp_ps(b3, a1, _CMP_LE_OQ)));
+		unsigned m = ~(unsigned)_mm256_movemask_ps(disjoint) & 0xFFu;
+		while (m) {
+			int lane = __builtin_ctz(m);
+			m &= m - 1;
+			int k = j + lane;
+			if (!active[k])
+				continue;
+			float b[4];
+			sbox(sb, stride, k, b);
+			if (iou(a, b) > p->o.nms_iou_threshold) {
+				active[k] = 0;
+				gone++;
+			}
+		}
+	}
+	return gone + suppress_scalar(p, a, sb, stride, active, j, kept);
+}
+
+/* Single-class NMS over scores[0..n): selected anchor indices in sel, returns count. */
 static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 		      const float *scores, int max_out, int *sel)
 {
 	int *keep_i = (int *)(s + p->off_keep_i);
 	float *keep_v = (float *)(s + p->off_keep_v);
 	int *sorted = (int *)(s + p->off_sorted);
-	int *tmp = (int *)(s + p->off_tmp);
 	uint8_t *active = s + p->off_active;
 	int kept = 0;
 	for (int i = 0; i < p->n; i++)
@@ -203,17 +378,22 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 			keep_v[kept] = scores[i];
 			keep_i[kept++] = i;
 		}
-	for (int i = 0; i < kept; i++)
-		sorted[i] = i;
-	pp_argsort_desc(keep_v, sorted, kept, tmp);
+	pp_radix_argsort_desc(keep_v, kept, sorted, (uint32_t *)(s + p->off_radix));
 	int out_size = kept < max_out ? kept : max_out;
 	int n_sel = 0, n_active = kept;
 	if (kept > 0)
 		memset(active, 1, (size_t)kept);
-	/* boxes in sorted order: the inner loop then streams through memory */
+	/* boxes in sorted order, one array per coordinate: the suppression loop
+	 * then streams through memory and vectorizes */
 	float *sb = (float *)(s + p->off_sboxes);
-	for (int i = 0; i < kept; i++)
-		memcpy(sb + (size_t)i * 4, boxes + (size_t)keep_i[sorted[i]] * 4, 4 * sizeof(float));
+	const size_t stride = (size_t)p->n;
+	for (int i = 0; i < kept; i++) {
+		const float *b = boxes + (size_t)keep_i[sorted[i]] * 4;
+		sb[i] = b[0];
+		sb[stride + (size_t)i] = b[1];
+		sb[2 * stride + (size_t)i] = b[2];
+		sb[3 * stride + (size_t)i] = b[3];
+	}
 	for (int i = 0; i < kept; i++) {
 		if (n_active == 0 || n_sel >= out_size)
 			break;
@@ -222,37 +402,12 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 		sel[n_sel++] = keep_i[sorted[i]];
 		active[i] = 0;
 		n_active--;
-		const float *a = sb + (size_t)i * 4;
-		for (int j = i + 1; j < kept; j++) {
-			if (!active[j])
-				continue;
-			const float *b = sb + (size_t)j * 4;
-			/* disjoint boxes have IoU 0, never above a threshold > 0: skip the division */
-			if (b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1])
-				continue;
-			if (iou(a, b) > p->o.nms_iou_threshold) {
-				active[j] = 0;
-				n_active--;
-			}
-		}
+		float a[4];
+		sbox(sb, stride, i, a);
+		n_active -= p->simd ? suppress_avx2(p, a, sb, stride, active, i + 1, kept)
+				    : suppress_scalar(p, a, sb, stride, active, i + 1, kept);
 	}
 	return n_sel;
-}
-
-/* First index of the largest value (ties: lowest index), like TFLite's ArgMaxVector. */
-static void top_classes(const float *v, int n, int k, int *idx, int *tmp)
-{
-	if (k == 1) {
-		int best = 0;
-		for (int i = 1; i < n; i++)
-			if (v[i] > v[best])
-				best = i;
-		idx[0] = best;
-		return;
-	}
-	for (int i = 0; i < n; i++)
-		idx[i] = i;
-	pp_argsort_desc(v, idx, n, tmp);
 }
 
 static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
@@ -297,7 +452,6 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 	memset(oc, 0, (size_t)p->out_m * sizeof(float));
 	memset(os, 0, (size_t)p->out_m * sizeof(float));
 	int *sel = (int *)(s + p->off_sel);
-	int *tmp = (int *)(s + p->off_cand_tmp);
 
 	if (!p->o.use_regular_nms) {
 		float *maxs = (float *)(s + p->off_max);
@@ -305,7 +459,7 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 		for (int r = 0; r < p->n; r++) {
 			const float *bs = scores + (size_t)r * p->cwb + p->label_off;
 			int *ci = cls + (size_t)r * p->nc;
-			top_classes(bs, p->nc, p->cats, ci, tmp);
+			pp_partial_argsort_desc(bs, p->nc, p->cats, ci);
 			maxs[r] = bs[ci[0]];
 		}
 		int n_sel = nms_single(p, s, boxes, maxs, p->o.max_detections, sel);
@@ -343,9 +497,7 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 			total++;
 		}
 		int keep = total < p->o.max_detections ? total : p->o.max_detections;
-		for (int k = 0; k < total; k++)
-			order[k] = k;
-		pp_argsort_desc(cand_v, order, total, tmp);
+		pp_partial_argsort_desc(cand_v, total, keep, order);
 		/* compact the top `keep` in sorted order (through sel as a bounce buffer) */
 		int *bi = sel;
 		float *bv = (float *)(s + p->off_keep_v);

@@ -44,6 +44,20 @@ d = json.loads(open(sys.argv[1]).read())
 assert 0 < len(d["detections"]) < 40 and all(x["score"] >= 0.3 for x in d["detections"]), d
 assert d["detections"][0]["label"] in ("0", "1", "2"), d' "$T/png.jsonl" || fail "min-score/PNG output"
 
+# JPEG (when gst-launch can make one): decodes; a truncated one is an error.
+if command -v gst-launch-1.0 >/dev/null &&
+	gst-launch-1.0 -q filesrc location="$TR/frames/0001.png" ! pngdec ! videoconvert ! jpegenc \
+		! filesink location="$T/f1.jpg" 2>/dev/null; then
+	"$INFER" --model "$TR/traffic_model.tflite" "$T/f1.jpg" >"$T/jpg.jsonl" || fail "JPEG input"
+	python3 -c 'import json, sys; assert len(json.loads(open(sys.argv[1]).read())["detections"]) == 40' \
+		"$T/jpg.jsonl" || fail "JPEG output"
+	head -c 5000 "$T/f1.jpg" >"$T/cut.jpg"
+	if "$INFER" --model "$TR/traffic_model.tflite" "$T/cut.jpg" >/dev/null 2>"$T/e"; then
+		fail "truncated JPEG accepted"
+	fi
+	grep -q "JPEG" "$T/e" || fail "no JPEG message: $(cat "$T/e")"
+fi
+
 # Errors: message on stderr, non-zero exit, nothing on stdout.
 head -c 1000 "$TR/reference/inputs/0001.rgb" >"$T/short.rgb"
 if "$INFER" --model "$TR/traffic_model.tflite" "$T/short.rgb" >"$T/o" 2>"$T/e"; then

@@ -393,6 +393,57 @@ START_TEST(dwconv_fast_matches_reference)
 }
 END_TEST
 
+/* Float: fast and reference must agree byte for byte (same summation order). */
+static void random_conv_f32(unsigned seed, bool dw)
+{
+	srand(seed);
+	reset();
+	int ih = 1 + rand() % 11, iw = 1 + rand() % 11, ic = 1 + rand() % 20;
+	int k = (int[]){1, 3, 3, 5}[rand() % 4], stride = 1 + rand() % 2, dil = rand() % 4 == 0 ? 2 : 1;
+	int oc = dw ? ic : 1 + rand() % 20;
+	int oh = (ih + stride - 1) / stride, ow = (iw + stride - 1) / stride;
+	size_t nx = (size_t)ih * iw * ic, nw = (size_t)oc * k * k * (dw ? 1 : ic), ny = (size_t)oh * ow * oc;
+	float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)oc * 4);
+	float *y1 = malloc(ny * 4), *y2 = malloc(ny * 4);
+	for (size_t i = 0; i < nx; i++)
+		x[i] = (float)(rand() % 2001 - 1000) / 97.0f;
+	for (size_t i = 0; i < nw; i++)
+		w[i] = (float)(rand() % 2001 - 1000) / 113.0f;
+	for (int i = 0; i < oc; i++)
+		b[i] = (float)(rand() % 201 - 100) / 7.0f;
+	bool with_bias = rand() % 2;
+	struct eng_tensor *in[3] = {mk(ENG_DT_F32, 4, (int[]){1, ih, iw, ic}, 0, 0, x),
+				    mk(ENG_DT_F32, 4, (int[]){dw ? 1 : oc, k, k, dw ? oc : ic}, 0, 0, w),
+				    mk(ENG_DT_F32, 1, (int[]){oc}, 0, 0, b)};
+	struct eng_tensor *o1[1] = {mk(ENG_DT_F32, 4, (int[]){1, oh, ow, oc}, 0, 0, y1)};
+	struct eng_tensor *o2[1] = {mk(ENG_DT_F32, 4, (int[]){1, oh, ow, oc}, 0, 0, y2)};
+	enum eng_op_type op = dw ? ENG_OP_DEPTHWISE_CONV_2D : ENG_OP_CONV_2D;
+	struct eng_conv_opts o = {.padding = ENG_PAD_SAME, .stride_w = stride, .stride_h = stride,
+				  .dilation_w = dil, .dilation_h = dil, .depth_multiplier = 1,
+				  .act = (enum eng_act[]){ENG_ACT_NONE, ENG_ACT_RELU, ENG_ACT_RELU6}[rand() % 3]};
+	struct eng_node n1 = node(op, with_bias ? 3 : 2, in, 1, o1), n2 = node(op, with_bias ? 3 : 2, in, 1, o2);
+	n1.opts.conv = o;
+	n2.opts.conv = o;
+	ck_assert_int_eq(run(eng_kernel_get_ref(op), &n1), 0);
+	ck_assert_int_eq(run(eng_kernel_get(op), &n2), 0);
+	if (memcmp(y1, y2, ny * 4))
+		ck_abort_msg("float seed %u dw %d differs", seed, dw);
+	free(x);
+	free(w);
+	free(b);
+	free(y1);
+	free(y2);
+}
+
+START_TEST(conv_f32_fast_matches_reference)
+{
+	for (unsigned s = 1; s <= 60; s++) {
+		random_conv_f32(s, false);
+		random_conv_f32(s, true);
+	}
+}
+END_TEST
+
 START_TEST(dwconv_depth_multiplier)
 {
 	reset();
@@ -557,6 +608,54 @@ START_TEST(add_fast_matches_reference)
 }
 END_TEST
 
+START_TEST(arith_broadcast_fast_matches_reference)
+{
+	srand(9);
+	for (int it = 0; it < 120; it++) {
+		reset();
+		enum eng_op_type op = it % 2 ? ENG_OP_MUL : ENG_OP_ADD;
+		enum eng_dtype t = (it / 2) % 2 ? ENG_DT_U8 : ENG_DT_I8;
+		int h = 1 + rand() % 5, w = 1 + rand() % 5, c = 1 + rand() % 21;
+		int full[4] = {1, h, w, c};
+		size_t nf = (size_t)h * w * c;
+		int kind = rand() % 5; /* 0 same, 1 [1,1,1,c], 2 [c], 3 [1], 4 first operand is [1,1,1,c] */
+		int small4[4] = {1, 1, 1, c}, small1[1] = {c}, one[1] = {1};
+		uint8_t *a = malloc(nf), *b = malloc(nf), *y1 = malloc(nf), *y2 = malloc(nf);
+		for (size_t i = 0; i < nf; i++) {
+			a[i] = (uint8_t)rand();
+			b[i] = (uint8_t)rand();
+		}
+		float sa = 0.01f + (float)(rand() % 100) / 100.0f, sb = 0.01f + (float)(rand() % 100) / 50.0f;
+		float so = 0.01f + (float)(rand() % 100) / 20.0f;
+		int64_t off = t == ENG_DT_I8 ? 128 : 0;
+		int64_t za = rand() % 256 - off, zb = rand() % 256 - off, zo = rand() % 256 - off;
+		struct eng_tensor *ta, *tb;
+		if (kind == 4) {
+			ta = mk(t, 4, small4, sa, za, a);
+			tb = mk(t, 4, full, sb, zb, b);
+		} else {
+			ta = mk(t, 4, full, sa, za, a);
+			tb = kind == 0   ? mk(t, 4, full, sb, zb, b)
+			     : kind == 1 ? mk(t, 4, small4, sb, zb, b)
+			     : kind == 2 ? mk(t, 1, small1, sb, zb, b)
+					 : mk(t, 1, one, sb, zb, b);
+		}
+		struct eng_tensor *in[2] = {ta, tb};
+		struct eng_tensor *o1[1] = {mk(t, 4, full, so, zo, y1)}, *o2[1] = {mk(t, 4, full, so, zo, y2)};
+		struct eng_node n1 = node(op, 2, in, 1, o1), n2 = node(op, 2, in, 1, o2);
+		n1.opts.act.act = n2.opts.act.act = it % 3 == 0 ? ENG_ACT_RELU : ENG_ACT_NONE;
+		ck_assert_int_eq(run(eng_kernel_get_ref(op), &n1), 0);
+		ck_assert_int_eq(run(eng_kernel_get(op), &n2), 0);
+		if (memcmp(y1, y2, nf))
+			ck_abort_msg("it %d op %d kind %d differs", it, op, kind);
+		free(a);
+		free(b);
+		free(y1);
+		free(y2);
+	}
+}
+END_TEST
+
 START_TEST(mul_quantized)
 {
 	reset();
@@ -593,6 +692,35 @@ START_TEST(logistic_and_relu6)
 	ck_assert_int_eq(ry[1], 0);
 	ck_assert_int_eq(ry[2], 100); /* 5.0 */
 	ck_assert_int_eq(ry[3], 120); /* 20.5 clamped to 6.0 */
+}
+END_TEST
+
+START_TEST(unary_tables_match_reference)
+{
+	const enum eng_op_type ops[4] = {ENG_OP_RELU, ENG_OP_RELU6, ENG_OP_HARD_SWISH, ENG_OP_QUANTIZE};
+	srand(5);
+	for (int it = 0; it < 200; it++) {
+		reset();
+		enum eng_op_type op = ops[it % 4];
+		enum eng_dtype ti = rand() % 2 ? ENG_DT_U8 : ENG_DT_I8;
+		enum eng_dtype to = op == ENG_OP_QUANTIZE && rand() % 2 ? ENG_DT_U8 : ti;
+		uint8_t x[256], y1[256], y2[256];
+		for (int i = 0; i < 256; i++)
+			x[i] = (uint8_t)i;
+		float si = 0.005f + (float)(rand() % 1000) / 2000.0f;
+		float so = 0.005f + (float)(rand() % 1000) / 2000.0f;
+		if (op == ENG_OP_HARD_SWISH && so < si / 128.0f)
+			so = si; /* the op requires a non-positive output exponent */
+		int64_t zi = rand() % 256 - (ti == ENG_DT_I8 ? 128 : 0);
+		int64_t zo = rand() % 256 - (to == ENG_DT_I8 ? 128 : 0);
+		struct eng_tensor *in[1] = {mk(ti, 1, (int[]){256}, si, zi, x)};
+		struct eng_tensor *o1[1] = {mk(to, 1, (int[]){256}, so, zo, y1)};
+		struct eng_tensor *o2[1] = {mk(to, 1, (int[]){256}, so, zo, y2)};
+		struct eng_node n1 = node(op, 1, in, 1, o1), n2 = node(op, 1, in, 1, o2);
+		ck_assert_int_eq(run(eng_kernel_get_ref(op), &n1), 0);
+		ck_assert_int_eq(run(eng_kernel_get(op), &n2), 0);
+		ck_assert_mem_eq(y1, y2, 256);
+	}
 }
 END_TEST
 
@@ -823,6 +951,83 @@ START_TEST(nms_regular_vs_fast)
 }
 END_TEST
 
+/* Fast NMS on many random boxes against a direct O(n^2) greedy NMS written here. */
+START_TEST(nms_many_boxes_match_direct_greedy)
+{
+	enum { NA = 300, MD = 25 };
+	static float enc[NA][4], sc[NA][2], anc[NA][4], ob[MD][4], ocl[MD], os[MD], on;
+	static float box[NA][4];
+	static int order[NA], tmp[NA], sel[MD];
+	static uint8_t dead[NA];
+	srand(17);
+	for (int it = 0; it < 20; it++) {
+		memset(enc, 0, sizeof(enc));
+		for (int i = 0; i < NA; i++) {
+			anc[i][0] = (float)(rand() % 100) / 100.0f;
+			anc[i][1] = (float)(rand() % 100) / 100.0f;
+			anc[i][2] = 0.05f + (float)(rand() % 30) / 100.0f;
+			anc[i][3] = 0.05f + (float)(rand() % 30) / 100.0f;
+			sc[i][0] = 0.0f;
+			sc[i][1] = (float)(rand() % 12) / 12.0f; /* many ties, some below 0.05 */
+			box[i][0] = anc[i][0] - 0.5f * anc[i][2];
+			box[i][1] = anc[i][1] - 0.5f * anc[i][3];
+			box[i][2] = anc[i][0] + 0.5f * anc[i][2];
+			box[i][3] = anc[i][1] + 0.5f * anc[i][3];
+		}
+		reset();
+		struct eng_tensor *in[3] = {mk(ENG_DT_F32, 3, (int[]){1, NA, 4}, 0, 0, enc),
+					    mk(ENG_DT_F32, 3, (int[]){1, NA, 2}, 0, 0, sc),
+					    mk(ENG_DT_F32, 2, (int[]){NA, 4}, 0, 0, anc)};
+		struct eng_tensor *out[4] = {mk(ENG_DT_F32, 3, (int[]){1, MD, 4}, 0, 0, ob),
+					     mk(ENG_DT_F32, 2, (int[]){1, MD}, 0, 0, ocl),
+					     mk(ENG_DT_F32, 2, (int[]){1, MD}, 0, 0, os),
+					     mk(ENG_DT_F32, 1, (int[]){1}, 0, 0, &on)};
+		struct eng_node n = node(ENG_OP_DETECTION_POSTPROCESS, 3, in, 4, out);
+		n.opts.pp = (struct eng_postprocess_opts){.max_detections = MD, .max_classes_per_detection = 1,
+							  .detections_per_class = MD, .nms_score_threshold = 0.05f,
+							  .nms_iou_threshold = 0.3f, .num_classes = 1,
+							  .y_scale = 10, .x_scale = 10, .h_scale = 5, .w_scale = 5};
+		ck_assert_int_eq(run(eng_kernel_get(ENG_OP_DETECTION_POSTPROCESS), &n), 0);
+		/* direct greedy NMS: stable descending order, suppress IoU > 0.3 */
+		float v[NA];
+		int nk = 0;
+		for (int i = 0; i < NA; i++)
+			if (sc[i][1] >= 0.05f) {
+				v[nk] = sc[i][1];
+				order[nk++] = i;
+			}
+		int pos[NA];
+		for (int i = 0; i < nk; i++)
+			pos[i] = i;
+		pp_argsort_desc(v, pos, nk, tmp);
+		memset(dead, 0, sizeof(dead));
+		int ns = 0;
+		for (int i = 0; i < nk && ns < MD; i++) {
+			int ai = order[pos[i]];
+			if (dead[ai])
+				continue;
+			sel[ns++] = ai;
+			for (int j = i + 1; j < nk; j++) {
+				int bj = order[pos[j]];
+				float *A = box[ai], *B = box[bj];
+				float aa = (A[2] - A[0]) * (A[3] - A[1]), ab = (B[2] - B[0]) * (B[3] - B[1]);
+				float ih = fminf(A[2], B[2]) - fmaxf(A[0], B[0]);
+				float iw = fminf(A[3], B[3]) - fmaxf(A[1], B[1]);
+				float inter = fmaxf(ih, 0.0f) * fmaxf(iw, 0.0f);
+				if (inter / (aa + ab - inter) > 0.3f)
+					dead[bj] = 1;
+			}
+		}
+		ck_assert_float_eq(on, (float)ns);
+		for (int k = 0; k < ns; k++) {
+			ck_assert_float_eq(os[k], sc[sel[k]][1]);
+			ck_assert_float_eq_tol(ob[k][1], box[sel[k]][1], 1e-6f);
+			ck_assert_float_eq_tol(ob[k][0], box[sel[k]][0], 1e-6f);
+		}
+	}
+}
+END_TEST
+
 START_TEST(pp_rejects_bad_options)
 {
 	struct pp_case c = {0};
@@ -859,6 +1064,55 @@ START_TEST(op_names_and_table)
 }
 END_TEST
 
+START_TEST(radix_argsort_matches_stable_sort)
+{
+	srand(13);
+	static float v[3000];
+	static int a[3000], b[3000], tmp[3000];
+	static uint32_t work[9000];
+	for (int it = 0; it < 60; it++) {
+		int n = 1 + rand() % 3000;
+		for (int i = 0; i < n; i++) {
+			int r = rand() % 9;
+			/* ties, signed zeros, negatives, tiny and large magnitudes */
+			v[i] = r == 0   ? 0.0f
+			       : r == 1 ? -0.0f
+			       : r == 2 ? (float)(rand() % 5) / 4.0f
+			       : r == 3 ? -(float)(rand() % 5)
+			       : r == 4 ? 1e-30f * (float)(rand() % 3)
+			       : r == 5 ? -3e30f
+					: (float)(rand() % 20001 - 10000) / 1000.0f;
+			a[i] = i;
+		}
+		pp_argsort_desc(v, a, n, tmp);
+		pp_radix_argsort_desc(v, n, b, work);
+		ck_assert_mem_eq(a, b, (size_t)n * sizeof(int));
+	}
+}
+END_TEST
+
+START_TEST(partial_argsort_heap_order)
+{
+	/* std::partial_sort (libstdc++) of indices by value, descending: a hand trace
+	 * of make_heap / heap select / sort_heap puts the later 2.0 first */
+	int idx[3];
+	pp_partial_argsort_desc((const float[]){1, 2, 2}, 3, 2, idx);
+	ck_assert_int_eq(idx[0], 2);
+	ck_assert_int_eq(idx[1], 1);
+	/* all equal: heap order 0, 1 */
+	pp_partial_argsort_desc((const float[]){5, 5, 5}, 3, 2, idx);
+	ck_assert_int_eq(idx[0], 0);
+	ck_assert_int_eq(idx[1], 1);
+	/* k == 1: first maximum */
+	pp_partial_argsort_desc((const float[]){1, 3, 3}, 3, 1, idx);
+	ck_assert_int_eq(idx[0], 1);
+	/* distinct values: a plain descending order */
+	int big[6];
+	pp_partial_argsort_desc((const float[]){0.1f, 0.9f, 0.4f, 0.7f, 0.2f, 0.8f}, 6, 4, big);
+	ck_assert_mem_eq(big, ((int[]){1, 5, 3, 2}), 4 * sizeof(int));
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
 	Suite *s = suite_create("ops");
@@ -878,6 +1132,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(c, dwconv_fast_matches_reference);
 	tcase_add_test(c, dwconv_depth_multiplier);
 	tcase_add_test(c, conv_float);
+	tcase_add_test(c, conv_f32_fast_matches_reference);
 	tcase_add_test(c, prepare_rejects_bad_shapes);
 	suite_add_tcase(s, c);
 	TCase *e = tcase_create("elementwise");
@@ -885,7 +1140,9 @@ static Suite *ops_suite(void)
 	tcase_add_test(e, add_scalar_broadcast_and_saturation);
 	tcase_add_test(e, add_fast_matches_reference);
 	tcase_add_test(e, mul_quantized);
+	tcase_add_test(e, arith_broadcast_fast_matches_reference);
 	tcase_add_test(e, logistic_and_relu6);
+	tcase_add_test(e, unary_tables_match_reference);
 	tcase_add_test(e, concat_requantizes);
 	tcase_add_test(e, split_reshape_resize);
 	tcase_add_test(e, pools);
@@ -896,8 +1153,11 @@ static Suite *ops_suite(void)
 	TCase *p = tcase_create("postprocess");
 	tcase_add_test(p, nms_ties_keep_anchor_order);
 	tcase_add_test(p, nms_regular_vs_fast);
+	tcase_add_test(p, nms_many_boxes_match_direct_greedy);
 	tcase_add_test(p, pp_rejects_bad_options);
 	tcase_add_test(p, argsort_is_stable);
+	tcase_add_test(p, partial_argsort_heap_order);
+	tcase_add_test(p, radix_argsort_matches_stable_sort);
 	suite_add_tcase(s, p);
 	return s;
 }

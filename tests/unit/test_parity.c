@@ -53,7 +53,7 @@ static uint8_t *ref_file(const char *rel, size_t *len)
 	return b;
 }
 
-static struct eng_model *load(void)
+static struct eng_model *load_kernels(bool reference)
 {
 	const char *d = getenv("DETD_SHARED_DATA");
 	ck_assert_msg(d != NULL, "DETD_SHARED_DATA is not set");
@@ -61,12 +61,17 @@ static struct eng_model *load(void)
 	char mp[1100], lp[1100];
 	snprintf(mp, sizeof(mp), "%s/traffic_model.tflite", dir);
 	snprintf(lp, sizeof(lp), "%s/traffic_label_map.pbtxt", dir);
-	struct eng_model_opts o = {.path = mp, .labels_path = lp};
+	struct eng_model_opts o = {.path = mp, .labels_path = lp, .reference_kernels = reference};
 	struct eng_model *m = NULL;
 	char err[512] = "";
 	log_set_level(LOG_LVL_WARN);
 	ck_assert_msg(eng_model_load(&o, &m, err, sizeof(err)) == 0, "%s", err);
 	return m;
+}
+
+static struct eng_model *load(void)
+{
+	return load_kernels(false);
 }
 
 /* Report how two byte strings differ; returns the number of differing bytes. */
@@ -123,9 +128,9 @@ START_TEST(model_description)
 }
 END_TEST
 
-START_TEST(ten_frames_with_state)
+static void run_frames(bool reference, int n_frames)
 {
-	struct eng_model *m = load();
+	struct eng_model *m = load_kernels(reference);
 	struct eng_ctx *c = NULL;
 	struct eng_state *st = NULL;
 	char err[512] = "";
@@ -144,7 +149,7 @@ START_TEST(ten_frames_with_state)
 	struct eng_detections *d = malloc(sizeof(*d));
 	int bad_frames = 0;
 
-	for (int f = 1; f <= 10; f++) {
+	for (int f = 1; f <= n_frames; f++) {
 		char rel[64];
 		size_t n_in, n_box, n_sc;
 		snprintf(rel, sizeof(rel), "reference/inputs/%04d.rgb", f);
@@ -205,8 +210,8 @@ START_TEST(ten_frames_with_state)
 		free(box);
 		free(sc);
 	}
-	ck_assert_msg(bad_frames == 0, "%d of 10 frames differ from the reference (see stderr)",
-		      bad_frames);
+	ck_assert_msg(bad_frames == 0, "%d of %d frames differ from the reference (see stderr)",
+		      bad_frames, n_frames);
 
 	/* A reset state and a stateless run both reproduce frame 1 (its state is zero). */
 	eng_state_reset(st);
@@ -237,11 +242,23 @@ START_TEST(ten_frames_with_state)
 	eng_ctx_destroy(c);
 	eng_model_destroy(m);
 }
+
+START_TEST(ten_frames_with_state)
+{
+	run_frames(false, 10);
+}
 END_TEST
 
-START_TEST(frame1_first_departing_operator)
+/* The plain reference kernels too (slower: three frames, state carried). */
+START_TEST(reference_kernels_three_frames)
 {
-	struct eng_model *m = load();
+	run_frames(true, 3);
+}
+END_TEST
+
+static void frame1_diagnostic(bool reference)
+{
+	struct eng_model *m = load_kernels(reference);
 	struct eng_ctx *c = NULL;
 	char err[512] = "";
 	ck_assert_msg(eng_ctx_create(m, NULL, 1, &c, err, sizeof(err)) == 0, "%s", err);
@@ -319,9 +336,9 @@ START_TEST(frame1_first_departing_operator)
 		for (int k = 0; k < n->n_out && !t; k++)
 			if (bad[n->out[k]->index])
 				t = n->out[k];
-		fprintf(stderr, "frame 1: %d of %d tensors depart; first departing operator %d (%s), "
-				"output tensor %d '%s'; inputs:",
-			n_bad, n_checked, first_op, eng_op_name(n->type), t->index, t->name);
+		fprintf(stderr, "frame 1 (%s kernels): %d of %d tensors depart; first departing "
+				"operator %d (%s), output tensor %d '%s'; inputs:",
+			reference ? "reference" : "selected", n_bad, n_checked, first_op, eng_op_name(n->type), t->index, t->name);
 		for (int k = 0; k < n->n_in; k++)
 			if (n->in[k])
 				fprintf(stderr, " %d%s", n->in[k]->index,
@@ -335,6 +352,17 @@ START_TEST(frame1_first_departing_operator)
 	free(img);
 	eng_ctx_destroy(c);
 	eng_model_destroy(m);
+}
+
+START_TEST(frame1_first_departing_operator)
+{
+	frame1_diagnostic(false);
+}
+END_TEST
+
+START_TEST(frame1_first_departing_operator_reference_kernels)
+{
+	frame1_diagnostic(true);
 }
 END_TEST
 
@@ -446,6 +474,115 @@ START_TEST(failing_backend_falls_back_to_cpu)
 }
 END_TEST
 
+/* Argument checks and the debug hooks' contract. */
+START_TEST(api_edges)
+{
+	struct eng_model *m = load(), *m2 = load();
+	struct eng_ctx *c = NULL;
+	struct eng_state *other = NULL;
+	char err[256];
+	ck_assert_int_eq(eng_ctx_create(m, NULL, 0, &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(eng_state_create(m2, &other), 0);
+	const void *data;
+	size_t bytes;
+	const struct eng_op_timing *t;
+	int nt;
+	ck_assert_int_eq(eng_ctx_tensor(c, 421, &data, &bytes), -ENODATA); /* no run yet */
+	ck_assert_int_eq(eng_ctx_op_timings(c, &t, &nt), -ENODATA);
+	ck_assert_int_eq(eng_ctx_tensor(c, 429, &data, &bytes), -EINVAL);
+	ck_assert_int_eq(eng_ctx_tensor(c, -1, &data, &bytes), -EINVAL);
+	ck_assert_int_eq(eng_ctx_watch(c, 429), -EINVAL);
+	ck_assert_int_eq(eng_ctx_tensor(c, 420, &data, &bytes), 0); /* anchors: constant */
+	ck_assert_uint_eq(bytes, 26880 * 4);
+
+	size_t n;
+	uint8_t *img = ref_file("reference/inputs/0001.rgb", &n);
+	const uint8_t *ins[1] = {img}, *none[1] = {NULL};
+	struct eng_state *sts[1] = {other};
+	struct eng_detections *d = malloc(sizeof(*d));
+	ck_assert_int_eq(eng_run(c, 1, ins, sts, d), -EINVAL); /* state of another model */
+	ck_assert_int_eq(eng_run(c, 1, none, NULL, d), -EINVAL);
+	ck_assert_int_eq(eng_run(c, -1, ins, NULL, d), -EINVAL);
+	ck_assert_int_eq(eng_run(c, 0, NULL, NULL, NULL), 0);
+	ck_assert_int_eq(eng_run(c, 1, ins, NULL, d), 0);
+	/* Without watching, an intermediate tensor is gone; outputs stay. */
+	ck_assert_int_eq(eng_ctx_tensor(c, 421, &data, &bytes), -ENODATA);
+	ck_assert_int_eq(eng_ctx_tensor(c, 427, &data, &bytes), 0); /* raw_outputs/lstm_c */
+	ck_assert_uint_eq(bytes, 8 * 8 * 320);
+	ck_assert_int_eq(eng_ctx_op_timings(c, &t, &nt), 0);
+	int64_t total = 0;
+	for (int i = 0; i < nt; i++) {
+		ck_assert_int_ge(t[i].ns, 0);
+		ck_assert_int_eq(t[i].index, i);
+		total += t[i].ns;
+	}
+	ck_assert_int_gt(total, 0);
+	free(d);
+	free(img);
+	eng_state_destroy(other);
+	eng_ctx_destroy(c);
+	eng_model_destroy(m2);
+	eng_model_destroy(m);
+}
+END_TEST
+
+/* threads = 2: frames of two streams of one batch run at once, frames of one
+ * stream stay in order; everything equals the sequential run. */
+START_TEST(batch_on_two_threads)
+{
+	struct eng_model *m = load();
+	struct eng_ctx *par = NULL, *seq = NULL;
+	struct eng_state *a = NULL, *b = NULL, *sa = NULL, *sb = NULL;
+	char err[256];
+	ck_assert_int_eq(eng_ctx_create(m, NULL, 2, &par, err, sizeof(err)), 0);
+	ck_assert_int_eq(eng_ctx_create(m, NULL, 1, &seq, err, sizeof(err)), 0);
+	ck_assert_int_eq(eng_state_create(m, &a), 0);
+	ck_assert_int_eq(eng_state_create(m, &b), 0);
+	ck_assert_int_eq(eng_state_create(m, &sa), 0);
+	ck_assert_int_eq(eng_state_create(m, &sb), 0);
+	uint8_t *img[3];
+	for (int f = 0; f < 3; f++) {
+		char rel[64];
+		size_t n;
+		snprintf(rel, sizeof(rel), "reference/inputs/%04d.rgb", f + 1);
+		img[f] = ref_file(rel, &n);
+	}
+	/* stream a: frames 1, 2, 3; stream b: frames 2, 3; one stateless frame 1 */
+	const uint8_t *ins[6] = {img[0], img[1], img[1], img[2], img[2], img[0]};
+	struct eng_state *ps[6] = {a, b, a, b, a, NULL};
+	struct eng_state *ss[6] = {sa, sb, sa, sb, sa, NULL};
+	struct eng_detections *dp = malloc(6 * sizeof(*dp)), *ds = malloc(6 * sizeof(*ds));
+	ck_assert_int_eq(eng_run(par, 6, ins, ps, dp), 0);
+	ck_assert_int_eq(eng_run(seq, 6, ins, ss, ds), 0);
+	for (int f = 0; f < 6; f++) {
+		ck_assert_int_eq(dp[f].n, 40);
+		ck_assert_msg(memcmp(dp[f].d, ds[f].d, 40 * sizeof(dp[f].d[0])) == 0,
+			      "frame %d differs between 2 threads and 1", f);
+	}
+	/* frame 1 of stream a and the stateless frame 1 agree */
+	ck_assert(memcmp(dp[0].d, dp[5].d, 40 * sizeof(dp[0].d[0])) == 0);
+	const struct eng_op_timing *t;
+	int nt;
+	ck_assert_int_eq(eng_ctx_op_timings(par, &t, &nt), 0);
+	const void *o1, *o2;
+	size_t b1, b2;
+	ck_assert_int_eq(eng_ctx_tensor(par, 316, &o1, &b1), 0); /* last frame's boxes */
+	ck_assert_int_eq(eng_ctx_tensor(seq, 316, &o2, &b2), 0);
+	ck_assert(b1 == b2 && memcmp(o1, o2, b1) == 0);
+	for (int f = 0; f < 3; f++)
+		free(img[f]);
+	free(dp);
+	free(ds);
+	eng_state_destroy(a);
+	eng_state_destroy(b);
+	eng_state_destroy(sa);
+	eng_state_destroy(sb);
+	eng_ctx_destroy(par);
+	eng_ctx_destroy(seq);
+	eng_model_destroy(m);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("parity");
@@ -453,9 +590,13 @@ int main(void)
 	tcase_set_timeout(tc, 900);
 	tcase_add_test(tc, model_description);
 	tcase_add_test(tc, frame1_first_departing_operator);
+	tcase_add_test(tc, frame1_first_departing_operator_reference_kernels);
 	tcase_add_test(tc, ten_frames_with_state);
+	tcase_add_test(tc, reference_kernels_three_frames);
 	tcase_add_test(tc, contexts_in_parallel);
 	tcase_add_test(tc, failing_backend_falls_back_to_cpu);
+	tcase_add_test(tc, api_edges);
+	tcase_add_test(tc, batch_on_two_threads);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -38,6 +38,11 @@ static uint8_t *read_all(const char *path, size_t *len)
 	return b;
 }
 
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static char model_path[1024];
 
 static uint8_t *traffic(size_t *len)
@@ -527,6 +532,54 @@ START_TEST(load_errors)
 }
 END_TEST
 
+/* ---- unsupported ops: all of them named ------------------------------- */
+
+static size_t tbl_field(const uint8_t *b, size_t t, int idx)
+{
+	size_t vt = t - (size_t)(int32_t)le32(b + t);
+	unsigned vtsz = b[vt] | b[vt + 1] << 8;
+	if (4 + 2 * (unsigned)idx + 2 > vtsz)
+		return 0;
+	unsigned off = b[vt + 4 + 2 * idx] | b[vt + 5 + 2 * idx] << 8;
+	return off ? t + off : 0;
+}
+
+START_TEST(unsupported_ops_all_named)
+{
+	size_t len;
+	uint8_t *b = traffic(&len);
+	/* Turn the RELU6 operator code (4 operators use it) into SQUARED_DIFFERENCE. */
+	size_t root = le32(b), f1 = tbl_field(b, root, 1), vec = f1 + le32(b + f1);
+	int patched = 0;
+	for (uint32_t i = 0; i < le32(b + vec); i++) {
+		size_t el = vec + 4 + 4 * (size_t)i, t = el + le32(b + el);
+		size_t f0 = tbl_field(b, t, 0), f3 = tbl_field(b, t, 3);
+		int32_t code = f0 ? (int8_t)b[f0] : 0;
+		if (f3 && (int32_t)le32(b + f3) > code)
+			code = (int32_t)le32(b + f3);
+		if (code != 21)
+			continue;
+		if (f0)
+			b[f0] = 99;
+		if (f3)
+			b[f3] = 99;
+		patched++;
+	}
+	ck_assert_int_eq(patched, 1);
+	struct eng_graph g = {0};
+	char err[512];
+	ck_assert_int_eq(eng_tflite_parse(b, len, &g, err, sizeof(err)), -ENOTSUP);
+	eng_graph_free(&g);
+	ck_assert_msg(strstr(err, " is SQUARED_DIFFERENCE, which detd does not support; also "
+				  "operator ") != NULL, "%s", err);
+	int n = 0;
+	for (const char *q = err; (q = strstr(q, "SQUARED_DIFFERENCE")); q++)
+		n++;
+	ck_assert_msg(n == 4, "%s", err);
+	free(b);
+}
+END_TEST
+
 /* ---- corruption corpus -------------------------------------------------- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -539,10 +592,6 @@ static uint64_t rng(void)
 	return rng_state;
 }
 
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 /* Mark the bytes of constant data (buffer vectors) so corruption can aim at structure. */
 static void mark_data(const uint8_t *b, size_t n, uint8_t *is_data)
@@ -577,8 +626,8 @@ static void load_variant(const uint8_t *b, size_t n, const char *what)
 	struct eng_model *m = NULL;
 	char err[512];
 	err[0] = 0;
-	int r = eng_model_load_mem("corrupt.tflite", b, n, ENG_FORMAT_AUTO, NULL, &m, err,
-				   sizeof(err));
+	int r = eng_model_load_mem("corrupt.tflite", b, n, ENG_FORMAT_AUTO, NULL, false, &m,
+				   err, sizeof(err));
 	if (r == 0) {
 		ck_assert_ptr_nonnull(m);
 		n_ok++;
@@ -681,6 +730,7 @@ int main(void)
 	tcase_add_test(tc, flexbuffer_map);
 	tcase_add_test(tc, label_maps);
 	tcase_add_test(tc, load_errors);
+	tcase_add_test(tc, unsupported_ops_all_named);
 	suite_add_tcase(s, tc);
 	TCase *corpus = tcase_create("corpus");
 	tcase_set_timeout(corpus, 600);
