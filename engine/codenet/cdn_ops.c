@@ -10,6 +10,10 @@
  * out-of-image taps contribute q = 0, i.e. a stored −128) and finish with
  * cdn_requant(), the definition in tools/codenet/codenet_quant.py.
  *
+ * DW_EXACT: depthwise layers (plain and deformable, 9 taps) accumulate in
+ * int16: |w| ≤ 7 (the loader checks it) and |q| ≤ 255 bound a sum by
+ * 9·7·255 = 16065, so int16 is exact and the loops run 16 lanes wide.
+ *
  * Work is split by output rows over the context's threads (cdn_parallel);
  * each thread gets its own scratch.  Everything here is reentrant.
  */
@@ -252,10 +256,8 @@ __attribute__((target("avx2,fma"))) static void gemm_f32_avx2(int n, int K, int 
 
 static bool have_avx2_fma(void)
 {
-	static int have = -1; /* benign race: every thread computes the same value */
-	if (have < 0)
-		have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-	return have;
+	/* reads the CPU model libgcc filled in at start-up: cheap, no shared state */
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 #endif
 
@@ -537,6 +539,7 @@ CDN_VEC static void dw_rows(void *arg, int tid, int y0, int y1)
 	struct cdn_ten *out = j->out;
 	int C = in->c, s = L->stride;
 	int32_t *acc = j->scratch[tid];
+	int16_t *a16 = (int16_t *)(void *)(acc + in->c);
 	for (int y = y0; y < y1; y++) {
 		for (int x = 0; x < out->w; x++) {
 			size_t op = ((size_t)y * out->w + x) * C;
@@ -556,18 +559,21 @@ CDN_VEC static void dw_rows(void *arg, int tid, int y0, int y1)
 					for (int c = 0; c < C; c++)
 						o[c] = o[c] > 0 ? o[c] : 0;
 			} else {
-				memset(acc, 0, sizeof(int32_t) * C);
+				memset(a16, 0, sizeof(int16_t) * C);
 				for (int t = 0; t < 9; t++) {
 					int iy = y * s + t / 3 - 1, ix = x * s + t % 3 - 1;
 					if (iy < 0 || iy >= in->h || ix < 0 || ix >= in->w)
 						continue;
 					const int8_t *p = in->q + ((size_t)iy * in->w + ix) * C;
 					const int16_t *w = L->wq + (size_t)t * C;
-					/* q = a + zq, hoisted so the loop vectorizes */
-					int32_t zq = in->sgn ? 0 : 128;
+					/* q = a + zq, hoisted so the loop vectorizes; int16
+					 * sums are exact for 9 taps of 4-bit weights (DW_EXACT) */
+					int16_t zq = in->sgn ? 0 : 128;
 					for (int c = 0; c < C; c++)
-						acc[c] += w[c] * ((int32_t)p[c] + zq);
+						a16[c] = (int16_t)(a16[c] + w[c] * (int16_t)(p[c] + zq));
 				}
+				for (int c = 0; c < C; c++)
+					acc[c] = a16[c];
 				requant_vec(acc, C, L->mq, L->bq, L->relu, out->q + op);
 			}
 		}
@@ -602,7 +608,7 @@ int cdn_op_conv(const struct cdn_layer *L, const struct cdn_ten *in, struct cdn_
 		threads = CDN_MAX_THREADS;
 	size_t K = (size_t)L->k * L->k * in->c;
 	if (L->kind == CDN_L_DW) {
-		r = alloc_scratch(&j, threads, in->f ? 0 : sizeof(int32_t) * in->c);
+		r = alloc_scratch(&j, threads, in->f ? 0 : (sizeof(int32_t) + sizeof(int16_t)) * in->c);
 		if (r == 0)
 			cdn_parallel(threads, out->h, dw_rows, &j);
 	} else {
@@ -809,18 +815,21 @@ CDN_VEC static void dcn_dw_rows(void *arg, int tid, int y0, int y1)
 						o[c] = o[c] > 0 ? o[c] : 0;
 			} else {
 				int32_t *acc = j->scratch[tid];
+				int16_t *a16 = (int16_t *)(void *)(acc + C);
 				const int8_t *o = off->q + ((size_t)y * off->w + x) * off->c;
-				memset(acc, 0, sizeof(int32_t) * C);
+				memset(a16, 0, sizeof(int16_t) * C);
 				for (int t = 0; t < 9; t++) {
 					size_t idx;
 					if (!int_pos(j->cfg, o, y, x, t, in->h, in->w, &idx))
 						continue;
 					const int8_t *p = in->q + idx * C;
 					const int16_t *w = L->wq + (size_t)t * C;
-					int32_t zq = in->sgn ? 0 : 128;
+					int16_t zq = in->sgn ? 0 : 128;
 					for (int c = 0; c < C; c++)
-						acc[c] += w[c] * ((int32_t)p[c] + zq);
+						a16[c] = (int16_t)(a16[c] + w[c] * (int16_t)(p[c] + zq));
 				}
+				for (int c = 0; c < C; c++)
+					acc[c] = a16[c];
 				requant_vec(acc, C, L->mq, L->bq, true, out->q + op);
 			}
 		}
@@ -838,7 +847,7 @@ int cdn_op_dcn(const struct cdn_layer *L, const struct cdn_dcn_cfg *cfg, const s
 		threads = CDN_MAX_THREADS;
 	size_t K = (size_t)9 * in->c, b;
 	if (L->kind == CDN_L_DCN_DW)
-		b = in->f ? 0 : sizeof(int32_t) * in->c;
+		b = in->f ? 0 : (sizeof(int32_t) + sizeof(int16_t)) * in->c;
 	else if (in->f)
 		b = out->w * K * sizeof(float);
 	else

@@ -48,10 +48,11 @@ SMALL = {
 STD = {
     "s256_dw": (dict(kind="depthwise", bound=8.0), 256, False),
     "s512_full": (dict(kind="full", first="stride2_maxpool"), 512, False),
+    "s256_2x_square": (dict(width="2.0x", kind="depthwise", square=True, bound=6.0), 256, False),
 }
 # the w4a8 twins (no DCNv2 mask in w4a8)
 QUANT_OF = {"t_conv3x3", "t_dwconv", "t_full", "t_dw", "t_dw_bound", "t_dw_square",
-            "t_full_rounded_square", "s256_dw", "s512_full"}
+            "t_full_rounded_square", "s256_dw", "s512_full", "s256_2x_square"}
 
 
 def make_image(h, w, seed):
@@ -68,8 +69,9 @@ def make_image(h, w, seed):
 
 
 def build(name, over, size, tiny, quant):
-    kw = {k: v for k, v in over.items()}
-    aj = ca.default_arch(width="1.0x", size=size, quant=quant, **kw)
+    kw = dict(over)
+    width = kw.pop("width", "1.0x")
+    aj = ca.default_arch(width=width, size=size, quant=quant, **kw)
     if tiny:
         aj.update(TINY)
         aj["classes"] = 5
