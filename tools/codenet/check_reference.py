@@ -85,7 +85,7 @@ def folded_vs_module():
             ref = net(cr.input_float(img))
         got = cr.forward_float(A, net.export_params(), img)
         for h, a, b in zip(("hm", "wh", "reg"), got, ref):
-            check(rel(a, b) < 3e-4, "%s folded export vs module, %s: rel %.2e" % (name, h, rel(a, b)))
+            check(rel(a, b) < 1e-4, "%s folded export vs module, %s: rel %.2e" % (name, h, rel(a, b)))
 
 
 def int_follows_float():
@@ -105,7 +105,7 @@ def int_follows_float():
             d = torch.from_numpy(cq.dequant(a, s)).flatten().double()
             f = f[0].flatten().double()
             c = float(torch.corrcoef(torch.stack([d, f]))[0, 1])
-            check(c > 0.1, "%s w4a8 %s correlates with float: %.3f" % (name, h, c))
+            check(c > 0.3, "%s w4a8 %s correlates with float: %.3f" % (name, h, c))
 
 
 if __name__ == "__main__":
