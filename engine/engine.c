@@ -334,7 +334,7 @@ int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum en
 		 "arena %zu KiB (largest live set %zu KiB), weights %zu KiB, %.3f GMAC",
 		 m->name, m->info.n_ops, m->info.n_tensors, m->info.input_width,
 		 m->info.input_height, m->info.input_channels, m->info.n_classes,
-		 m->g.arena_bytes >> 10, m->g.live_peak >> 10, m->g.weight_bytes >> 10,
+		 m->g.arena_bytes >> 10, m->g.live_peak >> 10, m->info.weight_bytes >> 10,
 		 m->info.gmac);
 	*out = m;
 	return 0;

@@ -254,10 +254,21 @@ __attribute__((target("avx2,fma"))) static void gemm_f32_avx2(int n, int K, int 
 	}
 }
 
+static bool simd_ok;
+static pthread_once_t simd_once = PTHREAD_ONCE_INIT;
+
+static void simd_probe(void)
+{
+	/* DETD_CODENET_PORTABLE=1 forces the portable GEMMs (tests compare them) */
+	const char *e = getenv("DETD_CODENET_PORTABLE");
+	simd_ok = !(e && *e && *e != '0') && __builtin_cpu_supports("avx2") &&
+		  __builtin_cpu_supports("fma");
+}
+
 static bool have_avx2_fma(void)
 {
-	/* reads the CPU model libgcc filled in at start-up: cheap, no shared state */
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	pthread_once(&simd_once, simd_probe);
+	return simd_ok;
 }
 #endif
 

@@ -249,6 +249,28 @@ START_TEST(test_int_bitexact)
 }
 END_TEST
 
+/* the portable GEMMs (no AVX2) give the same integers */
+START_TEST(test_int_portable)
+{
+	if (!fixtures())
+		return;
+	setenv("DETD_CODENET_PORTABLE", "1", 1); /* this test's forked process only */
+	static const char *const names[] = {"t_full_q", "t_conv3x3_q", "t_dw_square_q"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct fx f;
+		if (!fx_open(&f, names[i], false, 2))
+			continue;
+		for (int h = 0; h < 3; h++) {
+			const struct cdn_ten *t;
+			ck_assert_int_eq(cdn_ctx_head(f.c, h, &t), 0);
+			int first, bad = q_mismatch(cdn_st_find(f.ex, HEADS[h]), t, &first);
+			ck_assert_msg(bad == 0, "%s head %s: %d values differ", names[i], HEADS[h], bad);
+		}
+		fx_close(&f);
+	}
+}
+END_TEST
+
 START_TEST(test_threads_identical)
 {
 	if (!fixtures())
@@ -625,6 +647,7 @@ static Suite *suite(void)
 	tcase_add_test(t, test_float_parity);
 	tcase_add_test(t, test_int_bitexact);
 	tcase_add_test(t, test_threads_identical);
+	tcase_add_test(t, test_int_portable);
 	tcase_add_test(t, test_engine_dispatch);
 	tcase_set_timeout(t, 600);
 	suite_add_tcase(s, t);
