@@ -34,6 +34,7 @@ struct eng_model_opts {
 	const char *path;        /* model file */
 	const char *labels_path; /* pbtxt label map or one label per line; may be NULL */
 	enum eng_format format;
+	bool reference_kernels; /* plain reference kernels only (tests, debugging a mismatch) */
 };
 
 struct eng_model_info {
@@ -70,7 +71,8 @@ int eng_model_load(const struct eng_model_opts *opts, struct eng_model **out, ch
 		   size_t errlen);
 void eng_model_destroy(struct eng_model *m); /* NULL-safe; no ctx/state may outlive it */
 const struct eng_model_info *eng_model_info(const struct eng_model *m);
-/* Label of a 0-based class id: from the label map, else the decimal id. Never NULL. */
+/* Label of a 0-based class id: from the label map, else the decimal id (in a
+ * thread-local buffer valid until the thread's next call). Never NULL. Any thread. */
 const char *eng_model_label(const struct eng_model *m, int class_id);
 
 /* Per-stream recurrent state.  For a model without state this is a valid empty object. */
@@ -88,7 +90,13 @@ const char *eng_backend_name(const struct eng_backend_ops *b);
 /* NULL-terminated list of compiled-in backend names, for config validation. */
 const char *const *eng_backend_names(void);
 
-/* An execution context on a backend (NULL → cpu).  threads: compute threads it may use. */
+/*
+ * An execution context on a backend (NULL → cpu).  threads: compute threads
+ * it may use.  On cpu, eng_run() runs the frames of different streams of one
+ * batch on up to that many threads at once (one arena each); frames that
+ * share a state run in order on one thread.  A context is still used by one
+ * thread at a time.
+ */
 int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *backend, int threads,
 		   struct eng_ctx **out, char *err, size_t errlen);
 void eng_ctx_destroy(struct eng_ctx *c);
@@ -98,12 +106,24 @@ void eng_ctx_destroy(struct eng_ctx *c);
  * bytes (tightly packed RGB); states[i] is that frame's stream state or NULL
  * (stateless run from zeros).  out[i] receives all post-process outputs of
  * frame i.  Frames of the same stream must come in order within a batch.
+ * When a backend other than cpu fails on a frame, the frame is rerun on the
+ * cpu kernels (logged, counted by eng_ctx_fallbacks()) so no frame is lost;
+ * an error is returned only when cpu fails too.
  */
 int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_state *const *states,
 	    struct eng_detections *out);
+/* Frames this context's backend failed on and cpu computed instead. */
+uint64_t eng_ctx_fallbacks(const struct eng_ctx *c);
 
-/* Debug/test hook: bytes of tensor index (as in the model file) after the last run. */
+/*
+ * Debug/test hook: bytes of tensor index (as in the model file) after the
+ * last run.  Constants, model outputs and post-process outputs are always
+ * available; other activations share arena memory and are available only if
+ * watched (else -ENODATA).
+ */
 int eng_ctx_tensor(const struct eng_ctx *c, int index, const void **data, size_t *bytes);
+/* Keep a copy of tensor index (-1: every tensor) after each run, for eng_ctx_tensor(). */
+int eng_ctx_watch(struct eng_ctx *c, int index);
 
 /* Per-op timing of the last run, for detd-bench; may be called after eng_run(). */
 struct eng_op_timing {

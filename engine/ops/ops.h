@@ -1,6 +1,6 @@
 /*
  * ops.h — the contract between the graph (engine/graph.c, engine/tflite.c)
- * and the kernels (engine/ops/*.c).  Internal to engine/.
+ * and the kernels (engine/ops/<family>.c).  Internal to engine/.
  *
  * The model owns nodes and tensors and is immutable after load, so several
  * worker threads can run it at once: a kernel never writes into a node or a
@@ -175,5 +175,7 @@ struct eng_kernel {
 /* The kernel of an op type (reference or the fastest verified variant). */
 const struct eng_kernel *eng_kernel_get(enum eng_op_type type);
 const char *eng_op_name(enum eng_op_type type);
+/* The plain reference kernel of an op type (tests compare the two). */
+const struct eng_kernel *eng_kernel_get_ref(enum eng_op_type type);
 
 #endif

@@ -1,0 +1,323 @@
+/*
+ * conv.c — CONV_2D and DEPTHWISE_CONV_2D, reference kernels.
+ *
+ * Owns the prepared data of convolution nodes (struct conv_prep, shared with
+ * the fast variants in conv_fast.c).  The reference loops follow TFLite's
+ * reference kernels literally: same accumulation order, padding taps skipped,
+ * bias added, then the fixed-point requantization of quant.h.  Runs on the
+ * inference worker thread; prepare at model load.
+ */
+#include "conv.h"
+
+#include <math.h>
+
+void conv_release(struct eng_node *n)
+{
+	struct conv_prep *p = n->prep;
+	if (!p)
+		return;
+	free(p->mult);
+	free(p->shift);
+	free(p->wpack);
+	free(p->cterm);
+	free(p->wdw);
+	free(p->zrow);
+	free(p->rq);
+	free(p->wdw16);
+	free(p->wf);
+	free(p->bf);
+	free(p);
+	n->prep = NULL;
+}
+
+int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen)
+{
+	int rc = ops_check_io(n, 2, 1, err, errlen);
+	if (rc)
+		return rc;
+	const struct eng_tensor *in = n->in[0], *f = n->in[1], *out = n->out[0];
+	const struct eng_tensor *b = n->n_in > 2 ? n->in[2] : NULL;
+	const struct eng_conv_opts *o = &n->opts.conv;
+	if (in->ndim != 4 || f->ndim != 4 || out->ndim != 4) {
+		KERR(err, errlen, "input, filter and output must be 4-D");
+		return -EINVAL;
+	}
+	enum eng_dtype t = in->type;
+	if (t != ENG_DT_U8 && t != ENG_DT_I8 && t != ENG_DT_F32) {
+		KERR(err, errlen, "unsupported input type %d", t);
+		return -ENOTSUP;
+	}
+	if (out->type != t || f->type != t) {
+		KERR(err, errlen, "input, filter and output types differ (%d, %d, %d)", t, f->type,
+		     out->type);
+		return -ENOTSUP;
+	}
+	struct conv_prep *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->type = t;
+	p->dw = dw;
+	p->nb = in->dims[0];
+	p->ih = in->dims[1];
+	p->iw = in->dims[2];
+	p->ic = in->dims[3];
+	if (dw) {
+		p->kh = f->dims[1];
+		p->kw = f->dims[2];
+		p->oc = f->dims[3];
+		p->dm = o->depth_multiplier > 0 ? o->depth_multiplier : 1;
+		if (f->dims[0] != 1 || p->ic <= 0 || p->oc != p->ic * p->dm) {
+			/* Some converters write depth_multiplier 0/1 loosely: derive it. */
+			if (f->dims[0] == 1 && p->ic > 0 && p->oc % p->ic == 0) {
+				p->dm = p->oc / p->ic;
+			} else {
+				KERR(err, errlen, "filter [1,%d,%d,%d] does not match %d input channels",
+				     p->kh, p->kw, p->oc, p->ic);
+				goto fail;
+			}
+		}
+	} else {
+		p->oc = f->dims[0];
+		p->kh = f->dims[1];
+		p->kw = f->dims[2];
+		p->dm = 1;
+		if (f->dims[3] != p->ic) {
+			KERR(err, errlen, "filter depth %d != input depth %d", f->dims[3], p->ic);
+			goto fail;
+		}
+	}
+	p->sh = o->stride_h > 0 ? o->stride_h : 1;
+	p->sw = o->stride_w > 0 ? o->stride_w : 1;
+	p->dh = o->dilation_h > 0 ? o->dilation_h : 1;
+	p->dwl = o->dilation_w > 0 ? o->dilation_w : 1;
+	if (p->kh <= 0 || p->kw <= 0 || p->oc <= 0 || p->ih <= 0 || p->iw <= 0 || p->nb <= 0) {
+		KERR(err, errlen, "empty dimension");
+		goto fail;
+	}
+	p->oh = ops_out_size(o->padding, p->ih, p->kh, p->sh, p->dh);
+	p->ow = ops_out_size(o->padding, p->iw, p->kw, p->sw, p->dwl);
+	if (out->dims[0] != p->nb || out->dims[1] != p->oh || out->dims[2] != p->ow ||
+	    out->dims[3] != p->oc) {
+		KERR(err, errlen, "output shape [%d,%d,%d,%d], expected [%d,%d,%d,%d]", out->dims[0],
+		     out->dims[1], out->dims[2], out->dims[3], p->nb, p->oh, p->ow, p->oc);
+		goto fail;
+	}
+	if (o->padding == ENG_PAD_SAME) {
+		p->pt = ops_pad_before(p->ih, p->oh, p->kh, p->sh, p->dh);
+		p->pl = ops_pad_before(p->iw, p->ow, p->kw, p->sw, p->dwl);
+	}
+	if (b) {
+		if (t_numel(b) != (size_t)p->oc ||
+		    b->type != (t == ENG_DT_F32 ? ENG_DT_F32 : ENG_DT_I32)) {
+			KERR(err, errlen, "bias must be %d elements of %s", p->oc,
+			     t == ENG_DT_F32 ? "float32" : "int32");
+			goto fail;
+		}
+	}
+	if (t == ENG_DT_F32) {
+		q_act_range_f32(o->act, &p->f_lo, &p->f_hi);
+	} else {
+		if (ops_check_q8(in, "input", err, errlen) || ops_check_q8(out, "output", err, errlen) ||
+		    ops_check_q8(f, "filter", err, errlen))
+			goto fail;
+		if (f->q.n != 1 && f->q.n != p->oc) {
+			KERR(err, errlen, "filter has %d scales for %d channels", f->q.n, p->oc);
+			goto fail;
+		}
+		p->in_zp = t_zp(in);
+		p->out_zp = t_zp(out);
+		/* int8 kernels take filters as symmetric (zero point ignored), like TFLite. */
+		p->w_zp = t == ENG_DT_U8 ? t_zp(f) : 0;
+		p->mult = calloc((size_t)p->oc, sizeof(*p->mult));
+		p->shift = calloc((size_t)p->oc, sizeof(*p->shift));
+		if (!p->mult || !p->shift) {
+			rc = -ENOMEM;
+			goto fail_rc;
+		}
+		float s_in = t_scale(in), s_out = t_scale(out);
+		for (int c = 0; c < p->oc; c++) {
+			float s_w = f->q.scale[f->q.n == 1 ? 0 : c];
+			double m;
+			if (t == ENG_DT_U8 && f->q.n == 1)
+				/* The legacy uint8 path multiplies the scales in float first. */
+				m = (double)(s_in * s_w) / (double)s_out;
+			else
+				m = (double)s_in * (double)s_w / (double)s_out;
+			q_quantize_multiplier(m, &p->mult[c], &p->shift[c]);
+		}
+		q_act_range(o->act, t, s_out, p->out_zp, &p->act_lo, &p->act_hi);
+	}
+	n->macs = (int64_t)p->nb * p->oh * p->ow * p->oc * p->kh * p->kw * (dw ? 1 : p->ic);
+	n->prep = p;
+	return 0;
+fail:
+	rc = -EINVAL;
+fail_rc:
+	n->prep = p;
+	conv_release(n);
+	return rc;
+}
+
+static void conv_ref_q8(const struct conv_prep *p, const void *x, const void *w,
+			const int32_t *bias, void *y)
+{
+	enum eng_dtype t = p->type;
+	for (int b = 0; b < p->nb; b++)
+		for (int oy = 0; oy < p->oh; oy++)
+			for (int ox = 0; ox < p->ow; ox++)
+				for (int o = 0; o < p->oc; o++) {
+					int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
+					int32_t acc = 0;
+					for (int ky = 0; ky < p->kh; ky++) {
+						int iy = iy0 + p->dh * ky;
+						if (iy < 0 || iy >= p->ih)
+							continue;
+						for (int kx = 0; kx < p->kw; kx++) {
+							int ix = ix0 + p->dwl * kx;
+							if (ix < 0 || ix >= p->iw)
+								continue;
+							size_t xi = (((size_t)b * p->ih + iy) * p->iw + ix) * p->ic;
+							size_t wi = (((size_t)o * p->kh + ky) * p->kw + kx) * p->ic;
+							for (int c = 0; c < p->ic; c++)
+								acc += (q8_get(t, w, wi + c) - p->w_zp) *
+								       (q8_get(t, x, xi + c) - p->in_zp);
+						}
+					}
+					if (bias)
+						acc += bias[o];
+					acc = q_mul_by_qm(acc, p->mult[o], p->shift[o]) + p->out_zp;
+					size_t yi = (((size_t)b * p->oh + oy) * p->ow + ox) * p->oc + o;
+					q8_put(t, y, yi, clamp_i32(acc, p->act_lo, p->act_hi));
+				}
+}
+
+static void conv_ref_f32(const struct conv_prep *p, const float *x, const float *w,
+			 const float *bias, float *y)
+{
+	for (int b = 0; b < p->nb; b++)
+		for (int oy = 0; oy < p->oh; oy++)
+			for (int ox = 0; ox < p->ow; ox++)
+				for (int o = 0; o < p->oc; o++) {
+					int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
+					float acc = 0.0f;
+					for (int ky = 0; ky < p->kh; ky++) {
+						int iy = iy0 + p->dh * ky;
+						if (iy < 0 || iy >= p->ih)
+							continue;
+						for (int kx = 0; kx < p->kw; kx++) {
+							int ix = ix0 + p->dwl * kx;
+							if (ix < 0 || ix >= p->iw)
+								continue;
+							size_t xi = (((size_t)b * p->ih + iy) * p->iw + ix) * p->ic;
+							size_t wi = (((size_t)o * p->kh + ky) * p->kw + kx) * p->ic;
+							for (int c = 0; c < p->ic; c++)
+								acc += x[xi + c] * w[wi + c];
+						}
+					}
+					if (bias)
+						acc += bias[o];
+					acc = fmaxf(acc, p->f_lo);
+					acc = fminf(acc, p->f_hi);
+					y[(((size_t)b * p->oh + oy) * p->ow + ox) * p->oc + o] = acc;
+				}
+}
+
+static void dwconv_ref_q8(const struct conv_prep *p, const void *x, const void *w,
+			  const int32_t *bias, void *y)
+{
+	enum eng_dtype t = p->type;
+	for (int b = 0; b < p->nb; b++)
+		for (int oy = 0; oy < p->oh; oy++)
+			for (int ox = 0; ox < p->ow; ox++)
+				for (int ic = 0; ic < p->ic; ic++)
+					for (int m = 0; m < p->dm; m++) {
+						int o = ic * p->dm + m;
+						int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
+						int32_t acc = 0;
+						for (int ky = 0; ky < p->kh; ky++) {
+							int iy = iy0 + p->dh * ky;
+							if (iy < 0 || iy >= p->ih)
+								continue;
+							for (int kx = 0; kx < p->kw; kx++) {
+								int ix = ix0 + p->dwl * kx;
+								if (ix < 0 || ix >= p->iw)
+									continue;
+								size_t xi = (((size_t)b * p->ih + iy) * p->iw + ix) * p->ic + ic;
+								size_t wi = ((size_t)ky * p->kw + kx) * p->oc + o;
+								acc += (q8_get(t, w, wi) - p->w_zp) *
+								       (q8_get(t, x, xi) - p->in_zp);
+							}
+						}
+						if (bias)
+							acc += bias[o];
+						acc = q_mul_by_qm(acc, p->mult[o], p->shift[o]) + p->out_zp;
+						size_t yi = (((size_t)b * p->oh + oy) * p->ow + ox) * p->oc + o;
+						q8_put(t, y, yi, clamp_i32(acc, p->act_lo, p->act_hi));
+					}
+}
+
+static void dwconv_ref_f32(const struct conv_prep *p, const float *x, const float *w,
+			   const float *bias, float *y)
+{
+	for (int b = 0; b < p->nb; b++)
+		for (int oy = 0; oy < p->oh; oy++)
+			for (int ox = 0; ox < p->ow; ox++)
+				for (int ic = 0; ic < p->ic; ic++)
+					for (int m = 0; m < p->dm; m++) {
+						int o = ic * p->dm + m;
+						int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
+						float acc = 0.0f;
+						for (int ky = 0; ky < p->kh; ky++) {
+							int iy = iy0 + p->dh * ky;
+							if (iy < 0 || iy >= p->ih)
+								continue;
+							for (int kx = 0; kx < p->kw; kx++) {
+								int ix = ix0 + p->dwl * kx;
+								if (ix < 0 || ix >= p->iw)
+									continue;
+								acc += x[(((size_t)b * p->ih + iy) * p->iw + ix) * p->ic + ic] *
+								       w[((size_t)ky * p->kw + kx) * p->oc + o];
+							}
+						}
+						if (bias)
+							acc += bias[o];
+						acc = fmaxf(acc, p->f_lo);
+						acc = fminf(acc, p->f_hi);
+						y[(((size_t)b * p->oh + oy) * p->ow + ox) * p->oc + o] = acc;
+					}
+}
+
+int conv_eval_ref(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct conv_prep *p = n->prep;
+	const void *in = eng_tdata(x, n->in[0]), *w = eng_tdata(x, n->in[1]);
+	const void *bias = (n->n_in > 2 && n->in[2]) ? eng_tdata(x, n->in[2]) : NULL;
+	void *out = eng_tdata(x, n->out[0]);
+	if (p->type == ENG_DT_F32) {
+		if (p->dw)
+			dwconv_ref_f32(p, in, w, bias, out);
+		else
+			conv_ref_f32(p, in, w, bias, out);
+	} else {
+		if (p->dw)
+			dwconv_ref_q8(p, in, w, bias, out);
+		else
+			conv_ref_q8(p, in, w, bias, out);
+	}
+	return 0;
+}
+
+static int conv_prepare_ref(struct eng_node *n, char *err, size_t errlen)
+{
+	return conv_prepare_common(n, false, err, errlen);
+}
+
+static int dwconv_prepare_ref(struct eng_node *n, char *err, size_t errlen)
+{
+	return conv_prepare_common(n, true, err, errlen);
+}
+
+const struct eng_kernel eng_k_conv_ref = {"CONV_2D", conv_prepare_ref, conv_eval_ref,
+					  conv_release};
+const struct eng_kernel eng_k_dwconv_ref = {"DEPTHWISE_CONV_2D", dwconv_prepare_ref, conv_eval_ref,
+					    conv_release};

@@ -1,0 +1,42 @@
+/*
+ * conv.h — prepared data shared by the reference (conv.c) and fast
+ * (conv_fast.c) convolution kernels.  Internal to engine/ops.
+ */
+#ifndef DETD_ENGINE_OPS_CONV_H
+#define DETD_ENGINE_OPS_CONV_H
+
+#include "kernels.h"
+
+struct simd_rq8;
+
+struct conv_prep {
+	enum eng_dtype type;
+	bool dw;
+	int nb, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dwl, pt, pl, dm;
+	int32_t in_zp, w_zp, out_zp, act_lo, act_hi;
+	float f_lo, f_hi;
+	int32_t *mult; /* per output channel */
+	int *shift;
+	/* fast path (conv_fast.c) */
+	bool fast;
+	int K, Kp, OCp;
+	int16_t *wpack;  /* [OCp/8][Kp/2][8][2]: weights minus zero point */
+	int32_t *cterm;  /* per output channel: bias and zero-point terms */
+	struct simd_rq8 *rq; /* per 8 channels: requantization constants (simd.h) */
+	int16_t *wdw;    /* depthwise: [OCp/8][taps/2][8][2] weights minus zero point, taps paired */
+	int16_t *wdw16;  /* depthwise: per 16 channels and tap pair, [c0-3|c8-11] then [c4-7|c12-15] */
+	uint8_t *zrow;   /* depthwise: OCp bytes of the input zero point (padding taps read it) */
+	int ntp;         /* depthwise: taps rounded up to even */
+	float *wf;       /* float: conv [taps][ic][OCp], depthwise [taps][OCp] */
+	float *bf;       /* float: bias padded to OCp, or NULL (no bias: nothing is added) */
+};
+
+int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen);
+int conv_eval_ref(const struct eng_node *n, const struct eng_exec *x);
+void conv_release(struct eng_node *n);
+
+/* conv_fast_f32.c: float32 variants (AVX2), same summation order as the reference. */
+int conv_prepare_f32_fast(const struct eng_node *n, struct conv_prep *p);
+void conv_eval_f32_fast(const struct conv_prep *p, const float *x, float *y);
+
+#endif
