@@ -421,6 +421,70 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 	return n_sel;
 }
 
+/* nms_single() or an equivalent. */
+typedef int (*pp_nms_fn)(const struct pp_prep *p, uint8_t *s, const float *boxes,
+			 const float *scores, int max_out, int *sel);
+
+/* Regular NMS on decoded boxes into zeroed outputs: per class, then the best
+ * max_detections overall. */
+static int pp_regular(const struct pp_prep *p, uint8_t *s, const float *boxes, const void *cd,
+		      bool su8, double ssc, int32_t szp, float *ob, float *oc, float *os, float *on,
+		      pp_nms_fn nms)
+{
+	float *scores = (float *)(s + p->off_scores);
+	int *sel = (int *)(s + p->off_sel);
+	const uint8_t *sq = cd;
+	/* regular NMS needs every class column: dequantize all scores once */
+	if (su8) {
+		size_t ns = (size_t)p->n * p->cwb;
+		for (size_t i = 0; i < ns; i++)
+			scores[i] = (float)(ssc * (double)((int32_t)sq[i] - szp));
+	} else {
+		scores = (float *)cd;
+	}
+
+	/* regular NMS: per class, then keep the best max_detections overall */
+	float *cls_scores = (float *)(s + p->off_max);
+	int *cand_i = (int *)(s + p->off_cand_i);
+	float *cand_v = (float *)(s + p->off_cand_v);
+	int *order = (int *)(s + p->off_tmp);
+	int n_cand = 0;
+	for (int c = 0; c < p->nc; c++) {
+		for (int r = 0; r < p->n; r++)
+			cls_scores[r] = scores[(size_t)r * p->cwb + c + p->label_off];
+		int n_sel = nms(p, s, boxes, cls_scores, p->o.detections_per_class, sel);
+		int total = n_cand;
+		for (int k = 0; k < n_sel; k++) {
+			cand_i[total] = sel[k] * p->cwb + c + p->label_off;
+			cand_v[total] = cls_scores[sel[k]];
+			total++;
+		}
+		int keep = total < p->o.max_detections ? total : p->o.max_detections;
+		pp_partial_argsort_desc(cand_v, total, keep, order);
+		/* compact the top `keep` in sorted order (through sel as a bounce buffer) */
+		int *bi = sel;
+		float *bv = (float *)(s + p->off_keep_v);
+		for (int k = 0; k < keep; k++) {
+			bi[k] = cand_i[order[k]];
+			bv[k] = cand_v[order[k]];
+		}
+		for (int k = 0; k < keep; k++) {
+			cand_i[k] = bi[k];
+			cand_v[k] = bv[k];
+		}
+		n_cand = keep;
+	}
+	for (int k = 0; k < n_cand; k++) {
+		int a = cand_i[k] / p->cwb;
+		int c = cand_i[k] - a * p->cwb - p->label_off;
+		memcpy(ob + (size_t)k * 4, boxes + (size_t)a * 4, 4 * sizeof(float));
+		oc[k] = (float)c;
+		os[k] = cand_v[k];
+	}
+	on[0] = (float)n_cand;
+	return 0;
+}
+
 /* Dequantization parameters of the box encodings and anchors. */
 struct pp_src {
 	bool bu8, au8;
@@ -531,58 +595,10 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 		return 0;
 	}
 
-	/* regular NMS needs every class column: dequantize all scores once */
-	if (su8) {
-		size_t ns = (size_t)p->n * p->cwb;
-		for (size_t i = 0; i < ns; i++)
-			scores[i] = (float)(ssc * (double)((int32_t)sq[i] - szp));
-	} else {
-		scores = (float *)cd;
-	}
-
-	/* regular NMS: per class, then keep the best max_detections overall */
-	float *cls_scores = (float *)(s + p->off_max);
-	int *cand_i = (int *)(s + p->off_cand_i);
-	float *cand_v = (float *)(s + p->off_cand_v);
-	int *order = (int *)(s + p->off_tmp);
-	int n_cand = 0;
-	for (int c = 0; c < p->nc; c++) {
-		for (int r = 0; r < p->n; r++)
-			cls_scores[r] = scores[(size_t)r * p->cwb + c + p->label_off];
-		int n_sel = nms_single(p, s, boxes, cls_scores, p->o.detections_per_class, sel);
-		int total = n_cand;
-		for (int k = 0; k < n_sel; k++) {
-			cand_i[total] = sel[k] * p->cwb + c + p->label_off;
-			cand_v[total] = cls_scores[sel[k]];
-			total++;
-		}
-		int keep = total < p->o.max_detections ? total : p->o.max_detections;
-		pp_partial_argsort_desc(cand_v, total, keep, order);
-		/* compact the top `keep` in sorted order (through sel as a bounce buffer) */
-		int *bi = sel;
-		float *bv = (float *)(s + p->off_keep_v);
-		for (int k = 0; k < keep; k++) {
-			bi[k] = cand_i[order[k]];
-			bv[k] = cand_v[order[k]];
-		}
-		for (int k = 0; k < keep; k++) {
-			cand_i[k] = bi[k];
-			cand_v[k] = bv[k];
-		}
-		n_cand = keep;
-	}
-	for (int k = 0; k < n_cand; k++) {
-		int a = cand_i[k] / p->cwb;
-		int c = cand_i[k] - a * p->cwb - p->label_off;
-		memcpy(ob + (size_t)k * 4, boxes + (size_t)a * 4, 4 * sizeof(float));
-		oc[k] = (float)c;
-		os[k] = cand_v[k];
-	}
-	on[0] = (float)n_cand;
-	return 0;
+	return pp_regular(p, s, boxes, cd, su8, ssc, szp, ob, oc, os, on, nms_single);
 }
 
-/* ---- fast kernel: same output, less work (fast NMS only) ---------------------- */
+/* ---- fast kernel: same output, less work ---------------------------------------- */
 
 /*
  * Why each shortcut is exact:
@@ -605,6 +621,8 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
  *    boxes first, exactly like the reference.
  *  - Classes per detection are ranked only for the selected anchors, by the
  *    reference's own partial sort on the same row of floats.
+ *  - Regular NMS decodes every box (any class may reach any anchor) and keeps
+ *    the reference's per-class sort; only the greedy loop is the early-out one.
  */
 
 /* Row r's class scores (background removed) as the reference's floats, in buf
@@ -620,17 +638,74 @@ static const float *score_row(const struct pp_prep *p, const void *cd, bool su8,
 	return buf;
 }
 
+/* Candidate b is kept unless one of the n selected boxes overlaps it by more
+ * than the threshold (the reference's test, same argument order). */
+static bool survives(const struct pp_prep *p, const float *selbox, int n, const float b[4])
+{
+	for (int k = 0; k < n; k++) {
+		const float *a = selbox + (size_t)k * 4;
+		/* disjoint boxes have IoU 0, never above a threshold > 0 */
+		if (b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1])
+			continue;
+		if (iou(a, b) > p->o.nms_iou_threshold)
+			return false;
+	}
+	return true;
+}
+
+/* nms_single()'s result: the reference's candidates and sort, then each
+ * candidate tested against the selected boxes only, up to max_out. */
+static int nms_single_fast(const struct pp_prep *p, uint8_t *s, const float *boxes,
+			   const float *scores, int max_out, int *sel)
+{
+	int *keep_i = (int *)(s + p->off_keep_i);
+	float *keep_v = (float *)(s + p->off_keep_v);
+	int *sorted = (int *)(s + p->off_sorted);
+	float *selbox = (float *)(s + p->off_sboxes);
+	int kept = 0;
+	for (int i = 0; i < p->n; i++)
+		if (scores[i] >= p->o.nms_score_threshold) {
+			keep_v[kept] = scores[i];
+			keep_i[kept++] = i;
+		}
+	pp_radix_argsort_desc(keep_v, kept, sorted, (uint32_t *)(s + p->off_radix));
+	int n_sel = 0;
+	for (int i = 0; i < kept && n_sel < max_out; i++) {
+		int r = keep_i[sorted[i]];
+		const float *b = boxes + (size_t)r * 4;
+		if (survives(p, selbox, n_sel, b)) {
+			memcpy(selbox + (size_t)n_sel * 4, b, 4 * sizeof(float));
+			sel[n_sel++] = r;
+		}
+	}
+	return n_sel;
+}
+
 static int pp_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct pp_prep *p = n->prep;
-	if (p->o.use_regular_nms)
-		return pp_eval(n, x);
 	uint8_t *s = x->scratch;
 	const struct eng_tensor *be = n->in[0], *cs = n->in[1], *an = n->in[2];
 	const void *bd = eng_tdata(x, be), *cd = eng_tdata(x, cs), *ad = eng_tdata(x, an);
 	float *ob = eng_tdata(x, n->out[0]), *oc = eng_tdata(x, n->out[1]);
 	float *os = eng_tdata(x, n->out[2]), *on = eng_tdata(x, n->out[3]);
 	const struct pp_src src = pp_src_of(be, bd, an, ad);
+
+	if (p->o.use_regular_nms) {
+		/* every class may reach any anchor: decode them all, as the reference */
+		float *boxes = (float *)(s + p->off_boxes);
+		for (int i = 0; i < p->n; i++) {
+			float *b = boxes + (size_t)i * 4;
+			decode_box(p, &src, i, b);
+			if (b[0] > b[2] || b[1] > b[3])
+				return -EINVAL;
+		}
+		memset(ob, 0, (size_t)p->out_m * 4 * sizeof(float));
+		memset(oc, 0, (size_t)p->out_m * sizeof(float));
+		memset(os, 0, (size_t)p->out_m * sizeof(float));
+		return pp_regular(p, s, boxes, cd, cs->type == ENG_DT_U8, (double)t_scale(cs), t_zp(cs),
+				  ob, oc, os, on, nms_single_fast);
+	}
 
 	/* all boxes decoded up front only when one could be inverted */
 	float *boxes = NULL;
@@ -713,7 +788,6 @@ static int pp_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 	int *sel = (int *)(s + p->off_sel);
 	float *selbox = (float *)(s + p->off_sboxes);
 	const int max_out = p->o.max_detections;
-	const float iou_thr = p->o.nms_iou_threshold;
 	int n_sel = 0;
 	for (int i = 0; i < kept && n_sel < max_out; i++) {
 		int r = order[i];
@@ -722,15 +796,7 @@ static int pp_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 			memcpy(b, boxes + (size_t)r * 4, 4 * sizeof(float));
 		else
 			decode_box(p, &src, r, b);
-		bool gone = false;
-		for (int k = 0; k < n_sel && !gone; k++) {
-			const float *a = selbox + (size_t)k * 4;
-			/* disjoint boxes have IoU 0, never above a threshold > 0 */
-			if (b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1])
-				continue;
-			gone = iou(a, b) > iou_thr;
-		}
-		if (!gone)
+		if (survives(p, selbox, n_sel, b))
 			sel[n_sel++] = r;
 	}
 

@@ -1189,7 +1189,7 @@ START_TEST(pp_fast_matches_reference)
 			.nms_score_threshold = it % 3 == 0 ? -20.0f : 0.4f,
 			.nms_iou_threshold = (float)(1 + rand() % 9) / 10.0f, .num_classes = nc,
 			.y_scale = 10, .x_scale = 10, .h_scale = 5, .w_scale = 5,
-			.use_regular_nms = it % 8 == 3};
+			.use_regular_nms = it % 4 == 3};
 		int m = o.use_regular_nms ? o.max_detections : o.max_detections * o.max_classes_per_detection;
 		int rc[2];
 		for (int v = 0; v < 2; v++) {
