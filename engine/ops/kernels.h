@@ -116,6 +116,6 @@ extern const struct eng_kernel eng_k_avgpool, eng_k_maxpool, eng_k_mean;
 extern const struct eng_kernel eng_k_resize_nn, eng_k_resize_bilinear;
 extern const struct eng_kernel eng_k_quantize, eng_k_dequantize;
 extern const struct eng_kernel eng_k_relu_lut, eng_k_relu6_lut, eng_k_hard_swish_lut, eng_k_quantize_lut;
-extern const struct eng_kernel eng_k_postprocess;
+extern const struct eng_kernel eng_k_postprocess, eng_k_postprocess_fast;
 
 #endif

@@ -79,6 +79,8 @@ const struct eng_kernel *eng_kernel_get(enum eng_op_type type)
 		return &eng_k_hard_swish_lut;
 	case ENG_OP_QUANTIZE:
 		return &eng_k_quantize_lut;
+	case ENG_OP_DETECTION_POSTPROCESS:
+		return &eng_k_postprocess_fast;
 	default:
 		return eng_kernel_get_ref(type);
 	}

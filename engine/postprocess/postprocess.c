@@ -421,6 +421,115 @@ static int nms_single(const struct pp_prep *p, uint8_t *s, const float *boxes,
 	return n_sel;
 }
 
+/* nms_single() or an equivalent. */
+typedef int (*pp_nms_fn)(const struct pp_prep *p, uint8_t *s, const float *boxes,
+			 const float *scores, int max_out, int *sel);
+
+/* Regular NMS on decoded boxes into zeroed outputs: per class, then the best
+ * max_detections overall. */
+static int pp_regular(const struct pp_prep *p, uint8_t *s, const float *boxes, const void *cd,
+		      bool su8, double ssc, int32_t szp, float *ob, float *oc, float *os, float *on,
+		      pp_nms_fn nms)
+{
+	float *scores = (float *)(s + p->off_scores);
+	int *sel = (int *)(s + p->off_sel);
+	const uint8_t *sq = cd;
+	/* regular NMS needs every class column: dequantize all scores once */
+	if (su8) {
+		size_t ns = (size_t)p->n * p->cwb;
+		for (size_t i = 0; i < ns; i++)
+			scores[i] = (float)(ssc * (double)((int32_t)sq[i] - szp));
+	} else {
+		scores = (float *)cd;
+	}
+
+	/* regular NMS: per class, then keep the best max_detections overall */
+	float *cls_scores = (float *)(s + p->off_max);
+	int *cand_i = (int *)(s + p->off_cand_i);
+	float *cand_v = (float *)(s + p->off_cand_v);
+	int *order = (int *)(s + p->off_tmp);
+	int n_cand = 0;
+	for (int c = 0; c < p->nc; c++) {
+		for (int r = 0; r < p->n; r++)
+			cls_scores[r] = scores[(size_t)r * p->cwb + c + p->label_off];
+		int n_sel = nms(p, s, boxes, cls_scores, p->o.detections_per_class, sel);
+		int total = n_cand;
+		for (int k = 0; k < n_sel; k++) {
+			cand_i[total] = sel[k] * p->cwb + c + p->label_off;
+			cand_v[total] = cls_scores[sel[k]];
+			total++;
+		}
+		int keep = total < p->o.max_detections ? total : p->o.max_detections;
+		pp_partial_argsort_desc(cand_v, total, keep, order);
+		/* compact the top `keep` in sorted order (through sel as a bounce buffer) */
+		int *bi = sel;
+		float *bv = (float *)(s + p->off_keep_v);
+		for (int k = 0; k < keep; k++) {
+			bi[k] = cand_i[order[k]];
+			bv[k] = cand_v[order[k]];
+		}
+		for (int k = 0; k < keep; k++) {
+			cand_i[k] = bi[k];
+			cand_v[k] = bv[k];
+		}
+		n_cand = keep;
+	}
+	for (int k = 0; k < n_cand; k++) {
+		int a = cand_i[k] / p->cwb;
+		int c = cand_i[k] - a * p->cwb - p->label_off;
+		memcpy(ob + (size_t)k * 4, boxes + (size_t)a * 4, 4 * sizeof(float));
+		oc[k] = (float)c;
+		os[k] = cand_v[k];
+	}
+	on[0] = (float)n_cand;
+	return 0;
+}
+
+/* Dequantization parameters of the box encodings and anchors. */
+struct pp_src {
+	bool bu8, au8;
+	float bzp, bsc, azp, asc;
+	const uint8_t *bq, *aq;
+	const float *bf, *af;
+};
+
+static struct pp_src pp_src_of(const struct eng_tensor *be, const void *bd,
+			       const struct eng_tensor *an, const void *ad)
+{
+	const bool bu8 = be->type == ENG_DT_U8, au8 = an->type == ENG_DT_U8;
+	return (struct pp_src){.bu8 = bu8, .au8 = au8,
+			       .bzp = bu8 ? (float)t_zp(be) : 0.0f, .bsc = bu8 ? t_scale(be) : 0.0f,
+			       .azp = au8 ? (float)t_zp(an) : 0.0f, .asc = au8 ? t_scale(an) : 0.0f,
+			       .bq = bd, .aq = ad, .bf = bd, .af = ad};
+}
+
+/* Anchor i's value k (yc, xc, h, w), dequantized as the reference: (float(q) - float(zp)) * scale */
+static inline float anchor_val(const struct pp_src *s, int i, int k)
+{
+	size_t a = (size_t)i * 4 + (size_t)k;
+	return s->au8 ? ((float)s->aq[a] - s->azp) * s->asc : s->af[a];
+}
+
+/* Box i decoded into b (ymin, xmin, ymax, xmax): decoding in double like the
+ * reference.  Both kernels call this one function so the arithmetic is the same. */
+static inline void decode_box(const struct pp_prep *p, const struct pp_src *s, int i, float b[4])
+{
+	size_t e = (size_t)i * p->enc;
+	float t4[4], a4[4];
+	for (int k = 0; k < 4; k++) {
+		t4[k] = s->bu8 ? ((float)s->bq[e + k] - s->bzp) * s->bsc : s->bf[e + k];
+		a4[k] = anchor_val(s, i, k);
+	}
+	float yc = (float)((double)t4[0] / (double)p->o.y_scale * (double)a4[2] + (double)a4[0]);
+	float xc = (float)((double)t4[1] / (double)p->o.x_scale * (double)a4[3] + (double)a4[1]);
+	float hh = (float)(0.5 * exp((double)t4[2] / (double)p->o.h_scale) * (double)a4[2]);
+	float hw = (float)(0.5 * exp((double)t4[3] / (double)p->o.w_scale) * (double)a4[3]);
+	b[0] = yc - hh;
+	b[1] = xc - hw;
+	b[2] = yc + hh;
+	b[3] = xc + hw;
+}
+
 static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct pp_prep *p = n->prep;
@@ -432,27 +541,10 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 	float *ob = eng_tdata(x, n->out[0]), *oc = eng_tdata(x, n->out[1]);
 	float *os = eng_tdata(x, n->out[2]), *on = eng_tdata(x, n->out[3]);
 
-	/* dequantization as the reference: (float(q) - float(zp)) * scale */
-	const bool bu8 = be->type == ENG_DT_U8, au8 = an->type == ENG_DT_U8;
-	const float bzp = (float)t_zp(be), bsc = t_scale(be), azp = (float)t_zp(an), asc = t_scale(an);
-	const uint8_t *bq = bd, *aq = ad;
-	const float *bf = bd, *af = ad;
+	const struct pp_src src = pp_src_of(be, bd, an, ad);
 	for (int i = 0; i < p->n; i++) {
-		size_t e = (size_t)i * p->enc, a = (size_t)i * 4;
-		float t4[4], a4[4];
-		for (int k = 0; k < 4; k++) {
-			t4[k] = bu8 ? ((float)bq[e + k] - bzp) * bsc : bf[e + k];
-			a4[k] = au8 ? ((float)aq[a + k] - azp) * asc : af[a + k];
-		}
-		float yc = (float)((double)t4[0] / (double)p->o.y_scale * (double)a4[2] + (double)a4[0]);
-		float xc = (float)((double)t4[1] / (double)p->o.x_scale * (double)a4[3] + (double)a4[1]);
-		float hh = (float)(0.5 * exp((double)t4[2] / (double)p->o.h_scale) * (double)a4[2]);
-		float hw = (float)(0.5 * exp((double)t4[3] / (double)p->o.w_scale) * (double)a4[3]);
-		float *b = boxes + a;
-		b[0] = yc - hh;
-		b[1] = xc - hw;
-		b[2] = yc + hh;
-		b[3] = xc + hw;
+		float *b = boxes + (size_t)i * 4;
+		decode_box(p, &src, i, b);
 		if (b[0] > b[2] || b[1] > b[3])
 			return -EINVAL; /* NaN-free but inverted: the reference rejects these too */
 	}
@@ -503,56 +595,231 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
 		return 0;
 	}
 
-	/* regular NMS needs every class column: dequantize all scores once */
-	if (su8) {
-		size_t ns = (size_t)p->n * p->cwb;
-		for (size_t i = 0; i < ns; i++)
-			scores[i] = (float)(ssc * (double)((int32_t)sq[i] - szp));
-	} else {
-		scores = (float *)cd;
+	return pp_regular(p, s, boxes, cd, su8, ssc, szp, ob, oc, os, on, nms_single);
+}
+
+/* ---- fast kernel: same output, less work ---------------------------------------- */
+
+/*
+ * Why each shortcut is exact:
+ *  - Candidate order.  The reference keeps anchors with max score >= threshold
+ *    and sorts them stably by that float, descending.  With uint8 scores the
+ *    dequantized value is a function of the quantized one; when that table is
+ *    strictly increasing (checked per call; always so for scale > 0) equal
+ *    floats are equal q, so a stable counting sort on the max q over 256
+ *    buckets gives the very same order, and the max of the floats is lut[max q].
+ *    Float scores keep the reference's filter and radix sort.
+ *  - Greedy NMS.  A candidate is selected iff no box selected before it
+ *    overlaps it by more than the threshold, and the loop ends at
+ *    max_detections: testing each candidate against the (<= max_detections)
+ *    selected boxes, in sorted order, is the reference's result without
+ *    touching the candidates after the last selection.
+ *  - Lazy decoding.  Only candidates examined are decoded.  The reference also
+ *    rejects the call if ANY decoded box is inverted; that needs a negative
+ *    anchor height or width (hh, hw >= 0 or NaN otherwise, and float
+ *    rounding is monotonic), so any such anchor makes us decode and check all
+ *    boxes first, exactly like the reference.
+ *  - Classes per detection are ranked only for the selected anchors, by the
+ *    reference's own partial sort on the same row of floats.
+ *  - Regular NMS decodes every box (any class may reach any anchor) and keeps
+ *    the reference's per-class sort; only the greedy loop is the early-out one.
+ */
+
+/* Row r's class scores (background removed) as the reference's floats, in buf
+ * when dequantized. */
+static const float *score_row(const struct pp_prep *p, const void *cd, bool su8, const float *lut,
+			      int r, float *buf)
+{
+	if (!su8)
+		return (const float *)cd + (size_t)r * p->cwb + p->label_off;
+	const uint8_t *q = (const uint8_t *)cd + (size_t)r * p->cwb + p->label_off;
+	for (int c = 0; c < p->nc; c++)
+		buf[c] = lut[q[c]];
+	return buf;
+}
+
+/* Candidate b is kept unless one of the n selected boxes overlaps it by more
+ * than the threshold (the reference's test, same argument order). */
+static bool survives(const struct pp_prep *p, const float *selbox, int n, const float b[4])
+{
+	for (int k = 0; k < n; k++) {
+		const float *a = selbox + (size_t)k * 4;
+		/* disjoint boxes have IoU 0, never above a threshold > 0 */
+		if (b[0] >= a[2] || b[2] <= a[0] || b[1] >= a[3] || b[3] <= a[1])
+			continue;
+		if (iou(a, b) > p->o.nms_iou_threshold)
+			return false;
+	}
+	return true;
+}
+
+/* nms_single()'s result: the reference's candidates and sort, then each
+ * candidate tested against the selected boxes only, up to max_out. */
+static int nms_single_fast(const struct pp_prep *p, uint8_t *s, const float *boxes,
+			   const float *scores, int max_out, int *sel)
+{
+	int *keep_i = (int *)(s + p->off_keep_i);
+	float *keep_v = (float *)(s + p->off_keep_v);
+	int *sorted = (int *)(s + p->off_sorted);
+	float *selbox = (float *)(s + p->off_sboxes);
+	int kept = 0;
+	for (int i = 0; i < p->n; i++)
+		if (scores[i] >= p->o.nms_score_threshold) {
+			keep_v[kept] = scores[i];
+			keep_i[kept++] = i;
+		}
+	pp_radix_argsort_desc(keep_v, kept, sorted, (uint32_t *)(s + p->off_radix));
+	int n_sel = 0;
+	for (int i = 0; i < kept && n_sel < max_out; i++) {
+		int r = keep_i[sorted[i]];
+		const float *b = boxes + (size_t)r * 4;
+		if (survives(p, selbox, n_sel, b)) {
+			memcpy(selbox + (size_t)n_sel * 4, b, 4 * sizeof(float));
+			sel[n_sel++] = r;
+		}
+	}
+	return n_sel;
+}
+
+static int pp_eval_fast(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct pp_prep *p = n->prep;
+	uint8_t *s = x->scratch;
+	const struct eng_tensor *be = n->in[0], *cs = n->in[1], *an = n->in[2];
+	const void *bd = eng_tdata(x, be), *cd = eng_tdata(x, cs), *ad = eng_tdata(x, an);
+	float *ob = eng_tdata(x, n->out[0]), *oc = eng_tdata(x, n->out[1]);
+	float *os = eng_tdata(x, n->out[2]), *on = eng_tdata(x, n->out[3]);
+	const struct pp_src src = pp_src_of(be, bd, an, ad);
+
+	if (p->o.use_regular_nms) {
+		/* every class may reach any anchor: decode them all, as the reference */
+		float *boxes = (float *)(s + p->off_boxes);
+		for (int i = 0; i < p->n; i++) {
+			float *b = boxes + (size_t)i * 4;
+			decode_box(p, &src, i, b);
+			if (b[0] > b[2] || b[1] > b[3])
+				return -EINVAL;
+		}
+		memset(ob, 0, (size_t)p->out_m * 4 * sizeof(float));
+		memset(oc, 0, (size_t)p->out_m * sizeof(float));
+		memset(os, 0, (size_t)p->out_m * sizeof(float));
+		return pp_regular(p, s, boxes, cd, cs->type == ENG_DT_U8, (double)t_scale(cs), t_zp(cs),
+				  ob, oc, os, on, nms_single_fast);
 	}
 
-	/* regular NMS: per class, then keep the best max_detections overall */
-	float *cls_scores = (float *)(s + p->off_max);
-	int *cand_i = (int *)(s + p->off_cand_i);
-	float *cand_v = (float *)(s + p->off_cand_v);
-	int *order = (int *)(s + p->off_tmp);
-	int n_cand = 0;
-	for (int c = 0; c < p->nc; c++) {
-		for (int r = 0; r < p->n; r++)
-			cls_scores[r] = scores[(size_t)r * p->cwb + c + p->label_off];
-		int n_sel = nms_single(p, s, boxes, cls_scores, p->o.detections_per_class, sel);
-		int total = n_cand;
-		for (int k = 0; k < n_sel; k++) {
-			cand_i[total] = sel[k] * p->cwb + c + p->label_off;
-			cand_v[total] = cls_scores[sel[k]];
-			total++;
+	/* all boxes decoded up front only when one could be inverted */
+	float *boxes = NULL;
+	for (int i = 0; i < p->n; i++)
+		if (anchor_val(&src, i, 2) < 0.0f || anchor_val(&src, i, 3) < 0.0f) {
+			boxes = (float *)(s + p->off_boxes);
+			break;
 		}
-		int keep = total < p->o.max_detections ? total : p->o.max_detections;
-		pp_partial_argsort_desc(cand_v, total, keep, order);
-		/* compact the top `keep` in sorted order (through sel as a bounce buffer) */
-		int *bi = sel;
-		float *bv = (float *)(s + p->off_keep_v);
-		for (int k = 0; k < keep; k++) {
-			bi[k] = cand_i[order[k]];
-			bv[k] = cand_v[order[k]];
+	if (boxes)
+		for (int i = 0; i < p->n; i++) {
+			float *b = boxes + (size_t)i * 4;
+			decode_box(p, &src, i, b);
+			if (b[0] > b[2] || b[1] > b[3])
+				return -EINVAL;
 		}
-		for (int k = 0; k < keep; k++) {
-			cand_i[k] = bi[k];
-			cand_v[k] = bv[k];
+
+	const bool su8 = cs->type == ENG_DT_U8;
+	const double ssc = (double)t_scale(cs);
+	const int32_t szp = t_zp(cs);
+	float lut[256];
+	bool bucket = su8;
+	if (su8)
+		for (int q = 0; q < 256; q++) {
+			lut[q] = (float)(ssc * (double)(q - szp));
+			if (q > 0 && !(lut[q] > lut[q - 1]))
+				bucket = false;
 		}
-		n_cand = keep;
+	const float thr = p->o.nms_score_threshold;
+	int *order = (int *)(s + p->off_sorted); /* candidate anchors, best first */
+	int kept = 0;
+	if (bucket) {
+		/* stable counting sort of the anchors by max q, descending */
+		uint8_t *maxq = s + p->off_active;
+		const uint8_t *sq = cd;
+		int count[256] = {0};
+		for (int r = 0; r < p->n; r++) {
+			const uint8_t *row = sq + (size_t)r * p->cwb + p->label_off;
+			uint8_t m = row[0];
+			for (int c = 1; c < p->nc; c++)
+				m = row[c] > m ? row[c] : m;
+			maxq[r] = m;
+			count[255 - m]++;
+		}
+		int start[256], at = 0;
+		for (int b = 0; b < 256; b++) {
+			start[b] = at;
+			if (lut[255 - b] >= thr)
+				at += count[b];
+			else
+				start[b] = -1; /* below the threshold: dropped, as the reference's filter */
+		}
+		kept = at;
+		for (int r = 0; r < p->n; r++) {
+			int b = 255 - maxq[r];
+			if (start[b] >= 0)
+				order[start[b]++] = r;
+		}
+	} else {
+		/* the reference's candidate list and sort */
+		int *keep_i = (int *)(s + p->off_keep_i);
+		float *keep_v = (float *)(s + p->off_keep_v);
+		int *sorted = (int *)(s + p->off_cand_i);
+		int *ci = (int *)(s + p->off_cand_tmp);
+		float *rowbuf = (float *)(s + p->off_scores);
+		for (int r = 0; r < p->n; r++) {
+			const float *bs = score_row(p, cd, su8, lut, r, rowbuf);
+			pp_partial_argsort_desc(bs, p->nc, p->cats, ci);
+			float v = bs[ci[0]];
+			if (v >= thr) {
+				keep_v[kept] = v;
+				keep_i[kept++] = r;
+			}
+		}
+		pp_radix_argsort_desc(keep_v, kept, sorted, (uint32_t *)(s + p->off_radix));
+		for (int i = 0; i < kept; i++)
+			order[i] = keep_i[sorted[i]];
 	}
-	for (int k = 0; k < n_cand; k++) {
-		int a = cand_i[k] / p->cwb;
-		int c = cand_i[k] - a * p->cwb - p->label_off;
-		memcpy(ob + (size_t)k * 4, boxes + (size_t)a * 4, 4 * sizeof(float));
-		oc[k] = (float)c;
-		os[k] = cand_v[k];
+
+	/* greedy NMS against the selected boxes only, stopping at max_detections */
+	int *sel = (int *)(s + p->off_sel);
+	float *selbox = (float *)(s + p->off_sboxes);
+	const int max_out = p->o.max_detections;
+	int n_sel = 0;
+	for (int i = 0; i < kept && n_sel < max_out; i++) {
+		int r = order[i];
+		float *b = selbox + (size_t)n_sel * 4;
+		if (boxes)
+			memcpy(b, boxes + (size_t)r * 4, 4 * sizeof(float));
+		else
+			decode_box(p, &src, r, b);
+		if (survives(p, selbox, n_sel, b))
+			sel[n_sel++] = r;
 	}
-	on[0] = (float)n_cand;
+
+	memset(ob, 0, (size_t)p->out_m * 4 * sizeof(float));
+	memset(oc, 0, (size_t)p->out_m * sizeof(float));
+	memset(os, 0, (size_t)p->out_m * sizeof(float));
+	int *ci = (int *)(s + p->off_cand_tmp);
+	float *rowbuf = (float *)(s + p->off_scores);
+	for (int k = 0; k < n_sel; k++) {
+		const float *bs = score_row(p, cd, su8, lut, sel[k], rowbuf);
+		pp_partial_argsort_desc(bs, p->nc, p->cats, ci);
+		for (int c = 0; c < p->cats; c++) {
+			int off = p->o.max_classes_per_detection * k + c;
+			memcpy(ob + (size_t)off * 4, selbox + (size_t)k * 4, 4 * sizeof(float));
+			oc[off] = (float)ci[c];
+			os[off] = bs[ci[c]];
+		}
+	}
+	on[0] = (float)n_sel;
 	return 0;
 }
 
 const struct eng_kernel eng_k_postprocess = {"TFLite_Detection_PostProcess", pp_prepare, pp_eval,
 					     pp_release};
+const struct eng_kernel eng_k_postprocess_fast = {"TFLite_Detection_PostProcess", pp_prepare,
+						  pp_eval_fast, pp_release};

@@ -5,8 +5,11 @@
  * non-maximum suppression, fast (one class per anchor) or regular
  * (per-class), reproducing TFLite's kernel: decoding in double, IoU in float,
  * stable descending sort so equal scores keep anchor order.
- * The kernel entry is `eng_k_postprocess` (ops/kernels.h); the sort is
- * exposed for unit tests.  Inference worker thread.
+ * Two kernel entries (ops/kernels.h): `eng_k_postprocess`, the reference
+ * (eng_kernel_get_ref), and `eng_k_postprocess_fast`, selected by
+ * eng_kernel_get: byte-identical output, fast NMS without decoding, sorting or
+ * comparing the candidates it never reaches (regular NMS shares the reference
+ * code).  The sorts are exposed for unit tests.  Inference worker thread.
  */
 #ifndef DETD_ENGINE_POSTPROCESS_H
 #define DETD_ENGINE_POSTPROCESS_H

@@ -1138,6 +1138,99 @@ START_TEST(nms_many_boxes_match_direct_greedy)
 }
 END_TEST
 
+/*
+ * The selected post-process kernel (counting sort, lazy decoding, early-out
+ * NMS) against the reference one, byte for byte, on random inputs: uint8 and
+ * float tensors, scores from a handful of values (many ties, -0.0 next to
+ * +0.0), every anchor a candidate or a real threshold, 1-3 classes per
+ * detection, a background column or not, and now and then a negative anchor
+ * height that makes a box inverted (both must reject the call).
+ */
+START_TEST(pp_fast_matches_reference)
+{
+	enum { NA = 700, C = 4, MD = 15, MC = 3, M = MD * MC };
+	static uint8_t encq[NA][4], scq[NA][C], ancq[NA][4];
+	static float encf[NA][4], scf[NA][C], ancf[NA][4];
+	static float ob[2][M][4], ocl[2][M], os[2][M], on[2];
+	const struct eng_kernel *kern[2] = {eng_kernel_get(ENG_OP_DETECTION_POSTPROCESS),
+					    eng_kernel_get_ref(ENG_OP_DETECTION_POSTPROCESS)};
+	ck_assert_ptr_ne(kern[0], kern[1]);
+	srand(29);
+	int rejected = 0, compared = 0;
+	for (int it = 0; it < 120; it++) {
+		const bool su8 = it & 1, bu8 = it & 2, au8 = it & 4;
+		const int na = it % 9 == 0 ? 1 + rand() % 40 : NA;
+		const int nc = it % 5 == 0 ? C : C - 1;
+		const int levels = 2 + rand() % 6; /* distinct score values: ties everywhere */
+		for (int i = 0; i < na; i++) {
+			for (int k = 0; k < 4; k++) {
+				encq[i][k] = (uint8_t)(118 + rand() % 21);
+				encf[i][k] = (float)(rand() % 200 - 100) / 100.0f;
+			}
+			ancq[i][0] = (uint8_t)(rand() % 256);
+			ancq[i][1] = (uint8_t)(rand() % 256);
+			ancq[i][2] = (uint8_t)(130 + rand() % 60);
+			ancq[i][3] = (uint8_t)(130 + rand() % 60);
+			for (int k = 0; k < 4; k++)
+				ancf[i][k] = ((float)ancq[i][k] - 128.0f) / 128.0f;
+			for (int c = 0; c < C; c++) {
+				int l = rand() % levels;
+				scq[i][c] = (uint8_t)(l * 250 / levels);
+				scf[i][c] = l == 0 ? (rand() & 1 ? -0.0f : 0.0f) : (float)l / (float)levels;
+			}
+		}
+		if (it % 13 == 6) { /* one inverted box */
+			ancq[na / 2][2] = 100;
+			ancf[na / 2][2] = -0.2f;
+		}
+		struct eng_postprocess_opts o = {
+			.max_detections = 1 + rand() % MD, .max_classes_per_detection = 1 + rand() % MC,
+			.detections_per_class = 1 + rand() % MD,
+			.nms_score_threshold = it % 3 == 0 ? -20.0f : 0.4f,
+			.nms_iou_threshold = (float)(1 + rand() % 9) / 10.0f, .num_classes = nc,
+			.y_scale = 10, .x_scale = 10, .h_scale = 5, .w_scale = 5,
+			.use_regular_nms = it % 4 == 3};
+		int m = o.use_regular_nms ? o.max_detections : o.max_detections * o.max_classes_per_detection;
+		int rc[2];
+		for (int v = 0; v < 2; v++) {
+			reset();
+			memset(ob[v], 0x5a, sizeof(ob[v]));
+			memset(ocl[v], 0x5a, sizeof(ocl[v]));
+			memset(os[v], 0x5a, sizeof(os[v]));
+			memset(&on[v], 0x5a, sizeof(on[v]));
+			struct eng_tensor *in[3] = {
+				bu8 ? mk(ENG_DT_U8, 3, (int[]){1, na, 4}, 0.1f, 128, encq)
+				    : mk(ENG_DT_F32, 3, (int[]){1, na, 4}, 0, 0, encf),
+				su8 ? mk(ENG_DT_U8, 3, (int[]){1, na, C}, 1.0f / 256, 0, scq)
+				    : mk(ENG_DT_F32, 3, (int[]){1, na, C}, 0, 0, scf),
+				au8 ? mk(ENG_DT_U8, 2, (int[]){na, 4}, 1.0f / 128, 128, ancq)
+				    : mk(ENG_DT_F32, 2, (int[]){na, 4}, 0, 0, ancf)};
+			struct eng_tensor *out[4] = {mk(ENG_DT_F32, 3, (int[]){1, m, 4}, 0, 0, ob[v]),
+						     mk(ENG_DT_F32, 2, (int[]){1, m}, 0, 0, ocl[v]),
+						     mk(ENG_DT_F32, 2, (int[]){1, m}, 0, 0, os[v]),
+						     mk(ENG_DT_F32, 1, (int[]){1}, 0, 0, &on[v])};
+			struct eng_node n = node(ENG_OP_DETECTION_POSTPROCESS, 3, in, 4, out);
+			n.opts.pp = o;
+			rc[v] = run(kern[v], &n);
+		}
+		ck_assert_msg(rc[0] == rc[1], "it %d: fast rc %d, reference rc %d", it, rc[0], rc[1]);
+		if (rc[0]) {
+			rejected++;
+			continue;
+		}
+		compared++;
+		ck_assert_msg(memcmp(&on[0], &on[1], sizeof(on[0])) == 0, "it %d: %g vs %g detections",
+			      it, (double)on[0], (double)on[1]);
+		ck_assert_msg(memcmp(ob[0], ob[1], sizeof(ob[0])) == 0, "it %d: boxes differ", it);
+		ck_assert_msg(memcmp(ocl[0], ocl[1], sizeof(ocl[0])) == 0, "it %d: classes differ", it);
+		ck_assert_msg(memcmp(os[0], os[1], sizeof(os[0])) == 0, "it %d: scores differ", it);
+	}
+	/* both kinds of case were exercised */
+	ck_assert_int_gt(rejected, 0);
+	ck_assert_int_gt(compared, 100);
+}
+END_TEST
+
 START_TEST(pp_rejects_bad_options)
 {
 	struct pp_case c = {0};
@@ -1266,6 +1359,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(p, nms_regular_vs_fast);
 	tcase_add_test(p, pp_uint8_inputs);
 	tcase_add_test(p, nms_many_boxes_match_direct_greedy);
+	tcase_add_test(p, pp_fast_matches_reference);
 	tcase_add_test(p, pp_rejects_bad_options);
 	tcase_add_test(p, argsort_is_stable);
 	tcase_add_test(p, partial_argsort_heap_order);
