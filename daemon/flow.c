@@ -167,11 +167,12 @@ int flow_create(const struct flow_opts *opts, struct flow **out, char *err, size
 		goto fail;
 	}
 
-	enum eng_format fmt = ENG_FORMAT_AUTO;
-	if (cfg->model.format && strcmp(cfg->model.format, "tflite") == 0)
-		fmt = ENG_FORMAT_TFLITE;
-	else if (cfg->model.format && strcmp(cfg->model.format, "codenet") == 0)
-		fmt = ENG_FORMAT_CODENET;
+	enum eng_format fmt;
+	rc = eng_format_from_name(cfg->model.format, &fmt);
+	if (rc < 0) {
+		snprintf(err, errlen, "model.format: unknown format '%s'", cfg->model.format);
+		goto fail;
+	}
 	struct eng_model_opts mo = {.path = cfg->model.path, .labels_path = cfg->model.labels,
 				    .format = fmt};
 	rc = eng_model_load(&mo, &f->model, err, errlen);

@@ -217,7 +217,7 @@ static int setup_io(struct eng_model *m, char *err, size_t errlen)
 	const struct eng_tensor *img = &g->tensors[m->image_input];
 	struct eng_model_info *inf = &m->info;
 	inf->name = m->name;
-	inf->format = "tflite";
+	inf->format = eng_format_name(ENG_FORMAT_TFLITE);
 	inf->input_height = img->dims[1];
 	inf->input_width = img->dims[2];
 	inf->input_channels = img->dims[3];
@@ -257,7 +257,7 @@ static int load_codenet(struct eng_model *m, const char *path, const char *label
 	const struct cdn_desc *d = cdn_model_desc(m->cdn);
 	struct eng_model_info *inf = &m->info;
 	inf->name = m->name;
-	inf->format = "codenet";
+	inf->format = eng_format_name(ENG_FORMAT_CODENET);
 	inf->input_width = d->width;
 	inf->input_height = d->height;
 	inf->input_channels = 3;
@@ -833,4 +833,30 @@ int eng_ctx_op_timings(const struct eng_ctx *c, const struct eng_op_timing **t, 
 	*t = c->timings;
 	*n = c->m->cdn ? c->m->info.n_ops : c->m->g.n_nodes;
 	return 0;
+}
+
+static const char *const format_names[] = {
+	[ENG_FORMAT_AUTO] = "auto",
+	[ENG_FORMAT_TFLITE] = "tflite",
+	[ENG_FORMAT_CODENET] = "codenet",
+};
+
+const char *eng_format_name(enum eng_format f)
+{
+	return (unsigned)f < sizeof(format_names) / sizeof(format_names[0]) ? format_names[f] : "?";
+}
+
+int eng_format_from_name(const char *name, enum eng_format *out)
+{
+	if (!name) {
+		*out = ENG_FORMAT_AUTO;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(format_names) / sizeof(format_names[0]); i++) {
+		if (strcmp(format_names[i], name) == 0) {
+			*out = (enum eng_format)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
 }

@@ -30,6 +30,11 @@ enum eng_format {
 	ENG_FORMAT_CODENET,
 };
 
+/* The one name table of model formats: "auto", "tflite", "codenet" (config, /status, logs).
+ * eng_format_from_name returns -EINVAL for an unknown name; NULL means auto. */
+int eng_format_from_name(const char *name, enum eng_format *out);
+const char *eng_format_name(enum eng_format f);
+
 struct eng_model_opts {
 	const char *path;        /* model file */
 	const char *labels_path; /* pbtxt label map or one label per line; may be NULL */

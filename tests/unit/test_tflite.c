@@ -437,6 +437,21 @@ static void write_file(const char *path, const char *s)
 	fclose(f);
 }
 
+START_TEST(format_names)
+{
+	enum eng_format f = ENG_FORMAT_TFLITE;
+	ck_assert_int_eq(eng_format_from_name(NULL, &f), 0);
+	ck_assert_int_eq(f, ENG_FORMAT_AUTO);
+	ck_assert_int_eq(eng_format_from_name("codenet", &f), 0);
+	ck_assert_int_eq(f, ENG_FORMAT_CODENET);
+	ck_assert_int_eq(eng_format_from_name("tflite", &f), 0);
+	ck_assert_int_eq(f, ENG_FORMAT_TFLITE);
+	ck_assert_int_eq(eng_format_from_name("onnx", &f), -EINVAL);
+	ck_assert_str_eq(eng_format_name(ENG_FORMAT_CODENET), "codenet");
+	ck_assert_str_eq(eng_format_name((enum eng_format)42), "?");
+}
+END_TEST
+
 START_TEST(label_maps)
 {
 	char path[] = "/tmp/detd-labels-XXXXXX";
@@ -724,6 +739,7 @@ int main(void)
 {
 	Suite *s = suite_create("tflite");
 	TCase *tc = tcase_create("reader");
+	tcase_add_test(tc, format_names);
 	tcase_add_test(tc, real_model_structure);
 	tcase_add_test(tc, real_model_wiring_and_arena);
 	tcase_add_test(tc, tiny_valid_and_messages);
