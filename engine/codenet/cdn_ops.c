@@ -134,11 +134,17 @@ static inline int16_t qval(int8_t a, bool sgn)
  * of the output tile passes over it; four output rows share each B load. */
 #define KB 128
 
+/* end of the K block that starts at k0 */
+static inline int kb_end(int k0, int K)
+{
+	return k0 + KB < K ? k0 + KB : K;
+}
+
 static void gemm_f32_ref(int n, int K, int M, const float *A, size_t lda, const float *B,
 			 float *C)
 {
 	for (int k0 = 0; k0 < K; k0 += KB) {
-		int k1 = k0 + KB < K ? k0 + KB : K;
+		int k1 = kb_end(k0, K);
 		int i = 0;
 		for (; i + 4 <= n; i += 4) {
 			float *c0 = C + (size_t)i * M, *c1 = c0 + M, *c2 = c1 + M, *c3 = c2 + M;
@@ -178,7 +184,7 @@ __attribute__((target("avx2,fma"))) static void gemm_f32_avx2(int n, int K, int 
 							       const float *B, float *C)
 {
 	for (int k0 = 0; k0 < K; k0 += KB) {
-		int k1 = k0 + KB < K ? k0 + KB : K;
+		int k1 = kb_end(k0, K);
 		int i = 0;
 		for (; i + 4 <= n; i += 4) {
 			const float *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda,
@@ -293,7 +299,7 @@ static void gemm_i16_ref(int n, int K, int M, const int16_t *A, size_t lda, cons
 			 int32_t *acc)
 {
 	for (int k0 = 0; k0 < K; k0 += KB) {
-		int k1 = k0 + KB < K ? k0 + KB : K;
+		int k1 = kb_end(k0, K);
 		int i = 0;
 		for (; i + 4 <= n; i += 4) {
 			int32_t *c0 = acc + (size_t)i * M, *c1 = c0 + M, *c2 = c1 + M, *c3 = c2 + M;
@@ -591,6 +597,15 @@ CDN_VEC static void dw_rows(void *arg, int tid, int y0, int y1)
 	}
 }
 
+static int clamp_threads(int threads)
+{
+	if (threads < 1)
+		threads = 1;
+	if (threads > CDN_MAX_THREADS)
+		threads = CDN_MAX_THREADS;
+	return threads;
+}
+
 static int alloc_scratch(struct conv_job *j, int threads, size_t bytes)
 {
 	j->scratch_bytes = bytes;
@@ -613,10 +628,7 @@ int cdn_op_conv(const struct cdn_layer *L, const struct cdn_ten *in, struct cdn_
 {
 	struct conv_job j = {.L = L, .in = in, .out = out};
 	int r;
-	if (threads < 1)
-		threads = 1;
-	if (threads > CDN_MAX_THREADS)
-		threads = CDN_MAX_THREADS;
+	threads = clamp_threads(threads);
 	size_t K = (size_t)L->k * L->k * in->c;
 	if (L->kind == CDN_L_DW) {
 		r = alloc_scratch(&j, threads, in->f ? 0 : (sizeof(int32_t) + sizeof(int16_t)) * in->c);
@@ -654,6 +666,17 @@ struct taps4 {
 	float w[4];
 };
 
+/* v clamped to [-b, b]; a NaN v passes through unchanged */
+static inline float clamp_sym_f(float v, float b)
+{
+	return v < -b ? -b : v > b ? b : v;
+}
+
+static inline int clamp_sym_i(int v, int b)
+{
+	return v < -b ? -b : v > b ? b : v;
+}
+
 static void float_pos(const struct cdn_dcn_cfg *cfg, const float *o, int y, int x, int t,
 		      float *py, float *px)
 {
@@ -676,8 +699,8 @@ static void float_pos(const struct cdn_dcn_cfg *cfg, const float *o, int y, int 
 		}
 		if (cfg->bound > 0) {
 			float b = cfg->bound;
-			dy = dy < -b ? -b : dy > b ? b : dy;
-			dx = dx < -b ? -b : dx > b ? b : dx;
+			dy = clamp_sym_f(dy, b);
+			dx = clamp_sym_f(dx, b);
 		}
 		*py = (float)(y + ky) + dy;
 		*px = (float)(x + kx) + dx;
@@ -720,8 +743,8 @@ static bool int_pos(const struct cdn_dcn_cfg *cfg, const int8_t *o, int y, int x
 	} else {
 		int dy = o[2 * t], dx = o[2 * t + 1];
 		if (B > 0) {
-			dy = dy < -B ? -B : dy > B ? B : dy;
-			dx = dx < -B ? -B : dx > B ? B : dx;
+			dy = clamp_sym_i(dy, B);
+			dx = clamp_sym_i(dx, B);
 		}
 		py = y + ky + dy;
 		px = x + kx + dx;
@@ -852,10 +875,7 @@ int cdn_op_dcn(const struct cdn_layer *L, const struct cdn_dcn_cfg *cfg, const s
 {
 	struct dcn_job j = {.L = L, .cfg = cfg, .in = in, .off = off, .out = out};
 	int r = 0;
-	if (threads < 1)
-		threads = 1;
-	if (threads > CDN_MAX_THREADS)
-		threads = CDN_MAX_THREADS;
+	threads = clamp_threads(threads);
 	size_t K = (size_t)9 * in->c, b;
 	if (L->kind == CDN_L_DCN_DW)
 		b = in->f ? 0 : (sizeof(int32_t) + sizeof(int16_t)) * in->c;
