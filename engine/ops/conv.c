@@ -158,6 +158,17 @@ fail_rc:
 	return rc;
 }
 
+/* NHWC element offsets of input pixel (b, iy, ix) and output pixel (b, oy, ox). */
+static inline size_t in_at(const struct conv_prep *p, int b, int iy, int ix)
+{
+	return (((size_t)b * p->ih + iy) * p->iw + ix) * p->ic;
+}
+
+static inline size_t out_at(const struct conv_prep *p, int b, int oy, int ox)
+{
+	return (((size_t)b * p->oh + oy) * p->ow + ox) * p->oc;
+}
+
 static void conv_ref_q8(const struct conv_prep *p, const void *x, const void *w,
 			const int32_t *bias, void *y)
 {
@@ -176,7 +187,7 @@ static void conv_ref_q8(const struct conv_prep *p, const void *x, const void *w,
 							int ix = ix0 + p->dwl * kx;
 							if (ix < 0 || ix >= p->iw)
 								continue;
-							size_t xi = (((size_t)b * p->ih + iy) * p->iw + ix) * p->ic;
+							size_t xi = in_at(p, b, iy, ix);
 							size_t wi = (((size_t)o * p->kh + ky) * p->kw + kx) * p->ic;
 							for (int c = 0; c < p->ic; c++)
 								acc += (q8_get(t, w, wi + c) - p->w_zp) *
@@ -186,7 +197,7 @@ static void conv_ref_q8(const struct conv_prep *p, const void *x, const void *w,
 					if (bias)
 						acc += bias[o];
 					acc = q_mul_by_qm(acc, p->mult[o], p->shift[o]) + p->out_zp;
-					size_t yi = (((size_t)b * p->oh + oy) * p->ow + ox) * p->oc + o;
+					size_t yi = out_at(p, b, oy, ox) + o;
 					q8_put(t, y, yi, clamp_i32(acc, p->act_lo, p->act_hi));
 				}
 }
@@ -208,7 +219,7 @@ static void conv_ref_f32(const struct conv_prep *p, const float *x, const float 
 							int ix = ix0 + p->dwl * kx;
 							if (ix < 0 || ix >= p->iw)
 								continue;
-							size_t xi = (((size_t)b * p->ih + iy) * p->iw + ix) * p->ic;
+							size_t xi = in_at(p, b, iy, ix);
 							size_t wi = (((size_t)o * p->kh + ky) * p->kw + kx) * p->ic;
 							for (int c = 0; c < p->ic; c++)
 								acc += x[xi + c] * w[wi + c];
@@ -218,7 +229,7 @@ static void conv_ref_f32(const struct conv_prep *p, const float *x, const float 
 						acc += bias[o];
 					acc = fmaxf(acc, p->f_lo);
 					acc = fminf(acc, p->f_hi);
-					y[(((size_t)b * p->oh + oy) * p->ow + ox) * p->oc + o] = acc;
+					y[out_at(p, b, oy, ox) + o] = acc;
 				}
 }
 
@@ -242,7 +253,7 @@ static void dwconv_ref_q8(const struct conv_prep *p, const void *x, const void *
 								int ix = ix0 + p->dwl * kx;
 								if (ix < 0 || ix >= p->iw)
 									continue;
-								size_t xi = (((size_t)b * p->ih + iy) * p->iw + ix) * p->ic + ic;
+								size_t xi = in_at(p, b, iy, ix) + ic;
 								size_t wi = ((size_t)ky * p->kw + kx) * p->oc + o;
 								acc += (q8_get(t, w, wi) - p->w_zp) *
 								       (q8_get(t, x, xi) - p->in_zp);
@@ -251,7 +262,7 @@ static void dwconv_ref_q8(const struct conv_prep *p, const void *x, const void *
 						if (bias)
 							acc += bias[o];
 						acc = q_mul_by_qm(acc, p->mult[o], p->shift[o]) + p->out_zp;
-						size_t yi = (((size_t)b * p->oh + oy) * p->ow + ox) * p->oc + o;
+						size_t yi = out_at(p, b, oy, ox) + o;
 						q8_put(t, y, yi, clamp_i32(acc, p->act_lo, p->act_hi));
 					}
 }
@@ -275,7 +286,7 @@ static void dwconv_ref_f32(const struct conv_prep *p, const float *x, const floa
 								int ix = ix0 + p->dwl * kx;
 								if (ix < 0 || ix >= p->iw)
 									continue;
-								acc += x[(((size_t)b * p->ih + iy) * p->iw + ix) * p->ic + ic] *
+								acc += x[in_at(p, b, iy, ix) + ic] *
 								       w[((size_t)ky * p->kw + kx) * p->oc + o];
 							}
 						}
@@ -283,7 +294,7 @@ static void dwconv_ref_f32(const struct conv_prep *p, const float *x, const floa
 							acc += bias[o];
 						acc = fmaxf(acc, p->f_lo);
 						acc = fminf(acc, p->f_hi);
-						y[(((size_t)b * p->oh + oy) * p->ow + ox) * p->oc + o] = acc;
+						y[out_at(p, b, oy, ox) + o] = acc;
 					}
 }
 
