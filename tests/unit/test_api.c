@@ -13,6 +13,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "pubtest.h"
+#include "testutil.h"
 
 struct hooks_log {
 	int adds, removes, reloads;
@@ -455,9 +456,5 @@ int main(void)
 	tcase_add_test(tc, sse_with_curl);
 	tcase_add_test(tc, sse_slow_client);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

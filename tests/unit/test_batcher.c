@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "fake_engine.h"
 #include "log.h"
+#include "testutil.h"
 
 #define MAX_RES 8192
 
@@ -87,6 +88,15 @@ static struct eng_batcher *make(const struct eng_batcher_opts *o)
 	return b;
 }
 
+/* Add one single-letter stream per character of ids ("abc": a, b, c). */
+static void add_streams(struct eng_batcher *b, const char *ids)
+{
+	for (const char *p = ids; *p; p++) {
+		char id[2] = {*p, 0};
+		eng_batcher_add_stream(b, id);
+	}
+}
+
 /* A frame of stream id whose first byte is tag. */
 static struct det_frame *frame(const char *id, uint64_t seq, unsigned char tag)
 {
@@ -132,9 +142,7 @@ START_TEST(round_robin_batches)
 	/* batch 2 of 3 always-ready streams: each stream every 1.5 batches */
 	struct eng_batcher_opts o = opts(1, 2, 1000);
 	struct eng_batcher *b = make(&o);
-	eng_batcher_add_stream(b, "a");
-	eng_batcher_add_stream(b, "b");
-	eng_batcher_add_stream(b, "c");
+	add_streams(b, "abc");
 	fake_gate_hold(true);
 	eng_batcher_submit(b, frame("a", 1, 'a'));
 	eng_batcher_submit(b, frame("b", 1, 'b'));
@@ -193,8 +201,7 @@ START_TEST(max_wait_cut)
 	/* Two streams, batch 2: one frame alone waits max_wait_ms, then goes. */
 	struct eng_batcher_opts o = opts(1, 2, 150);
 	struct eng_batcher *b = make(&o);
-	eng_batcher_add_stream(b, "a");
-	eng_batcher_add_stream(b, "b");
+	add_streams(b, "ab");
 	int64_t t0 = det_mono_ns();
 	eng_batcher_submit(b, frame("a", 1, 'a'));
 	ck_assert(wait_results(1));
@@ -298,8 +305,7 @@ START_TEST(stream_removal)
 {
 	struct eng_batcher_opts o = opts(1, 1, 0);
 	struct eng_batcher *b = make(&o);
-	eng_batcher_add_stream(b, "a");
-	eng_batcher_add_stream(b, "b");
+	add_streams(b, "ab");
 	fake_gate_hold(true);
 	eng_batcher_submit(b, frame("a", 1, 'a'));
 	ck_assert(fake_wait_runs_started(1));
@@ -332,8 +338,7 @@ START_TEST(state_follows_stream)
 {
 	struct eng_batcher_opts o = opts(2, 2, 0);
 	struct eng_batcher *b = make(&o);
-	eng_batcher_add_stream(b, "a");
-	eng_batcher_add_stream(b, "b");
+	add_streams(b, "ab");
 	int n = 0;
 	for (int i = 1; i <= 5; i++) {
 		eng_batcher_submit(b, frame("a", (uint64_t)i, 'a'));
@@ -400,9 +405,7 @@ START_TEST(shutdown_drains)
 {
 	struct eng_batcher_opts o = opts(1, 1, 0);
 	struct eng_batcher *b = make(&o);
-	eng_batcher_add_stream(b, "a");
-	eng_batcher_add_stream(b, "b");
-	eng_batcher_add_stream(b, "c");
+	add_streams(b, "abc");
 	fake_gate_hold(true);
 	eng_batcher_submit(b, frame("a", 1, 'a'));
 	ck_assert(fake_wait_runs_started(1));
@@ -430,8 +433,7 @@ START_TEST(shutdown_without_drain)
 {
 	struct eng_batcher_opts o = opts(1, 1, 0);
 	struct eng_batcher *b = make(&o);
-	eng_batcher_add_stream(b, "a");
-	eng_batcher_add_stream(b, "b");
+	add_streams(b, "ab");
 	fake_gate_hold(true);
 	eng_batcher_submit(b, frame("a", 1, 'a'));
 	ck_assert(fake_wait_runs_started(1));
@@ -573,9 +575,5 @@ int main(void)
 	tcase_add_test(tc, slow_backend_drops_stale);
 	tcase_add_test(tc, bad_options);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

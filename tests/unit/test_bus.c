@@ -4,6 +4,7 @@
 #include "bus.h"
 #include "metrics.h"
 #include "pubtest.h"
+#include "testutil.h"
 
 #define MAXGOT 256
 
@@ -355,9 +356,5 @@ int main(void)
 	tcase_add_test(tc, flow_policy);
 	tcase_add_test(tc, metrics_render_format);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

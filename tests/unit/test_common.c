@@ -4,6 +4,7 @@
 
 #include "frame.h"
 #include "log.h"
+#include "testutil.h"
 
 START_TEST(frame_alloc_and_refs)
 {
@@ -61,9 +62,5 @@ int main(void)
 	tcase_add_test(tc, map_box_stretch_and_letterbox);
 	tcase_add_test(tc, log_levels);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

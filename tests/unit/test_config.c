@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "testutil.h"
 
 static const char *minimal = "{\"model\": {\"path\": \"/m.tflite\"}}";
 
@@ -498,9 +499,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

@@ -11,6 +11,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "testutil.h"
 
 static char trace[1024];
 static char cfg_path[256];
@@ -234,9 +235,5 @@ static Suite *suite(void)
 int main(void)
 {
 	log_set_level(LOG_LVL_WARN);
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

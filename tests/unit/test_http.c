@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "testutil.h"
 
 static struct event_base *base;
 static struct http *srv;
@@ -241,9 +242,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

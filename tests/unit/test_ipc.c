@@ -12,6 +12,7 @@
 #include "ipc.h"
 #include "metrics.h"
 #include "pubtest.h"
+#include "testutil.h"
 
 struct fx {
 	char *dir;
@@ -656,9 +657,5 @@ int main(void)
 	tcase_add_test(tc, socket_file_handling);
 	tcase_add_test(tc, inherited_socket);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

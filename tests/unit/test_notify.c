@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "notify.h"
+#include "testutil.h"
 
 static int listener(char *path, size_t len, bool abstract)
 {
@@ -156,9 +157,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(suite());
 }

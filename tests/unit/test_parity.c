@@ -20,6 +20,7 @@
 #include "engine.h"
 #include "log.h"
 #include "model.h"
+#include "testutil.h"
 
 #define BOX_TENSOR 421
 #define SCORE_TENSOR 423
@@ -598,9 +599,5 @@ int main(void)
 	tcase_add_test(tc, api_edges);
 	tcase_add_test(tc, batch_on_two_threads);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

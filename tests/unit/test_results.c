@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "results.h"
+#include "testutil.h"
 
 struct seen {
 	int n;
@@ -153,9 +154,5 @@ int main(void)
 	tcase_add_test(tc, full_drops_oldest);
 	tcase_add_test(tc, threads_to_loop);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "model.h"
 #include "tflite.h"
+#include "testutil.h"
 
 static uint8_t *read_all(const char *path, size_t *len)
 {
@@ -752,9 +753,5 @@ int main(void)
 	tcase_set_timeout(corpus, 600);
 	tcase_add_test(corpus, corruption_corpus);
 	suite_add_tcase(s, corpus);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }
