@@ -93,7 +93,7 @@ static void add_streams(struct eng_batcher *b, const char *ids)
 {
 	for (const char *p = ids; *p; p++) {
 		char id[2] = {*p, 0};
-		eng_batcher_add_stream(b, id);
+		ck_assert_int_eq(eng_batcher_add_stream(b, id), 0);
 	}
 }
 
