@@ -49,7 +49,8 @@ struct det_frame {
 	uint8_t *data;               /* tightly owned by the frame */
 };
 
-/* A frame with room for width×height×channels bytes; refs = 1. NULL on ENOMEM. */
+/* A frame with room for width×height×channels bytes (not initialized: the
+ * producer writes them all); refs = 1. NULL on ENOMEM. */
 struct det_frame *det_frame_new(int width, int height, int channels);
 struct det_frame *det_frame_ref(struct det_frame *f);
 void det_frame_unref(struct det_frame *f); /* NULL-safe */
