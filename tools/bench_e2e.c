@@ -206,9 +206,10 @@ int bench_e2e_main(int argc, char **argv)
 	       "max_wait %d ms, %.0f s (+%.0f s warm-up), %ld online CPUs\n",
 	       mi->name, video_path, fps, workers, threads, wait_ms, seconds, warmup,
 	       sysconf(_SC_NPROCESSORS_ONLN));
-	printf("%-6s %-7s %-8s %-8s %-8s %-7s %-6s %-8s %-8s %-8s %-8s %-7s %-7s %-10s %-8s "
-	       "%-8s %s\n", "batch", "streams", "nominal", "in_fps", "out_fps", "stale%", "mean_b",
-	       "inf_p50", "inf_p99", "lat_p50", "lat_p99", "rss_MB", "hwm_MB", "cpu_ms/res",
+	printf("%-6s %-7s %-8s %-8s %-8s %-7s %-6s %-8s %-8s %-8s %-8s %-7s %-7s %-7s %-10s %-8s "
+	       "%-8s %s\n", "batch", "streams", "nominal", "in_fps", "out_fps", "stale%",
+	       "mean_b", "inf_p50", "inf_p99", "lat_p50", "lat_p99", "rss_MB", "hwm_MB", "anon_MB",
+	       "cpu_ms/res",
 	       "dec_fps", "conv_fps", "sustained");
 
 	int rc = 0;
@@ -265,6 +266,7 @@ int bench_e2e_main(int argc, char **argv)
 			eng_batcher_stats(run.b, &s1);
 			pipe_sums(src, &p1);
 			long rss = rss_kb("VmRSS:"), hwm = rss_kb("VmHWM:");
+			long anon = rss_kb("RssAnon:"); /* RSS minus shared-library pages */
 			pipe_sources_destroy(src);
 			eng_batcher_destroy(run.b);
 
@@ -278,10 +280,10 @@ int bench_e2e_main(int argc, char **argv)
 			double nominal = (double)N * fps, in_fps = (double)sub / seconds;
 			double stale_pct = sub ? 100.0 * (double)stale / (double)sub : 0;
 			printf("%-6d %-7d %-8.1f %-8.1f %-8.1f %-7.1f %-6.2f %-8.1f %-8.1f %-8.1f %-8.1f "
-			       "%-7.1f %-7.1f %-10.1f %-8.1f %-8.1f %s\n",
+			       "%-7.1f %-7.1f %-7.1f %-10.1f %-8.1f %-8.1f %s\n",
 			       B, N, nominal, in_fps, achieved, stale_pct,
 			       bat ? (double)fr / (double)bat : 0, s1.infer_ms_p50, s1.infer_ms_p99,
-			       p50, p99, (double)rss / 1024.0, (double)hwm / 1024.0,
+			       p50, p99, (double)rss / 1024.0, (double)hwm / 1024.0, (double)anon / 1024.0,
 			       results ? (c1 - c0) / (double)results : 0,
 			       (double)(p1.decoded - p0.decoded) / seconds,
 			       (double)(p1.converted - p0.converted) / seconds,
