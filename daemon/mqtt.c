@@ -574,7 +574,7 @@ static void cb_disconnect(struct mosquitto *mosq, void *ud, int rc)
 	(void)mosq;
 	pthread_mutex_lock(&m->lock);
 	m->mb.disconnected_ev = true;
-	if (rc != 0 && !m->stop)
+	if (rc != 0 && !m->stop && !m->mb.refused_ev)
 		snprintf(m->mb.error, sizeof(m->mb.error), "connection lost: %s",
 			 mosquitto_strerror(rc));
 	pthread_mutex_unlock(&m->lock);
@@ -718,6 +718,17 @@ static void on_connected(struct mqtt *m)
 		}
 		flush_stream(m, s);
 	}
+	/* then the backlog, less its oldest where the bounds require it: the
+	 * retained state just queued is worth more than an old detection */
+	while (rest && (m->queued + rq > m->cfg->queue_messages ||
+			m->queued_bytes + rb > m->cfg->queue_bytes)) {
+		struct qmsg *q = rest;
+		rest = q->next;
+		rq--;
+		rb -= q->len + strlen(q->topic);
+		qmsg_free(q);
+		m->dropped++;
+	}
 	if (rest) {
 		if (m->tail)
 			m->tail->next = rest;
@@ -726,11 +737,6 @@ static void on_connected(struct mqtt *m)
 		m->tail = rest_tail;
 		m->queued += rq;
 		m->queued_bytes += rb;
-		/* the bounds hold again after the prepend */
-		while (m->queued > m->cfg->queue_messages || m->queued_bytes > m->cfg->queue_bytes) {
-			qmsg_free(q_pop(m));
-			m->dropped++;
-		}
 	}
 	daemon_status(m->d, "mqtt connected to %s:%d", m->host, m->port);
 }
@@ -758,12 +764,15 @@ static void wake_cb(evutil_socket_t fd, short what, void *ud)
 				lose_inflight(m, INT64_MAX);
 		}
 		enum mqtt_state ns = mb.refused_ev ? ST_REFUSED : ST_DISCONNECTED;
-		if (mb.error[0] && (strcmp(mb.error, m->last_error) != 0 || m->state != ns))
-			log_warn(TOPIC, "%s; retrying with backoff", mb.error);
-		if (mb.error[0])
-			snprintf(m->last_error, sizeof(m->last_error), "%s", mb.error);
-		if (!(ns == ST_DISCONNECTED && m->state == ST_REFUSED && !mb.connected_ev))
+		/* the close that follows a refusal says less than the refusal */
+		bool keep = !mb.refused_ev && m->state == ST_REFUSED && !mb.connected_ev;
+		if (!keep) {
+			if (mb.error[0] && (strcmp(mb.error, m->last_error) != 0 || m->state != ns))
+				log_warn(TOPIC, "%s; retrying with backoff", mb.error);
+			if (mb.error[0])
+				snprintf(m->last_error, sizeof(m->last_error), "%s", mb.error);
 			m->state = ns;
+		}
 	}
 	if (mb.connected_ev)
 		on_connected(m);
