@@ -6,7 +6,7 @@
 # daemon keeps detecting and serving), two nodes in one broker.
 . "$(dirname "$0")/lib.sh"
 
-for c in mosquitto mosquitto_sub mosquitto_pub mosquitto_passwd jq curl; do
+for c in mosquitto mosquitto_sub mosquitto_pub mosquitto_passwd jq curl openssl; do
 	command -v "$c" >/dev/null || { echo "SKIP: $c not installed"; exit 77; }
 done
 [ -f "$MODEL" ] || { echo "SKIP: no model at $MODEL"; exit 77; }
@@ -206,3 +206,23 @@ curl -sf "${NODE_URLS[c]}/detections/latest?stream=cam0" | jq -e '.type == "dete
 	fail "HTTP not serving detections"
 grep -q "wrong-secret-42" "$T/c.log" && fail "the password appears in the log"
 ok "wrong password: state refused ('$(mq c .last_error)'), detection and HTTP go on, password never logged"
+
+# ---- 7. mqtts:// with a CA of our own ----------------------------------------------
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=detd-test-ca" \
+	-keyout "$T/ca.key" -out "$T/ca.pem" >/dev/null 2>&1 || fail "openssl CA"
+openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$T/srv.key" \
+	-out "$T/srv.csr" >/dev/null 2>&1 || fail "openssl CSR"
+printf 'subjectAltName=IP:127.0.0.1\n' >"$T/san.ext"
+openssl x509 -req -in "$T/srv.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+	-days 2 -extfile "$T/san.ext" -out "$T/srv.pem" >/dev/null 2>&1 || fail "openssl sign"
+SPORT=$(free_port)
+start_broker b3 "$SPORT" true "$(printf 'cafile %s\ncertfile %s\nkeyfile %s\nuser %s' \
+	"$T/ca.pem" "$T/srv.pem" "$T/srv.key" "$(id -un)")"
+mosquitto_sub -h 127.0.0.1 -p "$SPORT" --cafile "$T/ca.pem" -v -t 'tls/#' >"$T/sub4.txt" 2>&1 &
+CHILDREN+=($!)
+node_config "$T/d.json" d "$T/d.sock" "{ \"enabled\": true,
+  \"broker\": \"mqtts://127.0.0.1:$SPORT\", \"ca_file\": \"$T/ca.pem\", \"topic_prefix\": \"tls/nodeD\" }"
+start_node d "$T/d.json"
+wait_for mq_is d .connected true || fail "no TLS connection: $(mq d '')"
+wait_for lines "$T/sub4.txt" '^tls/nodeD/cam0/detections ' 3 || fail "nothing over TLS"
+ok "mqtts:// with ca_file: connected, detections delivered"
