@@ -362,13 +362,13 @@ static struct json_object *ha_device(struct mqtt *m)
 /* Home Assistant MQTT discovery: one retained config message per entity. */
 static void ha_announce(struct mqtt *m, struct stream_state *s, struct label_state *l)
 {
-	char topic[512], uid[256], name[160], state_topic[384], avail[200];
+	char topic[TOPIC_LEN], sid[DET_STREAM_ID_MAX], uid[256], name[256], state_topic[TOPIC_LEN],
+		avail[TOPIC_LEN];
 	bool binary = !l;
 	const char *what = binary ? "occupied" : l->slug;
 
-	slugify(uid, sizeof(uid), s->id);
-	snprintf(name, sizeof(name), "detd_%s_%s_%s", m->ha_node, uid, what);
-	snprintf(uid, sizeof(uid), "%s", name);
+	slugify(sid, sizeof(sid), s->id);
+	snprintf(uid, sizeof(uid), "detd_%s_%s_%s", m->ha_node, sid, what);
 	snprintf(topic, sizeof(topic), "%s/%s/%s/config", m->cfg->ha_prefix,
 		 binary ? "binary_sensor" : "sensor", uid);
 	snprintf(state_topic, sizeof(state_topic), "%s/%s/%s", m->prefix, s->id, what);
