@@ -40,6 +40,7 @@
 #include <gst/app/gstappsink.h>
 #include <gst/video/video.h>
 
+#include "picture.h"
 #include "log.h"
 
 #define TOPIC "pipeline"
@@ -63,6 +64,12 @@ struct pipe_run {
 	int64_t next_t, last_t;
 	GstCaps *sink_caps; /* last caps seen at the appsink, a reference */
 	GstVideoInfo sink_info;
+	/* The decoded picture of the frame now on its way to the appsink (the
+	 * head probe sets it, the appsink callback takes it): original size,
+	 * unconverted, for snapshots of exactly the frame the engine saw. */
+	GstBuffer *orig_buf;
+	GstVideoInfo orig_info;
+	bool orig_info_ok;
 	gint linked;        /* atomic: the video pad of the source part is linked */
 	char last_warning[128]; /* pipeline thread: explains a later EOS */
 	bool loop_seeking;      /* pipeline thread: a loop seek was sent … */
@@ -243,6 +250,7 @@ static void run_free(gpointer data)
 	struct pipe_run *run = data;
 	if (run->sink_caps)
 		gst_caps_unref(run->sink_caps);
+	gst_buffer_replace(&run->orig_buf, NULL);
 	pipe_source_unref(run->src);
 	g_free(run);
 }
@@ -406,6 +414,8 @@ static GstPadProbeReturn head_probe(GstPad *pad, GstPadProbeInfo *info, gpointer
 			gst_event_parse_caps(ev, &caps);
 			if (gst_video_info_from_caps(&vi, caps)) {
 				struct det_mapping m;
+				run->orig_info = vi;
+				run->orig_info_ok = true;
 				pipe_compute_mapping(s->cfg.aspect, GST_VIDEO_INFO_WIDTH(&vi),
 						     GST_VIDEO_INFO_HEIGHT(&vi),
 						     GST_VIDEO_INFO_PAR_N(&vi),
@@ -452,6 +462,8 @@ static GstPadProbeReturn head_probe(GstPad *pad, GstPadProbeInfo *info, gpointer
 	if (drop)
 		s->dropped[PIPE_DROP_RATE]++;
 	g_mutex_unlock(&s->lock);
+	if (!drop && buf)
+		gst_buffer_replace(&run->orig_buf, buf);
 	return drop ? GST_PAD_PROBE_DROP : GST_PAD_PROBE_OK;
 }
 
@@ -513,6 +525,15 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 		return GST_FLOW_OK;
 	}
 	bool ok = copy_frame(run, sample, f);
+	/* The picture it came from, if the probe saw the same timestamp (it is
+	 * the same thread, so it is this frame's unless an element in between
+	 * made up frames).  V4L2 pools are small: copy rather than hold. */
+	GstBuffer *sbuf = gst_sample_get_buffer(sample);
+	if (ok && run->orig_buf && run->orig_info_ok && sbuf &&
+	    GST_BUFFER_PTS(run->orig_buf) == GST_BUFFER_PTS(sbuf))
+		f->orig = pipe_picture_new(run->orig_buf, &run->orig_info,
+					   s->cfg.kind == CFG_SRC_V4L2);
+	gst_buffer_replace(&run->orig_buf, NULL);
 	gst_sample_unref(sample); /* the GStreamer buffer goes back now */
 	if (!ok) {
 		det_frame_unref(f);
