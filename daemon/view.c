@@ -42,7 +42,6 @@
 #define VIEW_MAX_STREAMS 128      /* streams remembered (removed ones age out) */
 #define VIEW_JPEG_QUALITY 80
 #define VIEW_VIEWER_BUFFER (1 << 20) /* bytes queued to one viewer before frames drop */
-#define VIEW_VIEWER_STUCK_S 10.0  /* dropping this long: the viewer is cut */
 #define VIEW_BOUNDARY "detdframe"
 
 struct job;
@@ -392,6 +391,13 @@ static void reap(evutil_socket_t fd, short what, void *ud)
 	}
 }
 
+/* A viewer that keeps dropping this long is cut: the same rule as for
+ * socket and SSE subscribers (ipc.slow_client_timeout_s). */
+static double stuck_limit_s(const struct view *v)
+{
+	return daemon_cfg(v->d)->ipc.slow_client_timeout_s;
+}
+
 static size_t viewer_queued(struct viewer *w)
 {
 	return evbuffer_get_length(bufferevent_get_output(evhttp_connection_get_bufferevent(w->conn)));
@@ -407,7 +413,7 @@ static void viewer_send(struct viewer *w, const uint8_t *jpeg, size_t len, int64
 		v->viewer_drops++;
 		if (!w->stuck_since)
 			w->stuck_since = now;
-		else if ((double)(now - w->stuck_since) / 1e9 > VIEW_VIEWER_STUCK_S)
+		else if ((double)(now - w->stuck_since) / 1e9 > stuck_limit_s(v))
 			viewer_kill(w, false);
 		return;
 	}
@@ -760,7 +766,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *ud)
 		for (struct viewer *w = s->viewers, *n; w; w = n) {
 			n = w->next;
 			if (w->stuck_since && viewer_queued(w) > VIEW_VIEWER_BUFFER &&
-			    (double)(now - w->stuck_since) / 1e9 > VIEW_VIEWER_STUCK_S)
+			    (double)(now - w->stuck_since) / 1e9 > stuck_limit_s(v))
 				viewer_kill(w, false);
 		}
 }
