@@ -29,9 +29,12 @@ struct det_frame *det_frame_new(int width, int height, int channels)
 		return NULL;
 	size_t stride = (size_t)width * (size_t)channels;
 	size_t size = stride * (size_t)height;
-	struct det_frame *f = calloc(1, sizeof(*f) + size);
+	/* The pixels are written by the producer (every byte: tight stride);
+	 * zeroing them first would only cost a pass over each frame. */
+	struct det_frame *f = malloc(sizeof(*f) + size);
 	if (!f)
 		return NULL;
+	memset(f, 0, sizeof(*f));
 	atomic_init(&f->refs, 1);
 	f->width = width;
 	f->height = height;
@@ -50,10 +53,24 @@ struct det_frame *det_frame_ref(struct det_frame *f)
 	return f;
 }
 
+struct det_picture *det_picture_ref(struct det_picture *p)
+{
+	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+	return p;
+}
+
+void det_picture_unref(struct det_picture *p)
+{
+	if (p && atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
+		p->release(p);
+}
+
 void det_frame_unref(struct det_frame *f)
 {
-	if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+	if (f && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
+		det_picture_unref(f->orig);
 		free(f);
+	}
 }
 
 struct det_result *det_result_new(const struct det_frame *frame, int n_objects)
@@ -76,6 +93,8 @@ struct det_result *det_result_new(const struct det_frame *frame, int n_objects)
 		r->orig_height = frame->orig_height;
 		r->t.capture_mono_ns = frame->capture_mono_ns;
 		r->t.enqueue_mono_ns = frame->enqueue_mono_ns;
+		if (frame->orig)
+			r->orig = det_picture_ref(frame->orig);
 	}
 	return r;
 }
@@ -88,8 +107,10 @@ struct det_result *det_result_ref(struct det_result *r)
 
 void det_result_unref(struct det_result *r)
 {
-	if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
+	if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
+		det_picture_unref(r->orig);
 		free(r);
+	}
 }
 
 static float clampf(float v, float lo, float hi)

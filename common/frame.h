@@ -32,6 +32,24 @@ struct det_mapping {
 	double pad_x, pad_y;
 };
 
+/*
+ * The decoded picture a frame was made from, at its original size, kept
+ * without conversion (the producer holds its decoder's buffer) so that a
+ * snapshot can be drawn from exactly the picture the engine saw.  Made by
+ * pipeline/, shared by the frame and its result; to_rgb may run on any
+ * thread and converts on demand (nobody looking = no conversion).
+ */
+struct det_picture {
+	atomic_int refs;
+	int width, height;
+	/* Fill dst (w×h RGB, rows of stride bytes), scaled from width×height
+	 * when they differ.  0 or -errno. */
+	int (*to_rgb)(const struct det_picture *p, uint8_t *dst, int w, int h, size_t stride);
+	void (*release)(struct det_picture *p); /* frees p */
+};
+struct det_picture *det_picture_ref(struct det_picture *p);
+void det_picture_unref(struct det_picture *p); /* NULL-safe */
+
 struct det_frame {
 	atomic_int refs;
 	char stream_id[DET_STREAM_ID_MAX];
@@ -47,9 +65,11 @@ struct det_frame {
 	size_t stride;               /* bytes per row of data */
 	size_t size;                 /* bytes of data */
 	uint8_t *data;               /* tightly owned by the frame */
+	struct det_picture *orig;    /* may be NULL; a reference owned by the frame */
 };
 
-/* A frame with room for width×height×channels bytes; refs = 1. NULL on ENOMEM. */
+/* A frame with room for width×height×channels bytes (not initialized: the
+ * producer writes them all); refs = 1. NULL on ENOMEM. */
 struct det_frame *det_frame_new(int width, int height, int channels);
 struct det_frame *det_frame_ref(struct det_frame *f);
 void det_frame_unref(struct det_frame *f); /* NULL-safe */
@@ -78,6 +98,7 @@ struct det_result {
 	int orig_width, orig_height;
 	struct det_timings t;
 	char backend[16];
+	struct det_picture *orig; /* the frame's picture (a reference) or NULL */
 	int n_objects;
 	struct det_object objects[]; /* n_objects */
 };

@@ -158,6 +158,9 @@ static const struct key http_keys[] = {
 	STRK("token", T_STRING, struct cfg_http, token, F_RELOAD | F_NULLABLE, NULL, NULL),
 	NUMK("max_body_bytes", T_SIZE, struct cfg_http, max_body_bytes, 0, 256, 64 << 20, 1 << 20),
 	NUMK("max_header_bytes", T_SIZE, struct cfg_http, max_header_bytes, 0, 512, 1 << 20, 8192),
+	NUMK("max_viewers", T_INT, struct cfg_http, max_viewers, F_RELOAD, 0, 256, 8),
+	NUMK("max_viewer_fps", T_DOUBLE, struct cfg_http, max_viewer_fps, F_RELOAD | F_MIN_EXCL, 0,
+	     30, 5),
 };
 
 static const struct key ipc_keys[] = {

@@ -67,6 +67,8 @@ struct cfg_http {
 	char *token;            /* bearer token for mutations when not loopback; may be NULL */
 	size_t max_body_bytes;
 	size_t max_header_bytes;
+	int max_viewers;        /* MJPEG live views at once (all streams) */
+	double max_viewer_fps;  /* frames per second per live view, at most */
 };
 
 struct cfg_ipc {

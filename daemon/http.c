@@ -165,19 +165,39 @@ static size_t header_bytes(struct evhttp_request *req)
 	return n;
 }
 
+/* A pattern: every '*' stands for one non-empty path segment (no '/'). */
+static bool pattern_match(const char *pat, const char *path)
+{
+	while (*pat) {
+		if (*pat == '*') {
+			size_t n = strcspn(path, "/");
+			if (!n)
+				return false;
+			path += n;
+			pat++;
+		} else if (*pat++ != *path++) {
+			return false;
+		}
+	}
+	return !*path;
+}
+
 static const struct route *match(const struct http *h, const char *path)
 {
-	const struct route *best = NULL;
+	const struct route *best = NULL, *pattern = NULL;
 	for (size_t i = 0; i < h->n_routes; i++) {
 		const struct route *r = &h->routes[i];
-		if (!(r->flags & HTTP_ROUTE_PREFIX)) {
+		if (r->flags & HTTP_ROUTE_PATTERN) {
+			if (!pattern && pattern_match(r->path, path))
+				pattern = r;
+		} else if (!(r->flags & HTTP_ROUTE_PREFIX)) {
 			if (strcmp(r->path, path) == 0)
 				return r; /* exact wins */
 		} else if (strncmp(r->path, path, r->len) == 0 && (!best || r->len > best->len)) {
 			best = r;
 		}
 	}
-	return best;
+	return pattern ? pattern : best; /* a pattern is more precise than a prefix */
 }
 
 static void dispatch(struct evhttp_request *req, void *arg)
@@ -228,7 +248,8 @@ int http_route_add(struct http *h, unsigned methods_mask, const char *path, unsi
 		return -EINVAL;
 	for (size_t i = 0; i < h->n_routes; i++)
 		if (strcmp(h->routes[i].path, path) == 0 &&
-		    (h->routes[i].flags & HTTP_ROUTE_PREFIX) == (flags & HTTP_ROUTE_PREFIX))
+		    (h->routes[i].flags & (HTTP_ROUTE_PREFIX | HTTP_ROUTE_PATTERN)) ==
+			    (flags & (HTTP_ROUTE_PREFIX | HTTP_ROUTE_PATTERN)))
 			return -EEXIST;
 	if (h->n_routes == MAX_ROUTES)
 		return -ENOSPC;

@@ -33,6 +33,9 @@ struct http;
 
 /* Method bits are libevent's enum evhttp_cmd_type values (EVHTTP_REQ_GET, ...). */
 #define HTTP_ROUTE_PREFIX 1u
+/* e.g. "/streams/{*}/mjpeg" (written with a bare star): each '*' matches one path segment; exact routes win
+ * over patterns, patterns over prefixes. */
+#define HTTP_ROUTE_PATTERN 2u
 
 typedef void (*http_handler_fn)(struct evhttp_request *req, void *ud);
 /* Fill one section object of /status (already created, empty). */

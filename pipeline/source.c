@@ -40,6 +40,7 @@
 #include <gst/app/gstappsink.h>
 #include <gst/video/video.h>
 
+#include "picture.h"
 #include "log.h"
 
 #define TOPIC "pipeline"
@@ -63,6 +64,12 @@ struct pipe_run {
 	int64_t next_t, last_t;
 	GstCaps *sink_caps; /* last caps seen at the appsink, a reference */
 	GstVideoInfo sink_info;
+	/* The decoded picture of the frame now on its way to the appsink (the
+	 * head probe sets it, the appsink callback takes it): original size,
+	 * unconverted, for snapshots of exactly the frame the engine saw. */
+	GstBuffer *orig_buf;
+	GstVideoInfo orig_info;
+	bool orig_info_ok;
 	gint linked;        /* atomic: the video pad of the source part is linked */
 	char last_warning[128]; /* pipeline thread: explains a later EOS */
 	bool loop_seeking;      /* pipeline thread: a loop seek was sent … */
@@ -243,6 +250,7 @@ static void run_free(gpointer data)
 	struct pipe_run *run = data;
 	if (run->sink_caps)
 		gst_caps_unref(run->sink_caps);
+	gst_buffer_replace(&run->orig_buf, NULL);
 	pipe_source_unref(run->src);
 	g_free(run);
 }
@@ -406,6 +414,8 @@ static GstPadProbeReturn head_probe(GstPad *pad, GstPadProbeInfo *info, gpointer
 			gst_event_parse_caps(ev, &caps);
 			if (gst_video_info_from_caps(&vi, caps)) {
 				struct det_mapping m;
+				run->orig_info = vi;
+				run->orig_info_ok = true;
 				pipe_compute_mapping(s->cfg.aspect, GST_VIDEO_INFO_WIDTH(&vi),
 						     GST_VIDEO_INFO_HEIGHT(&vi),
 						     GST_VIDEO_INFO_PAR_N(&vi),
@@ -452,6 +462,8 @@ static GstPadProbeReturn head_probe(GstPad *pad, GstPadProbeInfo *info, gpointer
 	if (drop)
 		s->dropped[PIPE_DROP_RATE]++;
 	g_mutex_unlock(&s->lock);
+	if (!drop && buf)
+		gst_buffer_replace(&run->orig_buf, buf);
 	return drop ? GST_PAD_PROBE_DROP : GST_PAD_PROBE_OK;
 }
 
@@ -513,6 +525,15 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 		return GST_FLOW_OK;
 	}
 	bool ok = copy_frame(run, sample, f);
+	/* The picture it came from, if the probe saw the same timestamp (it is
+	 * the same thread, so it is this frame's unless an element in between
+	 * made up frames).  V4L2 pools are small: copy rather than hold. */
+	GstBuffer *sbuf = gst_sample_get_buffer(sample);
+	if (ok && run->orig_buf && run->orig_info_ok && sbuf &&
+	    GST_BUFFER_PTS(run->orig_buf) == GST_BUFFER_PTS(sbuf))
+		f->orig = pipe_picture_new(run->orig_buf, &run->orig_info,
+					   s->cfg.kind == CFG_SRC_V4L2);
+	gst_buffer_replace(&run->orig_buf, NULL);
 	gst_sample_unref(sample); /* the GStreamer buffer goes back now */
 	if (!ok) {
 		det_frame_unref(f);
@@ -601,6 +622,24 @@ static void on_pad_added(GstElement *el, GstPad *pad, gpointer data)
 	gst_pad_link(pad, sinkpad);
 	gst_object_unref(sinkpad);
 	gst_element_sync_state_with_parent(fs);
+}
+
+/* Every element the decodebins create (pipeline thread or a streaming
+ * thread).  libav decoders default to one frame thread per core: each thread
+ * holds its own decoding context and pictures in flight and adds a frame of
+ * latency, ~7.5 MB per 960×540 H.264 stream here.  The streams already decode
+ * in parallel with each other and with inference, so one thread per decoder
+ * costs no throughput once there is more than one stream. */
+static void on_deep_element_added(GstBin *bin, GstBin *sub, GstElement *el, gpointer data)
+{
+	(void)bin;
+	(void)sub;
+	(void)data;
+	GstElementFactory *fac = gst_element_get_factory(el);
+	if (!fac || !g_str_has_prefix(GST_OBJECT_NAME(fac), "avdec_"))
+		return;
+	if (g_object_class_find_property(G_OBJECT_GET_CLASS(el), "max-threads"))
+		g_object_set(el, "max-threads", 1, NULL);
 }
 
 /* uridecodebin made its source element: tune rtspsrc. */
@@ -771,6 +810,8 @@ static struct pipe_run *build(struct pipe_source *s, char *err, size_t errlen)
 		goto fail;
 	}
 	gst_bin_add_many(GST_BIN(run->pipeline), scale, conv, cf, sink, NULL);
+	g_signal_connect(run->pipeline, "deep-element-added", G_CALLBACK(on_deep_element_added),
+			 NULL);
 	run->head = scale;
 	run->sink = sink;
 

@@ -5,8 +5,11 @@
  * configuration: the frames/s the sources delivered (the rate limit lets one
  * extra frame through at each loop of the 0.67 s video, so it exceeds
  * streams × fps a little), the results/s, stale drops, mean batch,
- * inference ms p50/p99, capture→result latency p50/p99 and RSS (of this one
- * process, which runs the configurations one after the other).  A
+ * inference ms p50/p99, capture→result latency p50/p99, RSS and peak RSS
+ * (of this one process, which runs the configurations one after the other:
+ * run one stream count per process to see each one's own memory), and the
+ * frames/s out of the decoders and into the conversion (what the rate limit
+ * let through).  A
  * configuration is "sustained" when at least 95% of the delivered frames
  * become results (at most 5% stale drops).
  *
@@ -18,6 +21,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +97,27 @@ static double cpu_ms(void)
 	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
 
+/* Frames out of the decoders, into the conversion (not dropped by the rate
+ * limit before it) and delivered to the batcher, summed over the streams. */
+struct pipe_sums {
+	uint64_t decoded, converted, delivered;
+};
+
+static void pipe_sums(struct pipe_sources *src, struct pipe_sums *out)
+{
+	struct pipe_stream_stats *st = NULL;
+	size_t n = 0;
+	memset(out, 0, sizeof(*out));
+	if (pipe_sources_snapshot(src, &st, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		out->decoded += st[i].frames_decoded;
+		out->converted += st[i].frames_decoded - st[i].dropped[PIPE_DROP_RATE];
+		out->delivered += st[i].frames_delivered;
+	}
+	free(st);
+}
+
 static void sleep_s(double s)
 {
 	struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
@@ -162,6 +187,8 @@ int bench_e2e_main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(LOG_LVL_WARN);
+	/* As the daemon does (daemon/main.c): few malloc arenas. */
+	mallopt(M_ARENA_MAX, 2);
 	char err[256] = "";
 	struct eng_model *m;
 	struct eng_model_opts mo = {.path = model_path};
@@ -179,9 +206,11 @@ int bench_e2e_main(int argc, char **argv)
 	       "max_wait %d ms, %.0f s (+%.0f s warm-up), %ld online CPUs\n",
 	       mi->name, video_path, fps, workers, threads, wait_ms, seconds, warmup,
 	       sysconf(_SC_NPROCESSORS_ONLN));
-	printf("%-6s %-7s %-8s %-8s %-8s %-7s %-6s %-8s %-8s %-8s %-8s %-7s %-10s %s\n", "batch",
-	       "streams", "nominal", "in_fps", "out_fps", "stale%", "mean_b", "inf_p50", "inf_p99",
-	       "lat_p50", "lat_p99", "rss_MB", "cpu_ms/res", "sustained");
+	printf("%-6s %-7s %-8s %-8s %-8s %-7s %-6s %-8s %-8s %-8s %-8s %-7s %-7s %-7s %-10s %-8s "
+	       "%-8s %s\n", "batch", "streams", "nominal", "in_fps", "out_fps", "stale%",
+	       "mean_b", "inf_p50", "inf_p99", "lat_p50", "lat_p99", "rss_MB", "hwm_MB", "anon_MB",
+	       "cpu_ms/res",
+	       "dec_fps", "conv_fps", "sustained");
 
 	int rc = 0;
 	struct run run = {.lat_ms = malloc(LAT_MAX * sizeof(float))};
@@ -220,7 +249,9 @@ int bench_e2e_main(int argc, char **argv)
 			}
 			sleep_s(warmup);
 			struct eng_batcher_stats s0, s1;
+			struct pipe_sums p0, p1;
 			eng_batcher_stats(run.b, &s0);
+			pipe_sums(src, &p0);
 			pthread_mutex_lock(&run.mu);
 			run.measuring = true;
 			pthread_mutex_unlock(&run.mu);
@@ -233,7 +264,9 @@ int bench_e2e_main(int argc, char **argv)
 			size_t nl = run.n_lat;
 			pthread_mutex_unlock(&run.mu);
 			eng_batcher_stats(run.b, &s1);
-			long rss = rss_kb("VmRSS:");
+			pipe_sums(src, &p1);
+			long rss = rss_kb("VmRSS:"), hwm = rss_kb("VmHWM:");
+			long anon = rss_kb("RssAnon:"); /* RSS minus shared-library pages */
 			pipe_sources_destroy(src);
 			eng_batcher_destroy(run.b);
 
@@ -247,10 +280,13 @@ int bench_e2e_main(int argc, char **argv)
 			double nominal = (double)N * fps, in_fps = (double)sub / seconds;
 			double stale_pct = sub ? 100.0 * (double)stale / (double)sub : 0;
 			printf("%-6d %-7d %-8.1f %-8.1f %-8.1f %-7.1f %-6.2f %-8.1f %-8.1f %-8.1f %-8.1f "
-			       "%-7.1f %-10.1f %s\n",
+			       "%-7.1f %-7.1f %-7.1f %-10.1f %-8.1f %-8.1f %s\n",
 			       B, N, nominal, in_fps, achieved, stale_pct,
 			       bat ? (double)fr / (double)bat : 0, s1.infer_ms_p50, s1.infer_ms_p99,
-			       p50, p99, (double)rss / 1024.0, results ? (c1 - c0) / (double)results : 0,
+			       p50, p99, (double)rss / 1024.0, (double)hwm / 1024.0, (double)anon / 1024.0,
+			       results ? (c1 - c0) / (double)results : 0,
+			       (double)(p1.decoded - p0.decoded) / seconds,
+			       (double)(p1.converted - p0.converted) / seconds,
 			       stale_pct <= 5.0 ? "yes" : "no");
 			fflush(stdout);
 		}

@@ -49,6 +49,7 @@ struct opts {
 	bool has_min_score;
 	bool json;
 	long count; /* stop after this many detections messages; 0 = never */
+	const char *output; /* snapshot: file to write (default: standard output) */
 };
 
 /* ---- buffered reading from a socket ---- */
@@ -321,6 +322,22 @@ out:
 
 /* ---- HTTP ---- */
 
+/* Binary output (a snapshot) to path, or to stdout when path is NULL or "-". */
+static int write_file(const char *path, const char *data, size_t len)
+{
+	bool std = !path || strcmp(path, "-") == 0;
+	FILE *f = std ? stdout : fopen(path, "wb");
+	if (!f) {
+		fprintf(stderr, "detctl: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	bool ok = fwrite(data, 1, len, f) == len;
+	ok = (std ? fflush(f) : fclose(f)) == 0 && ok;
+	if (!ok)
+		fprintf(stderr, "detctl: writing %s failed\n", std ? "standard output" : path);
+	return ok ? 0 : 1;
+}
+
 static int http_connect(const char *hostport)
 {
 	char host[256];
@@ -508,7 +525,7 @@ static int http_cmd(const struct opts *o, const char *cmd, char **args, int narg
 	const char *method = "GET";
 	char *body = NULL;
 	size_t blen = 0;
-	bool events = false;
+	bool events = false, snapshot = false;
 	if (strcmp(cmd, "status") == 0) {
 		snprintf(path, sizeof(path), "/status");
 	} else if (strcmp(cmd, "streams") == 0) {
@@ -556,6 +573,11 @@ static int http_cmd(const struct opts *o, const char *cmd, char **args, int narg
 	} else if (strcmp(cmd, "reload") == 0) {
 		method = "POST";
 		snprintf(path, sizeof(path), "/reload");
+	} else if (strcmp(cmd, "snapshot") == 0 && nargs == 1) {
+		char q[512] = "";
+		url_add(q, sizeof(q), "x", args[0]);
+		snprintf(path, sizeof(path), "/streams/%s/snapshot.jpg", q + 3);
+		snapshot = true;
 	} else {
 		fprintf(stderr, "detctl: unknown command or missing argument: %s\n", cmd);
 		return 2;
@@ -579,6 +601,11 @@ static int http_cmd(const struct opts *o, const char *cmd, char **args, int narg
 	}
 	size_t len;
 	char *text = body_all(&hb, &len);
+	if (snapshot && status == 200 && text) {
+		rc = write_file(o->output, text, len);
+		free(text);
+		goto out;
+	}
 	struct json_object *doc = text ? json_tokener_parse(text) : NULL;
 	if (status >= 300) {
 		struct json_object *e = doc ? json_object_object_get(doc, "error") : NULL;
@@ -615,6 +642,8 @@ static void usage(FILE *to)
 		"  add-stream FILE        add the stream described in FILE (JSON; - for stdin) (HTTP)\n"
 		"  remove-stream ID       remove a stream (HTTP)\n"
 		"  reload                 reload the configuration (HTTP)\n"
+		"  snapshot ID [-o FILE]  the latest frame of stream ID with its boxes, as JPEG\n"
+		"                         (HTTP; to FILE, or standard output)\n"
 		"Default socket: $DETD_SOCKET or " DEFAULT_SOCKET ".\n"
 		"--token (or $DETD_TOKEN) is sent as a bearer token for mutations.\n");
 }
@@ -627,6 +656,7 @@ int main(int argc, char **argv)
 		{"label", required_argument, NULL, 'L'},  {"min-score", required_argument, NULL, 'm'},
 		{"since", required_argument, NULL, 'i'},  {"count", required_argument, NULL, 'n'},
 		{"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+		{"output", required_argument, NULL, 'o'},
 		{NULL, 0, NULL, 0},
 	};
 	struct opts o = {.socket_path = getenv("DETD_SOCKET"), .token = getenv("DETD_TOKEN")};
@@ -634,7 +664,7 @@ int main(int argc, char **argv)
 		o.socket_path = DEFAULT_SOCKET;
 	signal(SIGPIPE, SIG_IGN);
 	int c;
-	while ((c = getopt_long(argc, argv, "s:H:t:S:L:m:i:n:jh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:H:t:S:L:m:i:n:jho:", lo, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 's':
@@ -682,6 +712,9 @@ int main(int argc, char **argv)
 		case 'j':
 			o.json = true;
 			break;
+		case 'o':
+			o.output = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -698,7 +731,7 @@ int main(int argc, char **argv)
 	char **args = argv + optind + 1;
 	int nargs = argc - optind - 1;
 	static const char *const cmds[] = {"status", "streams", "latest", "subscribe",
-					   "add-stream", "remove-stream", "reload"};
+					   "add-stream", "remove-stream", "reload", "snapshot"};
 	bool known = false;
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		known |= strcmp(cmd, cmds[i]) == 0;
@@ -707,7 +740,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	bool needs_arg = strcmp(cmd, "add-stream") == 0 || strcmp(cmd, "remove-stream") == 0;
+	bool needs_arg = strcmp(cmd, "add-stream") == 0 || strcmp(cmd, "remove-stream") == 0 ||
+			 strcmp(cmd, "snapshot") == 0;
 	if (nargs != (needs_arg ? 1 : 0)) {
 		fprintf(stderr, "detctl: %s takes %s\n", cmd, needs_arg ? "one argument" : "no arguments");
 		return 2;

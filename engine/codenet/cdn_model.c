@@ -6,12 +6,22 @@
  * tools/codenet/codenet_arch.py; the loader runs it in "spec" mode (no data)
  * to list the layers the file must provide, cdn_run() runs it on data.
  * A model is read-only after cdn_model_load(); a context is one thread's.
+ *
+ * Memory of a run: the walk allocates and releases tensors in the same order
+ * on every frame, so cdn_ctx_create() walks once in "plan" mode (shapes
+ * only), records each tensor's size and lifetime, and places them in one
+ * arena (largest first, lowest offset that overlaps no tensor alive at the
+ * same time, as engine/graph.c does for TFLite graphs), plus one workspace
+ * for the largest per-thread scratch of any operator.  cdn_run() then only
+ * hands out offsets: no malloc per operator or per frame (trace copies, a
+ * debugging aid, excepted).
  */
 #include "codenet.h"
 
 #include <errno.h>
 #include <json-c/json.h>
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,11 +46,23 @@ struct cdn_model {
 	struct cdn_layer layers[CDN_MAX_LAYERS];
 };
 
+/* One tensor of the walk, in allocation order. */
+struct cdn_slot {
+	size_t bytes, off;
+	int born, died; /* walk steps; died INT_MAX: alive after the run (heads) */
+};
+
 struct cdn_ctx {
 	const struct cdn_model *m;
 	int threads;
 	bool trace;
-	struct cdn_ten heads[3];
+	struct cdn_slot *slots;
+	int n_slots;
+	unsigned char *arena; /* CDN_WS_ALIGN aligned */
+	size_t arena_bytes;
+	void *ws; /* operator scratch, CDN_WS_ALIGN aligned */
+	size_t ws_bytes;
+	struct cdn_ten heads[3]; /* in the arena */
 	struct cdn_ten *traces; /* n_layers */
 	int64_t *ns;            /* n_layers */
 	float *deq[3];
@@ -52,22 +74,89 @@ struct walker {
 	int li;
 	int err;
 	char errmsg[160];
+	/* Plan mode (c set, plan true): no data, slots and scratch recorded. */
+	bool plan;
+	int step;       /* allocation/release events so far */
+	int slot;       /* next slot to hand out */
+	int slot_cap;   /* plan mode: capacity of c->slots */
+	size_t scratch; /* plan mode: largest per-thread scratch */
 };
 
 /* ---- tensors ------------------------------------------------------------- */
+static size_t ten_bytes(const struct walker *w, int h, int wd, int c)
+{
+	size_t n = (size_t)h * wd * c;
+	return (n ? n : 1) * (w->m->desc.quant ? 1 : sizeof(float));
+}
+
+static void plan_fail(struct walker *w, int err, const char *msg)
+{
+	if (!w->err) {
+		w->err = err;
+		snprintf(w->errmsg, sizeof(w->errmsg), "%s", msg);
+	}
+}
+
+/* The next tensor of the walk: plan mode records it, a run takes its planned
+ * place in the arena.  t.slot identifies it for ten_put(). */
 static struct cdn_ten ten_new(struct walker *w, int h, int wd, int c, bool sgn)
 {
 	struct cdn_ten t = {.h = h, .w = wd, .c = c, .sgn = sgn};
-	if (!w->c || w->err)
+	if (!w->c)
 		return t;
-	size_t n = (size_t)h * wd * c;
+	struct cdn_ctx *ctx = w->c;
+	size_t bytes = ten_bytes(w, h, wd, c);
+	int i = w->slot++;
+	t.slot = i + 1;
+	if (w->plan) {
+		if (i >= w->slot_cap) {
+			int cap = w->slot_cap ? 2 * w->slot_cap : 256;
+			struct cdn_slot *ns = realloc(ctx->slots, (size_t)cap * sizeof(*ns));
+			if (!ns) {
+				plan_fail(w, -ENOMEM, "out of memory planning the arena");
+				t.slot = 0;
+				return t;
+			}
+			ctx->slots = ns;
+			w->slot_cap = cap;
+		}
+		ctx->slots[i] = (struct cdn_slot){.bytes = bytes, .born = w->step++,
+						  .died = INT_MAX};
+		ctx->n_slots = i + 1;
+		return t;
+	}
+	if (w->err)
+		return t;
+	/* The walk is the same on every run; anything else is a bug. */
+	if (i >= ctx->n_slots || ctx->slots[i].bytes != bytes) {
+		plan_fail(w, -EINVAL, "tensor does not match the arena plan");
+		return t;
+	}
+	void *p = ctx->arena + ctx->slots[i].off;
 	if (w->m->desc.quant)
-		t.q = malloc(n ? n : 1);
+		t.q = p;
 	else
-		t.f = malloc((n ? n : 1) * sizeof(float));
-	if (!t.q && !t.f)
-		w->err = -ENOMEM;
+		t.f = p;
 	return t;
+}
+
+/* The walk is done with a tensor (a run: nothing to free, the arena place is
+ * reused by later tensors per the plan). */
+static void ten_put(struct walker *w, struct cdn_ten *t)
+{
+	if (w->plan && t->slot > 0 && t->slot <= w->c->n_slots &&
+	    w->c->slots[t->slot - 1].died == INT_MAX)
+		w->c->slots[t->slot - 1].died = w->step++;
+	t->f = NULL;
+	t->q = NULL;
+	t->slot = 0;
+}
+
+/* Plan mode: an operator needs this much scratch per thread. */
+static void plan_scratch(struct walker *w, size_t per_thread)
+{
+	if (per_thread > w->scratch)
+		w->scratch = per_thread;
 }
 
 static void ten_free(struct cdn_ten *t)
@@ -150,10 +239,14 @@ static struct cdn_ten w_conv(struct walker *w, const char *name, const struct cd
 	int li = w->li++;
 	const struct cdn_layer *L = &w->m->layers[li];
 	struct cdn_ten out = ten_new(w, oh, ow, cout, !relu);
+	if (w->plan) {
+		plan_scratch(w, cdn_op_conv_scratch(L, w->m->desc.quant, x, &out));
+		return out;
+	}
 	if (w->err || !ten_ok(x))
 		return out;
 	int64_t t0 = now_ns();
-	int r = cdn_op_conv(L, x, &out, w->c->threads);
+	int r = cdn_op_conv_ws(L, x, &out, w->c->threads, w->c->ws);
 	if (r < 0)
 		w->err = r;
 	trace_out(w, li, &out, t0);
@@ -184,14 +277,16 @@ static struct cdn_ten w_dcn(struct walker *w, const char *n, const struct cdn_te
 	int li = w->li++;
 	const struct cdn_layer *L = &m->layers[li];
 	struct cdn_ten out = ten_new(w, x->h, x->w, cout, false);
-	if (!w->err && ten_ok(x) && ten_ok(&off)) {
+	if (w->plan)
+		plan_scratch(w, cdn_op_dcn_scratch(L, m->desc.quant, x, &out));
+	else if (!w->err && ten_ok(x) && ten_ok(&off)) {
 		int64_t t0 = now_ns();
-		int r = cdn_op_dcn(L, &m->dcn, x, &off, &out, w->c->threads);
+		int r = cdn_op_dcn_ws(L, &m->dcn, x, &off, &out, w->c->threads, w->c->ws);
 		if (r < 0)
 			w->err = r;
 		trace_out(w, li, &out, t0);
 	}
-	ten_free(&off);
+	ten_put(w, &off);
 	return out;
 }
 
@@ -233,10 +328,10 @@ static void walk(struct walker *w, struct cdn_ten *x0, struct cdn_ten heads[3])
 	const struct cdn_model *m = w->m;
 	char n[64], name[CDN_NAME_MAX];
 	struct cdn_ten x = w_conv(w, "first.conv", x0, 3, m->stride4 ? 4 : 2, false, true, m->ch[0]);
-	ten_free(x0);
+	ten_put(w, x0);
 	if (!m->stride4) {
 		struct cdn_ten y = w_maxpool(w, &x);
-		ten_free(&x);
+		ten_put(w, &x);
 		x = y;
 	}
 	int cin = m->ch[0];
@@ -250,29 +345,29 @@ static void walk(struct walker *w, struct cdn_ten *x0, struct cdn_ten heads[3])
 				t = w_conv(w, name, &x, 3, 2, true, false, cin);
 				snprintf(name, sizeof(name), "%s.branch1.pw", n);
 				b1 = w_conv(w, name, &t, 1, 1, false, true, half);
-				ten_free(&t);
+				ten_put(w, &t);
 				x2 = x; /* borrowed: freed below */
 			} else {
 				w_split(w, &x, &b1, &x2);
-				ten_free(&x);
+				ten_put(w, &x);
 			}
 			snprintf(name, sizeof(name), "%s.branch2.pw1", n);
 			t = w_conv(w, name, &x2, 1, 1, false, true, half);
-			ten_free(&x2);
+			ten_put(w, &x2);
 			snprintf(name, sizeof(name), "%s.branch2.dw", n);
 			t2 = w_conv(w, name, &t, 3, u == 0 ? 2 : 1, true, false, half);
-			ten_free(&t);
+			ten_put(w, &t);
 			snprintf(name, sizeof(name), "%s.branch2.pw2", n);
 			b2 = w_conv(w, name, &t2, 1, 1, false, true, half);
-			ten_free(&t2);
+			ten_put(w, &t2);
 			x = w_concat(w, &b1, &b2);
-			ten_free(&b1);
-			ten_free(&b2);
+			ten_put(w, &b1);
+			ten_put(w, &b2);
 		}
 		cin = m->ch[si + 1];
 	}
 	struct cdn_ten y = w_conv(w, "conv5", &x, 1, 1, false, true, m->ch[4]);
-	ten_free(&x);
+	ten_put(w, &x);
 	x = y;
 	for (int i = 0; i < 3; i++) {
 		int c = m->dec[i];
@@ -288,7 +383,7 @@ static void walk(struct walker *w, struct cdn_ten *x0, struct cdn_ten heads[3])
 			t = w_conv(w, name, &x, 1, 1, false, true, c);
 			snprintf(name, sizeof(name), "%s.conv", n);
 			y = w_conv(w, name, &t, 3, 1, true, true, c);
-			ten_free(&t);
+			ten_put(w, &t);
 			break;
 		case DEC_FULL:
 			y = w_dcn(w, n, &x, c, false);
@@ -297,12 +392,12 @@ static void walk(struct walker *w, struct cdn_ten *x0, struct cdn_ten heads[3])
 			snprintf(name, sizeof(name), "%s.pw", n);
 			t = w_conv(w, name, &x, 1, 1, false, true, c);
 			y = w_dcn(w, n, &t, c, true);
-			ten_free(&t);
+			ten_put(w, &t);
 			break;
 		}
-		ten_free(&x);
+		ten_put(w, &x);
 		x = w_upsample(w, &y);
-		ten_free(&y);
+		ten_put(w, &y);
 	}
 	static const char *const hn[3] = {"hm", "wh", "reg"};
 	const int nout[3] = {m->desc.classes, 2, 2};
@@ -312,12 +407,12 @@ static void walk(struct walker *w, struct cdn_ten *x0, struct cdn_ten heads[3])
 		a = w_conv(w, name, &x, 1, 1, false, true, m->head);
 		snprintf(name, sizeof(name), "head.%s.dw", hn[h]);
 		b = w_conv(w, name, &a, 3, 1, true, true, m->head);
-		ten_free(&a);
+		ten_put(w, &a);
 		snprintf(name, sizeof(name), "head.%s.out", hn[h]);
 		heads[h] = w_conv(w, name, &b, 1, 1, false, false, nout[h]);
-		ten_free(&b);
+		ten_put(w, &b);
 	}
-	ten_free(&x);
+	ten_put(w, &x);
 }
 
 /* ---- JSON ---------------------------------------------------------------- */
@@ -802,6 +897,99 @@ const struct cdn_layer *cdn_model_layer(const struct cdn_model *m, int i)
 }
 
 /* ---- contexts ------------------------------------------------------------- */
+static size_t ws_align(size_t v)
+{
+	return (v + CDN_WS_ALIGN - 1) & ~(size_t)(CDN_WS_ALIGN - 1);
+}
+
+static int cmp_slot_size(const void *a, const void *b, void *arg)
+{
+	const struct cdn_slot *s = arg;
+	int x = *(const int *)a, y = *(const int *)b;
+	if (s[x].bytes != s[y].bytes)
+		return s[x].bytes < s[y].bytes ? 1 : -1;
+	return x - y;
+}
+
+static int cmp_off(const void *a, const void *b)
+{
+	const struct cdn_slot *x = *(const struct cdn_slot *const *)a;
+	const struct cdn_slot *y = *(const struct cdn_slot *const *)b;
+	return (x->off > y->off) - (x->off < y->off);
+}
+
+static bool live_together(const struct cdn_slot *a, const struct cdn_slot *b)
+{
+	return a->born <= b->died && b->born <= a->died;
+}
+
+/* Walks the network without data, then places every tensor: largest first,
+ * at the lowest offset that overlaps no tensor alive at the same time. */
+static int plan_arena(struct cdn_ctx *c)
+{
+	const struct cdn_model *m = c->m;
+	struct walker w = {.m = (struct cdn_model *)m, .c = c, .plan = true};
+	struct cdn_ten in = ten_new(&w, m->desc.height, m->desc.width, 3, false);
+	struct cdn_ten heads[3];
+	walk(&w, &in, heads);
+	if (w.err) {
+		log_error("codenet", "planning the arena: %s", w.errmsg);
+		return w.err;
+	}
+	int n = c->n_slots;
+	int *order = malloc((size_t)n * sizeof(*order));
+	const struct cdn_slot **near = malloc((size_t)n * sizeof(*near));
+	if (!order || !near) {
+		free(order);
+		free(near);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < n; i++)
+		order[i] = i;
+	qsort_r(order, (size_t)n, sizeof(*order), cmp_slot_size, c->slots);
+	size_t total = 0;
+	for (int k = 0; k < n; k++) {
+		struct cdn_slot *s = &c->slots[order[k]];
+		size_t size = ws_align(s->bytes);
+		int nn = 0;
+		for (int j = 0; j < k; j++)
+			if (live_together(s, &c->slots[order[j]]))
+				near[nn++] = &c->slots[order[j]];
+		qsort(near, (size_t)nn, sizeof(*near), cmp_off);
+		size_t cur = 0;
+		for (int j = 0; j < nn; j++) {
+			if (near[j]->off >= cur + size)
+				break;
+			size_t end = near[j]->off + ws_align(near[j]->bytes);
+			if (end > cur)
+				cur = end;
+		}
+		s->off = cur;
+		if (cur + size > total)
+			total = cur + size;
+	}
+	free(order);
+	free(near);
+	/* Invariant: tensors alive at the same time never share bytes. */
+	for (int i = 0; i < n; i++)
+		for (int j = i + 1; j < n; j++) {
+			const struct cdn_slot *a = &c->slots[i], *b = &c->slots[j];
+			if (live_together(a, b) && a->off < b->off + b->bytes &&
+			    b->off < a->off + a->bytes) {
+				log_error("codenet", "arena plan: tensors %d and %d overlap", i, j);
+				return -EINVAL;
+			}
+		}
+	c->arena_bytes = total ? total : CDN_WS_ALIGN;
+	c->ws_bytes = w.scratch ? cdn_op_ws_bytes(w.scratch, c->threads) : 0;
+	c->arena = aligned_alloc(CDN_WS_ALIGN, c->arena_bytes);
+	if (c->ws_bytes)
+		c->ws = aligned_alloc(CDN_WS_ALIGN, c->ws_bytes);
+	if (!c->arena || (c->ws_bytes && !c->ws))
+		return -ENOMEM;
+	return 0;
+}
+
 int cdn_ctx_create(const struct cdn_model *m, int threads, struct cdn_ctx **out)
 {
 	struct cdn_ctx *c = calloc(1, sizeof(*c));
@@ -811,27 +999,39 @@ int cdn_ctx_create(const struct cdn_model *m, int threads, struct cdn_ctx **out)
 	c->threads = threads < 1 ? 1 : threads;
 	c->traces = calloc((size_t)m->n_layers, sizeof(*c->traces));
 	c->ns = calloc((size_t)m->n_layers, sizeof(*c->ns));
-	if (!c->traces || !c->ns) {
+	int r = c->traces && c->ns ? plan_arena(c) : -ENOMEM;
+	if (r < 0) {
 		cdn_ctx_destroy(c);
-		return -ENOMEM;
+		return r;
 	}
 	*out = c;
 	return 0;
+}
+
+void cdn_ctx_memory(const struct cdn_ctx *c, size_t *arena, size_t *ws, size_t *naive)
+{
+	size_t sum = 0;
+	for (int i = 0; i < c->n_slots; i++)
+		sum += c->slots[i].bytes;
+	*arena = c->arena_bytes;
+	*ws = c->ws_bytes;
+	*naive = sum;
 }
 
 void cdn_ctx_destroy(struct cdn_ctx *c)
 {
 	if (!c)
 		return;
-	for (int h = 0; h < 3; h++) {
-		ten_free(&c->heads[h]);
+	for (int h = 0; h < 3; h++)
 		free(c->deq[h]);
-	}
 	if (c->traces)
 		for (int i = 0; i < c->m->n_layers; i++)
 			ten_free(&c->traces[i]);
 	free(c->traces);
 	free(c->ns);
+	free(c->slots);
+	free(c->arena);
+	free(c->ws);
 	free(c);
 }
 
@@ -846,8 +1046,8 @@ int cdn_run(struct cdn_ctx *c, const uint8_t *rgb, struct eng_detections *out)
 	struct walker w = {.m = (struct cdn_model *)m, .c = c};
 	const struct cdn_desc *d = &m->desc;
 	out->n = 0;
-	for (int h = 0; h < 3; h++)
-		ten_free(&c->heads[h]);
+	for (int h = 0; h < 3; h++) /* in the arena: this run overwrites them */
+		ten_put(&w, &c->heads[h]);
 	struct cdn_ten in = ten_new(&w, d->height, d->width, 3, false);
 	if (w.err)
 		return w.err;
@@ -862,7 +1062,7 @@ int cdn_run(struct cdn_ctx *c, const uint8_t *rgb, struct eng_detections *out)
 	if (w.err) {
 		log_error("codenet", "run failed: %s", w.errmsg[0] ? w.errmsg : "out of memory");
 		for (int h = 0; h < 3; h++)
-			ten_free(&c->heads[h]);
+			ten_put(&w, &c->heads[h]);
 		return w.err;
 	}
 	const float *f[3];

@@ -606,46 +606,71 @@ static int clamp_threads(int threads)
 	return threads;
 }
 
-static int alloc_scratch(struct conv_job *j, int threads, size_t bytes)
+/* ---- scratch ------------------------------------------------------------- */
+static size_t ws_slice(size_t bytes)
 {
-	j->scratch_bytes = bytes;
-	for (int t = 0; t < threads && t < CDN_MAX_THREADS; t++) {
-		j->scratch[t] = bytes ? malloc(bytes) : NULL;
-		if (bytes && !j->scratch[t])
-			return -ENOMEM;
-	}
+	return (bytes + CDN_WS_ALIGN - 1) & ~(size_t)(CDN_WS_ALIGN - 1);
+}
+
+size_t cdn_op_ws_bytes(size_t per_thread, int threads)
+{
+	return ws_slice(per_thread) * (size_t)clamp_threads(threads);
+}
+
+/* Slices the workspace: thread t's scratch at t·slice. */
+static void ws_split(void *ws, size_t per_thread, int threads, void **scratch)
+{
+	for (int t = 0; t < threads; t++)
+		scratch[t] = per_thread ? (char *)ws + (size_t)t * ws_slice(per_thread) : NULL;
+}
+
+/* A workspace of its own, for callers without a planned one (tools, tests). */
+static void *ws_alloc(size_t per_thread, int threads, int *r)
+{
+	*r = 0;
+	if (!per_thread)
+		return NULL;
+	void *ws = aligned_alloc(CDN_WS_ALIGN, cdn_op_ws_bytes(per_thread, threads));
+	if (!ws)
+		*r = -ENOMEM;
+	return ws;
+}
+
+size_t cdn_op_conv_scratch(const struct cdn_layer *L, bool quant, const struct cdn_ten *in,
+			   const struct cdn_ten *out)
+{
+	size_t K = (size_t)L->k * L->k * in->c;
+	if (L->kind == CDN_L_DW)
+		return quant ? (sizeof(int32_t) + sizeof(int16_t)) * in->c : 0;
+	if (quant)
+		return ((out->w * K * sizeof(int16_t) + 63) & ~(size_t)63) +
+		       (size_t)out->w * L->cout * sizeof(int32_t);
+	if (!(L->k == 1 && L->stride == 1))
+		return out->w * K * sizeof(float);
 	return 0;
 }
 
-static void free_scratch(struct conv_job *j)
+int cdn_op_conv_ws(const struct cdn_layer *L, const struct cdn_ten *in, struct cdn_ten *out,
+		   int threads, void *ws)
 {
-	for (int t = 0; t < CDN_MAX_THREADS; t++)
-		free(j->scratch[t]);
+	struct conv_job j = {.L = L, .in = in, .out = out};
+	threads = clamp_threads(threads);
+	j.scratch_bytes = cdn_op_conv_scratch(L, !in->f, in, out);
+	if (j.scratch_bytes && !ws)
+		return -EINVAL;
+	ws_split(ws, j.scratch_bytes, threads, j.scratch);
+	cdn_parallel(threads, out->h, L->kind == CDN_L_DW ? dw_rows : conv_rows, &j);
+	return 0;
 }
 
 int cdn_op_conv(const struct cdn_layer *L, const struct cdn_ten *in, struct cdn_ten *out,
 		int threads)
 {
-	struct conv_job j = {.L = L, .in = in, .out = out};
 	int r;
-	threads = clamp_threads(threads);
-	size_t K = (size_t)L->k * L->k * in->c;
-	if (L->kind == CDN_L_DW) {
-		r = alloc_scratch(&j, threads, in->f ? 0 : (sizeof(int32_t) + sizeof(int16_t)) * in->c);
-		if (r == 0)
-			cdn_parallel(threads, out->h, dw_rows, &j);
-	} else {
-		size_t b = 0;
-		if (!in->f)
-			b = ((out->w * K * sizeof(int16_t) + 63) & ~(size_t)63) +
-			    (size_t)out->w * L->cout * sizeof(int32_t);
-		else if (!(L->k == 1 && L->stride == 1))
-			b = out->w * K * sizeof(float);
-		r = alloc_scratch(&j, threads, b);
-		if (r == 0)
-			cdn_parallel(threads, out->h, conv_rows, &j);
-	}
-	free_scratch(&j);
+	void *ws = ws_alloc(cdn_op_conv_scratch(L, !in->f, in, out), threads, &r);
+	if (r == 0)
+		r = cdn_op_conv_ws(L, in, out, threads, ws);
+	free(ws);
 	return r;
 }
 
@@ -870,29 +895,40 @@ CDN_VEC static void dcn_dw_rows(void *arg, int tid, int y0, int y1)
 	}
 }
 
+size_t cdn_op_dcn_scratch(const struct cdn_layer *L, bool quant, const struct cdn_ten *in,
+			  const struct cdn_ten *out)
+{
+	size_t K = (size_t)9 * in->c;
+	if (L->kind == CDN_L_DCN_DW)
+		return quant ? (sizeof(int32_t) + sizeof(int16_t)) * in->c : 0;
+	if (!quant)
+		return out->w * K * sizeof(float);
+	return ((out->w * K * sizeof(int16_t) + 63) & ~(size_t)63) +
+	       (size_t)out->w * L->cout * sizeof(int32_t);
+}
+
+int cdn_op_dcn_ws(const struct cdn_layer *L, const struct cdn_dcn_cfg *cfg,
+		  const struct cdn_ten *in, const struct cdn_ten *off, struct cdn_ten *out,
+		  int threads, void *ws)
+{
+	struct dcn_job j = {.L = L, .cfg = cfg, .in = in, .off = off, .out = out};
+	threads = clamp_threads(threads);
+	size_t b = cdn_op_dcn_scratch(L, !in->f, in, out);
+	if (b && !ws)
+		return -EINVAL;
+	ws_split(ws, b, threads, j.scratch);
+	cdn_parallel(threads, out->h, L->kind == CDN_L_DCN_DW ? dcn_dw_rows : dcn_full_rows, &j);
+	return 0;
+}
+
 int cdn_op_dcn(const struct cdn_layer *L, const struct cdn_dcn_cfg *cfg, const struct cdn_ten *in,
 	       const struct cdn_ten *off, struct cdn_ten *out, int threads)
 {
-	struct dcn_job j = {.L = L, .cfg = cfg, .in = in, .off = off, .out = out};
-	int r = 0;
-	threads = clamp_threads(threads);
-	size_t K = (size_t)9 * in->c, b;
-	if (L->kind == CDN_L_DCN_DW)
-		b = in->f ? 0 : (sizeof(int32_t) + sizeof(int16_t)) * in->c;
-	else if (in->f)
-		b = out->w * K * sizeof(float);
-	else
-		b = ((out->w * K * sizeof(int16_t) + 63) & ~(size_t)63) +
-		    (size_t)out->w * L->cout * sizeof(int32_t);
-	for (int t = 0; t < threads && b; t++) {
-		j.scratch[t] = malloc(b);
-		if (!j.scratch[t])
-			r = -ENOMEM;
-	}
+	int r;
+	void *ws = ws_alloc(cdn_op_dcn_scratch(L, !in->f, in, out), threads, &r);
 	if (r == 0)
-		cdn_parallel(threads, out->h, L->kind == CDN_L_DCN_DW ? dcn_dw_rows : dcn_full_rows, &j);
-	for (int t = 0; t < CDN_MAX_THREADS; t++)
-		free(j.scratch[t]);
+		r = cdn_op_dcn_ws(L, cfg, in, off, out, threads, ws);
+	free(ws);
 	return r;
 }
 

@@ -57,6 +57,7 @@ struct cdn_ten {
 	bool sgn;
 	float *f;
 	int8_t *q;
+	int slot; /* cdn_run's arena bookkeeping (0 for tensors made elsewhere) */
 };
 
 enum cdn_lkind {
@@ -95,6 +96,21 @@ int cdn_op_conv(const struct cdn_layer *L, const struct cdn_ten *in, struct cdn_
 		int threads);
 int cdn_op_dcn(const struct cdn_layer *L, const struct cdn_dcn_cfg *cfg, const struct cdn_ten *in,
 	       const struct cdn_ten *off, struct cdn_ten *out, int threads);
+/* The same on a caller's workspace (a context's planned arena): per-thread
+ * scratch bytes from cdn_op_*_scratch() for these shapes (quant: the W4A8
+ * path), and ws of cdn_op_ws_bytes(those, threads) bytes, CDN_WS_ALIGN
+ * aligned (NULL when the scratch is 0).  No allocation; 0 or -EINVAL. */
+#define CDN_WS_ALIGN 64
+size_t cdn_op_conv_scratch(const struct cdn_layer *L, bool quant, const struct cdn_ten *in,
+			   const struct cdn_ten *out);
+size_t cdn_op_dcn_scratch(const struct cdn_layer *L, bool quant, const struct cdn_ten *in,
+			  const struct cdn_ten *out);
+size_t cdn_op_ws_bytes(size_t per_thread, int threads);
+int cdn_op_conv_ws(const struct cdn_layer *L, const struct cdn_ten *in, struct cdn_ten *out,
+		   int threads, void *ws);
+int cdn_op_dcn_ws(const struct cdn_layer *L, const struct cdn_dcn_cfg *cfg,
+		  const struct cdn_ten *in, const struct cdn_ten *off, struct cdn_ten *out,
+		  int threads, void *ws);
 void cdn_op_maxpool3s2(const struct cdn_ten *in, struct cdn_ten *out);
 void cdn_op_upsample2(const struct cdn_ten *in, struct cdn_ten *out);
 void cdn_op_split(const struct cdn_ten *in, struct cdn_ten *a, struct cdn_ten *b);
@@ -153,6 +169,9 @@ int cdn_run(struct cdn_ctx *c, const uint8_t *rgb, struct eng_detections *out);
 int cdn_ctx_head(const struct cdn_ctx *c, int which, const struct cdn_ten **t);
 /* After a traced run: output of layer i (see cdn_model_layer). */
 int cdn_ctx_trace(const struct cdn_ctx *c, int layer, const struct cdn_ten **t);
+/* The context's planned memory: activation arena and operator workspace
+ * bytes, and the sum of all activation sizes a malloc per tensor would take. */
+void cdn_ctx_memory(const struct cdn_ctx *c, size_t *arena, size_t *ws, size_t *naive);
 /* Nanoseconds spent in layer i during the last run (bench). */
 int64_t cdn_ctx_layer_ns(const struct cdn_ctx *c, int layer);
 

@@ -286,6 +286,63 @@ START_TEST(test_threads_identical)
 }
 END_TEST
 
+/* The planned arena: smaller than one buffer per tensor, and reusing it frame
+ * after frame changes nothing (a run on another picture in between, then the
+ * first picture again: the same heads, byte for byte). */
+START_TEST(test_arena_reuse)
+{
+	if (!fixtures()) {
+		fprintf(stderr, "CDN_FIXTURES not set: arena test skipped\n");
+		return;
+	}
+	static const char *const names[] = {"t_full_q", "t_dw_q", "t_full"};
+	int tested = 0;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct fx f;
+		if (!fx_open(&f, names[i], false, 2))
+			continue;
+		size_t arena, ws, naive;
+		cdn_ctx_memory(f.c, &arena, &ws, &naive);
+		ck_assert_msg(arena > 0 && arena < naive, "%s: arena %zu, tensors %zu", names[i],
+			      arena, naive);
+		if (cdn_model_desc(f.m)->quant)
+			ck_assert_msg(ws > 0, "%s: no operator workspace", names[i]);
+		const struct cdn_ten *t;
+		void *first[3];
+		size_t bytes[3];
+		for (int h = 0; h < 3; h++) {
+			ck_assert_int_eq(cdn_ctx_head(f.c, h, &t), 0);
+			bytes[h] = (size_t)t->h * t->w * t->c * (t->f ? sizeof(float) : 1);
+			first[h] = malloc(bytes[h]);
+			memcpy(first[h], t->f ? (void *)t->f : (void *)t->q, bytes[h]);
+		}
+		const struct cdn_desc *d = cdn_model_desc(f.m);
+		size_t n = (size_t)d->width * d->height * 3;
+		uint8_t *other = malloc(n);
+		for (size_t k = 0; k < n; k++)
+			other[k] = (uint8_t)(255 - f.rgb[k]);
+		struct eng_detections det;
+		ck_assert_int_eq(cdn_run(f.c, other, &det), 0);
+		ck_assert_int_eq(cdn_ctx_head(f.c, 0, &t), 0);
+		ck_assert_msg(memcmp(t->f ? (void *)t->f : (void *)t->q, first[0], bytes[0]) != 0,
+			      "%s: another picture gave the same heat map", names[i]);
+		ck_assert_int_eq(cdn_run(f.c, f.rgb, &det), 0);
+		for (int h = 0; h < 3; h++) {
+			ck_assert_int_eq(cdn_ctx_head(f.c, h, &t), 0);
+			ck_assert_msg(memcmp(t->f ? (void *)t->f : (void *)t->q, first[h],
+					     bytes[h]) == 0,
+				      "%s: head %d differs on the third run", names[i], h);
+			free(first[h]);
+		}
+		ck_assert_int_eq(det.n, f.det.n);
+		free(other);
+		fx_close(&f);
+		tested++;
+	}
+	ck_assert_int_gt(tested, 0);
+}
+END_TEST
+
 /* through the engine's public API: format sniffed from the file, same detections */
 START_TEST(test_engine_dispatch)
 {
@@ -647,6 +704,7 @@ static Suite *suite(void)
 	tcase_add_test(t, test_float_parity);
 	tcase_add_test(t, test_int_bitexact);
 	tcase_add_test(t, test_threads_identical);
+	tcase_add_test(t, test_arena_reuse);
 	tcase_add_test(t, test_int_portable);
 	tcase_add_test(t, test_engine_dispatch);
 	tcase_set_timeout(t, 600);
