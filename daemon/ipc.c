@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <json-c/json.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -339,6 +340,20 @@ out:
 
 /* ---- client callbacks ---- */
 
+/*
+ * After a read EOF: did the peer close completely, or only shut its sending
+ * side?  On a Unix stream socket POLLHUP means both directions are shut: the
+ * peer is gone, and a subscriber whose filter matches nothing would
+ * otherwise hold its slot forever (nothing is ever written to fail).
+ */
+static bool peer_gone(struct client *c)
+{
+	struct pollfd p = {.fd = bufferevent_getfd(c->bev), .events = POLLOUT};
+	if (p.fd < 0)
+		return true;
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+}
+
 static void on_read(struct bufferevent *bev, void *ud)
 {
 	struct client *c = ud;
@@ -416,10 +431,11 @@ static void on_event(struct bufferevent *bev, short what, void *ud)
 	if (what & BEV_EVENT_EOF) {
 		/* The peer shut its sending side.  A subscriber may still read (a
 		 * half-closed client); one without a subscription has nothing left
-		 * to do.  A fully closed peer is noticed at the next write. */
+		 * to do, nor has a peer that closed completely.  One that closes
+		 * later is found by the sweeper. */
 		c->read_eof = true;
 		bufferevent_disable(bev, EV_READ);
-		if (!c->sub || c->flush_close)
+		if (!c->sub || c->flush_close || peer_gone(c))
 			client_close(c, "closed by peer");
 		return;
 	}
@@ -479,6 +495,10 @@ static void sweep(evutil_socket_t fd, short what, void *ud)
 	int64_t now = det_mono_ns();
 	for (struct client *c = srv->clients, *n; c; c = n) {
 		n = c->next;
+		if (c->read_eof && peer_gone(c)) {
+			client_close(c, "closed by peer");
+			continue;
+		}
 		if (bus_flow_expired(&c->flow, queued(c), now)) {
 			srv->st.slow_disconnects++;
 			log_warn(TOPIC, "client %llu: stuck for %.1f s (%llu messages dropped), "

@@ -554,6 +554,44 @@ START_TEST(max_clients)
 }
 END_TEST
 
+/* Issue 15 #3: subscribers whose filter matches nothing disconnect; nothing
+ * is ever written to them, yet their slots must come back. */
+START_TEST(ghost_subscribers)
+{
+	struct fx f;
+	fx_init(&f, 4);
+	f.cfg.max_clients = 4;
+	fx_start(&f);
+	for (int i = 0; i < 2 * 4; i++) {
+		struct pt_client *c = hello(&f);
+		subscribe(&f, c, "{\"type\":\"subscribe\",\"streams\":[\"nosuch\"]}\n");
+		if (i % 2)
+			shutdown(c->fd, SHUT_WR); /* half-close first, then close */
+		pt_pump(f.base, NULL, 0, 5);
+		pt_client_free(c);
+	}
+	/* the sweeper runs at most every second */
+	int64_t until = pt_ms() + 3000;
+	while (n_clients(&f) > 0 && pt_ms() < until)
+		pt_pump(f.base, NULL, 0, 50);
+	ck_assert_uint_eq(n_clients(&f), 0);
+	struct pt_client *c = hello(&f); /* not too_many_clients */
+	pt_send(f.base, c, "{\"type\":\"ping\"}\n");
+	json_object_put(pt_expect(f.base, c, "pong"));
+	/* a half-closed subscriber is still kept and served */
+	struct pt_client *h = hello(&f);
+	subscribe(&f, h, "{\"type\":\"subscribe\"}\n");
+	shutdown(h->fd, SHUT_WR);
+	pt_pump(f.base, NULL, 0, 1500);
+	ck_assert_uint_eq(n_clients(&f), 2);
+	publish(&f, "cam0", 1, 1);
+	json_object_put(pt_expect(f.base, h, "detections"));
+	pt_client_free(h);
+	pt_client_free(c);
+	fx_fini(&f);
+}
+END_TEST
+
 START_TEST(socket_file_handling)
 {
 	struct fx f;
@@ -654,6 +692,7 @@ int main(void)
 	tcase_add_test(tc, rapid_connects);
 	tcase_add_test(tc, half_closed);
 	tcase_add_test(tc, max_clients);
+	tcase_add_test(tc, ghost_subscribers);
 	tcase_add_test(tc, socket_file_handling);
 	tcase_add_test(tc, inherited_socket);
 	suite_add_tcase(s, tc);
