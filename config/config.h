@@ -67,6 +67,11 @@ struct cfg_http {
 	char *token;            /* bearer token for mutations when not loopback; may be NULL */
 	size_t max_body_bytes;
 	size_t max_header_bytes;
+	bool allow_gst_streams;     /* POST /streams may add "type":"gst" (any pipeline) */
+	int max_connections;        /* open HTTP connections, all peers */
+	int max_connections_per_ip; /* open HTTP connections from one peer address */
+	double header_timeout_s;    /* a request must be complete this long after its first byte */
+	double idle_timeout_s;      /* a connection without a request in progress is closed */
 };
 
 struct cfg_ipc {

@@ -114,6 +114,13 @@ static int stream_add(const char *body, size_t len, char *id_out, size_t id_len,
 		return r;
 	}
 	free(errs);
+	/* A gst-launch fragment can read, write or connect anywhere the daemon
+	 * can: over HTTP only when the operator said so (issue 15). */
+	if (cs.kind == CFG_SRC_GST && !daemon_cfg(g->d)->http.allow_gst_streams) {
+		snprintf(err, errlen, "\"type\":\"gst\" streams over HTTP need http.allow_gst_streams");
+		cfg_stream_clear(&cs);
+		return -EPERM;
+	}
 	r = flow_stream_add(f, &cs);
 	if (r == 0)
 		snprintf(id_out, id_len, "%s", cs.id);
