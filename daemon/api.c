@@ -30,6 +30,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define TOPIC "api"
 
@@ -658,7 +659,8 @@ static int parse_sse_query(struct evhttp_request *req, struct bus_filter *f, cha
 			}
 			f->min_score = d;
 		} else {
-			snprintf(err, errlen, "unknown query parameter \"%.64s\"", kv->key);
+			snprintf(err, errlen, "unknown query parameter \"%.*s\"",
+				 utf8_cut(kv->key, 64), kv->key);
 			rc = -EINVAL;
 		}
 	}

@@ -42,6 +42,7 @@
 #include "config.h"
 #include "frame.h" /* det_mono_ns() */
 #include "log.h"
+#include "utf8.h"
 
 #define MAX_ROUTES 64
 #define MAX_SECTIONS 32
@@ -164,13 +165,15 @@ void http_reply_json(struct evhttp_request *req, int code, struct json_object *b
 
 void http_reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
 {
-	char msg[512];
+	char raw[512], msg[512];
 	va_list ap;
 	struct json_object *root = json_object_new_object(), *err = json_object_new_object();
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	/* messages quote paths, ids and query keys the client sent */
+	utf8_sanitize(msg, sizeof(msg), raw);
 	if (root && err) {
 		json_object_object_add(err, "code", json_object_new_int(code));
 		json_object_object_add(err, "message", json_object_new_string(msg));

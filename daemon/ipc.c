@@ -38,6 +38,7 @@
 #include "detd-build.h"
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define TOPIC "ipc"
 
@@ -191,7 +192,7 @@ static bool only_keys(struct client *c, struct json_object *req, const char *con
 			ok = strcmp(*a, key) == 0;
 		if (!ok) {
 			char msg[160];
-			snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", key);
+			snprintf(msg, sizeof(msg), "unknown field \"%.*s\"", utf8_cut(key, 64), key);
 			send_error(c, "unknown_field", msg, id);
 			return false;
 		}
@@ -222,7 +223,8 @@ static void do_subscribe(struct client *c, struct json_object *req, struct json_
 		{
 			if (!json_object_is_type(sv, json_type_int) || json_object_get_int64(sv) < 0) {
 				snprintf(err, sizeof(err),
-					 "since.%.64s: expected a non-negative integer", sk);
+					 "since.%.*s: expected a non-negative integer", utf8_cut(sk, 64),
+					 sk);
 				send_error(c, "bad_filter", err, id);
 				goto fail;
 			}
@@ -258,6 +260,14 @@ static void handle_request(struct client *c, const char *line, size_t len)
 {
 	if (memchr(line, '\0', len)) {
 		send_error(c, "invalid_json", "NUL byte in request", NULL);
+		return;
+	}
+	/* Strictly, before json-c (whose check lets overlongs, surrogates and
+	 * code points past U+10FFFF through): whatever we echo (ids, filters,
+	 * field names) is then valid UTF-8. */
+	if (!utf8_valid(line, len)) {
+		send_error(c, "invalid_utf8", "invalid UTF-8: the request is not strict UTF-8 "
+					      "(overlong form, surrogate or beyond U+10FFFF)", NULL);
 		return;
 	}
 	struct json_tokener *tok = json_tokener_new_ex(16);
@@ -331,7 +341,7 @@ static void handle_request(struct client *c, const char *line, size_t len)
 		send_ctl(c, o);
 	} else {
 		char msg[128];
-		snprintf(msg, sizeof(msg), "unknown type \"%.48s\"", t);
+		snprintf(msg, sizeof(msg), "unknown type \"%.*s\"", utf8_cut(t, 48), t);
 		send_error(c, "unknown_type", msg, id);
 	}
 out:

@@ -374,6 +374,36 @@ START_TEST(mutation_guards)
 }
 END_TEST
 
+/* Issue 15 #6: client bytes quoted in HTTP error messages stay valid UTF-8. */
+START_TEST(error_bodies_are_utf8)
+{
+	struct fx f;
+	fx_init(&f, "127.0.0.1", false, NULL);
+	static const char *const paths[] = {"/streams/a%C0%AFb", "/streams/%ED%A0%80",
+					    "/detections/latest?stream=%F4%90%80%80",
+					    "/events?%C0%AF=1", "/nosuch%ED%A0%80"};
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		struct resp r = req(&f, "GET", paths[i], NULL, NULL);
+		ck_assert_msg(r.status == 404 || r.status == 400, "%s -> %d", paths[i], r.status);
+		/* json-c's strict parser checks UTF-8 on this document */
+		struct json_tokener *tok = json_tokener_new();
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+		struct json_object *o = json_tokener_parse_ex(tok, r.body, (int)strlen(r.body));
+		json_tokener_free(tok);
+		ck_assert_msg(o != NULL, "%s: body not strict JSON: %s", paths[i], r.body);
+		json_object_put(o);
+		for (const unsigned char *p = (const unsigned char *)r.body; *p; p++) {
+			ck_assert_msg(*p != 0xC0 && *p != 0xF4, "%s: raw bad byte in %s", paths[i],
+				      r.body);
+			ck_assert_msg(!(p[0] == 0xED && p[1] >= 0xA0), "%s: surrogate in %s",
+				      paths[i], r.body);
+		}
+		resp_free(&r);
+	}
+	fx_fini(&f);
+}
+END_TEST
+
 /* Read SSE events "event: T\ndata: J\n\n" from a client buffer. */
 static struct json_object *sse_next(struct fx *f, struct pt_client *c, char *type, size_t tl,
 				    int timeout_ms)
@@ -539,6 +569,7 @@ int main(void)
 	tcase_add_test(tc, rest_endpoints);
 	tcase_add_test(tc, mutation_auth);
 	tcase_add_test(tc, mutation_guards);
+	tcase_add_test(tc, error_bodies_are_utf8);
 	tcase_add_test(tc, sse_with_curl);
 	tcase_add_test(tc, sse_slow_client);
 	suite_add_tcase(s, tc);
