@@ -270,7 +270,9 @@ static void handle_request(struct client *c, const char *line, size_t len)
 					      "(overlong form, surrogate or beyond U+10FFFF)", NULL);
 		return;
 	}
-	struct json_tokener *tok = json_tokener_new_ex(16);
+	/* json-c's depth counts every container, the request object too:
+	 * + 1 accepts exactly IPC_MAX_DEPTH levels inside it */
+	struct json_tokener *tok = json_tokener_new_ex(IPC_MAX_DEPTH + 1);
 	if (!tok) {
 		client_close(c, "out of memory");
 		return;

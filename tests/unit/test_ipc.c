@@ -207,6 +207,25 @@ START_TEST(malformed_requests)
 	expect_error(&f, c, "{\"type\":\"\xc3\x28\"}\n", "invalid_utf8");
 	expect_error(&f, c, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
 		     "invalid_json");
+	/* issue 15 #7: exactly IPC_MAX_DEPTH levels are fine, one more is not */
+	{
+		char deep[256];
+		for (int levels = IPC_MAX_DEPTH; levels <= IPC_MAX_DEPTH + 1; levels++) {
+			/* "id" nested `levels` arrays deep inside the request object */
+			int n = snprintf(deep, sizeof(deep), "{\"type\":\"ping\",\"id\":");
+			for (int i = 0; i < levels; i++)
+				deep[n++] = '[';
+			for (int i = 0; i < levels; i++)
+				deep[n++] = ']';
+			snprintf(deep + n, sizeof(deep) - (size_t)n, "}\n");
+			if (levels == IPC_MAX_DEPTH) {
+				pt_send(f.base, c, deep);
+				json_object_put(pt_expect(f.base, c, "pong"));
+			} else {
+				expect_error(&f, c, deep, "invalid_json");
+			}
+		}
+	}
 	/* valid UTF-8 outside ASCII is fine */
 	pt_send(f.base, c, "{\"type\":\"ping\",\"id\":\"caf\xc3\xa9\"}\n");
 	struct json_object *o = pt_expect(f.base, c, "pong");
