@@ -287,7 +287,9 @@ void publish_free(struct publish *p)
 void publish_result(struct det_result *r, void *ud)
 {
 	struct publish *p = ud;
-	if (p && p->bus)
+	/* a result still in flight when its stream was removed must not list
+	 * the stream again (the bus would create it) */
+	if (p && p->bus && bus_stream_exists(p->bus, r->stream_id))
 		bus_publish(p->bus, r);
 }
 
