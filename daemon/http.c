@@ -317,13 +317,14 @@ static void check_conns(evutil_socket_t fd_, short what, void *arg)
 			conn_forget(h, i);
 			continue;
 		}
-		/* an older entry with this fd number is a connection already closed */
+		/* An older entry with this fd number is a connection already
+		 * closed.  Mark it for the sweeper rather than removing it here:
+		 * a swap-remove would move an unchecked entry behind i. */
 		for (size_t j = 0; j < h->n_conns; j++)
 			if (j != i && h->conns[j].state != CONN_NEW && h->conns[j].fd == fd) {
-				conn_forget(h, j);
-				if (i == h->n_conns) /* we were moved into j */
-					i = j;
-				c = &h->conns[i];
+				h->conns[j].state = CONN_CLOSING;
+				h->conns[j].fd = -1; /* fstat() fails: forgotten at the next sweep */
+				h->conns[j].deadline_ns = 0;
 				break;
 			}
 		bufferevent_decref(c->bev);
