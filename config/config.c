@@ -161,6 +161,13 @@ static const struct key http_keys[] = {
 	NUMK("max_viewers", T_INT, struct cfg_http, max_viewers, F_RELOAD, 0, 256, 8),
 	NUMK("max_viewer_fps", T_DOUBLE, struct cfg_http, max_viewer_fps, F_RELOAD | F_MIN_EXCL, 0,
 	     30, 5),
+	NUMK("allow_gst_streams", T_BOOL, struct cfg_http, allow_gst_streams, F_RELOAD, 0, 1, 0),
+	NUMK("max_connections", T_INT, struct cfg_http, max_connections, 0, 1, 65536, 256),
+	NUMK("max_connections_per_ip", T_INT, struct cfg_http, max_connections_per_ip, 0, 1, 65536,
+	     32),
+	NUMK("header_timeout_s", T_DOUBLE, struct cfg_http, header_timeout_s, F_MIN_EXCL, 0, 3600,
+	     10),
+	NUMK("idle_timeout_s", T_DOUBLE, struct cfg_http, idle_timeout_s, F_MIN_EXCL, 0, 3600, 30),
 };
 
 static const struct key ipc_keys[] = {

@@ -69,6 +69,11 @@ struct cfg_http {
 	size_t max_header_bytes;
 	int max_viewers;        /* MJPEG live views at once (all streams) */
 	double max_viewer_fps;  /* frames per second per live view, at most */
+	bool allow_gst_streams;     /* POST /streams may add "type":"gst" (any pipeline) */
+	int max_connections;        /* open HTTP connections, all peers */
+	int max_connections_per_ip; /* open HTTP connections from one peer address */
+	double header_timeout_s;    /* a request must be complete this long after its first byte */
+	double idle_timeout_s;      /* a connection without a request in progress is closed */
 };
 
 struct cfg_ipc {

@@ -10,6 +10,7 @@
  */
 #include "api.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "bus.h"
@@ -28,6 +30,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define TOPIC "api"
 
@@ -49,8 +52,8 @@ struct api {
 	struct metrics *metrics;
 	struct api_hooks hooks;
 	bool allow_mutations;
-	bool loopback_listener;
 	char *token;
+	char *address; /* the configured listen address, for the Host check */
 	size_t soft, hard;
 	double timeout_s;
 	size_t max_sse;
@@ -100,15 +103,11 @@ static int errno_status(int rc)
 		return 409;
 	case -ENOTSUP:
 		return 501;
+	case -EPERM:
+		return 403;
 	default:
 		return 500;
 	}
-}
-
-static bool is_loopback_addr(const char *a)
-{
-	return !a || strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 ||
-	       strcmp(a, "localhost") == 0;
 }
 
 /* Constant time for equal lengths: a wrong token does not leak its prefix. */
@@ -121,20 +120,144 @@ static bool token_eq(const char *a, const char *b)
 	return d == 0;
 }
 
+/* Same address, textually or as parsed IPv4/IPv6. */
+static bool same_ip(const char *a, const char *b)
+{
+	unsigned char x[16], y[16];
+	if (strcasecmp(a, b) == 0)
+		return true;
+	if (inet_pton(AF_INET, a, x) == 1 && inet_pton(AF_INET, b, y) == 1)
+		return memcmp(x, y, 4) == 0;
+	if (inet_pton(AF_INET6, a, x) == 1 && inet_pton(AF_INET6, b, y) == 1)
+		return memcmp(x, y, 16) == 0;
+	return false;
+}
+
+/* The address the request arrived on (getsockname), as text; "" if unknown. */
+static void local_addr(struct evhttp_request *req, char *out, size_t cap)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd = c ? bufferevent_getfd(evhttp_connection_get_bufferevent(c)) : -1;
+	out[0] = '\0';
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)cap);
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)cap);
+}
+
+/*
+ * DNS rebinding defence: a page on evil.example whose name later resolves to
+ * 127.0.0.1 is "same origin" for the browser, but its requests still say
+ * Host: evil.example.  Mutations accept only names that cannot be rebound:
+ * localhost, loopback literals, the configured listen address and the
+ * address the connection actually arrived on (each with an optional port).
+ */
+static bool host_ok(struct api *a, struct evhttp_request *req, const char *host)
+{
+	char h[256], local[INET6_ADDRSTRLEN];
+	const char *port = NULL, *end;
+	if (host[0] == '[') { /* [v6]:port */
+		host++;
+		if (!(end = strchr(host, ']')) || (end[1] && end[1] != ':'))
+			return false;
+		port = end[1] ? end + 2 : NULL;
+	} else {
+		end = strchr(host, ':');
+		if (end && strchr(end + 1, ':'))
+			return false; /* a bare IPv6 literal must be bracketed */
+		port = end ? end + 1 : NULL;
+		if (!end)
+			end = host + strlen(host);
+	}
+	if (end == host || (size_t)(end - host) >= sizeof(h))
+		return false;
+	memcpy(h, host, (size_t)(end - host));
+	h[end - host] = '\0';
+	if (port && (!*port || strspn(port, "0123456789") != strlen(port)))
+		return false;
+	unsigned char v4[4];
+	struct in6_addr v6;
+	if (strcasecmp(h, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, h, v4) == 1 && v4[0] == 127)
+		return true;
+	if (inet_pton(AF_INET6, h, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6))
+		return true;
+	if (a->address && same_ip(h, a->address))
+		return true;
+	local_addr(req, local, sizeof(local));
+	return local[0] && same_ip(h, local);
+}
+
+/* "application/json", optionally with parameters ("; charset=utf-8"). */
+static bool is_json_type(const char *ct)
+{
+	static const char want[] = "application/json";
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	if (strncasecmp(ct, want, sizeof(want) - 1) != 0)
+		return false;
+	ct += sizeof(want) - 1;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	return *ct == '\0' || *ct == ';';
+}
+
+/*
+ * The mutation policy (README "Security policy"), in this order:
+ *  1. http.allow_mutations, else 403;
+ *  2. Host must be a name that cannot be rebound (host_ok), else 403;
+ *  3. an Origin header, if present, must be this very origin, else 403 (a
+ *     browser always sends Origin on cross-origin POSTs);
+ *  4. POST needs Content-Type: application/json, DELETE none or that, else
+ *     415: a web page can send text/plain or form bodies without a CORS
+ *     preflight, but not application/json;
+ *  5. the bearer token: required from every peer when http.token is set;
+ *     without a token only loopback peers may mutate (judged by the peer's
+ *     address, not by the listen address: a socket-activated 0.0.0.0
+ *     listener must not open mutations to the network).
+ */
 static bool authorized(struct api *a, struct evhttp_request *req)
 {
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
 	if (!a->allow_mutations) {
 		http_reply_error(req, 403, "mutating endpoints are disabled (http.allow_mutations)");
 		return false;
 	}
-	if (a->loopback_listener)
-		return true;
-	if (!a->token || !*a->token) {
-		http_reply_error(req, 403, "the listener is not loopback and no http.token is "
-					   "configured: mutations are refused");
+	const char *host = evhttp_find_header(in, "Host");
+	if (!host || !host_ok(a, req, host)) {
+		http_reply_error(req, 403, "mutations need a Host that is localhost, a loopback "
+					   "address or the listen address");
 		return false;
 	}
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	const char *origin = evhttp_find_header(in, "Origin");
+	if (origin) {
+		static const char scheme[] = "http://";
+		if (strncasecmp(origin, scheme, sizeof(scheme) - 1) != 0 ||
+		    strcasecmp(origin + sizeof(scheme) - 1, host) != 0) {
+			http_reply_error(req, 403, "cross-origin mutations are refused");
+			return false;
+		}
+	}
+	const char *ct = evhttp_find_header(in, "Content-Type");
+	bool post = evhttp_request_get_command(req) == EVHTTP_REQ_POST;
+	if (ct ? !is_json_type(ct) : post) {
+		http_reply_error(req, 415, "mutations need Content-Type: application/json");
+		return false;
+	}
+	bool have_token = a->token && *a->token;
+	if (!have_token) {
+		if (http_request_is_loopback(req))
+			return true;
+		http_reply_error(req, 403, "mutations from other hosts need http.token, and none "
+					   "is configured");
+		return false;
+	}
+	const char *h = evhttp_find_header(in, "Authorization");
 	if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !token_eq(h + 7, a->token)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
 				  "Bearer realm=\"detd\"");
@@ -536,7 +659,8 @@ static int parse_sse_query(struct evhttp_request *req, struct bus_filter *f, cha
 			}
 			f->min_score = d;
 		} else {
-			snprintf(err, errlen, "unknown query parameter \"%.64s\"", kv->key);
+			snprintf(err, errlen, "unknown query parameter \"%.*s\"",
+				 utf8_cut(kv->key, 64), kv->key);
 			rc = -EINVAL;
 		}
 	}
@@ -612,10 +736,16 @@ int api_reload(struct api *a, const struct cfg_http *http, const struct cfg_ipc 
 		char *tok = http->token ? strdup(http->token) : NULL;
 		if (http->token && !tok)
 			return -ENOMEM;
+		char *addr = http->address ? strdup(http->address) : NULL;
+		if (http->address && !addr) {
+			free(tok);
+			return -ENOMEM;
+		}
 		free(a->token);
 		a->token = tok;
+		free(a->address);
+		a->address = addr;
 		a->allow_mutations = http->allow_mutations;
-		a->loopback_listener = is_loopback_addr(http->address);
 	}
 	if (ipc) {
 		a->soft = ipc->client_buffer_bytes ? ipc->client_buffer_bytes : 1 << 20;
@@ -646,8 +776,6 @@ int api_create(struct event_base *base, struct http *h, const struct api_opts *o
 	struct cfg_ipc defaults = {0};
 	if ((rc = api_reload(a, o->http, o->ipc ? o->ipc : &defaults)) < 0)
 		goto fail;
-	if (!o->http)
-		a->loopback_listener = true;
 	rc = -ENOMEM;
 	a->reaper = event_new(base, -1, 0, reap, a);
 	a->ticker = event_new(base, -1, EV_PERSIST, tick, a);
@@ -701,6 +829,7 @@ void api_destroy(struct api *a)
 	if (a->ticker)
 		event_free(a->ticker);
 	free(a->token);
+	free(a->address);
 	free(a);
 }
 

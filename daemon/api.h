@@ -12,8 +12,12 @@
  *   POST   /reload                reload the configuration
  *
  * Mutations (POST/DELETE) are refused when http.allow_mutations is false,
- * and need "Authorization: Bearer <http.token>" when the listener is not a
- * loopback address.
+ * when Host is not localhost / a loopback literal / the listen address, when
+ * an Origin header names another origin, when the Content-Type is not
+ * application/json (POST needs it; DELETE may omit it), and then need
+ * "Authorization: Bearer <http.token>" from every peer once a token is set;
+ * without a token only loopback *peers* may mutate.  (README "Security
+ * policy".)
  *
  * Owns: the SSE connections (each a bus subscription behind the same
  * slow-consumer policy as the Unix socket: ipc.client_buffer_bytes,

@@ -224,6 +224,7 @@ static void reload(struct daemon *d)
 	notify_send("RELOADING=1");
 	log_info("daemon", "reloading %s", d->config_path);
 	d->last_reload_wall_ns = det_wall_ns();
+	d->last_reload_error[0] = '\0'; /* this reload's error, not a previous one's */
 	if (!errs) {
 		r = -ENOMEM;
 		goto bad;
@@ -254,19 +255,48 @@ static void reload(struct daemon *d)
 	r = cfg_keep_restart_fields(nw, d->cfg);
 	if (r < 0)
 		goto bad;
+	for (size_t i = 0; i < d->n_modules; i++) {
+		if (!d->started[i] || !d->modules[i].check)
+			continue;
+		char why[CFG_ERROR_LEN] = "";
+		r = d->modules[i].check(d, nw, why, sizeof(why), d->modules[i].ud);
+		if (r < 0) {
+			log_error("config", "%s: %s", d->config_path, why[0] ? why : strerror(-r));
+			snprintf(d->last_reload_error, sizeof(d->last_reload_error), "%s",
+				 why[0] ? why : strerror(-r));
+			goto bad;
+		}
+	}
 	old = d->cfg;
 	d->cfg = nw;
 	nw = NULL;
 	apply_log_level(d);
+	int failed = 0;
 	for (size_t i = 0; i < d->n_modules; i++) {
 		if (!d->started[i] || !d->modules[i].reload)
 			continue;
 		int mr = d->modules[i].reload(d, old, d->cfg, d->modules[i].ud);
-		if (mr < 0)
+		if (mr < 0) {
 			log_error("daemon", "module %s: reload failed: %s", d->modules[i].name,
 				  strerror(-mr));
+			if (!failed)
+				snprintf(d->last_reload_error, sizeof(d->last_reload_error),
+					 "module %s: %s", d->modules[i].name, strerror(-mr));
+			failed = mr;
+		}
 	}
 	cfg_free(old);
+	if (failed) {
+		/* the new file is in place, but not all of it took effect: a
+		 * failure, never an "ok" */
+		d->reloads_failed++;
+		log_error("daemon", "reload partly failed: %s", d->last_reload_error);
+		cfg_changes_free(&ch);
+		free(errs);
+		notify_send("READY=1\nSTATUS=%s (reload failed: %s)", d->status,
+			    d->last_reload_error);
+		return;
+	}
 	d->reloads_ok++;
 	d->last_reload_error[0] = '\0';
 	log_info("daemon", "reloaded: %zu changes, %zu need a restart", ch.n, ch.n_restart);

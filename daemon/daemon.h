@@ -19,6 +19,11 @@
  *             the non-reloadable ones of the running config and logs that
  *             they need a restart.  A negative return is logged, nothing
  *             is rolled back.
+ *   check   — optional, before a reload swaps the config in: a negative
+ *             return (with a reason in err) rejects the whole reload, which
+ *             then counts as failed and changes nothing.  A reload hook that
+ *             fails also counts the reload as failed (reloads.failed,
+ *             last_error), though what it applied stays.
  *   stop    — in REVERSE order, on SIGTERM/SIGINT or daemon_stop().  Return
  *             0 when stopped, or DAEMON_STOP_PENDING and call
  *             daemon_module_stopped() from a later loop callback when done
@@ -55,6 +60,7 @@ struct daemon_module {
 	int (*reload)(struct daemon *d, const struct cfg *old, const struct cfg *nw, void *ud);
 	int (*stop)(struct daemon *d, void *ud);
 	void *ud;
+	int (*check)(struct daemon *d, const struct cfg *nw, char *err, size_t errlen, void *ud);
 };
 
 struct daemon_opts {

@@ -94,4 +94,19 @@ int flow_module_add(struct daemon *d, const struct flow_module_opts *o, struct f
 void flow_module_free(struct flow_module *m);
 struct flow *flow_module_flow(struct flow_module *m); /* NULL before start */
 
+/*
+ * The stream set across HTTP and SIGHUP (flow_module.c explains the rule).
+ * Loop thread.  add: 0, -EEXIST (the id runs), -ENOSPC (CFG_MAX_STREAMS
+ * run), -EAGAIN (not started), -errno; s is copied.  remove: 0, -ENOENT.
+ */
+int flow_module_stream_add(struct flow_module *m, const struct cfg_stream *s, char *err,
+			   size_t errlen);
+int flow_module_stream_remove(struct flow_module *m, const char *id, char *err, size_t errlen);
+/* The definition of a running stream (HTTP's or the file's), NULL if none. */
+const struct cfg_stream *flow_module_stream(const struct flow_module *m, const char *id,
+					    bool *from_http);
+/* True for ids decided at run time (HTTP streams, deleted file streams):
+ * a reload of the file leaves them alone. */
+bool flow_module_stream_runtime(const struct flow_module *m, const char *id);
+
 #endif

@@ -5,6 +5,19 @@
  * (routes, status sections).  Runs on the main loop thread only.
  * /healthz and /status themselves are registered by daemon.c, which owns
  * what they report.
+ *
+ * Connection policy (issue 15; README "Security policy").  evhttp has no
+ * per-connection accept hook, so the connections are tracked beside it:
+ * our bufferevent factory (evhttp_set_bevcb) notes each new connection, a
+ * deferred check reads its fd and peer and refuses it (shutdown(), evhttp
+ * then frees it) past http.max_connections or max_connections_per_ip.  Each
+ * admitted connection has ONE absolute deadline: idle_timeout_s while no
+ * request is in progress, header_timeout_s from the first byte of a request
+ * until it is complete; no deadline while a handler owns it (SSE).  Bytes
+ * trickling in never move a deadline.  A connection is known to be gone
+ * when its fd no longer refers to the same socket (fd number + inode), so
+ * nothing here has to hook evhttp's frees.  accept() errors (EMFILE,
+ * ENFILE) pause the listener for 100 ms instead of spinning.
  */
 #include "http.h"
 
@@ -14,17 +27,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <json-c/json.h>
 
 #include "config.h"
+#include "frame.h" /* det_mono_ns() */
 #include "log.h"
+#include "utf8.h"
 
 #define MAX_ROUTES 64
 #define MAX_SECTIONS 32
@@ -44,7 +62,26 @@ struct section {
 	void *ud;
 };
 
+enum conn_state {
+	CONN_NEW,     /* created by evhttp, not yet checked */
+	CONN_IDLE,    /* waiting for the first byte of a request */
+	CONN_READING, /* a request is arriving */
+	CONN_BUSY,    /* a handler owns it (reply pending, SSE) */
+	CONN_CLOSING, /* refused or timed out: shut down, evhttp will free it */
+};
+
+struct conn {
+	uint64_t id;
+	struct bufferevent *bev; /* CONN_NEW only (we hold a reference) */
+	int fd;
+	ino_t ino;
+	enum conn_state state;
+	int64_t deadline_ns; /* 0: none */
+	char peer[INET6_ADDRSTRLEN];
+};
+
 struct http {
+	struct http *next_instance; /* see instance_of() */
 	struct evhttp *ev;
 	struct evhttp_bound_socket *bound;
 	int port;
@@ -54,7 +91,29 @@ struct http {
 	struct route routes[MAX_ROUTES];
 	size_t n_sections;
 	struct section sections[MAX_SECTIONS];
+	/* connection policy */
+	struct event_base *base;
+	int max_conns, max_per_ip;
+	int64_t header_ns, idle_ns;
+	struct conn *conns;
+	size_t n_conns, cap_conns;
+	uint64_t next_conn_id;
+	struct event *check_ev, *sweep_ev, *resume_ev;
+	uint64_t refused, timed_out, accept_pauses;
+	int64_t last_pause_log;
 };
+
+/* The listener's error callback only gets evhttp's pointer: find ours.
+ * Loop thread only, like everything here. */
+static struct http *instances;
+
+static struct http *instance_of(const struct evhttp *ev)
+{
+	for (struct http *h = instances; h; h = h->next_instance)
+		if (h->ev == ev)
+			return h;
+	return NULL;
+}
 
 static const struct {
 	unsigned bit;
@@ -106,13 +165,15 @@ void http_reply_json(struct evhttp_request *req, int code, struct json_object *b
 
 void http_reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
 {
-	char msg[512];
+	char raw[512], msg[512];
 	va_list ap;
 	struct json_object *root = json_object_new_object(), *err = json_object_new_object();
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	/* messages quote paths, ids and query keys the client sent */
+	utf8_sanitize(msg, sizeof(msg), raw);
 	if (root && err) {
 		json_object_object_add(err, "code", json_object_new_int(code));
 		json_object_object_add(err, "message", json_object_new_string(msg));
@@ -151,6 +212,243 @@ bool http_request_is_loopback(struct evhttp_request *req)
 		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
 	}
 	return ss.ss_family == AF_UNIX;
+}
+
+/* ---- connection policy --------------------------------------------------------- */
+
+static struct conn *conn_by_id(struct http *h, uint64_t id)
+{
+	for (size_t i = 0; i < h->n_conns; i++)
+		if (h->conns[i].id == id)
+			return &h->conns[i];
+	return NULL;
+}
+
+static void conn_forget(struct http *h, size_t i)
+{
+	if (h->conns[i].bev)
+		bufferevent_decref(h->conns[i].bev);
+	h->conns[i] = h->conns[--h->n_conns];
+}
+
+static void conn_shut(struct http *h, struct conn *c)
+{
+	(void)h;
+	/* evhttp sees EOF at its next read and frees the connection itself */
+	shutdown(c->fd, SHUT_RDWR);
+	c->state = CONN_CLOSING;
+	c->deadline_ns = 0;
+}
+
+/* evbuffer callback of a connection's input: the first byte of a request
+ * starts its header deadline.  arg is the id (the conn may be gone). */
+static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)buf;
+	struct http *h = NULL;
+	if (info->n_added == 0)
+		return;
+	uint64_t id = (uint64_t)(uintptr_t)arg;
+	for (struct http *x = instances; x && !h; x = x->next_instance)
+		if (conn_by_id(x, id))
+			h = x;
+	struct conn *c = h ? conn_by_id(h, id) : NULL;
+	if (c && c->state == CONN_IDLE) {
+		c->state = CONN_READING;
+		c->deadline_ns = det_mono_ns() + h->header_ns;
+	}
+}
+
+/* evhttp's bufferevent factory: called for every accepted connection,
+ * before evhttp gives the bufferevent its fd. */
+static struct bufferevent *make_bev(struct event_base *base, void *arg)
+{
+	struct http *h = arg;
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev)
+		return NULL; /* evhttp makes its own; that connection goes untracked */
+	if (h->n_conns == h->cap_conns) {
+		size_t cap = h->cap_conns ? h->cap_conns * 2 : 64;
+		struct conn *n = realloc(h->conns, cap * sizeof(*n));
+		if (!n)
+			return bev;
+		h->conns = n;
+		h->cap_conns = cap;
+	}
+	uint64_t id = ++h->next_conn_id;
+	bufferevent_incref(bev); /* alive until check_conns() has read its fd */
+	h->conns[h->n_conns++] = (struct conn){.id = id, .bev = bev, .fd = -1, .state = CONN_NEW};
+	evbuffer_add_cb(bufferevent_get_input(bev), on_input, (void *)(uintptr_t)id);
+	event_active(h->check_ev, 0, 0);
+	return bev;
+}
+
+static void peer_name(int fd, char *out, size_t cap)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	snprintf(out, cap, "?");
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)cap);
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)cap);
+	else
+		snprintf(out, cap, "local");
+}
+
+/* Deferred (same loop iteration as the accept): admit or refuse the new ones. */
+static void check_conns(evutil_socket_t fd_, short what, void *arg)
+{
+	(void)fd_;
+	(void)what;
+	struct http *h = arg;
+	int64_t now = det_mono_ns();
+	for (size_t i = 0; i < h->n_conns;) {
+		struct conn *c = &h->conns[i];
+		if (c->state != CONN_NEW) {
+			i++;
+			continue;
+		}
+		struct stat st;
+		int fd = bufferevent_getfd(c->bev);
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			conn_forget(h, i);
+			continue;
+		}
+		/* An older entry with this fd number is a connection already
+		 * closed.  Mark it for the sweeper rather than removing it here:
+		 * a swap-remove would move an unchecked entry behind i. */
+		for (size_t j = 0; j < h->n_conns; j++)
+			if (j != i && h->conns[j].state != CONN_NEW && h->conns[j].fd == fd) {
+				h->conns[j].state = CONN_CLOSING;
+				h->conns[j].fd = -1; /* fstat() fails: forgotten at the next sweep */
+				h->conns[j].deadline_ns = 0;
+				break;
+			}
+		bufferevent_decref(c->bev);
+		c->bev = NULL;
+		c->fd = fd;
+		c->ino = st.st_ino;
+		peer_name(fd, c->peer, sizeof(c->peer));
+		int total = 0, same = 0;
+		for (size_t j = 0; j < h->n_conns; j++) {
+			const struct conn *o = &h->conns[j];
+			if (j == i || o->state == CONN_NEW || o->state == CONN_CLOSING)
+				continue;
+			total++;
+			same += strcmp(o->peer, c->peer) == 0;
+		}
+		if (total >= h->max_conns || same >= h->max_per_ip) {
+			h->refused++;
+			if (h->refused < 10 || h->refused % 1000 == 0)
+				log_warn("http", "refusing a connection from %s: %s (%llu refused so far)",
+					 c->peer,
+					 total >= h->max_conns ? "http.max_connections reached"
+							       : "http.max_connections_per_ip reached",
+					 (unsigned long long)h->refused);
+			conn_shut(h, c);
+		} else {
+			c->state = CONN_IDLE;
+			c->deadline_ns = now + h->idle_ns;
+		}
+		i++;
+	}
+}
+
+/* Every 100 ms: forget closed connections, cut the ones past their deadline. */
+static void sweep_conns(evutil_socket_t fd_, short what, void *arg)
+{
+	(void)fd_;
+	(void)what;
+	struct http *h = arg;
+	int64_t now = det_mono_ns();
+	for (size_t i = 0; i < h->n_conns;) {
+		struct conn *c = &h->conns[i];
+		struct stat st;
+		if (c->state == CONN_NEW) {
+			i++;
+			continue;
+		}
+		if (fstat(c->fd, &st) < 0 || st.st_ino != c->ino) {
+			conn_forget(h, i);
+			continue;
+		}
+		if (c->deadline_ns && now >= c->deadline_ns) {
+			h->timed_out++;
+			log_debug("http", "closing a connection from %s: %s timeout", c->peer,
+				  c->state == CONN_READING ? "request" : "idle");
+			conn_shut(h, c);
+		}
+		i++;
+	}
+}
+
+static struct conn *conn_of_request(struct http *h, struct evhttp_request *req)
+{
+	struct evhttp_connection *ec = evhttp_request_get_connection(req);
+	int fd = ec ? bufferevent_getfd(evhttp_connection_get_bufferevent(ec)) : -1;
+	for (size_t i = 0; fd >= 0 && i < h->n_conns; i++)
+		if (h->conns[i].fd == fd && h->conns[i].state != CONN_NEW)
+			return &h->conns[i];
+	return NULL;
+}
+
+/* evhttp: the response of a request was sent; the connection is kept alive. */
+static void on_complete(struct evhttp_request *req, void *arg)
+{
+	(void)req;
+	uint64_t id = (uint64_t)(uintptr_t)arg;
+	for (struct http *h = instances; h; h = h->next_instance) {
+		struct conn *c = conn_by_id(h, id);
+		if (c && c->state == CONN_BUSY) {
+			c->state = CONN_IDLE;
+			c->deadline_ns = det_mono_ns() + h->idle_ns;
+		}
+	}
+}
+
+static void on_resume(evutil_socket_t fd_, short what, void *arg)
+{
+	(void)fd_;
+	(void)what;
+	struct http *h = arg;
+	evconnlistener_enable(evhttp_bound_socket_get_listener(h->bound));
+}
+
+/* accept() failed (EMFILE, ENFILE, ENOBUFS...): retrying at once would spin
+ * the loop at 100% and flood the log; pause, as the Unix socket does. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct http *h = instance_of(arg);
+	int err = EVUTIL_SOCKET_ERROR();
+	evconnlistener_disable(l);
+	if (!h)
+		return;
+	h->accept_pauses++;
+	int64_t now = det_mono_ns();
+	if (now - h->last_pause_log > 10 * (int64_t)1000000000) {
+		h->last_pause_log = now;
+		log_warn("http", "accept: %s; pausing the listener for 100 ms (%llu pauses so far)",
+			 strerror(err), (unsigned long long)h->accept_pauses);
+	}
+	struct timeval tv = {0, 100000};
+	event_add(h->resume_ev, &tv);
+}
+
+static void conn_status(struct json_object *o, void *arg)
+{
+	struct http *h = arg;
+	int open = 0;
+	for (size_t i = 0; i < h->n_conns; i++)
+		open += h->conns[i].state != CONN_NEW && h->conns[i].state != CONN_CLOSING;
+	json_object_object_add(o, "connections", json_object_new_int(open));
+	json_object_object_add(o, "max_connections", json_object_new_int(h->max_conns));
+	json_object_object_add(o, "max_connections_per_ip", json_object_new_int(h->max_per_ip));
+	json_object_object_add(o, "refused", json_object_new_uint64(h->refused));
+	json_object_object_add(o, "timed_out", json_object_new_uint64(h->timed_out));
+	json_object_object_add(o, "accept_pauses", json_object_new_uint64(h->accept_pauses));
 }
 
 /* ---- dispatch ----------------------------------------------------------------- */
@@ -206,7 +504,16 @@ static void dispatch(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
 	const char *path = http_request_path(req);
 	const struct route *r;
+	struct conn *c = conn_of_request(h, req);
 
+	if (c && c->state != CONN_CLOSING) {
+		/* complete: the handler owns the connection now (an SSE stream
+		 * lives as long as it likes); the idle clock restarts once the
+		 * response has been sent */
+		c->state = CONN_BUSY;
+		c->deadline_ns = 0;
+		evhttp_request_set_on_complete_cb(req, on_complete, (void *)(uintptr_t)c->id);
+	}
 	if (header_bytes(req) > h->max_header_bytes) {
 		http_reply_error(req, 431, "request headers larger than %zu bytes",
 				 h->max_header_bytes);
@@ -358,7 +665,35 @@ int http_create(struct event_base *base, const struct cfg_http *cfg, int inherit
 	}
 	h->max_header_bytes = cfg->max_header_bytes;
 	h->max_body_bytes = cfg->max_body_bytes;
+	h->base = base;
+	h->max_conns = cfg->max_connections > 0 ? cfg->max_connections : 256;
+	h->max_per_ip = cfg->max_connections_per_ip > 0 ? cfg->max_connections_per_ip : 32;
+	h->header_ns = (int64_t)((cfg->header_timeout_s > 0 ? cfg->header_timeout_s : 10) * 1e9);
+	h->idle_ns = (int64_t)((cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : 30) * 1e9);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)h->max_conns > rl.rlim_cur / 2) {
+		/* HTTP may use half the descriptors; the rest are for the Unix
+		 * socket's clients, GStreamer (GLib aborts when it cannot make a
+		 * pipe) and the model.  See LimitNOFILE= in detd.service. */
+		int cap = rl.rlim_cur / 2 > 1 ? (int)(rl.rlim_cur / 2) : 1;
+		log_warn("http", "http.max_connections %d is over half the descriptor limit "
+				 "(RLIMIT_NOFILE %llu): using %d",
+			 h->max_conns, (unsigned long long)rl.rlim_cur, cap);
+		h->max_conns = cap;
+	}
+	h->next_instance = instances;
+	instances = h;
+	h->check_ev = event_new(base, -1, 0, check_conns, h);
+	h->sweep_ev = event_new(base, -1, EV_PERSIST, sweep_conns, h);
+	h->resume_ev = evtimer_new(base, on_resume, h);
 	h->ev = evhttp_new(base);
+	if (!h->check_ev || !h->sweep_ev || !h->resume_ev) {
+		r = -ENOMEM;
+		if (inherited_fd >= 0)
+			close(inherited_fd);
+		goto fail;
+	}
 	if (!h->ev) {
 		r = -ENOMEM;
 		if (inherited_fd >= 0)
@@ -374,8 +709,12 @@ int http_create(struct event_base *base, const struct cfg_http *cfg, int inherit
 	 * answers the common case; evhttp's caps bound memory for the rest. */
 	evhttp_set_max_headers_size(h->ev, (ev_ssize_t)(cfg->max_header_bytes * 4));
 	evhttp_set_max_body_size(h->ev, (ev_ssize_t)(cfg->max_body_bytes * 4));
-	evhttp_set_timeout(h->ev, 30); /* idle/slow clients do not hold sockets forever */
+	/* evhttp's own timeout restarts with every byte: only a backstop behind
+	 * our absolute deadlines (sweep_conns) */
+	evhttp_set_timeout(h->ev, 30 + (int)((h->idle_ns > h->header_ns ? h->idle_ns : h->header_ns) /
+					     1000000000));
 	evhttp_set_gencb(h->ev, dispatch, h);
+	evhttp_set_bevcb(h->ev, make_bev, h);
 
 	if (inherited_fd >= 0) {
 		/* systemd hands sockets over blocking; a blocking accept() would
@@ -398,6 +737,7 @@ int http_create(struct event_base *base, const struct cfg_http *cfg, int inherit
 			goto fail;
 		}
 	}
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(h->bound), on_accept_error);
 	fd = evhttp_bound_socket_get_fd(h->bound);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
 		if (ss.ss_family == AF_INET)
@@ -406,8 +746,10 @@ int http_create(struct event_base *base, const struct cfg_http *cfg, int inherit
 			h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
 	r = http_route_add(h, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/status", 0, status_handler, h);
-	if (r < 0)
+	if (r < 0 || (r = http_status_add(h, "http", conn_status, h)) < 0)
 		goto fail;
+	struct timeval sweep_tv = {0, 100000};
+	event_add(h->sweep_ev, &sweep_tv);
 	*out = h;
 	return 0;
 fail:
@@ -421,6 +763,20 @@ void http_destroy(struct http *h)
 		return;
 	if (h->ev)
 		evhttp_free(h->ev); /* closes listeners and open connections */
+	for (struct http **p = &instances; *p; p = &(*p)->next_instance)
+		if (*p == h) {
+			*p = h->next_instance;
+			break;
+		}
+	while (h->n_conns)
+		conn_forget(h, h->n_conns - 1);
+	free(h->conns);
+	if (h->check_ev)
+		event_free(h->check_ev);
+	if (h->sweep_ev)
+		event_free(h->sweep_ev);
+	if (h->resume_ev)
+		event_free(h->resume_ev);
 	for (size_t i = 0; i < h->n_routes; i++)
 		free(h->routes[i].path);
 	for (size_t i = 0; i < h->n_sections; i++)

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <json-c/json.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@
 #include "detd-build.h"
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define TOPIC "ipc"
 
@@ -190,7 +192,7 @@ static bool only_keys(struct client *c, struct json_object *req, const char *con
 			ok = strcmp(*a, key) == 0;
 		if (!ok) {
 			char msg[160];
-			snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", key);
+			snprintf(msg, sizeof(msg), "unknown field \"%.*s\"", utf8_cut(key, 64), key);
 			send_error(c, "unknown_field", msg, id);
 			return false;
 		}
@@ -221,7 +223,8 @@ static void do_subscribe(struct client *c, struct json_object *req, struct json_
 		{
 			if (!json_object_is_type(sv, json_type_int) || json_object_get_int64(sv) < 0) {
 				snprintf(err, sizeof(err),
-					 "since.%.64s: expected a non-negative integer", sk);
+					 "since.%.*s: expected a non-negative integer", utf8_cut(sk, 64),
+					 sk);
 				send_error(c, "bad_filter", err, id);
 				goto fail;
 			}
@@ -259,7 +262,17 @@ static void handle_request(struct client *c, const char *line, size_t len)
 		send_error(c, "invalid_json", "NUL byte in request", NULL);
 		return;
 	}
-	struct json_tokener *tok = json_tokener_new_ex(16);
+	/* Strictly, before json-c (whose check lets overlongs, surrogates and
+	 * code points past U+10FFFF through): whatever we echo (ids, filters,
+	 * field names) is then valid UTF-8. */
+	if (!utf8_valid(line, len)) {
+		send_error(c, "invalid_utf8", "invalid UTF-8: the request is not strict UTF-8 "
+					      "(overlong form, surrogate or beyond U+10FFFF)", NULL);
+		return;
+	}
+	/* json-c's depth counts every container, the request object too:
+	 * + 1 accepts exactly IPC_MAX_DEPTH levels inside it */
+	struct json_tokener *tok = json_tokener_new_ex(IPC_MAX_DEPTH + 1);
 	if (!tok) {
 		client_close(c, "out of memory");
 		return;
@@ -330,7 +343,7 @@ static void handle_request(struct client *c, const char *line, size_t len)
 		send_ctl(c, o);
 	} else {
 		char msg[128];
-		snprintf(msg, sizeof(msg), "unknown type \"%.48s\"", t);
+		snprintf(msg, sizeof(msg), "unknown type \"%.*s\"", utf8_cut(t, 48), t);
 		send_error(c, "unknown_type", msg, id);
 	}
 out:
@@ -338,6 +351,20 @@ out:
 }
 
 /* ---- client callbacks ---- */
+
+/*
+ * After a read EOF: did the peer close completely, or only shut its sending
+ * side?  On a Unix stream socket POLLHUP means both directions are shut: the
+ * peer is gone, and a subscriber whose filter matches nothing would
+ * otherwise hold its slot forever (nothing is ever written to fail).
+ */
+static bool peer_gone(struct client *c)
+{
+	struct pollfd p = {.fd = bufferevent_getfd(c->bev), .events = POLLOUT};
+	if (p.fd < 0)
+		return true;
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+}
 
 static void on_read(struct bufferevent *bev, void *ud)
 {
@@ -416,10 +443,11 @@ static void on_event(struct bufferevent *bev, short what, void *ud)
 	if (what & BEV_EVENT_EOF) {
 		/* The peer shut its sending side.  A subscriber may still read (a
 		 * half-closed client); one without a subscription has nothing left
-		 * to do.  A fully closed peer is noticed at the next write. */
+		 * to do, nor has a peer that closed completely.  One that closes
+		 * later is found by the sweeper. */
 		c->read_eof = true;
 		bufferevent_disable(bev, EV_READ);
-		if (!c->sub || c->flush_close)
+		if (!c->sub || c->flush_close || peer_gone(c))
 			client_close(c, "closed by peer");
 		return;
 	}
@@ -479,6 +507,10 @@ static void sweep(evutil_socket_t fd, short what, void *ud)
 	int64_t now = det_mono_ns();
 	for (struct client *c = srv->clients, *n; c; c = n) {
 		n = c->next;
+		if (c->read_eof && peer_gone(c)) {
+			client_close(c, "closed by peer");
+			continue;
+		}
 		if (bus_flow_expired(&c->flow, queued(c), now)) {
 			srv->st.slow_disconnects++;
 			log_warn(TOPIC, "client %llu: stuck for %.1f s (%llu messages dropped), "

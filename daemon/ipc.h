@@ -25,6 +25,9 @@ struct ipc_server;
 /* A request line longer than this is answered with a line_too_long error and
  * discarded up to its newline; the connection stays open. */
 #define IPC_MAX_LINE 65536
+/* Values nested deeper than this inside the request object (arrays and
+ * objects; "id":[[1]] is 2 deep) make the request invalid_json. */
+#define IPC_MAX_DEPTH 16
 
 /*
  * Start serving.  inherited_fd >= 0: a listening socket passed by systemd

@@ -106,54 +106,74 @@ static void stream_state(const char *id, int old_state, int new_state, const cha
 	publish_stream_state(((struct glue *)ud)->pub, id, name, error && error[0] ? error : NULL);
 }
 
-/* Loop: POST /streams. */
+/* Loop: POST /streams.  The stream set (flow_module.c) decides about ids
+ * and the limit, so the parse does not look at the file's streams. */
 static int stream_add(const char *body, size_t len, char *id_out, size_t id_len, char *err,
 		      size_t errlen, void *ud)
 {
 	struct glue *g = ud;
-	struct flow *f = flow_module_flow(g->flow);
-	if (!f) {
-		snprintf(err, errlen, "the data path is not running");
-		return -EAGAIN;
-	}
 	struct cfg_errors *errs = calloc(1, sizeof(*errs));
 	struct cfg_stream cs = {0};
 	if (!errs)
 		return -ENOMEM;
-	int r = cfg_stream_parse(body, len, daemon_cfg(g->d), &cs, errs);
+	struct cfg paths = *daemon_cfg(g->d); /* relative paths: only source_path is read */
+	paths.n_streams = 0;
+	paths.streams = NULL;
+	int r = cfg_stream_parse(body, len, &paths, &cs, errs);
 	if (r < 0) {
 		snprintf(err, errlen, "%s", errs->n ? errs->msg[0] : "invalid stream");
 		free(errs);
 		return r;
 	}
 	free(errs);
-	r = flow_stream_add(f, &cs);
+	/* A gst-launch fragment can read, write or connect anywhere the daemon
+	 * can: over HTTP only when the operator said so (issue 15). */
+	if (cs.kind == CFG_SRC_GST && !daemon_cfg(g->d)->http.allow_gst_streams) {
+		snprintf(err, errlen, "\"type\":\"gst\" streams over HTTP need http.allow_gst_streams");
+		cfg_stream_clear(&cs);
+		return -EPERM;
+	}
+	r = flow_module_stream_add(g->flow, &cs, err, errlen);
 	if (r == 0)
 		snprintf(id_out, id_len, "%s", cs.id);
-	else
-		snprintf(err, errlen, "stream %s: %s", cs.id, strerror(-r));
 	cfg_stream_clear(&cs);
-	return r;
+	return r == -ENOSPC ? -EEXIST : r; /* 409 as well: the set is full */
 }
 
 /* Loop: DELETE /streams/{id}. */
 static int stream_remove(const char *id, char *err, size_t errlen, void *ud)
 {
 	struct glue *g = ud;
-	struct flow *f = flow_module_flow(g->flow);
-	int r = f ? flow_stream_remove(f, id) : -EAGAIN;
-	if (r < 0)
-		snprintf(err, errlen, "stream %s: %s", id, strerror(-r));
-	return r;
+	return flow_module_stream_remove(g->flow, id, err, errlen);
 }
 
-/* Loop: GET /streams/{id} gets the pipeline and batcher numbers too. */
+/* Loop: GET /streams/{id} gets the running definition (the file's or the
+ * one POSTed), its origin, and the pipeline and batcher numbers. */
 static void stream_describe(const char *id, struct json_object *entry, void *ud)
 {
 	struct glue *g = ud;
 	struct flow *f = flow_module_flow(g->flow);
+	bool from_http = false;
+	const struct cfg_stream *s = flow_module_stream(g->flow, id, &from_http);
+	if (s) {
+		json_object_object_add(entry, "type",
+				       json_object_new_string(cfg_source_kind_name(s->kind)));
+		const char *src = s->uri ? s->uri : s->device ? s->device : s->pipeline ? s->pipeline
+											: s->pattern;
+		json_object_object_add(entry, "source", src ? json_object_new_string(src) : NULL);
+		json_object_object_add(entry, "enabled", json_object_new_boolean(s->enabled));
+		json_object_object_add(entry, "origin",
+				       json_object_new_string(from_http ? "http" : "config"));
+	}
 	if (f)
 		flow_describe_stream(f, id, entry);
+}
+
+/* Loop: a reload of the file leaves streams decided at run time alone. */
+static bool stream_runtime(const char *id, void *ud)
+{
+	struct glue *g = ud;
+	return flow_module_stream_runtime(g->flow, id);
 }
 
 /* Scrape time (loop): the data path's drop counters and queue depths as
@@ -376,7 +396,7 @@ int main(int argc, char **argv)
 	glue.flow = flow;
 	publish_set_stream_ops(pub, &(struct publish_stream_ops){
 		.add = stream_add, .remove = stream_remove, .describe = stream_describe,
-		.ud = &glue});
+		.runtime = stream_runtime, .ud = &glue});
 	metrics_add_collector(publish_metrics(pub), flow_metrics, &glue);
 
 	code = daemon_run(d);

@@ -123,7 +123,11 @@ static void drain_states(evutil_socket_t fd, short what, void *ud)
 		p->q_head = (p->q_head + 1) % PUBLISH_STATE_QUEUE;
 		p->q_len--;
 		pthread_mutex_unlock(&p->lock);
-		if (p->bus)
+		/* Only for listed streams: a pipeline being removed reports its
+		 * last states after the stream left the bus, and they must not
+		 * bring it back as a ghost that never gets a frame (issue 15 #4).
+		 * Streams are listed before their pipelines start. */
+		if (p->bus && bus_stream_exists(p->bus, ev.stream))
 			bus_stream_state(p->bus, ev.stream, ev.state, ev.error);
 		free(ev.error);
 	}
@@ -217,10 +221,12 @@ static int mod_reload(struct daemon *d, const struct cfg *old, const struct cfg 
 	/* streams the reload adds or removes (ones added over HTTP are in
 	 * neither config and stay) */
 	for (size_t i = 0; i < nw->n_streams; i++)
-		if (!bus_stream_exists(p->bus, nw->streams[i].id))
+		if (!bus_stream_exists(p->bus, nw->streams[i].id) &&
+		    !(p->ops.runtime && p->ops.runtime(nw->streams[i].id, p->ops.ud)))
 			bus_stream_add(p->bus, nw->streams[i].id);
 	for (size_t i = 0; i < old->n_streams; i++)
-		if (!cfg_stream_find(nw, old->streams[i].id))
+		if (!cfg_stream_find(nw, old->streams[i].id) &&
+		    !(p->ops.runtime && p->ops.runtime(old->streams[i].id, p->ops.ud)))
 			bus_stream_remove(p->bus, old->streams[i].id);
 	ipc_reload(p->ipc, &nw->ipc);
 	if (p->api)
@@ -281,7 +287,9 @@ void publish_free(struct publish *p)
 void publish_result(struct det_result *r, void *ud)
 {
 	struct publish *p = ud;
-	if (p && p->bus)
+	/* a result still in flight when its stream was removed must not list
+	 * the stream again (the bus would create it) */
+	if (p && p->bus && bus_stream_exists(p->bus, r->stream_id))
 		bus_publish(p->bus, r);
 }
 

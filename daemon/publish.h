@@ -15,6 +15,7 @@
 #ifndef DETD_PUBLISH_H
 #define DETD_PUBLISH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "frame.h"
@@ -34,6 +35,9 @@ struct publish_stream_ops {
 	int (*remove)(const char *id, char *err, size_t errlen, void *ud);
 	void (*describe)(const char *id, struct json_object *entry, void *ud);
 	void *ud;
+	/* True when the id is decided at run time (added or deleted over HTTP):
+	 * a reload neither lists nor unlists it.  May be NULL. */
+	bool (*runtime)(const char *id, void *ud);
 };
 
 int publish_module_add(struct daemon *d, struct publish **out);

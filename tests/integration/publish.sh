@@ -46,6 +46,12 @@ timeout 60 "$DETCTL" subscribe --stream cam0 --count 3 >"$T/lines" || fail "detc
 grep -qE '^cam0 #[0-9]+ [A-Za-z_]+ 0\.[0-9]{2} \[[0-9]+,[0-9]+ [0-9]+,[0-9]+\]$' "$T/lines" ||
 	fail "no readable detection line: $(head -3 "$T/lines")"
 ok "detctl subscribe: $(head -1 "$T/lines")"
+# the label filter as docs/PROTOCOL.md shows it (a label the sample model has)
+timeout 60 "$DETCTL" subscribe --stream cam0 --label pickup_suv_van --min-score 0.3 --count 2 \
+	>"$T/labelled" || fail "detctl subscribe --label"
+[ -s "$T/labelled" ] && ! grep -v '^cam0 #[0-9]* pickup_suv_van ' "$T/labelled" ||
+	fail "--label pickup_suv_van let other lines through: $(cat "$T/labelled")"
+ok "detctl subscribe --label pickup_suv_van --min-score 0.3"
 
 # raw NDJSON, filtered
 timeout 60 "$DETCTL" subscribe --json --min-score 0.5 --count 3 >"$T/ndjson" || fail "detctl --json"

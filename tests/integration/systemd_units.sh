@@ -25,6 +25,8 @@ if [ -s "$T/verify.out" ]; then
 	fail "systemd-analyze verify printed warnings"
 fi
 ok "systemd-analyze verify: clean"
+# issue 15: the descriptor limit the HTTP connection caps are sized to
+grep -qE '^LimitNOFILE=[0-9]{4,}$' "$T/units/detd.service" || fail "detd.service sets no LimitNOFILE="
 
 systemd-analyze security --offline=true --no-pager "$T/units/detd.service" >"$T/sec.out" 2>&1 || true
 score=$(sed -nE 's/.*Overall exposure level for detd.service: ([0-9.]+).*/\1/p' "$T/sec.out")

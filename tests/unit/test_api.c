@@ -130,9 +130,15 @@ static struct resp req(struct fx *f, const char *method, const char *path, const
 {
 	struct pt_client *c = tcp_connect(f->port);
 	char head[1024];
+	/* what a well-behaved local client sends (curl, detctl); the tests of
+	 * the mutation guards pass their own Host / Content-Type */
+	bool own_host = hdrs && strcasestr(hdrs, "Host:");
+	bool own_type = hdrs && strcasestr(hdrs, "Content-Type:");
 	snprintf(head, sizeof(head),
-		 "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n",
-		 method, path, hdrs ? hdrs : "", body ? strlen(body) : 0);
+		 "%s %s HTTP/1.1\r\n%sConnection: close\r\n%s%sContent-Length: %zu\r\n\r\n",
+		 method, path, own_host ? "" : "Host: 127.0.0.1\r\n", hdrs ? hdrs : "",
+		 own_type || strcmp(method, "POST") ? "" : "Content-Type: application/json\r\n",
+		 body ? strlen(body) : 0);
 	pt_send(f->base, c, head);
 	if (body)
 		pt_send(f->base, c, body);
@@ -262,11 +268,20 @@ START_TEST(mutation_auth)
 	ck_assert_int_eq(err_code(&r), 403);
 	resp_free(&r);
 	fx_fini(&f);
-	/* not a loopback listener, no token configured: refused */
+	/* not a loopback listener, no token configured: the peer decides, and
+	 * this one is loopback (tests/integration/http_mutations.sh has the
+	 * non-loopback peer) */
 	fx_init(&f, "0.0.0.0", true, NULL);
 	r = req(&f, "DELETE", "/streams/cam0", NULL, NULL);
-	ck_assert_int_eq(r.status, 403);
+	ck_assert_int_eq(r.status, 200);
 	resp_free(&r);
+	fx_fini(&f);
+	/* a token is configured: needed from every peer, loopback too */
+	fx_init(&f, "127.0.0.1", true, "s3cret");
+	r = req(&f, "DELETE", "/streams/cam0", NULL, NULL);
+	ck_assert_int_eq(r.status, 401);
+	resp_free(&r);
+	ck_assert_int_eq(f.log.removes, 0);
 	fx_fini(&f);
 	/* not loopback, token configured */
 	fx_init(&f, "0.0.0.0", true, "s3cret");
@@ -285,6 +300,106 @@ START_TEST(mutation_auth)
 	r = req(&f, "GET", "/streams", NULL, NULL);
 	ck_assert_int_eq(r.status, 200);
 	resp_free(&r);
+	fx_fini(&f);
+}
+END_TEST
+
+/* Issue 15 #2: what a web page in a local browser can send must not mutate. */
+START_TEST(mutation_guards)
+{
+	struct fx f;
+	fx_init(&f, "127.0.0.1", true, NULL);
+	static const char *const refused[][2] = {
+		/* simple (no preflight) cross-origin requests a page can make */
+		{"Content-Type: text/plain\r\nOrigin: http://evil.example\r\n", "403"},
+		{"Content-Type: text/plain\r\n", "415"},
+		{"Content-Type: application/x-www-form-urlencoded\r\n", "415"},
+		{"Content-Type: multipart/form-data; boundary=x\r\n", "415"},
+		{"Content-Type: application/jsonx\r\n", "415"},
+		/* JSON, but from another origin */
+		{"Origin: http://evil.example\r\n", "403"},
+		{"Origin: null\r\n", "403"},
+		{"Origin: https://127.0.0.1\r\n", "403"},
+		/* DNS rebinding: the page's own name now resolves to 127.0.0.1 */
+		{"Host: evil.example\r\n", "403"},
+		{"Host: evil.example:8080\r\nOrigin: http://evil.example:8080\r\n", "403"},
+		{"Host: 127.0.0.1.evil.example\r\n", "403"},
+		{"Host: 127.0.0.1:80x\r\n", "403"},
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		struct resp r = req(&f, "POST", "/streams", refused[i][0],
+				    "{\"id\":\"new0\",\"type\":\"test\"}");
+		ck_assert_msg(r.status == atoi(refused[i][1]), "%s-> %d", refused[i][0], r.status);
+		ck_assert_int_eq(err_code(&r), r.status);
+		resp_free(&r);
+		r = req(&f, "POST", "/reload", refused[i][0], NULL);
+		ck_assert_msg(r.status == atoi(refused[i][1]), "reload %s-> %d", refused[i][0],
+			      r.status);
+		resp_free(&r);
+	}
+	ck_assert_int_eq(f.log.adds, 0);
+	ck_assert_int_eq(f.log.reloads, 0);
+	/* POST without any Content-Type: refused too */
+	struct pt_client *c = tcp_connect(f.port);
+	pt_send(f.base, c, "POST /reload HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+			   "Content-Length: 0\r\n\r\n");
+	while (!c->eof)
+		pt_pump(f.base, &c, 1, 1);
+	c->buf[c->len] = '\0';
+	ck_assert_ptr_nonnull(strstr(c->buf, "HTTP/1.1 415"));
+	pt_client_free(c);
+	/* DELETE: no body, so no Content-Type is fine, but not a form type */
+	struct resp r = req(&f, "DELETE", "/streams/cam0", "Content-Type: text/plain\r\n", NULL);
+	ck_assert_int_eq(r.status, 415);
+	resp_free(&r);
+	ck_assert_int_eq(f.log.removes, 0);
+	/* the legitimate ones */
+	char host[64], both[160];
+	snprintf(host, sizeof(host), "Host: localhost:%d\r\n", f.port);
+	snprintf(both, sizeof(both), "Host: 127.0.0.1:%d\r\nOrigin: http://127.0.0.1:%d\r\n",
+		 f.port, f.port);
+	const char *good[] = {host, both, "Host: [::1]:8080\r\n",
+			      "Content-Type: application/json; charset=utf-8\r\n"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		r = req(&f, "POST", "/streams", good[i], "{\"id\":\"new0\",\"type\":\"test\"}");
+		ck_assert_msg(r.status == 201, "%s-> %d %s", good[i], r.status, r.body);
+		resp_free(&r);
+	}
+	r = req(&f, "DELETE", "/streams/cam0", NULL, NULL);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	ck_assert_int_eq(f.log.adds, 4);
+	ck_assert_int_eq(f.log.removes, 1);
+	fx_fini(&f);
+}
+END_TEST
+
+/* Issue 15 #6: client bytes quoted in HTTP error messages stay valid UTF-8. */
+START_TEST(error_bodies_are_utf8)
+{
+	struct fx f;
+	fx_init(&f, "127.0.0.1", false, NULL);
+	static const char *const paths[] = {"/streams/a%C0%AFb", "/streams/%ED%A0%80",
+					    "/detections/latest?stream=%F4%90%80%80",
+					    "/events?%C0%AF=1", "/nosuch%ED%A0%80"};
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		struct resp r = req(&f, "GET", paths[i], NULL, NULL);
+		ck_assert_msg(r.status == 404 || r.status == 400, "%s -> %d", paths[i], r.status);
+		/* json-c's strict parser checks UTF-8 on this document */
+		struct json_tokener *tok = json_tokener_new();
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+		struct json_object *o = json_tokener_parse_ex(tok, r.body, (int)strlen(r.body));
+		json_tokener_free(tok);
+		ck_assert_msg(o != NULL, "%s: body not strict JSON: %s", paths[i], r.body);
+		json_object_put(o);
+		for (const unsigned char *p = (const unsigned char *)r.body; *p; p++) {
+			ck_assert_msg(*p != 0xC0 && *p != 0xF4, "%s: raw bad byte in %s", paths[i],
+				      r.body);
+			ck_assert_msg(!(p[0] == 0xED && p[1] >= 0xA0), "%s: surrogate in %s",
+				      paths[i], r.body);
+		}
+		resp_free(&r);
+	}
 	fx_fini(&f);
 }
 END_TEST
@@ -453,6 +568,8 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, rest_endpoints);
 	tcase_add_test(tc, mutation_auth);
+	tcase_add_test(tc, mutation_guards);
+	tcase_add_test(tc, error_bodies_are_utf8);
 	tcase_add_test(tc, sse_with_curl);
 	tcase_add_test(tc, sse_slow_client);
 	suite_add_tcase(s, tc);

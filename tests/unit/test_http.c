@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -213,6 +215,118 @@ START_TEST(status_sections_and_limits)
 }
 END_TEST
 
+/* ---- connection policy (issue 15 #1): same-thread clients, loop pumped ---- */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pump(struct event_base *b, int ms)
+{
+	int64_t end = now_ms() + ms;
+	do {
+		event_base_loop(b, EVLOOP_NONBLOCK);
+		usleep(2000);
+	} while (now_ms() < end);
+}
+
+/* A non-blocking loopback client from the given source address. */
+static int connect_from(const char *src, int to_port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in me = {.sin_family = AF_INET}, sa = {.sin_family = AF_INET};
+	inet_pton(AF_INET, src, &me.sin_addr);
+	sa.sin_port = htons((uint16_t)to_port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	return fd;
+}
+
+/* 1: the server closed it (EOF or reset), 0: still open, nothing to read. */
+static int closed_by_server(int fd)
+{
+	char buf[4096];
+	ssize_t n = read(fd, buf, sizeof(buf));
+	if (n == 0 || (n < 0 && errno != EAGAIN))
+		return 1;
+	return 0;
+}
+
+START_TEST(connection_caps_and_deadlines)
+{
+	struct cfg_http c = {.enabled = true, .address = "127.0.0.1", .port = 0,
+			     .max_body_bytes = 1024, .max_header_bytes = 2048,
+			     .max_connections = 3, .max_connections_per_ip = 2,
+			     .header_timeout_s = 0.6, .idle_timeout_s = 0.6};
+	struct event_base *b = event_base_new();
+	struct http *h = NULL;
+	ck_assert_int_eq(http_create(b, &c, -1, &h), 0);
+	int p = http_port(h);
+	/* per peer: the third from 127.0.0.1 is closed at once */
+	int a1 = connect_from("127.0.0.1", p), a2 = connect_from("127.0.0.1", p);
+	int a3 = connect_from("127.0.0.1", p);
+	pump(b, 150);
+	ck_assert_int_eq(closed_by_server(a1), 0);
+	ck_assert_int_eq(closed_by_server(a2), 0);
+	ck_assert_int_eq(closed_by_server(a3), 1);
+	/* in all: a third peer address fits, a fourth connection does not */
+	int b1 = connect_from("127.0.0.2", p), b2 = connect_from("127.0.0.3", p);
+	pump(b, 150);
+	ck_assert_int_eq(closed_by_server(b1), 0);
+	ck_assert_int_eq(closed_by_server(b2), 1);
+	/* idle deadline: all three are gone 0.6 s after accept (+ the 100 ms sweep) */
+	pump(b, 700);
+	ck_assert_int_eq(closed_by_server(a1), 1);
+	ck_assert_int_eq(closed_by_server(a2), 1);
+	ck_assert_int_eq(closed_by_server(b1), 1);
+	/* a trickle does not move the header deadline */
+	int t = connect_from("127.0.0.1", p);
+	ck_assert_int_eq(write(t, "GET /status HTTP/1.0\r\n", 22), 22);
+	int64_t t0 = now_ms(), cut = -1;
+	while (now_ms() - t0 < 3000 && cut < 0) {
+		if (write(t, "X", 1) < 0 || closed_by_server(t))
+			cut = now_ms() - t0;
+		pump(b, 50);
+	}
+	ck_assert_msg(cut >= 500 && cut < 2000, "trickle cut after %lld ms", (long long)cut);
+	/* and a normal request still works, with the counters */
+	int q = connect_from("127.0.0.1", p);
+	static const char get[] = "GET /status HTTP/1.0\r\n\r\n";
+	ck_assert_int_eq(write(q, get, sizeof(get) - 1), (ssize_t)sizeof(get) - 1);
+	char resp[8192];
+	size_t got = 0;
+	int64_t end = now_ms() + 3000;
+	while (now_ms() < end) {
+		pump(b, 10);
+		ssize_t n = read(q, resp + got, sizeof(resp) - 1 - got);
+		if (n == 0)
+			break;
+		if (n > 0)
+			got += (size_t)n;
+	}
+	resp[got] = '\0';
+	char *body = strstr(resp, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	struct json_object *o = json_tokener_parse(body + 4), *hs;
+	ck_assert_ptr_nonnull(o);
+	ck_assert(json_object_object_get_ex(o, "http", &hs));
+	ck_assert_int_eq(json_object_get_int(json_object_object_get(hs, "refused")), 2);
+	ck_assert_int_eq(json_object_get_int(json_object_object_get(hs, "timed_out")), 4);
+	json_object_put(o);
+	int fds[] = {a1, a2, a3, b1, b2, t, q};
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		close(fds[i]);
+	http_destroy(h);
+	event_base_free(b);
+}
+END_TEST
+
 START_TEST(bind_failure_reported)
 {
 	struct cfg_http c = {.enabled = true,
@@ -236,6 +350,7 @@ static Suite *suite(void)
 	tcase_add_test(t, routes_exact_prefix_and_errors);
 	tcase_add_test(t, status_sections_and_limits);
 	tcase_add_test(t, bind_failure_reported);
+	tcase_add_test(t, connection_caps_and_deadlines);
 	suite_add_tcase(s, t);
 	return s;
 }

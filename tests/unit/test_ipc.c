@@ -207,6 +207,25 @@ START_TEST(malformed_requests)
 	expect_error(&f, c, "{\"type\":\"\xc3\x28\"}\n", "invalid_utf8");
 	expect_error(&f, c, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
 		     "invalid_json");
+	/* issue 15 #7: exactly IPC_MAX_DEPTH levels are fine, one more is not */
+	{
+		char deep[256];
+		for (int levels = IPC_MAX_DEPTH; levels <= IPC_MAX_DEPTH + 1; levels++) {
+			/* "id" nested `levels` arrays deep inside the request object */
+			int n = snprintf(deep, sizeof(deep), "{\"type\":\"ping\",\"id\":");
+			for (int i = 0; i < levels; i++)
+				deep[n++] = '[';
+			for (int i = 0; i < levels; i++)
+				deep[n++] = ']';
+			snprintf(deep + n, sizeof(deep) - (size_t)n, "}\n");
+			if (levels == IPC_MAX_DEPTH) {
+				pt_send(f.base, c, deep);
+				json_object_put(pt_expect(f.base, c, "pong"));
+			} else {
+				expect_error(&f, c, deep, "invalid_json");
+			}
+		}
+	}
 	/* valid UTF-8 outside ASCII is fine */
 	pt_send(f.base, c, "{\"type\":\"ping\",\"id\":\"caf\xc3\xa9\"}\n");
 	struct json_object *o = pt_expect(f.base, c, "pong");
@@ -554,6 +573,133 @@ START_TEST(max_clients)
 }
 END_TEST
 
+/* Issue 15 #3: subscribers whose filter matches nothing disconnect; nothing
+ * is ever written to them, yet their slots must come back. */
+START_TEST(ghost_subscribers)
+{
+	struct fx f;
+	fx_init(&f, 4);
+	f.cfg.max_clients = 4;
+	fx_start(&f);
+	for (int i = 0; i < 2 * 4; i++) {
+		struct pt_client *c = hello(&f);
+		subscribe(&f, c, "{\"type\":\"subscribe\",\"streams\":[\"nosuch\"]}\n");
+		if (i % 2)
+			shutdown(c->fd, SHUT_WR); /* half-close first, then close */
+		pt_pump(f.base, NULL, 0, 5);
+		pt_client_free(c);
+	}
+	/* the sweeper runs at most every second */
+	int64_t until = pt_ms() + 3000;
+	while (n_clients(&f) > 0 && pt_ms() < until)
+		pt_pump(f.base, NULL, 0, 50);
+	ck_assert_uint_eq(n_clients(&f), 0);
+	struct pt_client *c = hello(&f); /* not too_many_clients */
+	pt_send(f.base, c, "{\"type\":\"ping\"}\n");
+	json_object_put(pt_expect(f.base, c, "pong"));
+	/* a half-closed subscriber is still kept and served */
+	struct pt_client *h = hello(&f);
+	subscribe(&f, h, "{\"type\":\"subscribe\"}\n");
+	shutdown(h->fd, SHUT_WR);
+	pt_pump(f.base, NULL, 0, 1500);
+	ck_assert_uint_eq(n_clients(&f), 2);
+	publish(&f, "cam0", 1, 1);
+	json_object_put(pt_expect(f.base, h, "detections"));
+	pt_client_free(h);
+	pt_client_free(c);
+	fx_fini(&f);
+}
+END_TEST
+
+/* An independent strict decoder (code points, not byte classes): minimal
+ * length, no surrogates, at most U+10FFFF. */
+static bool strict_utf8(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned c = s[i];
+		size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+					 : (c & 0xF8) == 0xF0 ? 4 : 0;
+		if (!len || i + len > n)
+			return false;
+		unsigned cp = len == 1 ? c : c & (0xFF >> (len + 1));
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xC0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i + k] & 0x3F);
+		}
+		static const unsigned min[] = {0, 0, 0x80, 0x800, 0x10000};
+		if (cp < min[len] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+/* Issue 15 #6: invalid UTF-8 is never echoed in subscribed/pong/error. */
+START_TEST(invalid_utf8_never_echoed)
+{
+	struct fx f;
+	fx_init(&f, 4);
+	fx_start(&f);
+	struct pt_client *c = hello(&f);
+	static const char *const bad[] = {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+					  "\xe0\x80\xaf", "\xf0\x80\x80\xaf", "\xed\xbf\xbf"};
+	/* each request is pre + bad + post */
+	static const char *const tmpl[][2] = {
+		{"{\"type\":\"ping\",\"id\":\"a", "b\"}\n"},
+		{"{\"type\":\"subscribe\",\"labels\":[\"a", "b\"]}\n"},
+		{"{\"type\":\"subscribe\",\"streams\":[\"cam0\"],\"id\":[\"", "\"]}\n"},
+		{"{\"type\":\"p", "\"}\n"},
+		{"{\"type\":\"ping\",\"k", "\":1}\n"},
+		{"{\"type\":\"subscribe\",\"since\":{\"c", "\":-1}}\n"},
+	};
+	size_t n = 0;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		for (size_t t = 0; t < sizeof(tmpl) / sizeof(tmpl[0]); t++) {
+			char req[256];
+			snprintf(req, sizeof(req), "%s%s%s", tmpl[t][0], bad[i], tmpl[t][1]);
+			pt_send(f.base, c, req);
+			n++;
+		}
+	/* a byte-counted cut inside a character ("%.48s" of a 49-byte type) */
+	pt_send(f.base, c, "{\"type\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\xc3\xa9\"}\n");
+	pt_send(f.base, c, "{\"type\":\"ping\",\"k\xc3\xa9xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+			   "xxxxxxxxxxxxxxxxxxxxxxxx\xc3\xa9\":1}\n");
+	n += 2;
+	int64_t end = pt_ms() + 5000;
+	size_t lines = 0;
+	while (pt_ms() < end) {
+		pt_pump(f.base, &c, 1, 10);
+		lines = 0;
+		for (size_t i = 0; i < c->len; i++)
+			lines += c->buf[i] == '\n';
+		if (lines >= n)
+			break;
+	}
+	ck_assert_uint_eq(lines, n);
+	ck_assert_msg(strict_utf8((const unsigned char *)c->buf, c->len),
+		      "the server sent invalid UTF-8: %.*s", (int)c->len, c->buf);
+	for (size_t i = 0; i < n - 2; i++) {
+		struct json_object *o = pt_expect(f.base, c, "error");
+		ck_assert_str_eq(pt_str(o, "code"), "invalid_utf8");
+		json_object_put(o);
+	}
+	struct json_object *o = pt_expect(f.base, c, "error");
+	ck_assert_str_eq(pt_str(o, "code"), "unknown_type");
+	json_object_put(o);
+	o = pt_expect(f.base, c, "error");
+	ck_assert_str_eq(pt_str(o, "code"), "unknown_field");
+	json_object_put(o);
+	/* valid non-ASCII still round-trips, and \ud800 escapes come back as U+FFFD */
+	pt_send(f.base, c, "{\"type\":\"ping\",\"id\":\"\xf0\x9f\x98\x80\\ud800\"}\n");
+	o = pt_expect(f.base, c, "pong");
+	ck_assert_str_eq(pt_str(o, "id"), "\xf0\x9f\x98\x80\xef\xbf\xbd");
+	json_object_put(o);
+	pt_client_free(c);
+	fx_fini(&f);
+}
+END_TEST
+
 START_TEST(socket_file_handling)
 {
 	struct fx f;
@@ -654,6 +800,8 @@ int main(void)
 	tcase_add_test(tc, rapid_connects);
 	tcase_add_test(tc, half_closed);
 	tcase_add_test(tc, max_clients);
+	tcase_add_test(tc, ghost_subscribers);
+	tcase_add_test(tc, invalid_utf8_never_echoed);
 	tcase_add_test(tc, socket_file_handling);
 	tcase_add_test(tc, inherited_socket);
 	suite_add_tcase(s, tc);
