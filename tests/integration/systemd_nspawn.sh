@@ -58,6 +58,8 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
+# meson's timeout sends SIGTERM: leave through the EXIT trap, container and all.
+trap 'exit 143' TERM INT
 
 fail() {
 	echo "FAIL: $*" >&2
