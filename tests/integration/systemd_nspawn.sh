@@ -157,6 +157,13 @@ echo "$status" | grep -q '^running' || fail "StatusText after start: '$status'"
 pid1=$(prop MainPID)
 ok "systemctl start: active, StatusText '$status'"
 
+# The hardening as the running manager sees it (it-systemd_units checks offline).
+score=$(C systemd-analyze security --no-pager detd.service 2>&1 |
+	sed -nE 's/.*Overall exposure level for detd.service: ([0-9.]+).*/\1/p')
+[ -n "$score" ] || fail "no exposure score from systemd-analyze security"
+awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure $score > 2.0"
+ok "systemd-analyze security detd (running): $score"
+
 health=$(C curl -sf --max-time 10 http://127.0.0.1:8080/healthz) || fail "curl /healthz"
 echo "$health" | grep -q '"ok"' || fail "/healthz said $health"
 ok "curl /healthz: $health"
