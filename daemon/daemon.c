@@ -47,6 +47,11 @@ struct daemon {
 
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *watchdog;
+	uint64_t watchdog_usec;
+	daemon_alive_fn alive;
+	void *alive_ud;
+	bool wd_stalled;           /* pings withheld: the liveness check failed */
+	char wd_saved_status[256]; /* STATUS= to restore if the check recovers */
 	struct event *stop_timer;
 
 	size_t n_modules;
@@ -338,7 +343,37 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct daemon *d = arg;
+	char why[160] = "";
+
+	if (d->alive && d->alive(d->alive_ud, why, sizeof(why)) < 0) {
+		/* No ping: systemd's WatchdogSec= runs out and it restarts us.
+		 * Logged once, not at every tick. */
+		if (!d->wd_stalled) {
+			d->wd_stalled = true;
+			log_error("daemon", "watchdog: %s; not pinging the service manager", why);
+			snprintf(d->wd_saved_status, sizeof(d->wd_saved_status), "%s", d->status);
+			daemon_status(d, "hung: %s", why);
+		}
+		return;
+	}
+	if (d->wd_stalled) {
+		d->wd_stalled = false;
+		log_warn("daemon", "watchdog: the data path recovered; pinging again");
+		daemon_status(d, "%s", d->wd_saved_status);
+	}
 	notify_send("WATCHDOG=1");
+}
+
+uint64_t daemon_watchdog_usec(const struct daemon *d)
+{
+	return d->watchdog_usec;
+}
+
+void daemon_set_liveness(struct daemon *d, daemon_alive_fn fn, void *ud)
+{
+	d->alive = fn;
+	d->alive_ud = ud;
 }
 
 /* ---- HTTP endpoints owned here ------------------------------------------------- */
@@ -462,6 +497,7 @@ int daemon_create(const struct daemon_opts *opts, struct daemon **out)
 		goto fail;
 	}
 
+	d->watchdog_usec = notify_watchdog_usec();
 	n = notify_listen_fds(&names);
 	for (int i = 0; i < n && names; i++) {
 		if (d->n_listen == MAX_LISTEN_FDS) {
@@ -548,7 +584,7 @@ int daemon_run(struct daemon *d)
 			log_warn("daemon", "inherited socket \"%s\" (fd %d) is not used by any module",
 				 d->listen[i].name, d->listen[i].fd);
 
-	wd = notify_watchdog_usec();
+	wd = d->watchdog_usec;
 	if (wd) {
 		/* Half the interval, as systemd recommends: one late tick is not fatal. */
 		struct timeval tv = {(time_t)(wd / 2 / 1000000), (suseconds_t)(wd / 2 % 1000000)};

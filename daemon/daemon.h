@@ -42,6 +42,8 @@
 #define DETD_DAEMON_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -99,6 +101,18 @@ void daemon_module_stopped(struct daemon *d, const char *name);
 
 /* Replace the STATUS= line shown by systemctl status. */
 void daemon_status(struct daemon *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Service watchdog.  daemon_watchdog_usec(): the interval the service
+ * manager asked for (WATCHDOG_USEC), 0 without a watchdog.  A module that
+ * can tell whether its threads make progress registers a liveness check
+ * (one at a time; fn NULL removes it): while it returns < 0 the daemon sends
+ * no WATCHDOG=1, so systemd kills and restarts a hung daemon; the reason is
+ * logged once and shown in STATUS=.  Called from the loop at every tick.
+ */
+typedef int (*daemon_alive_fn)(void *ud, char *why, size_t whylen);
+uint64_t daemon_watchdog_usec(const struct daemon *d);
+void daemon_set_liveness(struct daemon *d, daemon_alive_fn fn, void *ud);
 
 /* Block the daemon's signals in the calling thread (call first in every thread). */
 void daemon_block_signals(void);

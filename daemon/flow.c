@@ -33,6 +33,8 @@ struct flow {
 	const struct eng_model_info *mi;
 	char backend_name[32];
 	int workers, max_batch; /* copied: the config may be replaced by a reload */
+	int deadline_ms;
+	int64_t stall_limit_ns; /* flow_watchdog_arm(); 0: no watchdog */
 	struct eng_batcher *batcher;
 	struct results *results;
 	struct pipe_sources *sources;
@@ -162,6 +164,7 @@ int flow_create(const struct flow_opts *opts, struct flow **out, char *err, size
 	f->o.cfg = NULL; /* valid during create only (a reload frees it) */
 	f->workers = cfg->engine.workers;
 	f->max_batch = cfg->engine.max_batch;
+	f->deadline_ms = cfg->engine.deadline_ms;
 	if (opts->dump_dir && !(f->dump_dir = strdup(opts->dump_dir))) {
 		rc = -ENOMEM;
 		goto fail;
@@ -331,6 +334,58 @@ static struct json_object *dbl(double v)
 	return json_object_new_double_s(v, buf);
 }
 
+/* ---- worker liveness (service watchdog) ---- */
+
+void flow_watchdog_arm(struct flow *f, uint64_t watchdog_usec)
+{
+	/* Half the interval leaves systemd's other half for the last ping to
+	 * age out, so a hung worker is killed within about 1.5 x WatchdogSec.
+	 * A batch may legitimately run up to deadline_ms on the primary backend
+	 * and then once more on cpu: never call that hung. */
+	int64_t limit = (int64_t)(watchdog_usec / 2) * 1000;
+	int64_t by_deadline = 2LL * f->deadline_ms * 1000000LL;
+	f->stall_limit_ns = watchdog_usec && by_deadline > limit ? by_deadline : limit;
+}
+
+int flow_check_alive(struct flow *f, char *why, size_t whylen)
+{
+	int64_t now = det_mono_ns(), worst = 0;
+	int worst_i = -1;
+	if (f->stall_limit_ns <= 0 || atomic_load(&f->threads_stopped))
+		return 0;
+	for (int i = 0; i < f->workers; i++) {
+		int64_t busy = eng_batcher_worker_busy_ns(f->batcher, i, now);
+		if (busy > f->stall_limit_ns && busy > worst) {
+			worst = busy;
+			worst_i = i;
+		}
+	}
+	if (worst_i < 0)
+		return 0;
+	if (why && whylen)
+		snprintf(why, whylen, "inference worker %d busy for %lld ms (limit %lld ms)", worst_i,
+			 (long long)(worst / 1000000), (long long)(f->stall_limit_ns / 1000000));
+	return -ETIMEDOUT;
+}
+
+static struct json_object *liveness_json(struct flow *f)
+{
+	struct json_object *o = json_object_new_object(), *a = json_object_new_array();
+	int64_t now = det_mono_ns();
+	bool stalled = false;
+	for (int i = 0; i < f->workers; i++) {
+		int64_t busy = eng_batcher_worker_busy_ns(f->batcher, i, now);
+		stalled |= f->stall_limit_ns > 0 && busy > f->stall_limit_ns;
+		json_object_array_add(a, json_object_new_int64(busy / 1000000));
+	}
+	json_object_object_add(o, "busy_ms", a);
+	json_object_object_add(o, "stall_limit_ms",
+			       f->stall_limit_ns ? json_object_new_int64(f->stall_limit_ns / 1000000)
+						 : NULL);
+	json_object_object_add(o, "stalled", json_object_new_boolean(stalled));
+	return o;
+}
+
 void flow_status_engine(struct json_object *o, void *ud)
 {
 	struct flow *f = ud;
@@ -372,6 +427,7 @@ void flow_status_engine(struct json_object *o, void *ud)
 		json_object_object_add(h, "last_error",
 				       json_object_new_string(st.primary.last_error));
 	json_object_object_add(o, "backend_health", h);
+	json_object_object_add(o, "worker_liveness", liveness_json(f));
 
 	struct results_stats rs;
 	results_stats(f->results, &rs);

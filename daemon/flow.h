@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "frame.h"
@@ -58,6 +59,15 @@ int flow_stream_remove(struct flow *f, const char *id);
 
 /* Reloadable engine settings (engine.min_score). */
 void flow_reload_engine(struct flow *f, const struct cfg_engine *e);
+
+/*
+ * Worker liveness for the service watchdog.  arm: a batch running longer
+ * than max(watchdog_usec / 2, 2 x engine.deadline_ms) means a hung worker
+ * (watchdog_usec 0: never).  check: 0 while no worker is hung, -ETIMEDOUT
+ * with a line in why otherwise.  /status shows it as engine.worker_liveness.
+ */
+void flow_watchdog_arm(struct flow *f, uint64_t watchdog_usec);
+int flow_check_alive(struct flow *f, char *why, size_t whylen);
 
 /* /status sections: fill an (empty) object. */
 void flow_status_engine(struct json_object *section, void *flow);

@@ -57,6 +57,12 @@ struct flow_module {
 	bool reported;        /* daemon_module_stopped() called */
 };
 
+static int alive(void *ud, char *why, size_t whylen)
+{
+	struct flow_module *m = ud;
+	return m->flow && !m->stopping ? flow_check_alive(m->flow, why, whylen) : 0;
+}
+
 static int mod_start(struct daemon *d, void *ud)
 {
 	struct flow_module *m = ud;
@@ -74,6 +80,8 @@ static int mod_start(struct daemon *d, void *ud)
 		http_status_add(h, "engine", flow_status_engine, m->flow);
 		http_status_add(h, "streams", flow_status_streams, m->flow);
 	}
+	flow_watchdog_arm(m->flow, daemon_watchdog_usec(d));
+	daemon_set_liveness(d, alive, m);
 	if (m->o.started)
 		m->o.started(m->flow, m->o.ud);
 	return 0;
@@ -139,6 +147,7 @@ static int mod_stop(struct daemon *d, void *ud)
 		http_status_remove(h, "streams");
 	}
 	m->stopping = true;
+	daemon_set_liveness(d, NULL, NULL);
 	m->stopped_ev = event_new(daemon_base(d), -1, 0, on_stopped, m);
 	m->budget_ev = evtimer_new(daemon_base(d), on_budget, m);
 	if (!m->stopped_ev || !m->budget_ev ||

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,10 @@ struct worker {
 	struct eng_ctx *primary;
 	struct eng_ctx *cpu; /* == primary when the configured backend is cpu */
 	struct eng_detections *out; /* ENG_BATCH_MAX */
+	/* Heartbeat for the service watchdog: when the worker took its current
+	 * batch, 0 while it waits for work.  Atomic, not under b->mu, so that a
+	 * worker stuck anywhere cannot also stall whoever checks on it. */
+	_Atomic int64_t busy_since_ns;
 };
 
 struct fps_bucket {
@@ -478,11 +483,13 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		take_batch(b, &bt);
+		atomic_store(&w->busy_since_ns, det_mono_ns());
 		pthread_mutex_unlock(&b->mu);
 
 		int delivered;
 		int64_t run_ns;
 		run_batch(w, &bt, &delivered, &run_ns);
+		atomic_store(&w->busy_since_ns, 0);
 		struct det_frame *undelivered[ENG_BATCH_MAX];
 		int n_und = 0;
 
@@ -593,6 +600,14 @@ int eng_batcher_create(const struct eng_batcher_opts *opts, struct eng_batcher *
 fail:
 	eng_batcher_destroy(b);
 	return rc;
+}
+
+int64_t eng_batcher_worker_busy_ns(struct eng_batcher *b, int i, int64_t now_ns)
+{
+	if (!b || i < 0 || i >= b->n_workers)
+		return 0;
+	int64_t since = atomic_load(&b->workers[i].busy_since_ns);
+	return since > 0 && now_ns > since ? now_ns - since : 0;
 }
 
 void eng_batcher_stop(struct eng_batcher *b, bool drain)

@@ -138,4 +138,12 @@ void eng_batcher_foreach_stream(struct eng_batcher *b,
 				void (*fn)(const struct eng_stream_stats *st, void *user),
 				void *user);
 
+/*
+ * Heartbeat of worker i (0..opts.workers-1) for the service watchdog: how
+ * long it has been running its current batch (including the cpu re-run and
+ * the on_result calls), 0 while it waits for work or when i is out of range.
+ * Lock-free (one atomic per worker): any thread, even while a worker is stuck.
+ */
+int64_t eng_batcher_worker_busy_ns(struct eng_batcher *b, int i, int64_t now_ns);
+
 #endif

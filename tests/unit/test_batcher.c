@@ -538,6 +538,42 @@ START_TEST(slow_backend_drops_stale)
 }
 END_TEST
 
+/* The watchdog's heartbeat: busy while a batch runs (here held at the fake
+ * backend's gate), growing with time, back to 0 once the result is out. */
+START_TEST(worker_heartbeat)
+{
+	struct eng_batcher_opts o = opts(2, 1, 0);
+	struct eng_batcher *b = make(&o);
+	add_streams(b, "a");
+	ck_assert_int_eq(eng_batcher_worker_busy_ns(b, 0, det_mono_ns()), 0);
+	ck_assert_int_eq(eng_batcher_worker_busy_ns(b, 1, det_mono_ns()), 0);
+	fake_gate_hold(true);
+	eng_batcher_submit(b, frame("a", 1, 'a'));
+	int busy_worker = -1;
+	for (int t = 0; t < 2000 && busy_worker < 0; t++) {
+		for (int i = 0; i < 2; i++)
+			if (eng_batcher_worker_busy_ns(b, i, det_mono_ns()) > 0)
+				busy_worker = i;
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_int_ge(busy_worker, 0);
+	struct timespec ts = {0, 50000000};
+	nanosleep(&ts, NULL);
+	ck_assert_int_ge(eng_batcher_worker_busy_ns(b, busy_worker, det_mono_ns()), 50000000);
+	/* the other worker waits for work: idle, not stuck */
+	ck_assert_int_eq(eng_batcher_worker_busy_ns(b, 1 - busy_worker, det_mono_ns()), 0);
+	ck_assert_int_eq(eng_batcher_worker_busy_ns(b, 2, det_mono_ns()), 0);
+	ck_assert_int_eq(eng_batcher_worker_busy_ns(b, -1, det_mono_ns()), 0);
+	fake_gate_hold(false);
+	ck_assert(wait_results(1));
+	for (int t = 0; t < 2000 && eng_batcher_worker_busy_ns(b, busy_worker, det_mono_ns()); t++)
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	ck_assert_int_eq(eng_batcher_worker_busy_ns(b, busy_worker, det_mono_ns()), 0);
+	eng_batcher_destroy(b);
+}
+END_TEST
+
 START_TEST(bad_options)
 {
 	struct eng_batcher *b = (struct eng_batcher *)1;
@@ -573,6 +609,7 @@ int main(void)
 	tcase_add_test(tc, failing_backend_falls_back);
 	tcase_add_test(tc, deadline_marks_unhealthy);
 	tcase_add_test(tc, slow_backend_drops_stale);
+	tcase_add_test(tc, worker_heartbeat);
 	tcase_add_test(tc, bad_options);
 	suite_add_tcase(s, tc);
 	return run_suite(s);

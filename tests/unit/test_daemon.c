@@ -1,10 +1,13 @@
 /* test_daemon.c — module lifecycle: start order, reload hooks, reverse and pending stops, timeouts. */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -217,6 +220,116 @@ START_TEST(bad_config_is_einval)
 }
 END_TEST
 
+/* ---- the watchdog follows the registered liveness check ---- */
+
+static bool dead;
+static int alive_calls;
+
+static int test_alive(void *ud, char *why, size_t whylen)
+{
+	(void)ud;
+	alive_calls++;
+	if (!dead)
+		return 0;
+	snprintf(why, whylen, "test worker stuck");
+	return -ETIMEDOUT;
+}
+
+/* Reads the notifications as they come (the sender blocks once the
+ * datagram queue is full) and keeps one letter per message:
+ * R ready, W ping, H STATUS=hung, S the normal STATUS=, X stopping. */
+struct reader {
+	int fd;
+	char seq[8192];
+	size_t len;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	char buf[512];
+	ssize_t n;
+	while ((n = recv(r->fd, buf, sizeof(buf) - 1, 0)) > 0 && r->len + 1 < sizeof(r->seq)) {
+		buf[n] = '\0';
+		char c = strncmp(buf, "READY=1", 7) == 0 ? 'R'
+			 : strcmp(buf, "WATCHDOG=1") == 0 ? 'W'
+			 : strcmp(buf, "STATUS=hung: test worker stuck") == 0 ? 'H'
+			 : strncmp(buf, "STATUS=running", 14) == 0 ? 'S'
+			 : strcmp(buf, "STOPPING=1") == 0 ? 'X' : '?';
+		r->seq[r->len++] = c;
+		if (c == 'X')
+			break;
+	}
+	return NULL;
+}
+
+static int live_start(struct daemon *d, void *ud)
+{
+	ck_assert_uint_eq(daemon_watchdog_usec(d), 40000);
+	daemon_set_liveness(d, test_alive, ud);
+	return 0;
+}
+
+static void set_dead(evutil_socket_t fd, short what, void *arg)
+{
+	dead = arg != NULL;
+}
+
+START_TEST(liveness_gates_watchdog)
+{
+	/* A real notification socket; WATCHDOG_USEC 40 ms → a tick every 20 ms.
+	 * Check runs each test in its own process: the environment stays here. */
+	char sock[108];
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct reader r = {.len = 0};
+	pthread_t th;
+	snprintf(sock, sizeof(sock), "/tmp/detd-test-notify-%d.sock", (int)getpid());
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	unlink(sock);
+	r.fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	ck_assert_int_ge(r.fd, 0);
+	ck_assert_int_eq(bind(r.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, reader_main, &r), 0);
+	setenv("NOTIFY_SOCKET", sock, 1);
+	setenv("WATCHDOG_USEC", "40000", 1);
+	unsetenv("WATCHDOG_PID");
+
+	struct daemon_opts o = {.config_path = cfg_path};
+	struct daemon_module m = {.name = "live", .start = live_start};
+	struct timeval t_dead = {0, 150000}, t_alive = {0, 300000}, t_stop = {0, 450000};
+	dead = false;
+	alive_calls = 0;
+	ck_assert_int_eq(daemon_create(&o, &the_daemon), 0);
+	ck_assert_int_eq(daemon_module_add(the_daemon, &m), 0);
+	struct event_base *base = daemon_base(the_daemon);
+	struct event *e1 = evtimer_new(base, set_dead, "dead");
+	struct event *e2 = evtimer_new(base, set_dead, NULL);
+	struct event *e3 = evtimer_new(base, do_stop, NULL);
+	evtimer_add(e1, &t_dead);
+	evtimer_add(e2, &t_alive);
+	evtimer_add(e3, &t_stop);
+	ck_assert_int_eq(daemon_run(the_daemon), 0);
+	event_free(e1);
+	event_free(e2);
+	event_free(e3);
+	daemon_destroy(the_daemon);
+	pthread_join(th, NULL); /* STOPPING=1 ended it */
+	close(r.fd);
+	unlink(sock);
+
+	const char *seq = r.seq;
+	ck_assert_int_gt(alive_calls, 10);
+	/* ready, pings, one hung notice and silence, the old STATUS back, pings, stop */
+	ck_assert_msg(strspn(seq, "RWHSX") == strlen(seq), "unexpected message in %s", seq);
+	const char *h = strchr(seq, 'H');
+	ck_assert_msg(h && strchr(h + 1, 'H') == NULL, "exactly one STATUS=hung: %s", seq);
+	ck_assert_msg(h[1] == 'S', "after the stall the next message restores STATUS=: %s", seq);
+	ck_assert_msg(seq[0] == 'R' && h - seq >= 4, "pings before the stall: %s", seq);
+	ck_assert_msg(strspn(h + 2, "W") >= 4, "pings after the recovery: %s", seq);
+	ck_assert_msg(seq[r.len - 1] == 'X', "stopping last: %s", seq);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("daemon");
@@ -228,6 +341,7 @@ static Suite *suite(void)
 	tcase_add_test(t, stop_times_out);
 	tcase_add_test(t, failed_start_stops_the_started);
 	tcase_add_test(t, bad_config_is_einval);
+	tcase_add_test(t, liveness_gates_watchdog);
 	suite_add_tcase(s, t);
 	return s;
 }
