@@ -207,14 +207,19 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 		KERR(err, errlen, "num_classes %d does not fit %d score columns", o->num_classes, cwb);
 		return -EINVAL;
 	}
+	/* detections_per_class only matters to regular NMS (TFLite ignores it otherwise) */
 	if (o->max_detections <= 0 || o->max_classes_per_detection <= 0 ||
 	    (o->use_regular_nms && o->detections_per_class <= 0)) {
-		KERR(err, errlen, "max_detections/max_classes_per_detection/detections_per_class must be > 0");
+		KERR(err, errlen,
+		     "max_detections %d, max_classes_per_detection %d%s must be > 0",
+		     o->max_detections, o->max_classes_per_detection,
+		     o->use_regular_nms ? " and detections_per_class (regular NMS)" : "");
 		return -EINVAL;
 	}
 	/* bounds a hostile flexbuffer cannot push past (products stay in int) */
 	if (o->max_detections > (1 << 16) || o->max_classes_per_detection > (1 << 12) ||
-	    o->detections_per_class > (1 << 20) || o->num_classes > (1 << 16)) {
+	    (o->use_regular_nms && o->detections_per_class > (1 << 20)) ||
+	    o->num_classes > (1 << 16)) {
 		KERR(err, errlen, "post-process options out of range");
 		return -EINVAL;
 	}
