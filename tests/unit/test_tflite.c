@@ -497,6 +497,49 @@ START_TEST(label_maps)
 	ck_assert_ptr_null(l[2]);
 	ck_assert_str_eq(l[3], "car");
 	eng_labels_free(l, n);
+
+	/* Coral's "ID  NAME" lines: id K is class K, gaps stay unnamed (never shifted). */
+	write_file(path, "0  person\n1  bicycle\n\n12  stop sign\n\t3\ttraffic light \n");
+	ck_assert_msg(eng_labels_load(path, &l, &n, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(n, 13);
+	ck_assert_str_eq(l[0], "person");
+	ck_assert_str_eq(l[1], "bicycle");
+	ck_assert_ptr_null(l[2]);
+	ck_assert_str_eq(l[3], "traffic light");
+	ck_assert_ptr_null(l[11]);
+	ck_assert_str_eq(l[12], "stop sign");
+	eng_labels_free(l, n);
+	write_file(path, "0  person\n0  bicycle\n");
+	ck_assert_int_eq(eng_labels_load(path, &l, &n, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, ":2: id appears twice") != NULL, "%s", err);
+	/* one line that is not "ID NAME": the whole file is one label per line */
+	write_file(path, "1 first\nsecond\n3 third\n");
+	ck_assert_int_eq(eng_labels_load(path, &l, &n, err, sizeof(err)), 0);
+	ck_assert_int_eq(n, 3);
+	ck_assert_str_eq(l[0], "1 first");
+	ck_assert_str_eq(l[1], "second");
+	eng_labels_free(l, n);
+
+	/* the deployed file: 80 names over ids 0..89 */
+	snprintf(real, sizeof(real), "%s/coco/coco_labels.txt", d);
+	if (access(real, R_OK) == 0) {
+		ck_assert_msg(eng_labels_load(real, &l, &n, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_int_eq(n, 90);
+		int named = 0;
+		for (int i = 0; i < n; i++)
+			named += l[i] != NULL;
+		ck_assert_int_eq(named, 80);
+		ck_assert_str_eq(l[0], "person");
+		ck_assert_str_eq(l[10], "fire hydrant");
+		ck_assert_ptr_null(l[11]);
+		ck_assert_str_eq(l[12], "stop sign");
+		ck_assert_str_eq(l[31], "tie");
+		ck_assert_str_eq(l[17], "dog");
+		ck_assert_str_eq(l[89], "toothbrush");
+		eng_labels_free(l, n);
+	} else {
+		fprintf(stderr, "label_maps: %s absent, Coral label file case not run\n", real);
+	}
 	unlink(path);
 }
 END_TEST
