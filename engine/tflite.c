@@ -780,8 +780,8 @@ static int parse_index_list(struct parse *p, const struct fbt *ot, int field, in
 /*
  * Converters leave the post-process outputs without a shape (the runtime
  * sizes them at prepare): boxes [1,M,4], classes [1,M], scores [1,M],
- * num_detections [1] with M = max_detections * max_classes_per_detection.
- * Fill in what the file leaves empty; a shape that is given must agree.
+ * num_detections [1] with M = max_detections * max_classes_per_detection,
+ * replacing whatever shape the file gives, as TFLite does.
  */
 static int shape_pp_outputs(struct parse *p, int op, struct eng_node *n)
 {
@@ -802,21 +802,17 @@ static int shape_pp_outputs(struct parse *p, int op, struct eng_node *n)
 		if (t->type != ENG_DT_F32)
 			return fb_fail(&p->f, -EINVAL, "operator %d (%s) output %d is not float32", op,
 				       PP_CUSTOM_CODE, k);
-		if (t->ndim == 0 && !p->data_pos[t->index]) {
+		/* TFLite's prepare resizes the outputs to these shapes whatever the file
+		 * declares (converters often write [] or stale shapes); so do we. */
+		if (!p->data_pos[t->index]) {
 			t->ndim = nd[k];
 			for (int d = 0; d < nd[k]; d++)
 				t->dims[d] = want[d];
 			t->bytes = 4 * (size_t)(k == 0 ? 4 * m : k == 3 ? 1 : m);
 			continue;
 		}
-		bool ok = t->ndim == nd[k];
-		for (int d = 0; ok && d < nd[k]; d++)
-			ok = t->dims[d] == want[d];
-		if (!ok)
-			return fb_fail(&p->f, -EINVAL,
-				       "operator %d (%s) output %d has a shape that does not match "
-				       "max_detections x max_classes_per_detection = %lld",
-				       op, PP_CUSTOM_CODE, k, m);
+		return fb_fail(&p->f, -EINVAL, "operator %d (%s) output %d is a constant", op,
+			       PP_CUSTOM_CODE, k);
 	}
 	return 0;
 }
