@@ -598,7 +598,9 @@ static int quantize_eval(const struct eng_node *n, const struct eng_exec *x)
 	for (size_t i = 0; i < p->count; i++) {
 		int32_t v;
 		if (p->t == ENG_DT_F32)
-			v = (int32_t)roundf(((const float *)in)[i] / p->out_scale) + p->out_zp;
+			/* TFLite's AffineQuantize divides in double, rounds half away from 0 */
+			v = (int32_t)round((double)((const float *)in)[i] / (double)p->out_scale) +
+			    p->out_zp;
 		else
 			v = requant_q8(p, q8_get(p->t, in, i));
 		q8_put(p->to, out, i, clamp_i32(v, p->lo, p->hi));
