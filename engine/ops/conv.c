@@ -146,6 +146,7 @@ int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen)
 			q_quantize_multiplier(m, &p->mult[c], &p->shift[c]);
 		}
 		q_act_range(o->act, t, s_out, p->out_zp, &p->act_lo, &p->act_hi);
+		p->round_up = t == ENG_DT_I8 && !dw;
 	}
 	n->macs = (int64_t)p->nb * p->oh * p->ow * p->oc * p->kh * p->kw * (dw ? 1 : p->ic);
 	n->prep = p;
@@ -196,7 +197,7 @@ static void conv_ref_q8(const struct conv_prep *p, const void *x, const void *w,
 					}
 					if (bias)
 						acc += bias[o];
-					acc = q_mul_by_qm(acc, p->mult[o], p->shift[o]) + p->out_zp;
+					acc = (p->round_up ? q_mul_by_qm_up : q_mul_by_qm)(acc, p->mult[o], p->shift[o]) + p->out_zp;
 					size_t yi = out_at(p, b, oy, ox) + o;
 					q8_put(t, y, yi, clamp_i32(acc, p->act_lo, p->act_hi));
 				}
@@ -261,7 +262,7 @@ static void dwconv_ref_q8(const struct conv_prep *p, const void *x, const void *
 						}
 						if (bias)
 							acc += bias[o];
-						acc = q_mul_by_qm(acc, p->mult[o], p->shift[o]) + p->out_zp;
+						acc = (p->round_up ? q_mul_by_qm_up : q_mul_by_qm)(acc, p->mult[o], p->shift[o]) + p->out_zp;
 						size_t yi = out_at(p, b, oy, ox) + o;
 						q8_put(t, y, yi, clamp_i32(acc, p->act_lo, p->act_hi));
 					}

@@ -15,6 +15,7 @@ struct conv_prep {
 	int nb, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dwl, pt, pl, dm;
 	int32_t in_zp, w_zp, out_zp, act_lo, act_hi;
 	float f_lo, f_hi;
+	bool round_up; /* int8 CONV_2D: q_mul_by_qm_up (TFLite's GEMM rounding) */
 	int32_t *mult; /* per output channel */
 	int *shift;
 	/* fast path (conv_fast.c) */
