@@ -278,7 +278,10 @@ static void dwconv_ref_f32(const struct conv_prep *p, const float *x, const floa
 					for (int m = 0; m < p->dm; m++) {
 						int o = ic * p->dm + m;
 						int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
-						float acc = 0.0f;
+						/* TFLite's float depthwise starts from the bias
+						 * and adds the taps to it (its conv adds the bias
+						 * last): float sums depend on that order */
+						float acc = bias ? bias[o] : 0.0f;
 						for (int ky = 0; ky < p->kh; ky++) {
 							int iy = iy0 + p->dh * ky;
 							if (iy < 0 || iy >= p->ih)
@@ -291,8 +294,6 @@ static void dwconv_ref_f32(const struct conv_prep *p, const float *x, const floa
 								       w[((size_t)ky * p->kw + kx) * p->oc + o];
 							}
 						}
-						if (bias)
-							acc += bias[o];
 						acc = fmaxf(acc, p->f_lo);
 						acc = fminf(acc, p->f_hi);
 						y[out_at(p, b, oy, ox) + o] = acc;

@@ -5,7 +5,8 @@
  * reference's summation order (taps in ky, kx order, input channels inner),
  * products and sums are separate roundings (mul then add, never FMA), taps
  * outside the image are skipped rather than multiplied by zero (that would
- * turn a -0.0 sum into +0.0), and the bias is added last, only if present.
+ * turn a -0.0 sum into +0.0), and the bias is added last, only if present
+ * (depthwise: the sum starts from the bias, as in TFLite's float kernel).
  * Vectorization runs across output channels, 8 per register.  Weights are
  * packed at prepare.  Inference worker thread.
  */
@@ -76,7 +77,8 @@ TGT void conv_eval_f32_fast(const struct conv_prep *p, const float *x, float *y)
 				float *dst = y + (((size_t)b * p->oh + oy) * p->ow + ox) * p->oc;
 				for (int g = 0; g < groups; g++) {
 					int c0 = g * 8, cnt = p->oc - c0 < 8 ? p->oc - c0 : 8;
-					__m256 acc = _mm256_setzero_ps();
+					__m256 acc = p->dw && p->bf ? _mm256_loadu_ps(p->bf + c0)
+								    : _mm256_setzero_ps();
 					for (int t = 0; t < nt; t++) {
 						const float *wt = tw[t] + c0;
 						if (p->dw) {
@@ -90,7 +92,7 @@ TGT void conv_eval_f32_fast(const struct conv_prep *p, const float *x, float *y)
 											   _mm256_loadu_ps(wt + (size_t)c * p->OCp)));
 						}
 					}
-					if (p->bf)
+					if (p->bf && !p->dw)
 						acc = _mm256_add_ps(acc, _mm256_loadu_ps(p->bf + c0));
 					/* fmaxf/fminf as glibc has them: x on ties (keeps -0.0), the
 					 * bound when x is NaN */

@@ -558,7 +558,8 @@ static int hard_swish_eval(const struct eng_node *n, const struct eng_exec *x)
 		float *fo = out;
 		for (size_t i = 0; i < p->count; i++) {
 			float v = fi[i];
-			fo[i] = v * fminf(6.0f, fmaxf(0.0f, v + 3.0f)) / 6.0f;
+			/* TFLite's builtin multiplies by the float 1/6 (not / 6): other bytes */
+			fo[i] = v * fminf(6.0f, fmaxf(0.0f, v + 3.0f)) * (1.0f / 6.0f);
 		}
 		return 0;
 	}

@@ -235,7 +235,7 @@ static int mean_prepare(struct eng_node *n, char *err, size_t errlen)
 		p->s = s - sh;
 	}
 	n->macs = (int64_t)t_numel(in);
-	n->scratch_bytes = p->out_count * 8; /* int64 or double sums */
+	n->scratch_bytes = p->out_count * 8; /* int64 or float sums */
 	n->prep = p;
 	return 0;
 }
@@ -248,11 +248,12 @@ static int mean_eval(const struct eng_node *n, const struct eng_exec *x)
 	/* Walk input indices; map each to its output index (kept dims in order). */
 	size_t total = p->out_count * p->per_out;
 	int64_t *isum = NULL;
-	double *fsum = NULL;
+	/* float: float sums in input order, then / count, as TFLite's reference */
+	float *fsum = NULL;
 	if (p->t == ENG_DT_F32) {
 		fsum = x->scratch;
 		for (size_t o = 0; o < p->out_count; o++)
-			fsum[o] = 0.0;
+			fsum[o] = 0.0f;
 	} else {
 		isum = x->scratch;
 		memset(isum, 0, p->out_count * sizeof(*isum));
@@ -277,7 +278,7 @@ static int mean_eval(const struct eng_node *n, const struct eng_exec *x)
 	q_type_range(p->t, &lo, &hi);
 	for (size_t o = 0; o < p->out_count; o++) {
 		if (fsum) {
-			((float *)dst)[o] = (float)(fsum[o] / (double)p->per_out);
+			((float *)dst)[o] = fsum[o] / (float)p->per_out;
 		} else if (p->path == MEAN_4D) {
 			int32_t v = q_mul_by_qm((int32_t)isum[o], p->m, p->s) + p->bias;
 			q8_put(p->t, dst, o, clamp_i32(v, lo, hi));
