@@ -203,6 +203,51 @@ static void conv_ref_q8(const struct conv_prep *p, const void *x, const void *w,
 				}
 }
 
+/*
+ * TFLite's float CONV_2D is a GEMM (Eigen's, SSE build): output channels in
+ * whole groups of four are summed tap by tap in (ky, kx, ic) order, but the
+ * last oc % 4 channels of every group of four output pixels go through a
+ * path with four interleaved partial sums (k mod 4, k counting padding taps
+ * too), added as (s0 + s1) + (s2 + s3), the depth beyond the last multiple
+ * of four then added in order.  The bias comes last.  Reproducing that keeps
+ * float models bit-exact.  Holds while the depth fits one Eigen depth block
+ * (K <= 504 on a 32 KiB L1); deeper convolutions may differ in the last bit.
+ */
+bool conv_f32_split_sum(const struct conv_prep *p, int b, int oy, int ox, int o)
+{
+	int oc4 = p->oc & ~3;
+	long npix = (long)p->nb * p->oh * p->ow;
+	long pix = ((long)b * p->oh + oy) * p->ow + ox;
+	return o >= oc4 && pix < (npix & ~3L);
+}
+
+/* Product k of the (ky, kx, ic) im2col row of output pixel (b, oy, ox); padding: skipped. */
+static bool conv_f32_tap(const struct conv_prep *p, const float *x, const float *w, int b,
+			 int oy, int ox, int o, int k, float *v)
+{
+	int ky = k / (p->kw * p->ic), kx = (k / p->ic) % p->kw, c = k % p->ic;
+	int iy = oy * p->sh - p->pt + p->dh * ky, ix = ox * p->sw - p->pl + p->dwl * kx;
+	if (iy < 0 || iy >= p->ih || ix < 0 || ix >= p->iw)
+		return false;
+	*v = x[in_at(p, b, iy, ix) + c] * w[(((size_t)o * p->kh + ky) * p->kw + kx) * p->ic + c];
+	return true;
+}
+
+float conv_f32_sum_split(const struct conv_prep *p, const float *x, const float *w, int b,
+			 int oy, int ox, int o)
+{
+	int K = p->kh * p->kw * p->ic, K4 = K & ~3;
+	float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, v;
+	for (int k = 0; k < K4; k++)
+		if (conv_f32_tap(p, x, w, b, oy, ox, o, k, &v))
+			s[k & 3] += v;
+	float acc = (s[0] + s[1]) + (s[2] + s[3]);
+	for (int k = K4; k < K; k++)
+		if (conv_f32_tap(p, x, w, b, oy, ox, o, k, &v))
+			acc += v;
+	return acc;
+}
+
 static void conv_ref_f32(const struct conv_prep *p, const float *x, const float *w,
 			 const float *bias, float *y)
 {
@@ -212,6 +257,10 @@ static void conv_ref_f32(const struct conv_prep *p, const float *x, const float 
 				for (int o = 0; o < p->oc; o++) {
 					int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
 					float acc = 0.0f;
+					if (conv_f32_split_sum(p, b, oy, ox, o)) {
+						acc = conv_f32_sum_split(p, x, w, b, oy, ox, o);
+						goto biased;
+					}
 					for (int ky = 0; ky < p->kh; ky++) {
 						int iy = iy0 + p->dh * ky;
 						if (iy < 0 || iy >= p->ih)
@@ -226,6 +275,7 @@ static void conv_ref_f32(const struct conv_prep *p, const float *x, const float 
 								acc += x[xi + c] * w[wi + c];
 						}
 					}
+biased:
 					if (bias)
 						acc += bias[o];
 					acc = fmaxf(acc, p->f_lo);

@@ -30,11 +30,16 @@ struct conv_prep {
 	int ntp;         /* depthwise: taps rounded up to even */
 	float *wf;       /* float: conv [taps][ic][OCp], depthwise [taps][OCp] */
 	float *bf;       /* float: bias padded to OCp, or NULL (no bias: nothing is added) */
+	const float *wsrc; /* float conv: the model's filter, for conv_f32_sum_split() */
 };
 
 int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen);
 int conv_eval_ref(const struct eng_node *n, const struct eng_exec *x);
 void conv_release(struct eng_node *n);
+/* float CONV_2D outputs that TFLite's GEMM sums with four partial sums (conv.c) */
+bool conv_f32_split_sum(const struct conv_prep *p, int b, int oy, int ox, int o);
+float conv_f32_sum_split(const struct conv_prep *p, const float *x, const float *w, int b,
+			 int oy, int ox, int o);
 
 /* conv_fast_f32.c: float32 variants (AVX2), same summation order as the reference. */
 int conv_prepare_f32_fast(const struct eng_node *n, struct conv_prep *p);

@@ -10,6 +10,8 @@
  * Vectorization runs across output channels, 8 per register.  Weights are
  * packed at prepare.  Inference worker thread.
  */
+#include <math.h>
+
 #include "conv.h"
 #include "simd.h"
 
@@ -39,6 +41,7 @@ int conv_prepare_f32_fast(const struct eng_node *n, struct conv_prep *p)
 			return -ENOMEM;
 		memcpy(p->bf, bias, (size_t)p->oc * sizeof(*p->bf));
 	}
+	p->wsrc = w;
 	p->fast = true;
 	return 0;
 }
@@ -99,6 +102,15 @@ TGT void conv_eval_f32_fast(const struct conv_prep *p, const float *x, float *y)
 					acc = _mm256_blendv_ps(lo, acc, _mm256_cmp_ps(acc, lo, _CMP_GE_OQ));
 					acc = _mm256_blendv_ps(hi, acc, _mm256_cmp_ps(acc, hi, _CMP_LE_OQ));
 					_mm256_maskstore_ps(dst + c0, tailmask[cnt], acc);
+				}
+				/* the last oc % 4 channels: TFLite's GEMM sums them differently */
+				for (int o = p->oc & ~3; !p->dw && o < p->oc; o++) {
+					if (!conv_f32_split_sum(p, b, oy, ox, o))
+						continue;
+					float v = conv_f32_sum_split(p, x, p->wsrc, b, oy, ox, o);
+					if (p->bf)
+						v += p->bf[o];
+					dst[o] = fminf(fmaxf(v, p->f_lo), p->f_hi);
 				}
 			}
 }
