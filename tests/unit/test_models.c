@@ -86,10 +86,28 @@ struct parity_case {
 	const char *ref_dir;          /* detections.jsonl, NAME.pp_box.tB.bin, NAME.pp_class.tC.bin */
 	int box_tensor, class_tensor; /* < 0: not compared */
 	const char *const *names;     /* input stems, NULL-terminated */
+	int ulps;                     /* 0: bytes equal; else float32 within this many ULPs */
 };
 
-/* Compare one tensor with a reference file; returns true when identical. */
-static bool same_tensor(const struct eng_ctx *c, int index, const char *path, const char *what)
+/* Distance in units in the last place between two floats (same sign or around 0). */
+static int64_t ulp_dist(float a, float b)
+{
+	int32_t ia, ib;
+	memcpy(&ia, &a, 4);
+	memcpy(&ib, &b, 4);
+	int64_t x = ia < 0 ? (int64_t)INT32_MIN - ia : ia;
+	int64_t y = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
+	return x > y ? x - y : y - x;
+}
+
+static bool close_f(float a, float b, int ulps)
+{
+	return ulps ? ulp_dist(a, b) <= ulps : memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+/* Compare one tensor with a reference file: identical bytes, or float32 within ulps. */
+static bool same_tensor(const struct eng_ctx *c, int index, const char *path, const char *what,
+			int ulps)
 {
 	size_t n, first;
 	int maxd;
@@ -101,7 +119,22 @@ static bool same_tensor(const struct eng_ctx *c, int index, const char *path, co
 	if (!ok)
 		fprintf(stderr, "%s: tensor %d has %zu bytes, reference %zu\n", what, index, bytes, n);
 	size_t nd = ok ? diff_bytes(got, ref, n, &first, &maxd) : 0;
-	if (nd) {
+	if (nd && ulps) {
+		size_t far = 0;
+		int64_t worst = 0;
+		for (size_t i = 0; i + 4 <= n; i += 4) {
+			float a, b;
+			memcpy(&a, (const uint8_t *)got + i, 4);
+			memcpy(&b, ref + i, 4);
+			int64_t d = ulp_dist(a, b);
+			far += d > ulps;
+			worst = d > worst ? d : worst;
+		}
+		if (far)
+			fprintf(stderr, "%s: tensor %d: %zu floats further than %d ULPs (worst %lld)\n",
+				what, index, far, ulps, (long long)worst);
+		nd = far;
+	} else if (nd) {
 		/* float tensors: report the byte difference all the same, it is what counts */
 		fprintf(stderr, "%s: tensor %d differs in %zu of %zu bytes (first at %zu, max %d)\n",
 			what, index, nd, n, first, maxd);
@@ -112,7 +145,8 @@ static bool same_tensor(const struct eng_ctx *c, int index, const char *path, co
 }
 
 /* Detections equal, bit for bit (the reference prints floats with %.9g, which round-trips). */
-static bool same_detections(const struct eng_detections *d, json_object *dets, const char *what)
+static bool same_detections(const struct eng_detections *d, json_object *dets, const char *what,
+			    int ulps)
 {
 	int nref = (int)json_object_array_length(dets);
 	bool ok = d->n == nref;
@@ -123,11 +157,12 @@ static bool same_detections(const struct eng_detections *d, json_object *dets, c
 		int cls = json_object_get_int(json_object_object_get(o, "class_id"));
 		float score = (float)json_object_get_double(json_object_object_get(o, "score"));
 		json_object *box = json_object_object_get(o, "box");
-		bool same = d->d[i].class_id == cls && d->d[i].score == score;
+		bool same = d->d[i].class_id == cls && close_f(d->d[i].score, score, ulps);
 		for (int k = 0; k < 4; k++)
-			same = same && d->d[i].box[k] ==
+			same = same && close_f(d->d[i].box[k],
 					       (float)json_object_get_double(
-						       json_object_array_get_idx(box, (size_t)k));
+						       json_object_array_get_idx(box, (size_t)k)),
+					       ulps);
 		if (!same) {
 			ok = false;
 			fprintf(stderr, "%s: detection %d: got class %d score %.9g box %.9g %.9g %.9g "
@@ -190,14 +225,15 @@ static int run_case(const struct parity_case *pc, bool reference)
 		if (pc->box_tensor >= 0) {
 			snprintf(p, sizeof(p), "%s/%s.pp_box.t%d.bin", pc->ref_dir, pc->names[i],
 				 pc->box_tensor);
-			ok = same_tensor(c, pc->box_tensor, p, what) && ok;
+			ok = same_tensor(c, pc->box_tensor, p, what, pc->ulps) && ok;
 		}
 		if (pc->class_tensor >= 0) {
 			snprintf(p, sizeof(p), "%s/%s.pp_class.t%d.bin", pc->ref_dir, pc->names[i],
 				 pc->class_tensor);
-			ok = same_tensor(c, pc->class_tensor, p, what) && ok;
+			ok = same_tensor(c, pc->class_tensor, p, what, pc->ulps) && ok;
 		}
-		ok = same_detections(d, json_object_object_get(ref, "detections"), what) && ok;
+		ok = same_detections(d, json_object_object_get(ref, "detections"), what, pc->ulps) &&
+		     ok;
 		bad += !ok;
 		json_object_put(ref);
 		free(img);
@@ -222,7 +258,7 @@ static void coco_case(struct parity_case *pc, char *model, char *labels, char *i
 	snprintf(labels, cap, "%s/coco_labels.txt", coco_dir());
 	snprintf(inputs, cap, "%s/inputs", coco_dir());
 	snprintf(ref, cap, "%s/reference", coco_dir());
-	*pc = (struct parity_case){model, labels, inputs, ref, 250, 259, coco_names};
+	*pc = (struct parity_case){model, labels, inputs, ref, 250, 259, coco_names, 0};
 }
 
 START_TEST(coco_matches_tflite)
@@ -264,8 +300,9 @@ END_TEST
 
 /*
  * tests/data/modelgen/MANIFEST: one model per line,
- *   NAME BOX_TENSOR CLASS_TENSOR
+ *   NAME BOX_TENSOR CLASS_TENSOR ULPS
  * with NAME.tflite and the oracle's dump in ref/NAME/ (inputs in inputs/).
+ * ULPS 0: every byte equal; float models: within ULPS (see its README).
  */
 START_TEST(corpus_matches_tflite)
 {
@@ -296,13 +333,13 @@ START_TEST(corpus_matches_tflite)
 	ck_assert_int_gt(ns, 0);
 
 	char name[256];
-	int box, cls, models = 0, bad_models = 0;
-	while (fscanf(mf, "%255s %d %d", name, &box, &cls) == 3) {
+	int box, cls, ulps, models = 0, bad_models = 0;
+	while (fscanf(mf, "%255s %d %d %d", name, &box, &cls, &ulps) == 4) {
 		char model[1500], ref[1500];
 		snprintf(model, sizeof(model), "%s/%s.tflite", dir, name);
 		snprintf(ref, sizeof(ref), "%s/ref/%s", dir, name);
 		struct parity_case pc = {model, NULL, inputs, ref, box, cls,
-					 (const char *const *)stems};
+					 (const char *const *)stems, ulps};
 		int bad = run_case(&pc, _i == 1);
 		if (bad)
 			fprintf(stderr, "%s: %d of %d inputs differ\n", name, bad, ns);
