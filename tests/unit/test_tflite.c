@@ -429,6 +429,72 @@ START_TEST(flexbuffer_map)
 }
 END_TEST
 
+/* Maps written by Python's flexbuffers Builder, one per value byte width:
+ * w1 {i: -3, u: 200 (uint), t: true, n: null, s: "42", v: [1,2,3]},
+ * w2 {i: -1000, u: 60000}, w4 {f: 0.6f, i: 100000, x: -2.75f},
+ * w8 {d: 0.1 (double), i: 5e9, ii: -7 (indirect int16), iu: 300 (indirect
+ * uint16), if: 1.5 (indirect float32)}. */
+static const uint8_t flex_w1[] = {0x69, 0x00, 0x75, 0x00, 0x74, 0x00, 0x6e, 0x00, 0x73, 0x00, 0x02, 0x34, 0x32, 0x00, 0x76, 0x00, 0x03, 0x01, 0x02, 0x03, 0x04, 0x04, 0x04, 0x06, 0x18, 0x13, 0x12, 0x17, 0x1a, 0x0f, 0x06, 0x01, 0x06, 0xfd, 0x00, 0x18, 0x01, 0xc8, 0x15, 0x04, 0x00, 0x14, 0x68, 0x08, 0x28, 0x0c, 0x24, 0x01};
+static const uint8_t flex_w2[] = {0x69, 0x00, 0x75, 0x00, 0x02, 0x05, 0x04, 0x00, 0x03, 0x00, 0x01, 0x00, 0x02, 0x00, 0x18, 0xfc, 0x60, 0xea, 0x05, 0x09, 0x06, 0x25, 0x01};
+static const uint8_t flex_w4[] = {0x66, 0x00, 0x69, 0x00, 0x78, 0x00, 0x03, 0x07, 0x06, 0x05, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x9a, 0x99, 0x19, 0x3f, 0xa0, 0x86, 0x01, 0x00, 0x00, 0x00, 0x30, 0xc0, 0x0e, 0x06, 0x0e, 0x0f, 0x26, 0x01};
+static const uint8_t flex_w8[] = {0x64, 0x00, 0x69, 0x00, 0x69, 0x69, 0x00, 0x00, 0xf9, 0xff, 0x69, 0x75, 0x00, 0x00, 0x2c, 0x01, 0x69, 0x66, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x3f, 0x05, 0x19, 0x18, 0x0b, 0x18, 0x13, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x9a, 0x99, 0x99, 0x99, 0x99, 0x99, 0xb9, 0x3f, 0x00, 0xf2, 0x05, 0x2a, 0x01, 0x00, 0x00, 0x00, 0x34, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x48, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x4a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x07, 0x22, 0x19, 0x1d, 0x2d, 0x27, 0x01};
+
+#define FLEX_INT(buf, key, want)                                                              \
+	do {                                                                                  \
+		int64_t v_ = 0;                                                               \
+		ck_assert_int_eq(eng_flex_map_int(buf, sizeof(buf), key, &v_, err, sizeof(err)), 0); \
+		ck_assert_msg(v_ == (want), "%s: %lld", key, (long long)v_);                  \
+	} while (0)
+#define FLEX_NUM(buf, key, want)                                                              \
+	do {                                                                                  \
+		double d_ = 0;                                                                \
+		ck_assert_int_eq(eng_flex_map_number(buf, sizeof(buf), key, &d_, err, sizeof(err)), 0); \
+		ck_assert_msg(d_ == (want), "%s: %.17g", key, d_);                            \
+	} while (0)
+
+/* TFLite's accessors: AsInt64 truncates floats, reads bools and numeric strings,
+ * gives an untyped vector's size; null is absent (IsNull). */
+START_TEST(flexbuffer_widths_and_types)
+{
+	char err[128];
+	int64_t v;
+	FLEX_INT(flex_w1, "i", -3);
+	FLEX_INT(flex_w1, "u", 200);
+	FLEX_INT(flex_w1, "t", 1);
+	FLEX_INT(flex_w1, "s", 42);
+	FLEX_INT(flex_w1, "v", 3);
+	FLEX_NUM(flex_w1, "s", 42.0);
+	FLEX_NUM(flex_w1, "u", 200.0);
+	ck_assert_int_eq(eng_flex_map_int(flex_w1, sizeof(flex_w1), "n", &v, err, sizeof(err)),
+			 -ENOENT);
+	FLEX_INT(flex_w2, "i", -1000);
+	FLEX_INT(flex_w2, "u", 60000);
+	FLEX_NUM(flex_w4, "f", (double)0.6f);
+	FLEX_INT(flex_w4, "f", 0);
+	FLEX_INT(flex_w4, "x", -2);
+	FLEX_INT(flex_w4, "i", 100000);
+	FLEX_NUM(flex_w8, "d", 0.1);
+	FLEX_INT(flex_w8, "d", 0);
+	FLEX_INT(flex_w8, "i", 5000000000LL);
+	FLEX_INT(flex_w8, "ii", -7);
+	FLEX_INT(flex_w8, "iu", 300);
+	FLEX_NUM(flex_w8, "if", 1.5);
+	FLEX_INT(flex_w8, "if", 1);
+	/* every truncation of every map is refused or read, never overrun (ASan) */
+	const uint8_t *maps[] = {flex_w1, flex_w2, flex_w4, flex_w8};
+	size_t lens[] = {sizeof(flex_w1), sizeof(flex_w2), sizeof(flex_w4), sizeof(flex_w8)};
+	for (int m = 0; m < 4; m++)
+		for (size_t k = 0; k < lens[m]; k++) {
+			uint8_t *c = malloc(k ? k : 1);
+			memcpy(c, maps[m], k);
+			double d;
+			eng_flex_map_int(c, k, "i", &v, err, sizeof(err));
+			eng_flex_map_number(c, k, "s", &d, err, sizeof(err));
+			free(c);
+		}
+}
+END_TEST
+
 /* ---- label maps --------------------------------------------------------- */
 
 static void write_file(const char *path, const char *s)
@@ -840,6 +906,7 @@ int main(void)
 	tcase_add_test(tc, real_model_wiring_and_arena);
 	tcase_add_test(tc, tiny_valid_and_messages);
 	tcase_add_test(tc, flexbuffer_map);
+	tcase_add_test(tc, flexbuffer_widths_and_types);
 	tcase_add_test(tc, label_maps);
 	tcase_add_test(tc, load_errors);
 	tcase_add_test(tc, unsupported_ops_all_named);
