@@ -747,6 +747,47 @@ static void mark_data(const uint8_t *b, size_t n, uint8_t *is_data)
 
 static int n_ok, n_fail;
 
+/* Absolute position of field f of the table at t, or 0 when absent. */
+static size_t fb_field(const uint8_t *b, size_t t, int f)
+{
+	size_t vt = t - (size_t)(int32_t)le32(b + t);
+	uint16_t vsz = (uint16_t)(b[vt] | b[vt + 1] << 8);
+	if (4 + 2 * (size_t)f + 2 > vsz)
+		return 0;
+	uint16_t off = (uint16_t)(b[vt + 4 + 2 * f] | b[vt + 5 + 2 * f] << 8);
+	return off ? t + off : 0;
+}
+
+static size_t fb_deref(const uint8_t *b, size_t pos)
+{
+	return pos + le32(b + pos);
+}
+
+/*
+ * Positions of the int32 elements of every tensor shape and every operator
+ * input/output list of subgraph 0 (the model is valid: plain walking).
+ */
+static size_t collect_ints(const uint8_t *b, int field_of_list, bool in_ops, size_t *at,
+			   size_t cap)
+{
+	size_t n = 0;
+	size_t sgs = fb_deref(b, fb_field(b, le32(b), 2));
+	size_t sg = fb_deref(b, sgs + 4);
+	size_t list = fb_deref(b, fb_field(b, sg, in_ops ? 3 : 0));
+	uint32_t cnt = le32(b + list);
+	for (uint32_t i = 0; i < cnt; i++) {
+		size_t t = fb_deref(b, list + 4 + 4 * (size_t)i);
+		size_t fp = fb_field(b, t, field_of_list);
+		if (!fp)
+			continue;
+		size_t v = fb_deref(b, fp);
+		uint32_t k = le32(b + v);
+		for (uint32_t j = 0; j < k && n < cap; j++)
+			at[n++] = v + 4 + 4 * (size_t)j;
+	}
+	return n;
+}
+
 static void load_variant(const uint8_t *b, size_t n, const char *what)
 {
 	struct eng_model *m = NULL;
@@ -879,6 +920,38 @@ START_TEST(corruption_corpus)
 		snprintf(what, sizeof(what), "offset variant %d at %zu", v, at);
 		load_variant(b, len, what);
 	}
+	/* Absurd shapes: a dimension of a tensor set to a huge, zero or negative value. */
+	size_t *at = malloc(200000 * sizeof(*at));
+	ck_assert_ptr_nonnull(at);
+	size_t n_dims = collect_ints(orig, 0, false, at, 200000);
+	ck_assert_uint_gt(n_dims, 10);
+	const uint32_t absurd[] = {0x7fffffffu, 0x10000000u, 65536u, 0u, 0xffffffffu, 0xfffffff9u,
+				   3u};
+	for (int v = 0; v < 150; v++) {
+		memcpy(b, orig, len);
+		size_t pos = at[rng() % n_dims];
+		uint32_t x = absurd[rng() % (sizeof(absurd) / sizeof(absurd[0]))];
+		for (int i = 0; i < 4; i++)
+			b[pos + i] = (uint8_t)(x >> (8 * i));
+		snprintf(what, sizeof(what), "shape variant %d at %zu = %u", v, pos, x);
+		load_variant(b, len, what);
+	}
+	/* Out-of-range tensor indices in operator inputs and outputs. */
+	size_t n_idx = collect_ints(orig, 1, true, at, 100000);
+	n_idx += collect_ints(orig, 2, true, at + n_idx, 100000);
+	ck_assert_uint_gt(n_idx, 10);
+	const uint32_t bad_idx[] = {0x7fffffffu, 0x80000000u, 0xfffffffeu, 0xffffffffu, 100000u,
+				    le32(orig) /* a plausible-looking value */};
+	for (int v = 0; v < 150; v++) {
+		memcpy(b, orig, len);
+		size_t pos = at[rng() % n_idx];
+		uint32_t x = bad_idx[rng() % (sizeof(bad_idx) / sizeof(bad_idx[0]))];
+		for (int i = 0; i < 4; i++)
+			b[pos + i] = (uint8_t)(x >> (8 * i));
+		snprintf(what, sizeof(what), "index variant %d at %zu = %u", v, pos, x);
+		load_variant(b, len, what);
+	}
+	free(at);
 	/* Random bytes anywhere (mostly weights: such a model may load and run). */
 	for (int v = 0; v < 30; v++) {
 		memcpy(b, orig, len);
