@@ -204,21 +204,52 @@ static void conv_ref_q8(const struct conv_prep *p, const void *x, const void *w,
 }
 
 /*
- * TFLite's float CONV_2D is a GEMM (Eigen's, SSE build): output channels in
- * whole groups of four are summed tap by tap in (ky, kx, ic) order, but the
- * last oc % 4 channels of every group of four output pixels go through a
- * path with four interleaved partial sums (k mod 4, k counting padding taps
- * too), added as (s0 + s1) + (s2 + s3), the depth beyond the last multiple
- * of four then added in order.  The bias comes last.  Reproducing that keeps
- * float models bit-exact.  Holds while the depth fits one Eigen depth block
- * (K <= 504 on a 32 KiB L1); deeper convolutions may differ in the last bit.
+ * TFLite's float CONV_2D is a GEMM (Eigen's, SSE build; output channels are
+ * its rows, output pixels its columns), and a float sum depends on its order.
+ * Observed against TFLite and reproduced here:
+ *  - one output pixel in all (a matrix-vector product): four lane sums over
+ *    the (ky, kx, ic) depth, k mod 4, added as (s0 + s2) + (s1 + s3), the
+ *    depth beyond the last multiple of four then added in order;
+ *  - otherwise, for the output pixels in whole groups of four:
+ *    channels below oc & ~7 are summed in order; when oc % 8 >= 4 the next
+ *    four channels sum even and odd k apart over the depth rounded down to
+ *    eight, s_even + s_odd, then the rest in order; the last oc % 4 channels
+ *    use four lane sums (k mod 4) added as (s0 + s1) + (s2 + s3), then the
+ *    rest in order;
+ *  - the last npix % 4 output pixels are summed in order.
+ * k counts padding taps too (they add nothing).  The bias comes last.  Holds
+ * while the depth fits one Eigen depth block (K <= 504 with a 32 KiB L1);
+ * deeper float convolutions may differ in the last bits.
  */
+enum conv_f32_order { SUM_SEQ, SUM_GEMV, SUM_EVEN_ODD, SUM_LANES4 };
+
+static enum conv_f32_order conv_f32_order_of(const struct conv_prep *p, int b, int oy, int ox,
+					     int o)
+{
+	long npix = (long)p->nb * p->oh * p->ow;
+	if (npix == 1)
+		return SUM_GEMV;
+	long pix = ((long)b * p->oh + oy) * p->ow + ox;
+	if (pix >= (npix & ~3L))
+		return SUM_SEQ;
+	int oc8 = p->oc & ~7;
+	if (o < oc8)
+		return SUM_SEQ;
+	if (p->oc - oc8 >= 4 && o < oc8 + 4)
+		return SUM_EVEN_ODD;
+	return o >= (p->oc & ~3) ? SUM_LANES4 : SUM_SEQ;
+}
+
+int conv_f32_first_reordered(const struct conv_prep *p)
+{
+	if ((long)p->nb * p->oh * p->ow == 1)
+		return 0;
+	return p->oc - (p->oc & ~7) >= 4 ? p->oc & ~7 : p->oc & ~3;
+}
+
 bool conv_f32_split_sum(const struct conv_prep *p, int b, int oy, int ox, int o)
 {
-	int oc4 = p->oc & ~3;
-	long npix = (long)p->nb * p->oh * p->ow;
-	long pix = ((long)b * p->oh + oy) * p->ow + ox;
-	return o >= oc4 && pix < (npix & ~3L);
+	return conv_f32_order_of(p, b, oy, ox, o) != SUM_SEQ;
 }
 
 /* Product k of the (ky, kx, ic) im2col row of output pixel (b, oy, ox); padding: skipped. */
@@ -236,13 +267,22 @@ static bool conv_f32_tap(const struct conv_prep *p, const float *x, const float 
 float conv_f32_sum_split(const struct conv_prep *p, const float *x, const float *w, int b,
 			 int oy, int ox, int o)
 {
-	int K = p->kh * p->kw * p->ic, K4 = K & ~3;
-	float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, v;
-	for (int k = 0; k < K4; k++)
+	enum conv_f32_order ord = conv_f32_order_of(p, b, oy, ox, o);
+	int K = p->kh * p->kw * p->ic;
+	int split = ord == SUM_EVEN_ODD ? K & ~7 : K & ~3;
+	float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, v, acc = 0.0f;
+	for (int k = 0; k < split; k++)
 		if (conv_f32_tap(p, x, w, b, oy, ox, o, k, &v))
-			s[k & 3] += v;
-	float acc = (s[0] + s[1]) + (s[2] + s[3]);
-	for (int k = K4; k < K; k++)
+			s[ord == SUM_EVEN_ODD ? k & 1 : k & 3] += v;
+	if (ord == SUM_EVEN_ODD)
+		acc = s[0] + s[1];
+	else if (ord == SUM_GEMV)
+		acc = (s[0] + s[2]) + (s[1] + s[3]);
+	else if (ord == SUM_LANES4)
+		acc = (s[0] + s[1]) + (s[2] + s[3]);
+	else
+		split = 0;
+	for (int k = split; k < K; k++)
 		if (conv_f32_tap(p, x, w, b, oy, ox, o, k, &v))
 			acc += v;
 	return acc;

@@ -36,7 +36,9 @@ struct conv_prep {
 int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen);
 int conv_eval_ref(const struct eng_node *n, const struct eng_exec *x);
 void conv_release(struct eng_node *n);
-/* float CONV_2D outputs that TFLite's GEMM sums with four partial sums (conv.c) */
+/* float CONV_2D outputs that TFLite's GEMM sums in another order than tap by
+ * tap (conv.c); no channel below conv_f32_first_reordered() is one of them */
+int conv_f32_first_reordered(const struct conv_prep *p);
 bool conv_f32_split_sum(const struct conv_prep *p, int b, int oy, int ox, int o);
 float conv_f32_sum_split(const struct conv_prep *p, const float *x, const float *w, int b,
 			 int oy, int ox, int o);

@@ -103,8 +103,8 @@ TGT void conv_eval_f32_fast(const struct conv_prep *p, const float *x, float *y)
 					acc = _mm256_blendv_ps(hi, acc, _mm256_cmp_ps(acc, hi, _CMP_LE_OQ));
 					_mm256_maskstore_ps(dst + c0, tailmask[cnt], acc);
 				}
-				/* the last oc % 4 channels: TFLite's GEMM sums them differently */
-				for (int o = p->oc & ~3; !p->dw && o < p->oc; o++) {
+				/* channels TFLite's GEMM sums in another order (conv.c) */
+				for (int o = p->dw ? p->oc : conv_f32_first_reordered(p); o < p->oc; o++) {
 					if (!conv_f32_split_sum(p, b, oy, ox, o))
 						continue;
 					float v = conv_f32_sum_split(p, x, p->wsrc, b, oy, ox, o);
