@@ -311,11 +311,10 @@ def act_qparams(lo, hi, quant):
 class Writer:
     """Tensor table and flatbuffer writer."""
 
-    def __init__(self, g, quant, probe=None):
-        self.g, self.quant, self.probe = g, quant, probe
+    def __init__(self):
         self.tensors = []   # dicts: name, shape, type, buffer data (bytes or None), q
         self.index = {}
-        self.ops = []       # (opcode name, custom_code, ins, outs, opt_type, opt_fn, custom_bytes)
+        self.ops = []       # (op name, input indices, output indices, params)
 
     def tensor(self, name, shape, ttype, data=None, q=None):
         if name in self.index:
@@ -323,15 +322,6 @@ class Writer:
         self.index[name] = len(self.tensors)
         self.tensors.append(dict(name=name, shape=[int(s) for s in shape], type=ttype, data=data, q=q))
         return self.index[name]
-
-    # quant params of an activation, chosen from its float range
-    def aq(self, name, same_as=None):
-        if self.quant == 'f32':
-            return None
-        if same_as is not None:
-            return self.qof[same_as]
-        v = self.g.val[name]
-        return act_qparams(float(v.min()), float(v.max()), self.quant)
 
 
 def qtype(quant):
@@ -345,7 +335,7 @@ def quantize_arr(v, scale, zp, ttype):
 
 
 def emit(g, box, cls, anc, quant, nms, seed, probe=None):
-    w = Writer(g, quant)
+    w = Writer()
     at = qtype(quant)
     qof = {}  # activation name -> (scale, zp) or None
 
