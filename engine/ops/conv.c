@@ -217,11 +217,13 @@ static void conv_ref_q8(const struct conv_prep *p, const void *x, const void *w,
  *    use four lane sums (k mod 4) added as (s0 + s1) + (s2 + s3), then the
  *    rest in order;
  *  - the last npix % 4 output pixels are summed in order.
- * k counts padding taps too (they add nothing).  The bias comes last.  Checked
- * up to a depth K of 576; at K = 1152 TFLite's GEMM splits the depth into
- * blocks in a way not reproduced yet, and such float convolutions differ in
- * the last bits (about 1e-5 relative).
+ * k counts padding taps too (they add nothing).  A depth K above 1016 is cut
+ * into blocks of kc (Eigen's rule: kc = 1016 - 8 * ((1015 - K % 1016) /
+ * (8 * (K / 1016 + 1))), K = 1152 gives 584 + 568 as measured), each block
+ * summed as above from zero and the block sums added in order.  The bias
+ * comes last.
  */
+#define CONV_F32_MAX_KC 1016
 enum conv_f32_order { SUM_SEQ, SUM_GEMV, SUM_EVEN_ODD, SUM_LANES4 };
 
 static enum conv_f32_order conv_f32_order_of(const struct conv_prep *p, int b, int oy, int ox,
@@ -241,16 +243,30 @@ static enum conv_f32_order conv_f32_order_of(const struct conv_prep *p, int b, i
 	return o >= (p->oc & ~3) ? SUM_LANES4 : SUM_SEQ;
 }
 
+/* Depth block of TFLite's GEMM for a depth K (K itself when it fits one block). */
+static int conv_f32_kc(int K)
+{
+	if (K <= CONV_F32_MAX_KC || K % CONV_F32_MAX_KC == 0)
+		return K <= CONV_F32_MAX_KC ? K : CONV_F32_MAX_KC;
+	return CONV_F32_MAX_KC - 8 * ((CONV_F32_MAX_KC - 1 - K % CONV_F32_MAX_KC) /
+				      (8 * (K / CONV_F32_MAX_KC + 1)));
+}
+
+static bool conv_f32_deep(const struct conv_prep *p)
+{
+	return p->kh * p->kw * p->ic > CONV_F32_MAX_KC && (long)p->nb * p->oh * p->ow != 1;
+}
+
 int conv_f32_first_reordered(const struct conv_prep *p)
 {
-	if ((long)p->nb * p->oh * p->ow == 1)
+	if ((long)p->nb * p->oh * p->ow == 1 || conv_f32_deep(p))
 		return 0;
 	return p->oc - (p->oc & ~7) >= 4 ? p->oc & ~7 : p->oc & ~3;
 }
 
 bool conv_f32_split_sum(const struct conv_prep *p, int b, int oy, int ox, int o)
 {
-	return conv_f32_order_of(p, b, oy, ox, o) != SUM_SEQ;
+	return conv_f32_deep(p) || conv_f32_order_of(p, b, oy, ox, o) != SUM_SEQ;
 }
 
 /* Product k of the (ky, kx, ic) im2col row of output pixel (b, oy, ox); padding: skipped. */
@@ -270,22 +286,27 @@ float conv_f32_sum_split(const struct conv_prep *p, const float *x, const float 
 {
 	enum conv_f32_order ord = conv_f32_order_of(p, b, oy, ox, o);
 	int K = p->kh * p->kw * p->ic;
-	int split = ord == SUM_EVEN_ODD ? K & ~7 : K & ~3;
-	float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, v, acc = 0.0f;
-	for (int k = 0; k < split; k++)
-		if (conv_f32_tap(p, x, w, b, oy, ox, o, k, &v))
-			s[ord == SUM_EVEN_ODD ? k & 1 : k & 3] += v;
-	if (ord == SUM_EVEN_ODD)
-		acc = s[0] + s[1];
-	else if (ord == SUM_GEMV)
-		acc = (s[0] + s[2]) + (s[1] + s[3]);
-	else if (ord == SUM_LANES4)
-		acc = (s[0] + s[1]) + (s[2] + s[3]);
-	else
-		split = 0;
-	for (int k = split; k < K; k++)
-		if (conv_f32_tap(p, x, w, b, oy, ox, o, k, &v))
-			acc += v;
+	int kc = ord == SUM_GEMV ? K : conv_f32_kc(K);
+	float acc = 0.0f, v;
+	for (int k0 = 0; k0 < K; k0 += kc) {
+		int len = K - k0 < kc ? K - k0 : kc;
+		int split = ord == SUM_EVEN_ODD ? len & ~7 : ord == SUM_SEQ ? 0 : len & ~3;
+		float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, blk = 0.0f;
+		for (int k = 0; k < split; k++)
+			if (conv_f32_tap(p, x, w, b, oy, ox, o, k0 + k, &v))
+				s[ord == SUM_EVEN_ODD ? k & 1 : k & 3] += v;
+		if (ord == SUM_EVEN_ODD)
+			blk = s[0] + s[1];
+		else if (ord == SUM_GEMV)
+			blk = (s[0] + s[2]) + (s[1] + s[3]);
+		else if (ord == SUM_LANES4)
+			blk = (s[0] + s[1]) + (s[2] + s[3]);
+		for (int k = split; k < len; k++)
+			if (conv_f32_tap(p, x, w, b, oy, ox, o, k0 + k, &v))
+				blk += v;
+		/* one block: the sum itself; more: added to the result block by block */
+		acc = k0 == 0 ? blk : acc + blk;
+	}
 	return acc;
 }
 

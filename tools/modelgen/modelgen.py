@@ -22,8 +22,8 @@ the oracle's dump of the post-process inputs is that tensor's bytes (int8
 tensors pass through a DEQUANTIZE first: the post-process takes only uint8
 and float).  Use it to bisect a mismatch.
 
-Usage: modelgen.py --seed S --quant f32|u8|i8 [--nms fast|regular] [--probe NAME]
-                   [--list] -o OUT.tflite
+Usage: modelgen.py --seed S --quant f32|u8|i8 [--nms fast|regular] [--deep]
+                   [--probe NAME] [--list] -o OUT.tflite
 """
 import argparse
 import math
@@ -227,7 +227,7 @@ class Graph:
         return self.op('MUL', [x, s])
 
 
-def build(seed, quant, nms, size=32, n_classes=5, anchors_per_cell=3):
+def build(seed, quant, nms, size=32, n_classes=5, anchors_per_cell=3, deep=False):
     rng = np.random.default_rng(seed)
     g = Graph(rng)
     # calibration image: a smooth random picture in the oracle's float scaling
@@ -268,6 +268,9 @@ def build(seed, quant, nms, size=32, n_classes=5, anchors_per_cell=3):
                 dict(size=(8, 8), align=False, half=bool(seed % 3 == 0)))
     feat1 = g.op('CONCATENATION', [feat1, up_b, up_n], dict(axis=3))
     feat1 = g.conv(feat1, 16, 1, act='RELU6')
+    if deep:
+        # a 1x1 convolution over 1024 channels: a float GEMM depth above one block
+        feat1 = g.conv(g.op('CONCATENATION', [feat1] * 64, dict(axis=3)), 16, 1, act='RELU6')
     f3 = g.op('AVERAGE_POOL_2D', [feat1], dict(k=3, stride=2, pad='VALID'))   # 3x3
     f3 = g.op('MUL', [f3, g.c(rng.uniform(0.5, 1.5, (1, 1, 1, 16)))])        # const broadcast
     # SSD heads on feat1 (8x8) and f3 (3x3)
@@ -692,10 +695,11 @@ def main():
     ap.add_argument('--quant', choices=['f32', 'u8', 'i8'], default='u8')
     ap.add_argument('--nms', choices=['fast', 'regular'], default='fast')
     ap.add_argument('--probe', help='truncate after the op writing this tensor (see --list)')
+    ap.add_argument('--deep', action='store_true', help='add a 1x1 convolution over 1024 channels')
     ap.add_argument('--list', action='store_true', help='list the activation tensors and exit')
     ap.add_argument('-o', '--out')
     a = ap.parse_args()
-    g, box, cls, anc = build(a.seed, a.quant, a.nms)
+    g, box, cls, anc = build(a.seed, a.quant, a.nms, deep=a.deep)
     if a.list:
         for op, ins, outs, _ in g.ops:
             for o in outs:
