@@ -580,10 +580,12 @@ static void put_image(const struct eng_model *m, uint8_t *arena, const uint8_t *
 			dst[i] = src[i] ^ 0x80;
 		break;
 	case ENG_DT_F32: {
-		/* Float detectors of the TF OD API expect [-1, 1]. */
+		/* Float detectors of the TF OD API expect [-1, 1]; p/127.5 - 1 in float
+		 * is the usual feeding code (and the oracle's): the other spelling,
+		 * (p - 127.5)/127.5, rounds half of the 256 values differently. */
 		float *f = (float *)dst;
 		for (size_t i = 0; i < n; i++)
-			f[i] = ((float)src[i] - 127.5f) / 127.5f;
+			f[i] = (float)src[i] / 127.5f - 1.0f;
 		break;
 	}
 	default:

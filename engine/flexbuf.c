@@ -13,9 +13,11 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum {
+	FX_NULL = 0,
 	FX_INT = 1,
 	FX_UINT = 2,
 	FX_FLOAT = 3,
@@ -23,6 +25,8 @@ enum {
 	FX_INDIRECT_UINT = 7,
 	FX_INDIRECT_FLOAT = 8,
 	FX_MAP = 9,
+	FX_STRING = 5,
+	FX_VECTOR = 10,
 	FX_BOOL = 26,
 };
 
@@ -112,96 +116,190 @@ static int key_eq(struct fx *f, uint64_t pos, const char *key)
 	return (size_t)(nul - s) == kl && memcmp(s, key, kl) == 0;
 }
 
-int eng_flex_map_number(const uint8_t *buf, size_t len, const char *key, double *val, char *err,
-			size_t errlen)
+/* A located map value: its type, where its bytes are and how wide they are. */
+struct fx_val {
+	unsigned type;
+	uint64_t pos;   /* inline value, or the target of an indirect/string/vector */
+	unsigned width; /* width at pos */
+};
+
+/* Find key in the root map; -ENOENT when absent or null (TFLite's IsNull()). */
+static int fx_find(struct fx *f, const char *key, struct fx_val *out)
 {
-	struct fx f = {buf, len, err, errlen};
+	const uint8_t *buf = f->b;
+	size_t len = f->n;
 	int r;
 	if (!buf || len < 3)
-		return fx_fail(&f, "too short");
+		return fx_fail(f, "too short");
 	unsigned rbw = buf[len - 1];
 	unsigned rpacked = buf[len - 2];
 	if (!valid_width(rbw) || rbw > len - 2)
-		return fx_fail(&f, "bad root width");
+		return fx_fail(f, "bad root width");
 	if ((rpacked >> 2) != FX_MAP) {
-		if (err && errlen)
-			snprintf(err, errlen, "flexbuffer: root is type %u, not a map", rpacked >> 2);
+		if (f->err && f->errlen)
+			snprintf(f->err, f->errlen, "flexbuffer: root is type %u, not a map",
+				 rpacked >> 2);
 		return -ENOTSUP;
 	}
 	unsigned cw = 1u << (rpacked & 3);
 	uint64_t root = len - 2 - rbw, off, data, size, kpos, koff, keys, kbw, ksize;
-	if ((r = rd_u(&f, root, rbw, &off)) || (r = back(&f, root, off, &data)))
+	if ((r = rd_u(f, root, rbw, &off)) || (r = back(f, root, off, &data)))
 		return r;
 	if (data < 3 * (uint64_t)cw)
-		return fx_fail(&f, "map header before the buffer");
-	if ((r = rd_u(&f, data - cw, cw, &size)))
+		return fx_fail(f, "map header before the buffer");
+	if ((r = rd_u(f, data - cw, cw, &size)))
 		return r;
 	if (size > len)
-		return fx_fail(&f, "map size larger than the buffer");
+		return fx_fail(f, "map size larger than the buffer");
 	kpos = data - 3 * (uint64_t)cw;
-	if ((r = rd_u(&f, kpos, cw, &koff)) || (r = back(&f, kpos, koff, &keys)) ||
-	    (r = rd_u(&f, data - 2 * (uint64_t)cw, cw, &kbw)))
+	if ((r = rd_u(f, kpos, cw, &koff)) || (r = back(f, kpos, koff, &keys)) ||
+	    (r = rd_u(f, data - 2 * (uint64_t)cw, cw, &kbw)))
 		return r;
 	if (!valid_width(kbw) || keys < kbw)
-		return fx_fail(&f, "bad keys vector");
-	if ((r = rd_u(&f, keys - kbw, (unsigned)kbw, &ksize)))
+		return fx_fail(f, "bad keys vector");
+	if ((r = rd_u(f, keys - kbw, (unsigned)kbw, &ksize)))
 		return r;
 	if (ksize != size)
-		return fx_fail(&f, "keys and values differ in count");
+		return fx_fail(f, "keys and values differ in count");
 	uint64_t types = data + size * cw;
 	if (types > len || len - types < size || keys + size * kbw > len)
-		return fx_fail(&f, "map runs past the end");
+		return fx_fail(f, "map runs past the end");
 
 	for (uint64_t i = 0; i < size; i++) {
 		uint64_t kel = keys + i * kbw, kv = 0, kstr = 0;
-		if ((r = rd_u(&f, kel, (unsigned)kbw, &kv)) || (r = back(&f, kel, kv, &kstr)))
+		if ((r = rd_u(f, kel, (unsigned)kbw, &kv)) || (r = back(f, kel, kv, &kstr)))
 			return r;
-		int eq = key_eq(&f, kstr, key);
+		int eq = key_eq(f, kstr, key);
 		if (eq < 0)
-			return fx_fail(&f, "key string runs past the end");
+			return fx_fail(f, "key string runs past the end");
 		if (!eq)
 			continue;
-		uint64_t el = data + i * cw, p = 0, u = 0;
+		uint64_t el = data + i * cw, u = 0, p = 0;
 		unsigned t = buf[types + i];
-		unsigned vt = t >> 2, vw = 1u << (t & 3);
-		int64_t s;
-		switch (vt) {
-		case FX_INT:
-			if ((r = rd_i(&f, el, cw, &s)))
-				return r;
-			*val = (double)s;
-			return 0;
-		case FX_UINT:
-		case FX_BOOL:
-			if ((r = rd_u(&f, el, cw, &u)))
-				return r;
-			*val = (double)u;
-			return 0;
-		case FX_FLOAT:
-			return rd_f(&f, el, cw, val);
+		out->type = t >> 2;
+		out->pos = el;
+		out->width = cw;
+		switch (out->type) {
+		case FX_NULL:
+			return -ENOENT;
 		case FX_INDIRECT_INT:
 		case FX_INDIRECT_UINT:
 		case FX_INDIRECT_FLOAT:
-			if ((r = rd_u(&f, el, cw, &u)) || (r = back(&f, el, u, &p)))
+		case FX_STRING:
+		case FX_VECTOR:
+			if ((r = rd_u(f, el, cw, &u)) || (r = back(f, el, u, &p)))
 				return r;
-			if (vt == FX_INDIRECT_FLOAT)
-				return rd_f(&f, p, vw, val);
-			if (vt == FX_INDIRECT_INT) {
-				if ((r = rd_i(&f, p, vw, &s)))
-					return r;
-				*val = (double)s;
-				return 0;
-			}
-			if ((r = rd_u(&f, p, vw, &u)))
-				return r;
-			*val = (double)u;
-			return 0;
+			out->pos = p;
+			out->width = 1u << (t & 3);
+			break;
 		default:
-			if (err && errlen)
-				snprintf(err, errlen, "flexbuffer: key '%s' has type %u, not a number",
-					 key, vt);
-			return -EINVAL;
+			break;
 		}
+		return 0;
 	}
 	return -ENOENT;
+}
+
+/* The size field in front of a string or untyped vector. */
+static int fx_size(struct fx *f, const struct fx_val *v, uint64_t *n)
+{
+	if (v->pos < v->width)
+		return fx_fail(f, "size field before the buffer");
+	return rd_u(f, v->pos - v->width, v->width, n);
+}
+
+/* The NUL-terminated string at v, bounded, converted as TFLite's flexbuffers does. */
+static int fx_string(struct fx *f, const struct fx_val *v, char *s, size_t cap)
+{
+	uint64_t n;
+	int r = fx_size(f, v, &n);
+	if (r)
+		return r;
+	if (v->pos > f->n || f->n - v->pos < n)
+		return fx_fail(f, "string runs past the end");
+	size_t k = n < cap - 1 ? (size_t)n : cap - 1;
+	memcpy(s, f->b + v->pos, k);
+	s[k] = 0;
+	return 0;
+}
+
+int eng_flex_map_int(const uint8_t *buf, size_t len, const char *key, int64_t *val, char *err,
+		     size_t errlen)
+{
+	struct fx f = {buf, len, err, errlen};
+	struct fx_val v;
+	uint64_t u;
+	double d;
+	char s[64], *end;
+	int r = fx_find(&f, key, &v);
+	if (r)
+		return r;
+	switch (v.type) {
+	case FX_INT:
+	case FX_INDIRECT_INT:
+	case FX_BOOL:
+		return rd_i(&f, v.pos, v.width, val);
+	case FX_UINT:
+	case FX_INDIRECT_UINT:
+		if ((r = rd_u(&f, v.pos, v.width, &u)))
+			return r;
+		*val = (int64_t)u;
+		return 0;
+	case FX_FLOAT:
+	case FX_INDIRECT_FLOAT:
+		if ((r = rd_f(&f, v.pos, v.width, &d)))
+			return r;
+		/* C++ truncates toward zero; out of range is undefined there: refuse it */
+		if (!(d > -9.2e18 && d < 9.2e18))
+			return fx_fail(&f, "float value out of integer range");
+		*val = (int64_t)d;
+		return 0;
+	case FX_STRING:
+		if ((r = fx_string(&f, &v, s, sizeof(s))))
+			return r;
+		errno = 0;
+		*val = strtoll(s, &end, 10);
+		if (end == s || *end || errno)
+			*val = 0;
+		return 0;
+	case FX_VECTOR:
+		if ((r = fx_size(&f, &v, &u)))
+			return r;
+		*val = (int64_t)u;
+		return 0;
+	default:
+		/* maps, keys, typed vectors, blobs: TFLite's flexbuffers reads 0 */
+		*val = 0;
+		return 0;
+	}
+}
+
+int eng_flex_map_number(const uint8_t *buf, size_t len, const char *key, double *val, char *err,
+			size_t errlen)
+{
+	struct fx f = {buf, len, err, errlen};
+	struct fx_val v;
+	char s[64], *end;
+	int r = fx_find(&f, key, &v);
+	if (r)
+		return r;
+	if (v.type == FX_FLOAT || v.type == FX_INDIRECT_FLOAT)
+		return rd_f(&f, v.pos, v.width, val);
+	if (v.type == FX_STRING) {
+		if ((r = fx_string(&f, &v, s, sizeof(s))))
+			return r;
+		*val = strtod(s, &end);
+		if (end == s)
+			*val = 0;
+		return 0;
+	}
+	int64_t i;
+	if ((r = eng_flex_map_int(buf, len, key, &i, err, errlen)))
+		return r;
+	/* unsigned values above INT64_MAX: read them as such */
+	if ((v.type == FX_UINT || v.type == FX_INDIRECT_UINT) && i < 0)
+		*val = (double)(uint64_t)i;
+	else
+		*val = (double)i;
+	return 0;
 }

@@ -1,12 +1,15 @@
 /*
  * labels.c — label maps: the TF Object Detection API's pbtxt
  * (item { name: "x" id: N display_name: "y" }, ids from 1; display_name wins
- * when present) or plain text with one label per line (line 1 = class 0).
+ * when present), Coral's "ID  NAME" lines (id K = class K, ids may have gaps:
+ * a missing id has no name and is reported by its number, never by a
+ * neighbour's name) or plain text with one label per line (line 1 = class 0).
  * The post-process reports 0-based class ids without the background, so
  * pbtxt id N is class N-1.  Runs on the loading thread.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +235,106 @@ oom:
 	return -ENOMEM;
 }
 
+/* "  12  stop sign": an id, blanks, a name.  Sets *id and the name's span. */
+static bool id_line(const char *a, const char *b, long *id, const char **na)
+{
+	const char *p = a;
+	if (p >= b || !isdigit((unsigned char)*p))
+		return false;
+	long v = 0;
+	while (p < b && isdigit((unsigned char)*p)) {
+		v = v * 10 + (*p - '0');
+		if (v > LABELS_MAX_ID)
+			return false;
+		p++;
+	}
+	if (p >= b || !(*p == ' ' || *p == '\t' || *p == ':'))
+		return false;
+	while (p < b && (*p == ' ' || *p == '\t' || *p == ':'))
+		p++;
+	if (p >= b)
+		return false;
+	*id = v;
+	*na = p;
+	return true;
+}
+
+/* Trimmed span of each line, in turn; false at the end. */
+static bool next_line(const char **p, const char *end, const char **a, const char **b)
+{
+	if (*p >= end)
+		return false;
+	const char *nl = memchr(*p, '\n', (size_t)(end - *p));
+	const char *e = nl ? nl : end;
+	*a = *p;
+	*b = e;
+	while (*a < *b && isspace((unsigned char)**a))
+		(*a)++;
+	while (*b > *a && isspace((unsigned char)(*b)[-1]))
+		(*b)--;
+	*p = nl ? nl + 1 : end;
+	return true;
+}
+
+/* Every non-blank line is "ID NAME" (and there is at least one). */
+static bool is_id_file(const char *s, size_t len)
+{
+	const char *p = s, *a, *b, *na;
+	long id;
+	int n = 0;
+	while (next_line(&p, s + len, &a, &b)) {
+		if (a == b)
+			continue;
+		if (!id_line(a, b, &id, &na))
+			return false;
+		n++;
+	}
+	return n > 0;
+}
+
+static int parse_id_lines(const char *path, const char *s, size_t len, char ***out, int *nout,
+			  char *err, size_t errlen)
+{
+	char **labels = NULL;
+	int n = 0, line = 0, r = 0;
+	const char *p = s, *a, *b, *na;
+	long id;
+	while (next_line(&p, s + len, &a, &b)) {
+		line++;
+		if (a == b)
+			continue;
+		id_line(a, b, &id, &na);
+		if (id >= n) {
+			char **grown = realloc(labels, (size_t)(id + 1) * sizeof(*grown));
+			if (!grown)
+				goto oom;
+			for (long i = n; i <= id; i++)
+				grown[i] = NULL;
+			labels = grown;
+			n = (int)id + 1;
+		}
+		if (labels[id]) {
+			r = perr(err, errlen, path, line, "id appears twice");
+			goto fail;
+		}
+		size_t k = (size_t)(b - na);
+		if (k >= ENG_LABEL_MAX)
+			k = ENG_LABEL_MAX - 1;
+		labels[id] = strndup(na, k);
+		if (!labels[id])
+			goto oom;
+	}
+	*out = labels;
+	*nout = n;
+	return 0;
+oom:
+	snprintf(err, errlen, "labels: %s: out of memory", path);
+	r = -ENOMEM;
+fail:
+	eng_labels_free(labels, n);
+	return r;
+}
+
 int eng_labels_load(const char *path, char ***labels, int *n, char *err, size_t errlen)
 {
 	*labels = NULL;
@@ -270,8 +373,12 @@ int eng_labels_load(const char *path, char ***labels, int *n, char *err, size_t 
 		size_t rest = (size_t)(buf + len - s);
 		bool pbtxt = rest >= 4 && memcmp(s, "item", 4) == 0 &&
 			     (rest == 4 || !isalnum((unsigned char)s[4]));
-		r = pbtxt ? parse_pbtxt(path, buf, len, labels, n, err, errlen)
-			  : parse_lines(path, buf, len, labels, n, err, errlen);
+		if (pbtxt)
+			r = parse_pbtxt(path, buf, len, labels, n, err, errlen);
+		else if (is_id_file(buf, len))
+			r = parse_id_lines(path, buf, len, labels, n, err, errlen);
+		else
+			r = parse_lines(path, buf, len, labels, n, err, errlen);
 	}
 	free(buf);
 	return r;

@@ -27,6 +27,7 @@
 #include "tflite.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -364,52 +365,51 @@ static int opt_pad(struct fb *f, int op, const char *nm, uint8_t v, enum eng_pad
 	return 0;
 }
 
-static int pp_num(struct parse *p, int op, const uint8_t *buf, size_t len, const char *key,
-		  bool required, double def, double *v)
+/*
+ * Custom options of the post-process, read the way TFLite's kernel reads them:
+ * an absent (or null) key takes TFLite's default (0, except
+ * detections_per_class = 100 and use_regular_nms = false), integers wrap to
+ * int32 as AsInt32() does, floats convert, unused keys are ignored.  Whether
+ * the values make sense for the configuration in use is checked by the
+ * kernel's prepare, as TFLite checks it at run time.
+ */
+static int pp_fail(struct parse *p, int op, const char *why)
 {
-	char why[160];
-	why[0] = 0;
-	int r = eng_flex_map_number(buf, len, key, v, why, sizeof(why));
-	if (r == -ENOENT && !required) {
-		*v = def;
-		return 0;
-	}
-	if (r == -ENOENT)
-		return fb_fail(&p->f, -EINVAL, "operator %d (%s): custom options lack '%s'", op,
-			       PP_CUSTOM_CODE, key);
-	if (r)
-		return fb_fail(&p->f, -EINVAL, "operator %d (%s): custom options: %s", op,
-			       PP_CUSTOM_CODE, why);
-	if (!isfinite(*v))
-		return fb_fail(&p->f, -EINVAL, "operator %d (%s): option '%s' is not finite", op,
-			       PP_CUSTOM_CODE, key);
-	return 0;
+	return fb_fail(&p->f, -EINVAL, "operator %d (%s): custom options: %s", op, PP_CUSTOM_CODE,
+		       why);
 }
 
 static int pp_int(struct parse *p, int op, const uint8_t *buf, size_t len, const char *key,
-		  bool required, int def, int lo, int hi, int *v)
+		  int def, int *v)
 {
-	double d;
-	int r = pp_num(p, op, buf, len, key, required, def, &d);
+	char why[160] = "";
+	int64_t x;
+	int r = eng_flex_map_int(buf, len, key, &x, why, sizeof(why));
+	if (r == -ENOENT) {
+		*v = def;
+		return 0;
+	}
 	if (r)
-		return r;
-	if (d < lo || d > hi || d != floor(d))
-		return fb_fail(&p->f, -EINVAL, "operator %d (%s): option '%s' = %g is outside [%d, %d]",
-			       op, PP_CUSTOM_CODE, key, d, lo, hi);
-	*v = (int)d;
+		return pp_fail(p, op, why);
+	*v = (int32_t)(uint32_t)(uint64_t)x;
 	return 0;
 }
 
 static int pp_float(struct parse *p, int op, const uint8_t *buf, size_t len, const char *key,
-		    bool positive, float *v)
+		    float *v)
 {
+	char why[160] = "";
 	double d;
-	int r = pp_num(p, op, buf, len, key, true, 0, &d);
+	int r = eng_flex_map_number(buf, len, key, &d, why, sizeof(why));
+	if (r == -ENOENT) {
+		*v = 0.0f;
+		return 0;
+	}
 	if (r)
-		return r;
-	if (positive && !(d > 0))
-		return fb_fail(&p->f, -EINVAL, "operator %d (%s): option '%s' = %g must be positive",
-			       op, PP_CUSTOM_CODE, key, d);
+		return pp_fail(p, op, why);
+	if (!isfinite(d) || fabs(d) > FLT_MAX)
+		return fb_fail(&p->f, -EINVAL, "operator %d (%s): option '%s' is not a finite float",
+			       op, PP_CUSTOM_CODE, key);
 	*v = (float)d;
 	return 0;
 }
@@ -421,23 +421,20 @@ static int parse_pp_opts(struct parse *p, int op, const uint8_t *buf, size_t len
 	if (!len)
 		return fb_fail(&p->f, -EINVAL, "operator %d (%s) has no custom options", op,
 			       PP_CUSTOM_CODE);
-	if ((r = pp_int(p, op, buf, len, "max_detections", true, 0, 1, 100000,
-			&o->max_detections)) ||
-	    (r = pp_int(p, op, buf, len, "max_classes_per_detection", true, 0, 1, 100000,
+	if ((r = pp_int(p, op, buf, len, "max_detections", 0, &o->max_detections)) ||
+	    (r = pp_int(p, op, buf, len, "max_classes_per_detection", 0,
 			&o->max_classes_per_detection)) ||
-	    (r = pp_int(p, op, buf, len, "detections_per_class", false, 100, 1, 100000,
-			&o->detections_per_class)) ||
-	    (r = pp_int(p, op, buf, len, "use_regular_nms", false, 0, 0, 1, &b)) ||
-	    (r = pp_int(p, op, buf, len, "num_classes", true, 0, 1, 100000, &o->num_classes)) ||
-	    (r = pp_float(p, op, buf, len, "nms_score_threshold", false,
-			  &o->nms_score_threshold)) ||
-	    (r = pp_float(p, op, buf, len, "nms_iou_threshold", false, &o->nms_iou_threshold)) ||
-	    (r = pp_float(p, op, buf, len, "y_scale", true, &o->y_scale)) ||
-	    (r = pp_float(p, op, buf, len, "x_scale", true, &o->x_scale)) ||
-	    (r = pp_float(p, op, buf, len, "h_scale", true, &o->h_scale)) ||
-	    (r = pp_float(p, op, buf, len, "w_scale", true, &o->w_scale)))
+	    (r = pp_int(p, op, buf, len, "detections_per_class", 100, &o->detections_per_class)) ||
+	    (r = pp_int(p, op, buf, len, "use_regular_nms", 0, &b)) ||
+	    (r = pp_int(p, op, buf, len, "num_classes", 0, &o->num_classes)) ||
+	    (r = pp_float(p, op, buf, len, "nms_score_threshold", &o->nms_score_threshold)) ||
+	    (r = pp_float(p, op, buf, len, "nms_iou_threshold", &o->nms_iou_threshold)) ||
+	    (r = pp_float(p, op, buf, len, "y_scale", &o->y_scale)) ||
+	    (r = pp_float(p, op, buf, len, "x_scale", &o->x_scale)) ||
+	    (r = pp_float(p, op, buf, len, "h_scale", &o->h_scale)) ||
+	    (r = pp_float(p, op, buf, len, "w_scale", &o->w_scale)))
 		return r;
-	o->use_regular_nms = b;
+	o->use_regular_nms = b != 0;
 	return 0;
 }
 
@@ -783,8 +780,8 @@ static int parse_index_list(struct parse *p, const struct fbt *ot, int field, in
 /*
  * Converters leave the post-process outputs without a shape (the runtime
  * sizes them at prepare): boxes [1,M,4], classes [1,M], scores [1,M],
- * num_detections [1] with M = max_detections * max_classes_per_detection.
- * Fill in what the file leaves empty; a shape that is given must agree.
+ * num_detections [1] with M = max_detections * max_classes_per_detection,
+ * replacing whatever shape the file gives, as TFLite does.
  */
 static int shape_pp_outputs(struct parse *p, int op, struct eng_node *n)
 {
@@ -805,21 +802,17 @@ static int shape_pp_outputs(struct parse *p, int op, struct eng_node *n)
 		if (t->type != ENG_DT_F32)
 			return fb_fail(&p->f, -EINVAL, "operator %d (%s) output %d is not float32", op,
 				       PP_CUSTOM_CODE, k);
-		if (t->ndim == 0 && !p->data_pos[t->index]) {
+		/* TFLite's prepare resizes the outputs to these shapes whatever the file
+		 * declares (converters often write [] or stale shapes); so do we. */
+		if (!p->data_pos[t->index]) {
 			t->ndim = nd[k];
 			for (int d = 0; d < nd[k]; d++)
 				t->dims[d] = want[d];
 			t->bytes = 4 * (size_t)(k == 0 ? 4 * m : k == 3 ? 1 : m);
 			continue;
 		}
-		bool ok = t->ndim == nd[k];
-		for (int d = 0; ok && d < nd[k]; d++)
-			ok = t->dims[d] == want[d];
-		if (!ok)
-			return fb_fail(&p->f, -EINVAL,
-				       "operator %d (%s) output %d has a shape that does not match "
-				       "max_detections x max_classes_per_detection = %lld",
-				       op, PP_CUSTOM_CODE, k, m);
+		return fb_fail(&p->f, -EINVAL, "operator %d (%s) output %d is a constant", op,
+			       PP_CUSTOM_CODE, k);
 	}
 	return 0;
 }

@@ -146,6 +146,7 @@ int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen)
 			q_quantize_multiplier(m, &p->mult[c], &p->shift[c]);
 		}
 		q_act_range(o->act, t, s_out, p->out_zp, &p->act_lo, &p->act_hi);
+		p->round_up = t == ENG_DT_I8 && !dw;
 	}
 	n->macs = (int64_t)p->nb * p->oh * p->ow * p->oc * p->kh * p->kw * (dw ? 1 : p->ic);
 	n->prep = p;
@@ -196,10 +197,117 @@ static void conv_ref_q8(const struct conv_prep *p, const void *x, const void *w,
 					}
 					if (bias)
 						acc += bias[o];
-					acc = q_mul_by_qm(acc, p->mult[o], p->shift[o]) + p->out_zp;
+					acc = (p->round_up ? q_mul_by_qm_up : q_mul_by_qm)(acc, p->mult[o], p->shift[o]) + p->out_zp;
 					size_t yi = out_at(p, b, oy, ox) + o;
 					q8_put(t, y, yi, clamp_i32(acc, p->act_lo, p->act_hi));
 				}
+}
+
+/*
+ * TFLite's float CONV_2D is a GEMM (Eigen's, SSE build; output channels are
+ * its rows, output pixels its columns), and a float sum depends on its order.
+ * Observed against TFLite and reproduced here:
+ *  - one output pixel in all (a matrix-vector product): four lane sums over
+ *    the (ky, kx, ic) depth, k mod 4, added as (s0 + s2) + (s1 + s3), the
+ *    depth beyond the last multiple of four then added in order;
+ *  - otherwise, for the output pixels in whole groups of four:
+ *    channels below oc & ~7 are summed in order; when oc % 8 >= 4 the next
+ *    four channels sum even and odd k apart over the depth rounded down to
+ *    eight, s_even + s_odd, then the rest in order; the last oc % 4 channels
+ *    use four lane sums (k mod 4) added as (s0 + s1) + (s2 + s3), then the
+ *    rest in order;
+ *  - the last npix % 4 output pixels are summed in order.
+ * k counts padding taps too (they add nothing).  A depth K above 1016 is cut
+ * into blocks of kc (Eigen's rule: kc = 1016 - 8 * ((1015 - K % 1016) /
+ * (8 * (K / 1016 + 1))), K = 1152 gives 584 + 568 as measured), each block
+ * summed as above from zero and the block sums added in order.  The bias
+ * comes last.
+ */
+#define CONV_F32_MAX_KC 1016
+enum conv_f32_order { SUM_SEQ, SUM_GEMV, SUM_EVEN_ODD, SUM_LANES4 };
+
+static enum conv_f32_order conv_f32_order_of(const struct conv_prep *p, int b, int oy, int ox,
+					     int o)
+{
+	long npix = (long)p->nb * p->oh * p->ow;
+	if (npix == 1)
+		return SUM_GEMV;
+	long pix = ((long)b * p->oh + oy) * p->ow + ox;
+	if (pix >= (npix & ~3L))
+		return SUM_SEQ;
+	int oc8 = p->oc & ~7;
+	if (o < oc8)
+		return SUM_SEQ;
+	if (p->oc - oc8 >= 4 && o < oc8 + 4)
+		return SUM_EVEN_ODD;
+	return o >= (p->oc & ~3) ? SUM_LANES4 : SUM_SEQ;
+}
+
+/* Depth block of TFLite's GEMM for a depth K (K itself when it fits one block). */
+static int conv_f32_kc(int K)
+{
+	if (K <= CONV_F32_MAX_KC || K % CONV_F32_MAX_KC == 0)
+		return K <= CONV_F32_MAX_KC ? K : CONV_F32_MAX_KC;
+	return CONV_F32_MAX_KC - 8 * ((CONV_F32_MAX_KC - 1 - K % CONV_F32_MAX_KC) /
+				      (8 * (K / CONV_F32_MAX_KC + 1)));
+}
+
+static bool conv_f32_deep(const struct conv_prep *p)
+{
+	return p->kh * p->kw * p->ic > CONV_F32_MAX_KC && (long)p->nb * p->oh * p->ow != 1;
+}
+
+int conv_f32_first_reordered(const struct conv_prep *p)
+{
+	if ((long)p->nb * p->oh * p->ow == 1 || conv_f32_deep(p))
+		return 0;
+	return p->oc - (p->oc & ~7) >= 4 ? p->oc & ~7 : p->oc & ~3;
+}
+
+bool conv_f32_split_sum(const struct conv_prep *p, int b, int oy, int ox, int o)
+{
+	return conv_f32_deep(p) || conv_f32_order_of(p, b, oy, ox, o) != SUM_SEQ;
+}
+
+/* Product k of the (ky, kx, ic) im2col row of output pixel (b, oy, ox); padding: skipped. */
+static bool conv_f32_tap(const struct conv_prep *p, const float *x, const float *w, int b,
+			 int oy, int ox, int o, int k, float *v)
+{
+	int ky = k / (p->kw * p->ic), kx = (k / p->ic) % p->kw, c = k % p->ic;
+	int iy = oy * p->sh - p->pt + p->dh * ky, ix = ox * p->sw - p->pl + p->dwl * kx;
+	if (iy < 0 || iy >= p->ih || ix < 0 || ix >= p->iw)
+		return false;
+	*v = x[in_at(p, b, iy, ix) + c] * w[(((size_t)o * p->kh + ky) * p->kw + kx) * p->ic + c];
+	return true;
+}
+
+float conv_f32_sum_split(const struct conv_prep *p, const float *x, const float *w, int b,
+			 int oy, int ox, int o)
+{
+	enum conv_f32_order ord = conv_f32_order_of(p, b, oy, ox, o);
+	int K = p->kh * p->kw * p->ic;
+	int kc = ord == SUM_GEMV ? K : conv_f32_kc(K);
+	float acc = 0.0f, v;
+	for (int k0 = 0; k0 < K; k0 += kc) {
+		int len = K - k0 < kc ? K - k0 : kc;
+		int split = ord == SUM_EVEN_ODD ? len & ~7 : ord == SUM_SEQ ? 0 : len & ~3;
+		float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, blk = 0.0f;
+		for (int k = 0; k < split; k++)
+			if (conv_f32_tap(p, x, w, b, oy, ox, o, k0 + k, &v))
+				s[ord == SUM_EVEN_ODD ? k & 1 : k & 3] += v;
+		if (ord == SUM_EVEN_ODD)
+			blk = s[0] + s[1];
+		else if (ord == SUM_GEMV)
+			blk = (s[0] + s[2]) + (s[1] + s[3]);
+		else if (ord == SUM_LANES4)
+			blk = (s[0] + s[1]) + (s[2] + s[3]);
+		for (int k = split; k < len; k++)
+			if (conv_f32_tap(p, x, w, b, oy, ox, o, k0 + k, &v))
+				blk += v;
+		/* one block: the sum itself; more: added to the result block by block */
+		acc = k0 == 0 ? blk : acc + blk;
+	}
+	return acc;
 }
 
 static void conv_ref_f32(const struct conv_prep *p, const float *x, const float *w,
@@ -211,6 +319,10 @@ static void conv_ref_f32(const struct conv_prep *p, const float *x, const float 
 				for (int o = 0; o < p->oc; o++) {
 					int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
 					float acc = 0.0f;
+					if (conv_f32_split_sum(p, b, oy, ox, o)) {
+						acc = conv_f32_sum_split(p, x, w, b, oy, ox, o);
+						goto biased;
+					}
 					for (int ky = 0; ky < p->kh; ky++) {
 						int iy = iy0 + p->dh * ky;
 						if (iy < 0 || iy >= p->ih)
@@ -225,6 +337,7 @@ static void conv_ref_f32(const struct conv_prep *p, const float *x, const float 
 								acc += x[xi + c] * w[wi + c];
 						}
 					}
+biased:
 					if (bias)
 						acc += bias[o];
 					acc = fmaxf(acc, p->f_lo);
@@ -261,7 +374,7 @@ static void dwconv_ref_q8(const struct conv_prep *p, const void *x, const void *
 						}
 						if (bias)
 							acc += bias[o];
-						acc = q_mul_by_qm(acc, p->mult[o], p->shift[o]) + p->out_zp;
+						acc = (p->round_up ? q_mul_by_qm_up : q_mul_by_qm)(acc, p->mult[o], p->shift[o]) + p->out_zp;
 						size_t yi = out_at(p, b, oy, ox) + o;
 						q8_put(t, y, yi, clamp_i32(acc, p->act_lo, p->act_hi));
 					}
@@ -277,7 +390,10 @@ static void dwconv_ref_f32(const struct conv_prep *p, const float *x, const floa
 					for (int m = 0; m < p->dm; m++) {
 						int o = ic * p->dm + m;
 						int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
-						float acc = 0.0f;
+						/* TFLite's float depthwise starts from the bias
+						 * and adds the taps to it (its conv adds the bias
+						 * last): float sums depend on that order */
+						float acc = bias ? bias[o] : 0.0f;
 						for (int ky = 0; ky < p->kh; ky++) {
 							int iy = iy0 + p->dh * ky;
 							if (iy < 0 || iy >= p->ih)
@@ -290,8 +406,6 @@ static void dwconv_ref_f32(const struct conv_prep *p, const float *x, const floa
 								       w[((size_t)ky * p->kw + kx) * p->oc + o];
 							}
 						}
-						if (bias)
-							acc += bias[o];
 						acc = fmaxf(acc, p->f_lo);
 						acc = fminf(acc, p->f_hi);
 						y[out_at(p, b, oy, ox) + o] = acc;

@@ -15,6 +15,7 @@ struct conv_prep {
 	int nb, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, dh, dwl, pt, pl, dm;
 	int32_t in_zp, w_zp, out_zp, act_lo, act_hi;
 	float f_lo, f_hi;
+	bool round_up; /* int8 CONV_2D: q_mul_by_qm_up (TFLite's GEMM rounding) */
 	int32_t *mult; /* per output channel */
 	int *shift;
 	/* fast path (conv_fast.c) */
@@ -29,11 +30,18 @@ struct conv_prep {
 	int ntp;         /* depthwise: taps rounded up to even */
 	float *wf;       /* float: conv [taps][ic][OCp], depthwise [taps][OCp] */
 	float *bf;       /* float: bias padded to OCp, or NULL (no bias: nothing is added) */
+	const float *wsrc; /* float conv: the model's filter, for conv_f32_sum_split() */
 };
 
 int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen);
 int conv_eval_ref(const struct eng_node *n, const struct eng_exec *x);
 void conv_release(struct eng_node *n);
+/* float CONV_2D outputs that TFLite's GEMM sums in another order than tap by
+ * tap (conv.c); no channel below conv_f32_first_reordered() is one of them */
+int conv_f32_first_reordered(const struct conv_prep *p);
+bool conv_f32_split_sum(const struct conv_prep *p, int b, int oy, int ox, int o);
+float conv_f32_sum_split(const struct conv_prep *p, const float *x, const float *w, int b,
+			 int oy, int ox, int o);
 
 /* conv_fast_f32.c: float32 variants (AVX2), same summation order as the reference. */
 int conv_prepare_f32_fast(const struct eng_node *n, struct conv_prep *p);

@@ -275,8 +275,12 @@ TGT static int make_rq(struct conv_prep *p)
 	if (!p->rq)
 		return -ENOMEM;
 	for (int g = 0; g < p->OCp / 8; g++)
+	{
 		p->rq[g] = simd_rq8_make(_mm256_loadu_si256((const __m256i *)(p->mult + g * 8)),
 					 _mm256_loadu_si256((const __m256i *)(p->shift + g * 8)));
+		if (p->round_up)
+			p->rq[g].away = _mm256_setzero_si256();
+	}
 	return 0;
 }
 

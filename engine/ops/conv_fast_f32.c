@@ -5,10 +5,13 @@
  * reference's summation order (taps in ky, kx order, input channels inner),
  * products and sums are separate roundings (mul then add, never FMA), taps
  * outside the image are skipped rather than multiplied by zero (that would
- * turn a -0.0 sum into +0.0), and the bias is added last, only if present.
+ * turn a -0.0 sum into +0.0), and the bias is added last, only if present
+ * (depthwise: the sum starts from the bias, as in TFLite's float kernel).
  * Vectorization runs across output channels, 8 per register.  Weights are
  * packed at prepare.  Inference worker thread.
  */
+#include <math.h>
+
 #include "conv.h"
 #include "simd.h"
 
@@ -38,6 +41,7 @@ int conv_prepare_f32_fast(const struct eng_node *n, struct conv_prep *p)
 			return -ENOMEM;
 		memcpy(p->bf, bias, (size_t)p->oc * sizeof(*p->bf));
 	}
+	p->wsrc = w;
 	p->fast = true;
 	return 0;
 }
@@ -76,7 +80,8 @@ TGT void conv_eval_f32_fast(const struct conv_prep *p, const float *x, float *y)
 				float *dst = y + (((size_t)b * p->oh + oy) * p->ow + ox) * p->oc;
 				for (int g = 0; g < groups; g++) {
 					int c0 = g * 8, cnt = p->oc - c0 < 8 ? p->oc - c0 : 8;
-					__m256 acc = _mm256_setzero_ps();
+					__m256 acc = p->dw && p->bf ? _mm256_loadu_ps(p->bf + c0)
+								    : _mm256_setzero_ps();
 					for (int t = 0; t < nt; t++) {
 						const float *wt = tw[t] + c0;
 						if (p->dw) {
@@ -90,13 +95,22 @@ TGT void conv_eval_f32_fast(const struct conv_prep *p, const float *x, float *y)
 											   _mm256_loadu_ps(wt + (size_t)c * p->OCp)));
 						}
 					}
-					if (p->bf)
+					if (p->bf && !p->dw)
 						acc = _mm256_add_ps(acc, _mm256_loadu_ps(p->bf + c0));
 					/* fmaxf/fminf as glibc has them: x on ties (keeps -0.0), the
 					 * bound when x is NaN */
 					acc = _mm256_blendv_ps(lo, acc, _mm256_cmp_ps(acc, lo, _CMP_GE_OQ));
 					acc = _mm256_blendv_ps(hi, acc, _mm256_cmp_ps(acc, hi, _CMP_LE_OQ));
 					_mm256_maskstore_ps(dst + c0, tailmask[cnt], acc);
+				}
+				/* channels TFLite's GEMM sums in another order (conv.c) */
+				for (int o = p->dw ? p->oc : conv_f32_first_reordered(p); o < p->oc; o++) {
+					if (!conv_f32_split_sum(p, b, oy, ox, o))
+						continue;
+					float v = conv_f32_sum_split(p, x, p->wsrc, b, oy, ox, o);
+					if (p->bf)
+						v += p->bf[o];
+					dst[o] = fminf(fmaxf(v, p->f_lo), p->f_hi);
 				}
 			}
 }

@@ -377,15 +377,37 @@ static float sigmoidf(float v)
 	return 1.0f / (1.0f + expf(-v));
 }
 
-/* TFLite's float reference: saturates early to avoid exp overflow. */
-static float logistic_f32(float v)
+/*
+ * TFLite's builtin float LOGISTIC is Eigen's logistic: e / (1 + e) with
+ * e = exp(min(x, 16.6355324)).  Over whole 4-float SSE packets e comes from
+ * a polynomial (Eigen's documented scheme: halve x, split x/2 = m·ln2 + r with
+ * the two-part Cephes constant, a degree-5 minimax polynomial for exp(r),
+ * scale by 2^m, square); the last count % 4 elements use libm's expf.  Both
+ * are reproduced here, each operation rounded separately (no FMA), to get
+ * TFLite's bits.
+ */
+static float logistic_f32_packet(float x)
 {
-	const float cutoff_upper = 16.619047164916992188f, cutoff_lower = -9.0f;
-	if (v > cutoff_upper)
-		return 1.0f;
-	if (v < cutoff_lower)
-		return expf(v);
-	return 1.0f / (1.0f + expf(-v));
+	if (x < -104.0f)
+		return 0.0f;
+	x = fminf(x, 16.6355324f) * 0.5f;
+	float m = floorf(x * 1.44269504088896341f + 0.5f);
+	float r = m * -0.693359375f + x;
+	r = m * 2.12194440e-4f + r;
+	float r2 = r * r;
+	float p_even = r2 * 4.1898667812347412109375e-2f + 0.49999141693115234375f;
+	float p_odd = r2 * 8.33471305668354034423828125e-3f + 0.16666877269744873046875f;
+	float p = r * p_odd + p_even;
+	p = r2 * p + (r + 1.0f);
+	float e = p * ldexpf(1.0f, (int)m); /* 2^m is exact: m in [-75, 13] */
+	e = e * e;
+	return e / (1.0f + e);
+}
+
+static float logistic_f32_tail(float x)
+{
+	float e = expf(fminf(x, 16.6355324f));
+	return e / (1.0f + e);
 }
 
 static int logistic_prepare(struct eng_node *n, char *err, size_t errlen)
@@ -432,7 +454,17 @@ static int lut_or_float_eval(const struct eng_node *n, const struct eng_exec *x,
 
 static int logistic_eval(const struct eng_node *n, const struct eng_exec *x)
 {
-	return lut_or_float_eval(n, x, logistic_f32);
+	const struct unary_prep *p = n->prep;
+	if (p->t != ENG_DT_F32)
+		return lut_or_float_eval(n, x, logistic_f32_tail);
+	const float *fi = eng_tdata(x, n->in[0]);
+	float *fo = eng_tdata(x, n->out[0]);
+	size_t whole = p->count & ~(size_t)3;
+	for (size_t i = 0; i < whole; i++)
+		fo[i] = logistic_f32_packet(fi[i]);
+	for (size_t i = whole; i < p->count; i++)
+		fo[i] = logistic_f32_tail(fi[i]);
+	return 0;
 }
 
 static int relux_prepare(struct eng_node *n, float act_hi, char *err, size_t errlen)
@@ -558,7 +590,8 @@ static int hard_swish_eval(const struct eng_node *n, const struct eng_exec *x)
 		float *fo = out;
 		for (size_t i = 0; i < p->count; i++) {
 			float v = fi[i];
-			fo[i] = v * fminf(6.0f, fmaxf(0.0f, v + 3.0f)) / 6.0f;
+			/* TFLite's builtin multiplies by the float 1/6 (not / 6): other bytes */
+			fo[i] = v * fminf(6.0f, fmaxf(0.0f, v + 3.0f)) * (1.0f / 6.0f);
 		}
 		return 0;
 	}
@@ -598,7 +631,9 @@ static int quantize_eval(const struct eng_node *n, const struct eng_exec *x)
 	for (size_t i = 0; i < p->count; i++) {
 		int32_t v;
 		if (p->t == ENG_DT_F32)
-			v = (int32_t)roundf(((const float *)in)[i] / p->out_scale) + p->out_zp;
+			/* TFLite's AffineQuantize divides in double, rounds half away from 0 */
+			v = (int32_t)round((double)((const float *)in)[i] / (double)p->out_scale) +
+			    p->out_zp;
 		else
 			v = requant_q8(p, q8_get(p->t, in, i));
 		q8_put(p->to, out, i, clamp_i32(v, p->lo, p->hi));

@@ -3,9 +3,14 @@
  *
  * Pooling windows exclude padding (the average divides by the number of
  * taps inside the image, rounding half away from zero, as TFLite does).
- * 8-bit MEAN is TFLite's integer recipe (reference QuantizedMeanOrSum): sum,
- * centre by zp·count, one requantization with 1/count folded into the
- * multiplier.  Inference worker thread.
+ * 8-bit MEAN follows the three paths of TFLite's builtin MEAN:
+ *  - 4-D input, axes {1,2}, keep_dims (squeeze-excite): the "Mean4D" recipe —
+ *    raw sum, one multiplier s_in/(count·s_out) computed in float, plus a
+ *    bias out_zp − round(in_zp·s_in/s_out) also computed in float;
+ *  - same input and output parameters: sum / count, truncated (C division);
+ *  - otherwise QuantizedMeanOrSum: sum, centre by zp·count, one
+ *    requantization with 1/count folded into the multiplier.
+ * Inference worker thread.
  */
 #include <math.h>
 
@@ -148,6 +153,8 @@ struct mean_prep {
 	size_t out_count, per_out;
 	int32_t m, in_zp, out_zp;
 	int s;
+	enum { MEAN_GENERAL, MEAN_SAME_PARAMS, MEAN_4D } path;
+	int32_t bias; /* MEAN_4D */
 };
 
 static int mean_prepare(struct eng_node *n, char *err, size_t errlen)
@@ -196,7 +203,21 @@ static int mean_prepare(struct eng_node *n, char *err, size_t errlen)
 		free(p);
 		return -EINVAL;
 	}
-	if (dt_is_q8(p->t)) {
+	int n_axes = (int)t_numel(ax);
+	bool hw = in->ndim == 4 && n_axes == 2 &&
+		  ((axes[0] == 1 && axes[1] == 2) || (axes[0] == 2 && axes[1] == 1));
+	if (dt_is_q8(p->t) && hw && n->opts.mean.keep_dims) {
+		/* float arithmetic where TFLite's Mean4D uses float, to get its rounding */
+		float s_in = t_scale(in), s_out = t_scale(out);
+		float temp = (float)t_zp(in) * s_in / s_out;
+		temp = temp > 0 ? temp + 0.5f : temp - 0.5f;
+		p->path = MEAN_4D;
+		p->bias = t_zp(out) - (int32_t)temp;
+		float real = s_in / ((float)(in->dims[1] * in->dims[2]) * s_out);
+		q_quantize_multiplier((double)real, &p->m, &p->s);
+	} else if (dt_is_q8(p->t) && t_zp(in) == t_zp(out) && t_scale(in) == t_scale(out)) {
+		p->path = MEAN_SAME_PARAMS;
+	} else if (dt_is_q8(p->t)) {
 		/* TFLite's integer mean: the s_in/s_out multiplier absorbs 1/count, keeping
 		 * up to 32 extra bits (and shift >= -31) before the division. */
 		p->in_zp = t_zp(in);
@@ -214,7 +235,7 @@ static int mean_prepare(struct eng_node *n, char *err, size_t errlen)
 		p->s = s - sh;
 	}
 	n->macs = (int64_t)t_numel(in);
-	n->scratch_bytes = p->out_count * 8; /* int64 or double sums */
+	n->scratch_bytes = p->out_count * 8; /* int64 or float sums */
 	n->prep = p;
 	return 0;
 }
@@ -227,11 +248,12 @@ static int mean_eval(const struct eng_node *n, const struct eng_exec *x)
 	/* Walk input indices; map each to its output index (kept dims in order). */
 	size_t total = p->out_count * p->per_out;
 	int64_t *isum = NULL;
-	double *fsum = NULL;
+	/* float: float sums in input order, then / count, as TFLite's reference */
+	float *fsum = NULL;
 	if (p->t == ENG_DT_F32) {
 		fsum = x->scratch;
 		for (size_t o = 0; o < p->out_count; o++)
-			fsum[o] = 0.0;
+			fsum[o] = 0.0f;
 	} else {
 		isum = x->scratch;
 		memset(isum, 0, p->out_count * sizeof(*isum));
@@ -256,7 +278,13 @@ static int mean_eval(const struct eng_node *n, const struct eng_exec *x)
 	q_type_range(p->t, &lo, &hi);
 	for (size_t o = 0; o < p->out_count; o++) {
 		if (fsum) {
-			((float *)dst)[o] = (float)(fsum[o] / (double)p->per_out);
+			((float *)dst)[o] = fsum[o] / (float)p->per_out;
+		} else if (p->path == MEAN_4D) {
+			int32_t v = q_mul_by_qm((int32_t)isum[o], p->m, p->s) + p->bias;
+			q8_put(p->t, dst, o, clamp_i32(v, lo, hi));
+		} else if (p->path == MEAN_SAME_PARAMS) {
+			int32_t v = (int32_t)(isum[o] / (int64_t)p->per_out);
+			q8_put(p->t, dst, o, clamp_i32(v, lo, hi));
 		} else {
 			/* int32 as in the reference (sums of 8-bit values over the axes) */
 			int32_t centred = (int32_t)(isum[o] - (int64_t)p->in_zp * (int64_t)p->per_out);

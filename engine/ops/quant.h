@@ -50,6 +50,22 @@ static inline int32_t q_mul_by_qm(int32_t x, int32_t qm, int shift)
 	return q_rdbpot(q_srdhm(shifted, qm), right);
 }
 
+/*
+ * The same multiplier as TFLite's int8 CONV_2D applies it on x86: its GEMM
+ * (ruy's AVX2/AVX-512 kernels) rounds the final right shift half up (toward
+ * +inf) instead of half away from zero; results differ on negative ties.
+ */
+static inline int32_t q_mul_by_qm_up(int32_t x, int32_t qm, int shift)
+{
+	int left = shift > 0 ? shift : 0;
+	int right = shift > 0 ? 0 : -shift;
+	int32_t shifted = (int32_t)((uint32_t)x * ((uint32_t)1 << (left & 31)));
+	int64_t r = q_srdhm(shifted, qm);
+	if (right > 0)
+		r = (r + ((int64_t)1 << (right - 1))) >> right;
+	return (int32_t)r;
+}
+
 /* frexp-based Q31 multiplier and power-of-two exponent (TFLite QuantizeMultiplier). */
 void q_quantize_multiplier(double m, int32_t *qm, int *shift);
 

@@ -378,13 +378,22 @@ static int resize_bilinear_eval(const struct eng_node *n, const struct eng_exec 
 					}
 #undef AT
 					float dy = iy - (float)y0, dx = ix - (float)x0;
-					float v = v00 * (1 - dy) * (1 - dx) + v10 * dy * (1 - dx) +
-						  v01 * (1 - dy) * dx + v11 * dy * dx + round_off;
 					size_t o = (((size_t)b * p->oh + y) * p->ow + xx) * p->c + c;
-					if (p->t == ENG_DT_F32)
+					if (p->t == ENG_DT_F32) {
+						/* TFLite's float kernel: corner weights first, then
+						 * accumulated from zero in (y0,x0) (y0,x1) (y1,x0)
+						 * (y1,x1) order */
+						float v = 0.0f;
+						v += ((1 - dy) * (1 - dx)) * v00;
+						v += ((1 - dy) * dx) * v01;
+						v += (dy * (1 - dx)) * v10;
+						v += (dy * dx) * v11;
 						((float *)dst)[o] = v;
-					else
+					} else {
+						float v = v00 * (1 - dy) * (1 - dx) + v10 * dy * (1 - dx) +
+							  v01 * (1 - dy) * dx + v11 * dy * dx + round_off;
 						((uint8_t *)dst)[o] = (uint8_t)v;
+					}
 				}
 			}
 		}

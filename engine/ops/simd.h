@@ -59,6 +59,7 @@ TGT static inline __m256i simd_requant8(__m256i acc, __m256i mult, __m256i shift
  */
 struct simd_rq8 {
 	__m256i mult, left, right, mask, half;
+	__m256i away; /* all ones: round half away from zero; zero: half up (q_mul_by_qm_up) */
 };
 
 TGT static inline struct simd_rq8 simd_rq8_make(__m256i mult, __m256i shift)
@@ -70,6 +71,7 @@ TGT static inline struct simd_rq8 simd_rq8_make(__m256i mult, __m256i shift)
 	q.right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
 	q.mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, q.right), one);
 	q.half = _mm256_srai_epi32(q.mask, 1);
+	q.away = _mm256_set1_epi32(-1);
 	return q;
 }
 
@@ -84,7 +86,7 @@ TGT static inline __m256i simd_requant8_rq(__m256i acc, const struct simd_rq8 *q
 	po = _mm256_srli_epi64(_mm256_add_epi64(po, half31), 31);
 	__m256i r = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
 	__m256i rem = _mm256_and_si256(r, q->mask);
-	__m256i thr = _mm256_sub_epi32(q->half, _mm256_cmpgt_epi32(zero, r));
+	__m256i thr = _mm256_sub_epi32(q->half, _mm256_and_si256(_mm256_cmpgt_epi32(zero, r), q->away));
 	__m256i res = _mm256_srav_epi32(r, q->right);
 	return _mm256_sub_epi32(res, _mm256_cmpgt_epi32(rem, thr));
 }

@@ -207,14 +207,19 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 		KERR(err, errlen, "num_classes %d does not fit %d score columns", o->num_classes, cwb);
 		return -EINVAL;
 	}
+	/* detections_per_class only matters to regular NMS (TFLite ignores it otherwise) */
 	if (o->max_detections <= 0 || o->max_classes_per_detection <= 0 ||
 	    (o->use_regular_nms && o->detections_per_class <= 0)) {
-		KERR(err, errlen, "max_detections/max_classes_per_detection/detections_per_class must be > 0");
+		KERR(err, errlen,
+		     "max_detections %d, max_classes_per_detection %d%s must be > 0",
+		     o->max_detections, o->max_classes_per_detection,
+		     o->use_regular_nms ? " and detections_per_class (regular NMS)" : "");
 		return -EINVAL;
 	}
 	/* bounds a hostile flexbuffer cannot push past (products stay in int) */
 	if (o->max_detections > (1 << 16) || o->max_classes_per_detection > (1 << 12) ||
-	    o->detections_per_class > (1 << 20) || o->num_classes > (1 << 16)) {
+	    (o->use_regular_nms && o->detections_per_class > (1 << 20)) ||
+	    o->num_classes > (1 << 16)) {
 		KERR(err, errlen, "post-process options out of range");
 		return -EINVAL;
 	}
@@ -449,29 +454,36 @@ static int pp_regular(const struct pp_prep *p, uint8_t *s, const float *boxes, c
 	float *cand_v = (float *)(s + p->off_cand_v);
 	int *order = (int *)(s + p->off_tmp);
 	int n_cand = 0;
+	/* As TFLite (LiteRT) does it: at most min(detections_per_class,
+	 * max_detections) per class, each class's selection merged stably into
+	 * the running best list (earlier classes first among equal scores), the
+	 * list cut to max_detections after every class. */
+	int per_class = p->o.detections_per_class < p->o.max_detections ? p->o.detections_per_class
+									  : p->o.max_detections;
+	float *mv = (float *)(s + p->off_keep_v);
 	for (int c = 0; c < p->nc; c++) {
 		for (int r = 0; r < p->n; r++)
 			cls_scores[r] = scores[(size_t)r * p->cwb + c + p->label_off];
-		int n_sel = nms(p, s, boxes, cls_scores, p->o.detections_per_class, sel);
-		int total = n_cand;
-		for (int k = 0; k < n_sel; k++) {
-			cand_i[total] = sel[k] * p->cwb + c + p->label_off;
-			cand_v[total] = cls_scores[sel[k]];
-			total++;
-		}
-		int keep = total < p->o.max_detections ? total : p->o.max_detections;
-		pp_partial_argsort_desc(cand_v, total, keep, order);
-		/* compact the top `keep` in sorted order (through sel as a bounce buffer) */
-		int *bi = sel;
-		float *bv = (float *)(s + p->off_keep_v);
+		int n_sel = nms(p, s, boxes, cls_scores, per_class, sel);
+		int keep = n_cand + n_sel < p->o.max_detections ? n_cand + n_sel
+								: p->o.max_detections;
+		int i = 0, j = 0;
 		for (int k = 0; k < keep; k++) {
-			bi[k] = cand_i[order[k]];
-			bv[k] = cand_v[order[k]];
+			/* take the new one only when strictly better: a stable merge */
+			bool take_new = j < n_sel &&
+					(i >= n_cand || cls_scores[sel[j]] > cand_v[i]);
+			if (take_new) {
+				order[k] = sel[j] * p->cwb + c + p->label_off;
+				mv[k] = cls_scores[sel[j]];
+				j++;
+			} else {
+				order[k] = cand_i[i];
+				mv[k] = cand_v[i];
+				i++;
+			}
 		}
-		for (int k = 0; k < keep; k++) {
-			cand_i[k] = bi[k];
-			cand_v[k] = bv[k];
-		}
+		memcpy(cand_i, order, (size_t)keep * sizeof(*cand_i));
+		memcpy(cand_v, mv, (size_t)keep * sizeof(*cand_v));
 		n_cand = keep;
 	}
 	for (int k = 0; k < n_cand; k++) {

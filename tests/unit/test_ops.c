@@ -169,6 +169,12 @@ START_TEST(mul_by_qm_double_rounding)
 	ck_assert_int_eq(q_mul_by_qm(100, 1 << 30, 1), 100); /* x1.0 via a left shift */
 	ck_assert_int_eq(q_mul_by_qm(-100, 1610612736, 2), -300);
 	ck_assert_int_eq(q_mul_by_qm(1000, 1 << 30, -40 + 31), 1); /* 1000/1024 -> 1 */
+	/* -3 * 0.25: SRDHM gives -1 (-1.5 rounds up), then -1/2 = -0.5: TFLite's
+	 * reference rounds away from zero (-1), its int8 CONV_2D GEMM half up (0) */
+	ck_assert_int_eq(q_mul_by_qm(-3, 1 << 30, -1), -1);
+	ck_assert_int_eq(q_mul_by_qm_up(-3, 1 << 30, -1), 0);
+	ck_assert_int_eq(q_mul_by_qm_up(3, 1 << 30, -1), 1);
+	ck_assert_int_eq(q_mul_by_qm_up(-100, 1610612736, 2), -300);
 }
 END_TEST
 
@@ -206,6 +212,17 @@ TGT static void requant8_rq_lanes(const int32_t *acc, const int32_t *m, const in
 {
 	struct simd_rq8 q = simd_rq8_make(_mm256_loadu_si256((const __m256i *)m),
 					  _mm256_loadu_si256((const __m256i *)sh));
+	_mm256_storeu_si256((__m256i *)out,
+			    simd_requant8_rq(_mm256_loadu_si256((const __m256i *)acc), &q));
+}
+
+/* The same with the half-up final shift of int8 CONV_2D (q_mul_by_qm_up). */
+TGT static void requant8_rq_up_lanes(const int32_t *acc, const int32_t *m, const int32_t *sh,
+				     int32_t *out)
+{
+	struct simd_rq8 q = simd_rq8_make(_mm256_loadu_si256((const __m256i *)m),
+					  _mm256_loadu_si256((const __m256i *)sh));
+	q.away = _mm256_setzero_si256();
 	_mm256_storeu_si256((__m256i *)out,
 			    simd_requant8_rq(_mm256_loadu_si256((const __m256i *)acc), &q));
 }
@@ -253,6 +270,11 @@ START_TEST(simd_requant_matches_scalar)
 				ck_assert_msg(got[l] == q_mul_by_qm(acc[l], m[l], sh[l]),
 					      "rq: acc %d m %d shift %d: simd %d scalar %d", acc[l], m[l],
 					      sh[l], got[l], q_mul_by_qm(acc[l], m[l], sh[l]));
+			requant8_rq_up_lanes(acc, m, sh, got);
+			for (int l = 0; l < 8; l++)
+				ck_assert_msg(got[l] == q_mul_by_qm_up(acc[l], m[l], sh[l]),
+					      "rq up: acc %d m %d shift %d: simd %d scalar %d", acc[l],
+					      m[l], sh[l], got[l], q_mul_by_qm_up(acc[l], m[l], sh[l]));
 		}
 	}
 }

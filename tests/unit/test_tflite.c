@@ -7,6 +7,7 @@
  * AddressSanitizer: meson setup build-asan -Db_sanitize=address,undefined).
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -428,6 +429,72 @@ START_TEST(flexbuffer_map)
 }
 END_TEST
 
+/* Maps written by Python's flexbuffers Builder, one per value byte width:
+ * w1 {i: -3, u: 200 (uint), t: true, n: null, s: "42", v: [1,2,3]},
+ * w2 {i: -1000, u: 60000}, w4 {f: 0.6f, i: 100000, x: -2.75f},
+ * w8 {d: 0.1 (double), i: 5e9, ii: -7 (indirect int16), iu: 300 (indirect
+ * uint16), if: 1.5 (indirect float32)}. */
+static const uint8_t flex_w1[] = {0x69, 0x00, 0x75, 0x00, 0x74, 0x00, 0x6e, 0x00, 0x73, 0x00, 0x02, 0x34, 0x32, 0x00, 0x76, 0x00, 0x03, 0x01, 0x02, 0x03, 0x04, 0x04, 0x04, 0x06, 0x18, 0x13, 0x12, 0x17, 0x1a, 0x0f, 0x06, 0x01, 0x06, 0xfd, 0x00, 0x18, 0x01, 0xc8, 0x15, 0x04, 0x00, 0x14, 0x68, 0x08, 0x28, 0x0c, 0x24, 0x01};
+static const uint8_t flex_w2[] = {0x69, 0x00, 0x75, 0x00, 0x02, 0x05, 0x04, 0x00, 0x03, 0x00, 0x01, 0x00, 0x02, 0x00, 0x18, 0xfc, 0x60, 0xea, 0x05, 0x09, 0x06, 0x25, 0x01};
+static const uint8_t flex_w4[] = {0x66, 0x00, 0x69, 0x00, 0x78, 0x00, 0x03, 0x07, 0x06, 0x05, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x9a, 0x99, 0x19, 0x3f, 0xa0, 0x86, 0x01, 0x00, 0x00, 0x00, 0x30, 0xc0, 0x0e, 0x06, 0x0e, 0x0f, 0x26, 0x01};
+static const uint8_t flex_w8[] = {0x64, 0x00, 0x69, 0x00, 0x69, 0x69, 0x00, 0x00, 0xf9, 0xff, 0x69, 0x75, 0x00, 0x00, 0x2c, 0x01, 0x69, 0x66, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x3f, 0x05, 0x19, 0x18, 0x0b, 0x18, 0x13, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x9a, 0x99, 0x99, 0x99, 0x99, 0x99, 0xb9, 0x3f, 0x00, 0xf2, 0x05, 0x2a, 0x01, 0x00, 0x00, 0x00, 0x34, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x48, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x4a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x07, 0x22, 0x19, 0x1d, 0x2d, 0x27, 0x01};
+
+#define FLEX_INT(buf, key, want)                                                              \
+	do {                                                                                  \
+		int64_t v_ = 0;                                                               \
+		ck_assert_int_eq(eng_flex_map_int(buf, sizeof(buf), key, &v_, err, sizeof(err)), 0); \
+		ck_assert_msg(v_ == (want), "%s: %lld", key, (long long)v_);                  \
+	} while (0)
+#define FLEX_NUM(buf, key, want)                                                              \
+	do {                                                                                  \
+		double d_ = 0;                                                                \
+		ck_assert_int_eq(eng_flex_map_number(buf, sizeof(buf), key, &d_, err, sizeof(err)), 0); \
+		ck_assert_msg(d_ == (want), "%s: %.17g", key, d_);                            \
+	} while (0)
+
+/* TFLite's accessors: AsInt64 truncates floats, reads bools and numeric strings,
+ * gives an untyped vector's size; null is absent (IsNull). */
+START_TEST(flexbuffer_widths_and_types)
+{
+	char err[128];
+	int64_t v;
+	FLEX_INT(flex_w1, "i", -3);
+	FLEX_INT(flex_w1, "u", 200);
+	FLEX_INT(flex_w1, "t", 1);
+	FLEX_INT(flex_w1, "s", 42);
+	FLEX_INT(flex_w1, "v", 3);
+	FLEX_NUM(flex_w1, "s", 42.0);
+	FLEX_NUM(flex_w1, "u", 200.0);
+	ck_assert_int_eq(eng_flex_map_int(flex_w1, sizeof(flex_w1), "n", &v, err, sizeof(err)),
+			 -ENOENT);
+	FLEX_INT(flex_w2, "i", -1000);
+	FLEX_INT(flex_w2, "u", 60000);
+	FLEX_NUM(flex_w4, "f", (double)0.6f);
+	FLEX_INT(flex_w4, "f", 0);
+	FLEX_INT(flex_w4, "x", -2);
+	FLEX_INT(flex_w4, "i", 100000);
+	FLEX_NUM(flex_w8, "d", 0.1);
+	FLEX_INT(flex_w8, "d", 0);
+	FLEX_INT(flex_w8, "i", 5000000000LL);
+	FLEX_INT(flex_w8, "ii", -7);
+	FLEX_INT(flex_w8, "iu", 300);
+	FLEX_NUM(flex_w8, "if", 1.5);
+	FLEX_INT(flex_w8, "if", 1);
+	/* every truncation of every map is refused or read, never overrun (ASan) */
+	const uint8_t *maps[] = {flex_w1, flex_w2, flex_w4, flex_w8};
+	size_t lens[] = {sizeof(flex_w1), sizeof(flex_w2), sizeof(flex_w4), sizeof(flex_w8)};
+	for (int m = 0; m < 4; m++)
+		for (size_t k = 0; k < lens[m]; k++) {
+			uint8_t *c = malloc(k ? k : 1);
+			memcpy(c, maps[m], k);
+			double d;
+			eng_flex_map_int(c, k, "i", &v, err, sizeof(err));
+			eng_flex_map_number(c, k, "s", &d, err, sizeof(err));
+			free(c);
+		}
+}
+END_TEST
+
 /* ---- label maps --------------------------------------------------------- */
 
 static void write_file(const char *path, const char *s)
@@ -497,6 +564,49 @@ START_TEST(label_maps)
 	ck_assert_ptr_null(l[2]);
 	ck_assert_str_eq(l[3], "car");
 	eng_labels_free(l, n);
+
+	/* Coral's "ID  NAME" lines: id K is class K, gaps stay unnamed (never shifted). */
+	write_file(path, "0  person\n1  bicycle\n\n12  stop sign\n\t3\ttraffic light \n");
+	ck_assert_msg(eng_labels_load(path, &l, &n, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(n, 13);
+	ck_assert_str_eq(l[0], "person");
+	ck_assert_str_eq(l[1], "bicycle");
+	ck_assert_ptr_null(l[2]);
+	ck_assert_str_eq(l[3], "traffic light");
+	ck_assert_ptr_null(l[11]);
+	ck_assert_str_eq(l[12], "stop sign");
+	eng_labels_free(l, n);
+	write_file(path, "0  person\n0  bicycle\n");
+	ck_assert_int_eq(eng_labels_load(path, &l, &n, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, ":2: id appears twice") != NULL, "%s", err);
+	/* one line that is not "ID NAME": the whole file is one label per line */
+	write_file(path, "1 first\nsecond\n3 third\n");
+	ck_assert_int_eq(eng_labels_load(path, &l, &n, err, sizeof(err)), 0);
+	ck_assert_int_eq(n, 3);
+	ck_assert_str_eq(l[0], "1 first");
+	ck_assert_str_eq(l[1], "second");
+	eng_labels_free(l, n);
+
+	/* the deployed file: 80 names over ids 0..89 */
+	snprintf(real, sizeof(real), "%s/coco/coco_labels.txt", d);
+	if (access(real, R_OK) == 0) {
+		ck_assert_msg(eng_labels_load(real, &l, &n, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_int_eq(n, 90);
+		int named = 0;
+		for (int i = 0; i < n; i++)
+			named += l[i] != NULL;
+		ck_assert_int_eq(named, 80);
+		ck_assert_str_eq(l[0], "person");
+		ck_assert_str_eq(l[10], "fire hydrant");
+		ck_assert_ptr_null(l[11]);
+		ck_assert_str_eq(l[12], "stop sign");
+		ck_assert_str_eq(l[31], "tie");
+		ck_assert_str_eq(l[17], "dog");
+		ck_assert_str_eq(l[89], "toothbrush");
+		eng_labels_free(l, n);
+	} else {
+		fprintf(stderr, "label_maps: %s absent, Coral label file case not run\n", real);
+	}
 	unlink(path);
 }
 END_TEST
@@ -637,6 +747,47 @@ static void mark_data(const uint8_t *b, size_t n, uint8_t *is_data)
 
 static int n_ok, n_fail;
 
+/* Absolute position of field f of the table at t, or 0 when absent. */
+static size_t fb_field(const uint8_t *b, size_t t, int f)
+{
+	size_t vt = t - (size_t)(int32_t)le32(b + t);
+	uint16_t vsz = (uint16_t)(b[vt] | b[vt + 1] << 8);
+	if (4 + 2 * (size_t)f + 2 > vsz)
+		return 0;
+	uint16_t off = (uint16_t)(b[vt + 4 + 2 * f] | b[vt + 5 + 2 * f] << 8);
+	return off ? t + off : 0;
+}
+
+static size_t fb_deref(const uint8_t *b, size_t pos)
+{
+	return pos + le32(b + pos);
+}
+
+/*
+ * Positions of the int32 elements of every tensor shape and every operator
+ * input/output list of subgraph 0 (the model is valid: plain walking).
+ */
+static size_t collect_ints(const uint8_t *b, int field_of_list, bool in_ops, size_t *at,
+			   size_t cap)
+{
+	size_t n = 0;
+	size_t sgs = fb_deref(b, fb_field(b, le32(b), 2));
+	size_t sg = fb_deref(b, sgs + 4);
+	size_t list = fb_deref(b, fb_field(b, sg, in_ops ? 3 : 0));
+	uint32_t cnt = le32(b + list);
+	for (uint32_t i = 0; i < cnt; i++) {
+		size_t t = fb_deref(b, list + 4 + 4 * (size_t)i);
+		size_t fp = fb_field(b, t, field_of_list);
+		if (!fp)
+			continue;
+		size_t v = fb_deref(b, fp);
+		uint32_t k = le32(b + v);
+		for (uint32_t j = 0; j < k && n < cap; j++)
+			at[n++] = v + 4 + 4 * (size_t)j;
+	}
+	return n;
+}
+
 static void load_variant(const uint8_t *b, size_t n, const char *what)
 {
 	struct eng_model *m = NULL;
@@ -671,10 +822,57 @@ static void load_variant(const uint8_t *b, size_t n, const char *what)
 	}
 }
 
+/*
+ * The models the corpus corrupts: every .tflite of ../shared/data (traffic
+ * always, Coral's COCO model when present) and every generated model of
+ * tests/data/modelgen.  Filled by main() before the (forked) tests run.
+ */
+#define CORPUS_MAX 32
+static char *corpus_models[CORPUS_MAX];
+static int n_corpus_models;
+
+static void corpus_add(const char *path)
+{
+	if (n_corpus_models < CORPUS_MAX && access(path, R_OK) == 0)
+		corpus_models[n_corpus_models++] = strdup(path);
+}
+
+static void corpus_find(void)
+{
+	const char *d = getenv("DETD_SHARED_DATA");
+	const char *root = getenv("DETD_SOURCE_ROOT");
+	char p[1400];
+	if (d) {
+		snprintf(p, sizeof(p), "%s/traffic/traffic_model.tflite", d);
+		corpus_add(p);
+		snprintf(p, sizeof(p), "%s/coco/mobilenet_ssd_v2_coco_quant_postprocess.tflite", d);
+		corpus_add(p);
+	}
+	if (root) {
+		char dir[1200];
+		snprintf(dir, sizeof(dir), "%s/tests/data/modelgen", root);
+		struct dirent **e = NULL;
+		int n = scandir(dir, &e, NULL, alphasort);
+		for (int i = 0; i < n; i++) {
+			size_t l = strlen(e[i]->d_name);
+			if (l > 7 && strcmp(e[i]->d_name + l - 7, ".tflite") == 0) {
+				snprintf(p, sizeof(p), "%s/%s", dir, e[i]->d_name);
+				corpus_add(p);
+			}
+			free(e[i]);
+		}
+		free(e);
+	}
+}
+
 START_TEST(corruption_corpus)
 {
 	size_t len;
-	uint8_t *orig = traffic(&len);
+	ck_assert_int_lt(_i, n_corpus_models);
+	const char *path = corpus_models[_i];
+	uint8_t *orig = read_all(path, &len);
+	ck_assert_msg(orig != NULL, "cannot read %s", path);
+	fprintf(stderr, "corpus: %s\n", path);
 	uint8_t *b = malloc(len);
 	uint8_t *is_data = calloc(1, len);
 	size_t *structure = malloc(len * sizeof(size_t));
@@ -689,11 +887,14 @@ START_TEST(corruption_corpus)
 	log_set_level(LOG_LVL_ERROR);
 	n_ok = n_fail = 0;
 
-	/* Truncated at every KiB. */
-	for (size_t k = 0; k < len; k += 1024) {
+	/* Truncated at every KiB (small models: at ~1000 points), and in the first 256 bytes. */
+	size_t step = len > (1u << 20) ? 1024 : (len / 1000 ? len / 1000 : 1);
+	int n_trunc = 0;
+	for (size_t k = 0; k < len; k += k < 256 ? 1 : step, n_trunc++) {
 		snprintf(what, sizeof(what), "truncated at %zu", k);
 		load_variant(orig, k, what);
 	}
+	ck_assert_int_eq(n_fail, n_trunc); /* a truncated model never loads */
 	/* 1..8 random bytes flipped in the structure (tables, vectors, strings). */
 	for (int v = 0; v < 300; v++) {
 		memcpy(b, orig, len);
@@ -719,6 +920,38 @@ START_TEST(corruption_corpus)
 		snprintf(what, sizeof(what), "offset variant %d at %zu", v, at);
 		load_variant(b, len, what);
 	}
+	/* Absurd shapes: a dimension of a tensor set to a huge, zero or negative value. */
+	size_t *at = malloc(200000 * sizeof(*at));
+	ck_assert_ptr_nonnull(at);
+	size_t n_dims = collect_ints(orig, 0, false, at, 200000);
+	ck_assert_uint_gt(n_dims, 10);
+	const uint32_t absurd[] = {0x7fffffffu, 0x10000000u, 65536u, 0u, 0xffffffffu, 0xfffffff9u,
+				   3u};
+	for (int v = 0; v < 150; v++) {
+		memcpy(b, orig, len);
+		size_t pos = at[rng() % n_dims];
+		uint32_t x = absurd[rng() % (sizeof(absurd) / sizeof(absurd[0]))];
+		for (int i = 0; i < 4; i++)
+			b[pos + i] = (uint8_t)(x >> (8 * i));
+		snprintf(what, sizeof(what), "shape variant %d at %zu = %u", v, pos, x);
+		load_variant(b, len, what);
+	}
+	/* Out-of-range tensor indices in operator inputs and outputs. */
+	size_t n_idx = collect_ints(orig, 1, true, at, 100000);
+	n_idx += collect_ints(orig, 2, true, at + n_idx, 100000);
+	ck_assert_uint_gt(n_idx, 10);
+	const uint32_t bad_idx[] = {0x7fffffffu, 0x80000000u, 0xfffffffeu, 0xffffffffu, 100000u,
+				    le32(orig) /* a plausible-looking value */};
+	for (int v = 0; v < 150; v++) {
+		memcpy(b, orig, len);
+		size_t pos = at[rng() % n_idx];
+		uint32_t x = bad_idx[rng() % (sizeof(bad_idx) / sizeof(bad_idx[0]))];
+		for (int i = 0; i < 4; i++)
+			b[pos + i] = (uint8_t)(x >> (8 * i));
+		snprintf(what, sizeof(what), "index variant %d at %zu = %u", v, pos, x);
+		load_variant(b, len, what);
+	}
+	free(at);
 	/* Random bytes anywhere (mostly weights: such a model may load and run). */
 	for (int v = 0; v < 30; v++) {
 		memcpy(b, orig, len);
@@ -727,8 +960,9 @@ START_TEST(corruption_corpus)
 		snprintf(what, sizeof(what), "anywhere variant %d", v);
 		load_variant(b, len, what);
 	}
-	fprintf(stderr, "corpus: %d variants loaded, %d rejected with a message\n", n_ok, n_fail);
-	ck_assert_int_gt(n_fail, 3000);
+	fprintf(stderr, "corpus: %s: %d variants loaded, %d rejected with a message\n", path, n_ok,
+		n_fail);
+	ck_assert_int_gt(n_fail, n_trunc + 300);
 	free(structure);
 	free(is_data);
 	free(b);
@@ -745,13 +979,15 @@ int main(void)
 	tcase_add_test(tc, real_model_wiring_and_arena);
 	tcase_add_test(tc, tiny_valid_and_messages);
 	tcase_add_test(tc, flexbuffer_map);
+	tcase_add_test(tc, flexbuffer_widths_and_types);
 	tcase_add_test(tc, label_maps);
 	tcase_add_test(tc, load_errors);
 	tcase_add_test(tc, unsupported_ops_all_named);
 	suite_add_tcase(s, tc);
 	TCase *corpus = tcase_create("corpus");
 	tcase_set_timeout(corpus, 600);
-	tcase_add_test(corpus, corruption_corpus);
+	corpus_find();
+	tcase_add_loop_test(corpus, corruption_corpus, 0, n_corpus_models);
 	suite_add_tcase(s, corpus);
 	return run_suite(s);
 }
