@@ -237,10 +237,19 @@ static int load_tflite(struct eng_model *m, const uint8_t *buf, size_t len, char
 		       size_t errlen)
 {
 	bool ref = m->g.reference_kernels;
-	int r = eng_tflite_parse(buf, len, &m->g, err, errlen);
-	if (r)
+	enum eng_kset ks = ENG_KS_REF;
+	char why[160] = "";
+	int r = ref ? 0 : eng_kset_select(&ks, why, sizeof(why));
+	if (r) {
+		seterr(err, errlen, "model: %s", why);
+		return r;
+	}
+	if ((r = eng_tflite_parse(buf, len, &m->g, err, errlen)))
 		return r;
 	m->g.reference_kernels = ref;
+	m->g.kset = ks;
+	m->g.kset_given = true;
+	m->info.kernels = eng_kset_name(ks);
 	if ((r = eng_graph_prepare(&m->g, err, errlen)))
 		return r;
 	return setup_io(m, err, errlen);
@@ -331,11 +340,11 @@ int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum en
 	    (r = eng_labels_load(labels_path, &m->labels, &m->n_labels, err, errlen)))
 		goto fail;
 	log_info("engine", "model %s: %d ops, %d tensors, input %dx%dx%d, %d classes, "
-		 "arena %zu KiB (largest live set %zu KiB), weights %zu KiB, %.3f GMAC",
+		 "arena %zu KiB (largest live set %zu KiB), weights %zu KiB, %.3f GMAC, kernels %s",
 		 m->name, m->info.n_ops, m->info.n_tensors, m->info.input_width,
 		 m->info.input_height, m->info.input_channels, m->info.n_classes,
 		 m->g.arena_bytes >> 10, m->g.live_peak >> 10, m->info.weight_bytes >> 10,
-		 m->info.gmac);
+		 m->info.gmac, m->info.kernels ? m->info.kernels : "n/a");
 	*out = m;
 	return 0;
 fail:

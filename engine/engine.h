@@ -54,6 +54,8 @@ struct eng_model_info {
 	size_t weight_bytes;  /* constant data */
 	size_t state_bytes;   /* recurrent state of one stream (0: not recurrent) */
 	double gmac;          /* multiply-accumulates of one frame, in 1e9 */
+	const char *kernels;  /* CPU kernel set: "ref", "avx2", "avxvnni", "avx512vnni" (TFLite
+			       * models; DETD_KERNELS forces one), or NULL */
 };
 
 struct eng_detection {

@@ -193,7 +193,8 @@ static int bench_engine(const struct bench_opts *o)
 	printf("model %s: %d ops, %.3f GMAC/frame, input %dx%dx%d, arena %zu KiB\n", mi->name,
 	       mi->n_ops, mi->gmac, mi->input_width, mi->input_height, mi->input_channels,
 	       mi->arena_bytes / 1024);
-	printf("threads %d, batch %d, runs %d, inputs %d\n", o->threads, o->batch, o->runs, n_inputs);
+	printf("threads %d, batch %d, runs %d, inputs %d, kernels %s\n", o->threads, o->batch,
+	       o->runs, n_inputs, mi->kernels ? mi->kernels : "n/a");
 	printf("\n%-5s %-30s %10s %10s %10s %7s\n", "op", "name", "median_ms", "min_ms", "max_ms",
 	       "share");
 	const struct eng_op_timing *t = NULL;

@@ -29,6 +29,7 @@ struct conv_prep {
 	int ntp;         /* depthwise: taps rounded up to even */
 	float *wf;       /* float: conv [taps][ic][OCp], depthwise [taps][OCp] */
 	float *bf;       /* float: bias padded to OCp, or NULL (no bias: nothing is added) */
+	struct conv_vnni *vnni; /* VNNI kernel sets (conv_vnni.c), or NULL */
 };
 
 int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen);
@@ -38,5 +39,20 @@ void conv_release(struct eng_node *n);
 /* conv_fast_f32.c: float32 variants (AVX2), same summation order as the reference. */
 int conv_prepare_f32_fast(const struct eng_node *n, struct conv_prep *p);
 void conv_eval_f32_fast(const struct conv_prep *p, const float *x, float *y);
+
+/* conv_fast.c: the AVX2 kernel set (falls back to the reference loops by itself). */
+int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen);
+int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x);
+
+/*
+ * conv_vnni.c: CONV_2D on the u8×s8 VNNI GEMM (x86/vk.h).  conv_vnni_prepare()
+ * packs the weights of a prepared 8-bit conv node for fn (p->vnni); it leaves
+ * p->vnni NULL (returns 0) when the node does not qualify, and returns -ENOMEM
+ * on allocation failure.  conv_vnni_eval() runs a node with p->vnni set.
+ */
+#include "x86/vk.h"
+int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn);
+int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x);
+void conv_vnni_free(struct conv_prep *p);
 
 #endif

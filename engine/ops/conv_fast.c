@@ -316,7 +316,7 @@ static bool fast_f32_ok(const struct eng_node *n, const struct conv_prep *p)
 	       p->kh * p->kw <= DW_MAX_TAPS && simd_have_avx2();
 }
 
-static int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
+int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 {
 	int rc = conv_prepare_common(n, false, err, errlen);
 	if (rc)
@@ -449,7 +449,7 @@ static void conv_job_run(void *ctx, size_t begin, size_t end, int slot)
 	}
 }
 
-static int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
+int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct conv_prep *p = n->prep;
 	if (!p->fast)

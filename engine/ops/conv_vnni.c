@@ -1,0 +1,247 @@
+/*
+ * conv_vnni.c — CONV_2D for 8-bit tensors on the VNNI kernel sets
+ * (avxvnni, avx512vnni): a GEMM with M = batch × output pixels, N = output
+ * channels, K = kh·kw·ic, run by the u8×s8 vpdpbusd kernels of x86/vk_gemm.c.
+ *
+ * Exactness.  The reference accumulates Σ (w − zw)(x − xzp) + bias over the
+ * taps inside the image.  vpdpbusd multiplies unsigned by signed bytes, so
+ * the activations go in as u = x + ox (ox = 0 for uint8, 128 for int8: the
+ * sign bit flipped) and the weights as v = w − zw − d, where d = 0 when every
+ * w − zw of the channel fits in int8, else d = 128 − zw (uint8 weights,
+ * v = w − 128) or −zw (int8 weights, v = w).  With x − xzp = u − ox − xzp:
+ *
+ *   Σ (v + d)(u − ox − xzp) + bias
+ *     = dot(u, v) + d · Σu + [bias − (ox + xzp) · Σ (w − zw)]
+ *
+ * The bracket is per channel (cterm, at prepare); Σu is per output pixel
+ * (the GEMM computes it only for channels with d ≠ 0).  A padding tap is
+ * written as u = xzp + ox, i.e. x − xzp = 0: the reference's skipped tap.
+ * All int32 modulo 2^32, like the reference accumulator.
+ *
+ * Layout.  1×1 stride-1 convs on uint8 with ic % 4 == 0 read the NHWC input
+ * directly (each pixel is a GEMM row); others build im2col rows of K4 bytes
+ * (K rounded up to 4, zero-filled) per block of rows in the per-thread
+ * scratch.  Weights are packed once at load.  Blocks of rows are split over
+ * eng_exec.threads.  Inference worker thread; prepare at model load.
+ */
+#include "conv.h"
+
+struct conv_vnni {
+	struct vk_gemm g;
+	vk_gemm_fn fn;
+	bool direct;  /* rows are the input pixels */
+	bool flip;    /* int8 input: u = x ^ 0x80 */
+	uint8_t pad_u;
+	int K, mb;    /* real K; rows per block */
+	size_t slot_bytes;
+	int8_t *w;
+	int32_t *cterm, *dwc, *mult, *left, *right;
+};
+
+void conv_vnni_free(struct conv_prep *p)
+{
+	struct conv_vnni *v = p ? p->vnni : NULL;
+	if (!v)
+		return;
+	free(v->w);
+	free(v->cterm);
+	free(v->dwc);
+	free(v->mult);
+	free(v->left);
+	free(v->right);
+	free(v);
+	p->vnni = NULL;
+}
+
+int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
+{
+	if (p->dw || !dt_is_q8(p->type) || !n->in[1]->is_const ||
+	    (n->n_in > 2 && n->in[2] && !n->in[2]->is_const))
+		return 0;
+	for (int o = 0; o < p->oc; o++)
+		if (p->mult[o] == INT32_MIN)
+			return 0; /* impossible from q_quantize_multiplier(); the kernel relies on it */
+	struct conv_vnni *v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	p->vnni = v;
+	const bool s8 = p->type == ENG_DT_I8;
+	const int K = p->kh * p->kw * p->ic, K4 = (K + 3) & ~3;
+	const int NP = (p->oc + VK_NALIGN - 1) / VK_NALIGN * VK_NALIGN;
+	const int32_t ox = s8 ? 128 : 0;
+	v->fn = fn;
+	v->K = K;
+	v->flip = s8;
+	v->pad_u = (uint8_t)(p->in_zp + ox);
+	v->direct = !s8 && p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->ic % 4 == 0;
+	v->w = aligned_alloc(64, (size_t)NP * K4);
+	v->cterm = calloc((size_t)NP, sizeof(int32_t));
+	v->dwc = calloc((size_t)NP, sizeof(int32_t));
+	v->mult = calloc((size_t)NP, sizeof(int32_t));
+	v->left = calloc((size_t)NP, sizeof(int32_t));
+	v->right = calloc((size_t)NP, sizeof(int32_t));
+	if (!v->w || !v->cterm || !v->dwc || !v->mult || !v->left || !v->right) {
+		conv_vnni_free(p);
+		return -ENOMEM;
+	}
+	memset(v->w, 0, (size_t)NP * K4);
+	const void *w = n->in[1]->const_data;
+	const int32_t *bias = (n->n_in > 2 && n->in[2]) ? n->in[2]->const_data : NULL;
+	bool any_d = false;
+	for (int o = 0; o < p->oc; o++) {
+		bool fits = true;
+		int64_t wsum = 0;
+		for (int k = 0; k < K; k++) {
+			int32_t d = q8_get(p->type, w, (size_t)o * K + k) - p->w_zp;
+			wsum += d;
+			fits = fits && d >= -128 && d <= 127;
+		}
+		int32_t dshift = fits ? 0 : (s8 ? -p->w_zp : 128 - p->w_zp);
+		for (int k = 0; k < K; k++) {
+			int32_t d = q8_get(p->type, w, (size_t)o * K + k) - p->w_zp - dshift;
+			v->w[vk_pack_index(K4, k, o)] = (int8_t)d; /* in range by the choice of dshift */
+		}
+		int64_t c = (bias ? bias[o] : 0) - (int64_t)(ox + p->in_zp) * wsum;
+		v->cterm[o] = (int32_t)(uint32_t)(uint64_t)c;
+		v->dwc[o] = dshift;
+		any_d = any_d || dshift != 0;
+		v->mult[o] = p->mult[o];
+		v->left[o] = p->shift[o] > 0 ? p->shift[o] : 0;
+		v->right[o] = p->shift[o] > 0 ? 0 : -p->shift[o];
+	}
+	v->g = (struct vk_gemm){
+		.K4 = K4,
+		.N = p->oc,
+		.NP = NP,
+		.w = v->w,
+		.cterm = v->cterm,
+		.dwc = any_d ? v->dwc : NULL,
+		.mult = v->mult,
+		.left = v->left,
+		.right = v->right,
+		.out_zp = p->out_zp,
+		.lo = p->act_lo,
+		.hi = p->act_hi,
+		.s8out = s8,
+	};
+	/* rows per block: about 96 KiB of rows stays in L2 next to the weights */
+	int mb = (96 * 1024 / K4) / VK_MR_MAX * VK_MR_MAX;
+	v->mb = mb < VK_MR_MAX ? VK_MR_MAX : mb > 240 ? 240 : mb;
+	size_t slot = vk_scratch_bytes(K4) + (v->direct ? 0 : (size_t)v->mb * K4);
+	v->slot_bytes = (slot + 63) & ~(size_t)63;
+	n->scratch_bytes = (size_t)OPS_MAX_THREADS * v->slot_bytes;
+	return 0;
+}
+
+/* im2col row of output pixel m: K bytes of u, then zeros up to K4. */
+static void im2col_u8(const struct conv_prep *p, const struct conv_vnni *v, const uint8_t *x,
+		      size_t m, uint8_t *row)
+{
+	const int ohw = p->oh * p->ow, ic = p->ic;
+	int b = (int)(m / (size_t)ohw), rem = (int)(m % (size_t)ohw);
+	int oy = rem / p->ow, ox = rem % p->ow;
+	int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
+	uint8_t *d = row;
+	for (int ky = 0; ky < p->kh; ky++) {
+		int iy = iy0 + p->dh * ky;
+		for (int kx = 0; kx < p->kw; kx++, d += ic) {
+			int ix = ix0 + p->dwl * kx;
+			if (iy < 0 || iy >= p->ih || ix < 0 || ix >= p->iw) {
+				memset(d, v->pad_u, (size_t)ic);
+				continue;
+			}
+			const uint8_t *s = x + (((size_t)b * p->ih + iy) * p->iw + ix) * ic;
+			if (v->flip)
+				for (int c = 0; c < ic; c++)
+					d[c] = s[c] ^ 0x80;
+			else
+				memcpy(d, s, (size_t)ic);
+		}
+	}
+	memset(row + v->K, 0, (size_t)(v->g.K4 - v->K));
+}
+
+struct vnni_job {
+	const struct conv_prep *p;
+	const uint8_t *x;
+	uint8_t *y;
+	uint8_t *scratch;
+	size_t M;
+};
+
+static void vnni_job_run(void *ctx, size_t begin, size_t end, int slot)
+{
+	const struct vnni_job *j = ctx;
+	const struct conv_prep *p = j->p;
+	const struct conv_vnni *v = p->vnni;
+	const size_t K4 = (size_t)v->g.K4;
+	uint8_t *s = j->scratch + (size_t)slot * v->slot_bytes;
+	uint8_t *rows = s + vk_scratch_bytes(v->g.K4);
+	for (size_t blk = begin; blk < end; blk++) {
+		size_t m0 = blk * (size_t)v->mb;
+		int mb = (int)(j->M - m0 < (size_t)v->mb ? j->M - m0 : (size_t)v->mb);
+		uint8_t *y = j->y + m0 * (size_t)p->oc;
+		if (v->direct) {
+			v->fn(&v->g, j->x + m0 * (size_t)p->ic, (size_t)p->ic, mb, y, (size_t)p->oc, s);
+			continue;
+		}
+		for (int r = 0; r < mb; r++)
+			im2col_u8(p, v, j->x, m0 + (size_t)r, rows + (size_t)r * K4);
+		v->fn(&v->g, rows, K4, mb, y, (size_t)p->oc, s);
+	}
+}
+
+int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct conv_prep *p = n->prep;
+	struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), x->scratch,
+			     (size_t)p->nb * p->oh * p->ow};
+	size_t blocks = (j.M + (size_t)p->vnni->mb - 1) / (size_t)p->vnni->mb;
+	int threads = n->macs >= OPS_PARALLEL_MIN_MACS ? x->threads : 1;
+	ops_parallel_for(threads, blocks, vnni_job_run, &j);
+	return 0;
+}
+
+/* The kernel entries of the two VNNI sets: other shapes and types keep the AVX2 path. */
+static int prepare_with(struct eng_node *n, vk_gemm_fn fn, char *err, size_t errlen)
+{
+	int rc = conv_prepare_common(n, false, err, errlen);
+	if (rc)
+		return rc;
+	struct conv_prep *p = n->prep;
+	rc = conv_vnni_prepare(n, p, fn);
+	if (rc) {
+		conv_release(n);
+		KERR(err, errlen, "out of memory packing weights");
+		return rc;
+	}
+	if (p->vnni)
+		return 0;
+	conv_release(n);
+	return conv_prepare_fast(n, err, errlen);
+}
+
+static int prepare_512(struct eng_node *n, char *err, size_t errlen)
+{
+	return prepare_with(n, vk512_gemm, err, errlen);
+}
+
+static int prepare_256(struct eng_node *n, char *err, size_t errlen)
+{
+	return prepare_with(n, vk256_gemm, err, errlen);
+}
+
+static int eval_vnni(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct conv_prep *p = n->prep;
+	return p->vnni ? conv_vnni_eval(n, x) : conv_eval_fast(n, x);
+}
+
+static void release_vnni(struct eng_node *n)
+{
+	conv_vnni_free(n->prep);
+	conv_release(n);
+}
+
+const struct eng_kernel eng_k_conv_avx512vnni = {"CONV_2D", prepare_512, eval_vnni, release_vnni};
+const struct eng_kernel eng_k_conv_avxvnni = {"CONV_2D", prepare_256, eval_vnni, release_vnni};

@@ -1,0 +1,73 @@
+/*
+ * vk.h — the u8×s8 VNNI GEMM with fused requantization (vk_gemm.c), built
+ * once per instruction set: vk512_* (AVX-512 VNNI, 512-bit vpdpbusd) and
+ * vk256_* (AVX-VNNI, 256-bit).  The unit tests build the same source a third
+ * and fourth time against SIMDe (vk512s_*, vk256s_*) to check it on machines
+ * without the instructions.  Internal to engine/ops.
+ *
+ * Computes, for rows r < m and channels n < N:
+ *
+ *   y[r][n] = clamp(rq(dot(a_r, w_n) + cterm[n] + dwc[n]·Σ_k a_r[k], mult[n], shift[n]) + out_zp)
+ *
+ * exactly as q_mul_by_qm() (quant.h), int32 arithmetic modulo 2^32 like the
+ * reference accumulator.  a_r are K4 unsigned bytes (rows at a constant stride);
+ * w is packed by vk_pack_index(): per panel of 16 channels, per 4 consecutive
+ * K bytes, 16 lanes × 4 bytes (the vpdpbusd layout).  Callers must check the
+ * CPU (kset.h) before calling a native variant.  Pure; any thread.
+ */
+#ifndef DETD_ENGINE_OPS_X86_VK_H
+#define DETD_ENGINE_OPS_X86_VK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VK_PANEL 16  /* channels per packed panel */
+#define VK_NALIGN 32 /* N is padded to this (the widest tile) */
+
+struct vk_gemm {
+	int K4;               /* bytes per row, a multiple of 4 */
+	int N, NP;            /* channels; NP = N rounded up to VK_NALIGN */
+	const int8_t *w;      /* NP * K4 bytes, vk_pack_index() layout */
+	const int32_t *cterm; /* [NP] added to every accumulator */
+	const int32_t *dwc;   /* [NP] coefficient of the row sum, or NULL (all zero) */
+	const int32_t *mult;  /* [NP] Q31 multipliers */
+	const int32_t *left;  /* [NP] max(shift, 0) */
+	const int32_t *right; /* [NP] max(-shift, 0) */
+	int32_t out_zp, lo, hi;
+	bool s8out; /* int8 output (else uint8) */
+};
+
+/* Byte offset of weight (k, n) in the packed layout. */
+static inline size_t vk_pack_index(int K4, int k, int n)
+{
+	return (((size_t)(n / VK_PANEL) * (size_t)(K4 / 4) + (size_t)(k / 4)) * VK_PANEL +
+		(size_t)(n % VK_PANEL)) * 4 + (size_t)(k % 4);
+}
+
+#define VK_MR_MAX 12  /* rows of the widest micro-kernel */
+#define VK_M_MAX 256  /* rows per call */
+
+/* Scratch bytes a call needs (a zero-padded copy of the last, partial row tile). */
+static inline size_t vk_scratch_bytes(int K4)
+{
+	return (size_t)VK_MR_MAX * (size_t)K4;
+}
+
+/*
+ * m (<= VK_M_MAX) rows: row r at a + r * lda (K4 bytes, all readable) → y + r * ldy
+ * (N bytes).  scratch: vk_scratch_bytes(K4) bytes.
+ */
+typedef void (*vk_gemm_fn)(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m,
+			   uint8_t *y, size_t ldy, uint8_t *scratch);
+
+#define VK_DECLARE(fn)                                                                    \
+	void fn(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, uint8_t *y, \
+		size_t ldy, uint8_t *scratch)
+VK_DECLARE(vk512_gemm);
+VK_DECLARE(vk256_gemm);
+/* SIMDe builds (tests only). */
+VK_DECLARE(vk512s_gemm);
+VK_DECLARE(vk256s_gemm);
+
+#endif

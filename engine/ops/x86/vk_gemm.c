@@ -1,0 +1,240 @@
+/*
+ * vk_gemm.c — u8×s8 GEMM on vpdpbusd with fused bias, row-sum compensation,
+ * TFLite fixed-point requantization and activation clamp (vk.h).
+ *
+ * Built several times from this one source (engine/ops/x86/meson.build):
+ * VK_W=512 with -mavx512vnni (vk512_gemm), VK_W=256 with -mavxvnni
+ * (vk256_gemm), and in the unit tests both again against SIMDe (VK_SIMDE:
+ * vk512s_gemm, vk256s_gemm) so that the same code is checked on machines
+ * without the instructions.  VK_FN names the entry point.
+ *
+ * Blocking: the outer loop walks tiles of 2 vectors of channels (32 channels
+ * at 512 bits, 16 at 256), whose packed weights (K4 × 32 bytes) stay in L1/L2
+ * while the inner loop walks all rows of the call in tiles of MR rows; each
+ * row's 4 bytes are broadcast and multiplied with 16 (8) channels × 4 K
+ * bytes per instruction.  The caller keeps m small enough for the rows to
+ * stay in L2 (engine/ops/conv_vnni.c).  Pure; any thread.
+ */
+#include "vk.h"
+
+#include <string.h>
+
+#ifdef VK_SIMDE
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#else
+#include <immintrin.h>
+#endif
+
+#if !defined(VK_W) || !defined(VK_FN)
+#error "VK_W (256 or 512) and VK_FN must be defined by the build"
+#endif
+
+#if VK_W == 512
+typedef __m512i vec;
+#define VL 16
+#define MR 12
+#define V_ZERO() _mm512_setzero_si512()
+#define V_LOAD(p) _mm512_loadu_si512((const void *)(p))
+#define V_SET1(x) _mm512_set1_epi32(x)
+#define V_ADD(a, b) _mm512_add_epi32(a, b)
+#define V_MULLO(a, b) _mm512_mullo_epi32(a, b)
+#define V_DP(acc, u, w) _mm512_dpbusd_epi32(acc, u, w)
+#elif VK_W == 256
+typedef __m256i vec;
+#define VL 8
+#define MR 6
+#define V_ZERO() _mm256_setzero_si256()
+#define V_LOAD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define V_SET1(x) _mm256_set1_epi32(x)
+#define V_ADD(a, b) _mm256_add_epi32(a, b)
+#define V_MULLO(a, b) _mm256_mullo_epi32(a, b)
+#ifdef VK_SIMDE
+#define V_DP(acc, u, w) _mm256_dpbusd_epi32(acc, u, w) /* SIMDe: the AVX512VL spelling */
+#else
+#define V_DP(acc, u, w) _mm256_dpbusd_avx_epi32(acc, u, w)
+#endif
+#else
+#error "VK_W must be 256 or 512"
+#endif
+
+#define TN (2 * VL) /* channels per tile */
+
+#if VK_W == 512
+/* q_mul_by_qm() on 16 lanes.  SRDHM as floor((x·m + 2^30) / 2^31), which is
+ * gemmlowp's nudge-and-truncate for both signs; the multiplier is never
+ * INT32_MIN (q_quantize_multiplier), so its overflow case cannot occur. */
+static inline vec requant(vec acc, vec mult, vec left, vec right)
+{
+	const __m512i half31 = _mm512_set1_epi64((int64_t)1 << 30);
+	const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+	__m512i xs = _mm512_sllv_epi32(acc, left);
+	__m512i pe = _mm512_mul_epi32(xs, mult);
+	__m512i po = _mm512_mul_epi32(_mm512_srli_epi64(xs, 32), _mm512_srli_epi64(mult, 32));
+	pe = _mm512_srli_epi64(_mm512_add_epi64(pe, half31), 31);
+	po = _mm512_srli_epi64(_mm512_add_epi64(po, half31), 31);
+	__m512i r = _mm512_mask_blend_epi32((__mmask16)0xAAAA, pe, _mm512_slli_epi64(po, 32));
+	/* rounding divide by 2^right, ties away from zero */
+	__m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+	__m512i rem = _mm512_and_si512(r, mask);
+	__m512i thr = _mm512_srai_epi32(mask, 1);
+	thr = _mm512_mask_add_epi32(thr, _mm512_cmplt_epi32_mask(r, zero), thr, one);
+	__m512i q = _mm512_srav_epi32(r, right);
+	return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, thr), q, one);
+}
+
+static inline void store_bytes(const struct vk_gemm *g, uint8_t *dst, vec v, int cnt)
+{
+	v = _mm512_max_epi32(v, _mm512_set1_epi32(g->lo));
+	v = _mm512_min_epi32(v, _mm512_set1_epi32(g->hi));
+	__m128i b = _mm512_cvtepi32_epi8(v); /* in range after the clamp: truncation is exact */
+	if (cnt >= 16)
+		_mm_storeu_si128((__m128i *)(void *)dst, b);
+	else
+		_mm_mask_storeu_epi8(dst, (__mmask16)((1u << cnt) - 1), b);
+}
+
+/* Σ of n bytes. */
+static inline int32_t row_sum(const uint8_t *p, int n)
+{
+	__m512i s = _mm512_setzero_si512();
+	int k = 0;
+	for (; k + 64 <= n; k += 64)
+		s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512((const void *)(p + k)),
+							_mm512_setzero_si512()));
+	int64_t t = _mm512_reduce_add_epi64(s);
+	for (; k < n; k++)
+		t += p[k];
+	return (int32_t)t;
+}
+#else
+/* q_mul_by_qm() on 8 lanes, as the 512-bit variant above. */
+static inline vec requant(vec acc, vec mult, vec left, vec right)
+{
+	const __m256i half31 = _mm256_set1_epi64x((int64_t)1 << 30);
+	const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
+	__m256i xs = _mm256_sllv_epi32(acc, left);
+	__m256i pe = _mm256_mul_epi32(xs, mult);
+	__m256i po = _mm256_mul_epi32(_mm256_srli_epi64(xs, 32), _mm256_srli_epi64(mult, 32));
+	pe = _mm256_srli_epi64(_mm256_add_epi64(pe, half31), 31);
+	po = _mm256_srli_epi64(_mm256_add_epi64(po, half31), 31);
+	__m256i r = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+	__m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+	__m256i rem = _mm256_and_si256(r, mask);
+	__m256i thr = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), _mm256_cmpgt_epi32(zero, r));
+	__m256i q = _mm256_srav_epi32(r, right);
+	return _mm256_sub_epi32(q, _mm256_cmpgt_epi32(rem, thr));
+}
+
+static inline void store_bytes(const struct vk_gemm *g, uint8_t *dst, vec v, int cnt)
+{
+	v = _mm256_max_epi32(v, _mm256_set1_epi32(g->lo));
+	v = _mm256_min_epi32(v, _mm256_set1_epi32(g->hi));
+	/* in range after the clamp, so the saturating packs are plain narrowing */
+	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+	__m128i b = g->s8out ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+	if (cnt >= 8) {
+		_mm_storel_epi64((__m128i *)(void *)dst, b);
+	} else {
+		uint8_t tmp[16];
+		_mm_storeu_si128((__m128i *)(void *)tmp, b);
+		memcpy(dst, tmp, (size_t)cnt);
+	}
+}
+
+static inline int32_t row_sum(const uint8_t *p, int n)
+{
+	__m256i s = _mm256_setzero_si256();
+	int k = 0;
+	for (; k + 32 <= n; k += 32)
+		s = _mm256_add_epi64(s, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i *)(const void *)(p + k)),
+							_mm256_setzero_si256()));
+	int64_t l[4];
+	_mm256_storeu_si256((__m256i *)(void *)l, s);
+	int64_t t = l[0] + l[1] + l[2] + l[3];
+	for (; k < n; k++)
+		t += p[k];
+	return (int32_t)t;
+}
+#endif
+
+/* Bias, row-sum term, requantization, zero point, clamp, store of one vector. */
+static inline void finish(const struct vk_gemm *g, vec acc, int n0, int32_t rs, uint8_t *dst)
+{
+	acc = V_ADD(acc, V_LOAD(g->cterm + n0));
+	if (g->dwc)
+		acc = V_ADD(acc, V_MULLO(V_LOAD(g->dwc + n0), V_SET1(rs)));
+	acc = requant(acc, V_LOAD(g->mult + n0), V_LOAD(g->left + n0), V_LOAD(g->right + n0));
+	acc = V_ADD(acc, V_SET1(g->out_zp));
+	int cnt = g->N - n0;
+	store_bytes(g, dst, acc, cnt < VL ? cnt : VL);
+}
+
+/*
+ * MR rows × TN channels.  b0/b1: the packed weights of the tile's two vectors
+ * (consecutive K groups 64 bytes apart).  Always computes MR rows (a holds
+ * them), stores the first mr.  Inlined so the accumulators stay in registers.
+ */
+static inline __attribute__((always_inline)) void tile(const struct vk_gemm *g, const uint8_t *a,
+							size_t lda, const int8_t *b0,
+							const int8_t *b1, int n0, const int32_t *rs,
+							uint8_t *y, size_t ldy, int mr)
+{
+	vec c0[MR], c1[MR];
+#pragma GCC unroll 16
+	for (int r = 0; r < MR; r++)
+		c0[r] = c1[r] = V_ZERO();
+	const int k4n = g->K4 / 4;
+	for (int kk = 0; kk < k4n; kk++) {
+		vec w0 = V_LOAD(b0 + (size_t)kk * 64), w1 = V_LOAD(b1 + (size_t)kk * 64);
+#pragma GCC unroll 16
+		for (int r = 0; r < MR; r++) {
+			int32_t av;
+			memcpy(&av, a + (size_t)r * lda + (size_t)kk * 4, 4);
+			vec u = V_SET1(av);
+			c0[r] = V_DP(c0[r], u, w0);
+			c1[r] = V_DP(c1[r], u, w1);
+		}
+	}
+#pragma GCC unroll 16
+	for (int r = 0; r < MR; r++) {
+		if (r >= mr)
+			break;
+		uint8_t *d = y + (size_t)r * ldy;
+		finish(g, c0[r], n0, rs[r], d + n0);
+		if (n0 + VL < g->N)
+			finish(g, c1[r], n0 + VL, rs[r], d + n0 + VL);
+	}
+}
+
+void VK_FN(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, uint8_t *y, size_t ldy,
+	   uint8_t *scratch)
+{
+	int32_t rs[VK_M_MAX + VK_MR_MAX];
+	memset(rs, 0, sizeof(rs));
+	if (g->dwc)
+		for (int r = 0; r < m; r++)
+			rs[r] = row_sum(a + (size_t)r * lda, g->K4);
+	/* the last partial tile of rows, zero-padded to MR rows */
+	const int mfull = m / MR * MR, mtail = m - mfull;
+	if (mtail) {
+		memset(scratch, 0, (size_t)MR * (size_t)g->K4);
+		for (int r = 0; r < mtail; r++)
+			memcpy(scratch + (size_t)r * g->K4, a + (size_t)(mfull + r) * lda, (size_t)g->K4);
+	}
+	const size_t panel = (size_t)g->K4 * VK_PANEL; /* bytes per packed panel of 16 channels */
+	for (int n0 = 0; n0 < g->N; n0 += TN) {
+		const int8_t *b0 = g->w + (size_t)(n0 / VK_PANEL) * panel;
+#if VK_W == 512
+		const int8_t *b1 = b0 + panel; /* the next panel */
+#else
+		const int8_t *b1 = b0 + 32; /* the upper 8 channels of the same panel */
+#endif
+		for (int m0 = 0; m0 < mfull; m0 += MR)
+			tile(g, a + (size_t)m0 * lda, lda, b0, b1, n0, rs + m0, y + (size_t)m0 * ldy,
+			     ldy, MR);
+		if (mtail)
+			tile(g, scratch, (size_t)g->K4, b0, b1, n0, rs + mfull, y + (size_t)mfull * ldy,
+			     ldy, mtail);
+	}
+}
