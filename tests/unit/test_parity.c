@@ -367,6 +367,26 @@ START_TEST(frame1_first_departing_operator_reference_kernels)
 }
 END_TEST
 
+/* Every kernel set this CPU can run (DETD_KERNELS forces it): the ten
+ * reference frames and every frame-1 tensor, byte for byte. */
+START_TEST(every_kernel_set)
+{
+	enum eng_kset ks = (enum eng_kset)_i;
+	if (!eng_kset_usable(ks)) {
+		fprintf(stderr, "SKIP: kernel set %s: this CPU lacks the instructions\n",
+			eng_kset_name(ks));
+		return;
+	}
+	setenv("DETD_KERNELS", eng_kset_name(ks), 1);
+	struct eng_model *m = load();
+	ck_assert_str_eq(eng_model_info(m)->kernels, eng_kset_name(ks));
+	eng_model_destroy(m);
+	run_frames(false, 10);
+	frame1_diagnostic(false);
+	fprintf(stderr, "kernel set %s: 10 frames and frame-1 tensors match\n", eng_kset_name(ks));
+}
+END_TEST
+
 /* Contexts share the model read-only: two threads, each with its own context
  * and state, run frames 1..3 at the same time and get identical results. */
 struct worker {
@@ -594,6 +614,7 @@ int main(void)
 	tcase_add_test(tc, frame1_first_departing_operator_reference_kernels);
 	tcase_add_test(tc, ten_frames_with_state);
 	tcase_add_test(tc, reference_kernels_three_frames);
+	tcase_add_loop_test(tc, every_kernel_set, ENG_KS_AVX2, ENG_KS__COUNT);
 	tcase_add_test(tc, contexts_in_parallel);
 	tcase_add_test(tc, failing_backend_falls_back_to_cpu);
 	tcase_add_test(tc, api_edges);

@@ -61,25 +61,35 @@ typedef __m256i vec;
 #define TN (2 * VL) /* channels per tile */
 
 #if VK_W == 512
+#ifdef VK_SIMDE
+typedef simde__mmask16 mask16;
+#else
+typedef __mmask16 mask16;
+#endif
 /* q_mul_by_qm() on 16 lanes.  SRDHM as floor((x·m + 2^30) / 2^31), which is
  * gemmlowp's nudge-and-truncate for both signs; the multiplier is never
- * INT32_MIN (q_quantize_multiplier), so its overflow case cannot occur. */
+ * INT32_MIN (q_quantize_multiplier), so its overflow case cannot occur.
+ * Written with the instructions SIMDe 0.7 also provides (no srav/srai). */
 static inline vec requant(vec acc, vec mult, vec left, vec right)
 {
 	const __m512i half31 = _mm512_set1_epi64((int64_t)1 << 30);
 	const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+	const __m512i ones = _mm512_set1_epi32(-1);
 	__m512i xs = _mm512_sllv_epi32(acc, left);
 	__m512i pe = _mm512_mul_epi32(xs, mult);
 	__m512i po = _mm512_mul_epi32(_mm512_srli_epi64(xs, 32), _mm512_srli_epi64(mult, 32));
 	pe = _mm512_srli_epi64(_mm512_add_epi64(pe, half31), 31);
 	po = _mm512_srli_epi64(_mm512_add_epi64(po, half31), 31);
-	__m512i r = _mm512_mask_blend_epi32((__mmask16)0xAAAA, pe, _mm512_slli_epi64(po, 32));
+	__m512i r = _mm512_mask_blend_epi32((mask16)0xAAAA, pe, _mm512_slli_epi64(po, 32));
 	/* rounding divide by 2^right, ties away from zero */
+	mask16 neg = _mm512_cmpgt_epi32_mask(zero, r);
 	__m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
 	__m512i rem = _mm512_and_si512(r, mask);
-	__m512i thr = _mm512_srai_epi32(mask, 1);
-	thr = _mm512_mask_add_epi32(thr, _mm512_cmplt_epi32_mask(r, zero), thr, one);
-	__m512i q = _mm512_srav_epi32(r, right);
+	__m512i thr = _mm512_srli_epi32(mask, 1);
+	thr = _mm512_mask_add_epi32(thr, neg, thr, one);
+	/* arithmetic shift: ~(~r >> n) for negative r */
+	__m512i sgn = _mm512_mask_blend_epi32(neg, zero, ones);
+	__m512i q = _mm512_xor_si512(_mm512_srlv_epi32(_mm512_xor_si512(r, sgn), right), sgn);
 	return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, thr), q, one);
 }
 
@@ -87,11 +97,19 @@ static inline void store_bytes(const struct vk_gemm *g, uint8_t *dst, vec v, int
 {
 	v = _mm512_max_epi32(v, _mm512_set1_epi32(g->lo));
 	v = _mm512_min_epi32(v, _mm512_set1_epi32(g->hi));
-	__m128i b = _mm512_cvtepi32_epi8(v); /* in range after the clamp: truncation is exact */
-	if (cnt >= 16)
+	/* in range after the clamp; uint8 goes through int8 with the sign bit flipped */
+	if (!g->s8out)
+		v = _mm512_sub_epi32(v, _mm512_set1_epi32(128));
+	__m128i b = _mm512_cvtsepi32_epi8(v);
+	if (!g->s8out)
+		b = _mm_xor_si128(b, _mm_set1_epi8((char)0x80));
+	if (cnt >= 16) {
 		_mm_storeu_si128((__m128i *)(void *)dst, b);
-	else
-		_mm_mask_storeu_epi8(dst, (__mmask16)((1u << cnt) - 1), b);
+	} else {
+		uint8_t tmp[16];
+		_mm_storeu_si128((__m128i *)(void *)tmp, b);
+		memcpy(dst, tmp, (size_t)cnt);
+	}
 }
 
 /* Σ of n bytes. */
@@ -102,7 +120,9 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 	for (; k + 64 <= n; k += 64)
 		s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512((const void *)(p + k)),
 							_mm512_setzero_si512()));
-	int64_t t = _mm512_reduce_add_epi64(s);
+	int64_t l[8];
+	_mm512_storeu_si512((void *)l, s);
+	int64_t t = l[0] + l[1] + l[2] + l[3] + l[4] + l[5] + l[6] + l[7];
 	for (; k < n; k++)
 		t += p[k];
 	return (int32_t)t;
