@@ -42,6 +42,7 @@ void conv_eval_f32_fast(const struct conv_prep *p, const float *x, float *y);
 
 /* conv_fast.c: the AVX2 kernel set (falls back to the reference loops by itself). */
 int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen);
+int dwconv_prepare_fast(struct eng_node *n, char *err, size_t errlen);
 int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x);
 
 /*
@@ -52,6 +53,8 @@ int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x);
  */
 #include "x86/vk.h"
 int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn);
+/* The same for DEPTHWISE_CONV_2D (depth multiplier 1); vl: int32 lanes of fn's vectors. */
+int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, int vl);
 int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x);
 void conv_vnni_free(struct conv_prep *p);
 

@@ -368,7 +368,7 @@ fail:
 	return rc;
 }
 
-static int dwconv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
+int dwconv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 {
 	int rc = conv_prepare_common(n, true, err, errlen);
 	if (rc)

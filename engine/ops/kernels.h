@@ -109,6 +109,7 @@ void ops_parallel_for(int threads, size_t n, ops_range_fn fn, void *ctx);
 
 extern const struct eng_kernel eng_k_conv_ref, eng_k_conv_fast;
 extern const struct eng_kernel eng_k_conv_avxvnni, eng_k_conv_avx512vnni;
+extern const struct eng_kernel eng_k_dwconv_avxvnni, eng_k_dwconv_avx512vnni;
 extern const struct eng_kernel eng_k_dwconv_ref, eng_k_dwconv_fast;
 extern const struct eng_kernel eng_k_add, eng_k_add_fast, eng_k_mul, eng_k_mul_fast;
 extern const struct eng_kernel eng_k_concat, eng_k_split, eng_k_reshape;

@@ -81,32 +81,48 @@ enum variant { V_512, V_256, V_512_SIMDE, V_256_SIMDE, V__COUNT };
 static const char *const vnames[V__COUNT] = {"avx512vnni", "avxvnni", "avx512vnni (SIMDe)",
 					     "avxvnni (SIMDe)"};
 
-static vk_gemm_fn variant_fn(enum variant v)
+struct vfns {
+	vk_gemm_fn gemm;
+	vk_dw_fn dw;
+	int vl;
+};
+
+/* NULL fns: the variant cannot run here. */
+static struct vfns variant_fns(enum variant v)
 {
 	switch (v) {
 	case V_512:
-		return eng_kset_usable(ENG_KS_AVX512VNNI) ? vk512_gemm : NULL;
+		if (eng_kset_usable(ENG_KS_AVX512VNNI))
+			return (struct vfns){vk512_gemm, vk512_dw, 16};
+		break;
 	case V_256:
-		return eng_kset_usable(ENG_KS_AVXVNNI) ? vk256_gemm : NULL;
+		if (eng_kset_usable(ENG_KS_AVXVNNI))
+			return (struct vfns){vk256_gemm, vk256_dw, 8};
+		break;
 #ifdef HAVE_SIMDE
 	case V_512_SIMDE:
-		return vk512s_gemm;
+		return (struct vfns){vk512s_gemm, vk512s_dw, 16};
 	case V_256_SIMDE:
-		return vk256s_gemm;
+		return (struct vfns){vk256s_gemm, vk256s_dw, 8};
 #endif
 	default:
-		return NULL;
+		break;
 	}
+	return (struct vfns){NULL, NULL, 0};
 }
 
-/* Run a CONV_2D node on the VNNI path with fn (it must qualify). */
-static void run_vnni(struct eng_node *n, vk_gemm_fn fn, int threads)
+/* Run a conv node on the VNNI path of fns (it must qualify). */
+static void run_vnni(struct eng_node *n, const struct vfns *fns, int threads)
 {
 	char err[200] = "";
-	ck_assert_msg(conv_prepare_common(n, false, err, sizeof(err)) == 0, "prepare: %s", err);
-	ck_assert_int_eq(conv_vnni_prepare(n, n->prep, fn), 0);
+	bool dw = n->type == ENG_OP_DEPTHWISE_CONV_2D;
+	ck_assert_msg(conv_prepare_common(n, dw, err, sizeof(err)) == 0, "prepare: %s", err);
+	if (dw)
+		ck_assert_int_eq(conv_vnni_dw_prepare(n, n->prep, fns->dw, fns->vl), 0);
+	else
+		ck_assert_int_eq(conv_vnni_prepare(n, n->prep, fns->gemm), 0);
 	ck_assert_ptr_nonnull(((struct conv_prep *)n->prep)->vnni);
-	void *scratch = aligned_alloc(64, (n->scratch_bytes + 63) & ~(size_t)63);
+	void *scratch = aligned_alloc(64, (n->scratch_bytes + 64) & ~(size_t)63);
 	struct eng_exec x = {.arena = NULL, .scratch = scratch, .threads = threads};
 	ck_assert_int_eq(conv_vnni_eval(n, &x), 0);
 	free(scratch);
@@ -129,8 +145,8 @@ struct shape {
  * One random conv: reference vs fn (or vs kernel k when fn is NULL), byte for
  * byte.  big: larger images (several row blocks, parallel split).
  */
-static void random_case(unsigned seed, vk_gemm_fn fn, const struct eng_kernel *k, bool big,
-			int threads, const char *what)
+static void random_case(unsigned seed, const struct vfns *fn, const struct eng_kernel *k,
+			bool dw, bool big, int threads, const char *what)
 {
 	srand(seed);
 	nslots = 0;
@@ -148,6 +164,11 @@ static void random_case(unsigned seed, vk_gemm_fn fn, const struct eng_kernel *k
 	s.st = pick((const int[]){1, 1, 2, 3}, 4);
 	s.dil = rand() % 4 == 0 ? 2 : 1;
 	s.pad = rand() % 3 == 0 ? ENG_PAD_VALID : ENG_PAD_SAME;
+	if (dw) { /* depthwise: channels past 64 (several chunks), kernels up to 7×7 */
+		s.ic = s.oc = rand() % 3 == 0 ? 64 + rand() % 150 : s.oc;
+		s.kh = rand() % 5 == 0 ? 7 : s.kh;
+		s.kw = rand() % 4 == 0 ? s.kw : s.kh;
+	}
 	int eh = (s.kh - 1) * s.dil + 1, ew = (s.kw - 1) * s.dil + 1;
 	if (s.pad == ENG_PAD_VALID && (s.ih < eh || s.iw < ew))
 		s.pad = ENG_PAD_SAME;
@@ -162,7 +183,7 @@ static void random_case(unsigned seed, vk_gemm_fn fn, const struct eng_kernel *k
 	/* weights: full range (w - zw may leave int8: the row-sum term) or near zw */
 	bool narrow = rand() % 2;
 	size_t nx = (size_t)s.nb * s.ih * s.iw * s.ic, K = (size_t)s.kh * s.kw * s.ic;
-	size_t nw = (size_t)s.oc * K, ny = (size_t)s.nb * oh * ow * s.oc;
+	size_t nw = dw ? (size_t)s.oc * s.kh * s.kw : (size_t)s.oc * K, ny = (size_t)s.nb * oh * ow * s.oc;
 	uint8_t *x = malloc(nx), *w = malloc(nw), *y0 = malloc(ny), *y1 = malloc(ny);
 	int32_t *b = malloc((size_t)s.oc * sizeof(*b));
 	for (size_t i = 0; i < nx; i++)
@@ -182,7 +203,8 @@ static void random_case(unsigned seed, vk_gemm_fn fn, const struct eng_kernel *k
 
 	struct eng_tensor *in[3];
 	in[0] = mk(t, (const int[]){s.nb, s.ih, s.iw, s.ic}, 4, sx, zx, x);
-	in[1] = mk(t, (const int[]){s.oc, s.kh, s.kw, s.ic}, 4, sw, zw, w);
+	in[1] = dw ? mk(t, (const int[]){1, s.kh, s.kw, s.oc}, 4, sw, zw, w)
+		   : mk(t, (const int[]){s.oc, s.kh, s.kw, s.ic}, 4, sw, zw, w);
 	in[2] = mk(ENG_DT_I32, (const int[]){s.oc}, 1, sx * sw, 0, b);
 	if (s.s8) { /* per-channel filter scales */
 		struct tslot *ws = (struct tslot *)in[1];
@@ -191,7 +213,7 @@ static void random_case(unsigned seed, vk_gemm_fn fn, const struct eng_kernel *k
 			ws->zp[i] = 0;
 		}
 		in[1]->q.n = s.oc;
-		in[1]->q.axis = 0;
+		in[1]->q.axis = dw ? 3 : 0;
 	}
 	struct eng_tensor *o0[1] = {mk(t, (const int[]){s.nb, oh, ow, s.oc}, 4, sy, zy, y0)};
 	struct eng_tensor *o1[1] = {mk(t, (const int[]){s.nb, oh, ow, s.oc}, 4, sy, zy, y1)};
@@ -199,11 +221,11 @@ static void random_case(unsigned seed, vk_gemm_fn fn, const struct eng_kernel *k
 				  .dilation_w = s.dil, .dilation_h = s.dil, .depth_multiplier = 1,
 				  .act = pick((const int[]){ENG_ACT_NONE, ENG_ACT_RELU, ENG_ACT_RELU6}, 3)};
 	bool bias = rand() % 5 != 0;
-	struct eng_node n0 = {.type = ENG_OP_CONV_2D, .n_in = bias ? 3 : 2, .in = in, .n_out = 1,
+	struct eng_node n0 = {.type = dw ? ENG_OP_DEPTHWISE_CONV_2D : ENG_OP_CONV_2D, .n_in = bias ? 3 : 2, .in = in, .n_out = 1,
 			      .out = o0, .opts.conv = o};
 	struct eng_node n1 = n0;
 	n1.out = o1;
-	run_kernel(eng_kernel_get_ref(ENG_OP_CONV_2D), &n0, 1);
+	run_kernel(eng_kernel_get_ref(n0.type), &n0, 1);
 	memset(y1, 0xA5, ny);
 	if (fn)
 		run_vnni(&n1, fn, threads);
@@ -211,9 +233,9 @@ static void random_case(unsigned seed, vk_gemm_fn fn, const struct eng_kernel *k
 		run_kernel(k, &n1, threads);
 	for (size_t i = 0; i < ny; i++)
 		if (y0[i] != y1[i])
-			ck_abort_msg("%s seed %u: byte %zu ref %u got %u (%s b%d %dx%dx%d -> %d k%dx%d "
+			ck_abort_msg("%s %s seed %u: byte %zu ref %u got %u (%s b%d %dx%dx%d -> %d k%dx%d "
 				     "s%d d%d %s zx%lld zw%lld %s threads %d)",
-				     what, seed, i, y0[i], y1[i], s.s8 ? "int8" : "uint8", s.nb, s.ih,
+				     dw ? "depthwise" : "conv", what, seed, i, y0[i], y1[i], s.s8 ? "int8" : "uint8", s.nb, s.ih,
 				     s.iw, s.ic, s.oc, s.kh, s.kw, s.st, s.dil,
 				     s.pad == ENG_PAD_SAME ? "same" : "valid", (long long)zx,
 				     (long long)zw, narrow ? "narrow" : "full", threads);
@@ -267,8 +289,8 @@ END_TEST
 /* The VNNI GEMM variant _i against the reference conv on random shapes. */
 START_TEST(vnni_conv_matches_reference)
 {
-	vk_gemm_fn fn = variant_fn((enum variant)_i);
-	if (!fn) {
+	struct vfns fn = variant_fns((enum variant)_i);
+	if (!fn.gemm) {
 		fprintf(stderr, "SKIP: %s: %s\n", vnames[_i],
 			_i >= V_512_SIMDE ? "built without libsimde-dev"
 					  : "this CPU lacks the instructions");
@@ -276,13 +298,15 @@ START_TEST(vnni_conv_matches_reference)
 	}
 	const bool simde = _i >= V_512_SIMDE;
 	const unsigned n = simde ? 120 : 400;
-	for (unsigned s = 1; s <= n; s++)
-		random_case(s, fn, NULL, false, 1, vnames[_i]);
-	/* larger images: several row blocks and tiles, split over threads */
-	for (unsigned s = 1; s <= (simde ? 6 : 30); s++)
-		random_case(1000 + s, fn, NULL, true, 1 + (int)(s % 3), vnames[_i]);
-	fprintf(stderr, "%s: %u random convs byte-identical to the reference\n", vnames[_i],
-		n + (simde ? 6 : 30));
+	for (int dw = 0; dw < 2; dw++) {
+		for (unsigned s = 1; s <= n; s++)
+			random_case(s, &fn, NULL, dw, false, 1, vnames[_i]);
+		/* larger images: several row blocks and tiles, split over threads */
+		for (unsigned s = 1; s <= (simde ? 6 : 30); s++)
+			random_case(1000 + s, &fn, NULL, dw, true, 1 + (int)(s % 3), vnames[_i]);
+	}
+	fprintf(stderr, "%s: %u random convs and as many depthwise byte-identical to the reference\n",
+		vnames[_i], n + (simde ? 6 : 30));
 }
 END_TEST
 
@@ -295,9 +319,13 @@ START_TEST(every_kernel_set_conv_matches_reference)
 			eng_kset_name(ks));
 		return;
 	}
-	const struct eng_kernel *k = eng_kernel_get_set(ENG_OP_CONV_2D, ks);
-	for (unsigned s = 1; s <= 60; s++)
-		random_case(5000 + s, NULL, k, s % 4 == 0, 1 + (int)(s % 3), eng_kset_name(ks));
+	for (int dw = 0; dw < 2; dw++) {
+		const struct eng_kernel *k =
+			eng_kernel_get_set(dw ? ENG_OP_DEPTHWISE_CONV_2D : ENG_OP_CONV_2D, ks);
+		for (unsigned s = 1; s <= 60; s++)
+			random_case(5000 + s, NULL, k, dw, s % 4 == 0, 1 + (int)(s % 3),
+				    eng_kset_name(ks));
+	}
 }
 END_TEST
 

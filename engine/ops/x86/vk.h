@@ -45,7 +45,7 @@ static inline size_t vk_pack_index(int K4, int k, int n)
 		(size_t)(n % VK_PANEL)) * 4 + (size_t)(k % 4);
 }
 
-#define VK_MR_MAX 12  /* rows of the widest micro-kernel */
+#define VK_MR_MAX 8   /* rows of the tallest micro-kernel */
 #define VK_M_MAX 256  /* rows per call */
 
 /* Scratch bytes a call needs (a zero-padded copy of the last, partial row tile). */
@@ -60,6 +60,46 @@ static inline size_t vk_scratch_bytes(int K4)
  */
 typedef void (*vk_gemm_fn)(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m,
 			   uint8_t *y, size_t ldy, uint8_t *scratch);
+
+/*
+ * Depthwise (depth multiplier 1) on vpdpbusd: 4 taps of one channel per
+ * int32 lane.  Input rows (NHWC, C bytes per pixel) are read directly; a tap
+ * outside the image reads zrow (C bytes of the padding value u), the taps
+ * added to fill the last quad read zero (a zeroed row) with weight 0.
+ * Weights by vk_dw_pack_index(); cterm/dwc/mult/left/right as in vk_gemm,
+ * dwc multiplying Σ_taps u of the channel.
+ */
+struct vk_dw {
+	int C, CP;            /* channels; CP = C rounded up to 64 */
+	int nq;               /* tap quads: ceil(kh·kw / 4) */
+	int ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl;
+	bool flip;            /* int8 input: u = x ^ 0x80 */
+	const uint8_t *zrow;  /* CP bytes of the padding value */
+	const uint8_t *zero;  /* CP zero bytes */
+	const int8_t *w;      /* CP · nq · 4 bytes */
+	const int32_t *cterm, *dwc, *mult, *left, *right; /* [CP]; dwc may be NULL */
+	int32_t out_zp, lo, hi;
+	bool s8out;
+};
+
+/* Byte offset of the weight of channel c, tap t, for vectors of vl int32 lanes. */
+static inline size_t vk_dw_pack_index(int vl, int nq, int c, int t)
+{
+	int chunk = 4 * vl, G = c / chunk, cc = c % chunk;
+	int lane = (cc / 16) * 4 + cc % 4, j = (cc % 16) / 4;
+	return ((((size_t)G * (size_t)nq + (size_t)(t / 4)) * 4 + (size_t)j) * (size_t)vl +
+		(size_t)lane) * 4 + (size_t)(t % 4);
+}
+
+/* Output rows [r0, r1) over all images (row r: image r / oh, y = r % oh). */
+typedef void (*vk_dw_fn)(const struct vk_dw *d, const uint8_t *x, uint8_t *y, size_t r0,
+			 size_t r1);
+#define VK_DECLARE_DW(fn)                                                                 \
+	void fn(const struct vk_dw *d, const uint8_t *x, uint8_t *y, size_t r0, size_t r1)
+VK_DECLARE_DW(vk512_dw);
+VK_DECLARE_DW(vk256_dw);
+VK_DECLARE_DW(vk512s_dw);
+VK_DECLARE_DW(vk256s_dw);
 
 #define VK_DECLARE(fn)                                                                    \
 	void fn(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, uint8_t *y, \

@@ -6,7 +6,7 @@
  * VK_W=512 with -mavx512vnni (vk512_gemm), VK_W=256 with -mavxvnni
  * (vk256_gemm), and in the unit tests both again against SIMDe (VK_SIMDE:
  * vk512s_gemm, vk256s_gemm) so that the same code is checked on machines
- * without the instructions.  VK_FN names the entry point.
+ * without the instructions.  VK_PREFIX names the entry points.
  *
  * Blocking: the outer loop walks tiles of 2 vectors of channels (32 channels
  * at 512 bits, 16 at 256), whose packed weights (K4 × 32 bytes) stay in L1/L2
@@ -26,24 +26,44 @@
 #include <immintrin.h>
 #endif
 
-#if !defined(VK_W) || !defined(VK_FN)
-#error "VK_W (256 or 512) and VK_FN must be defined by the build"
+#if !defined(VK_W) || !defined(VK_PREFIX)
+#error "VK_W (256 or 512) and VK_PREFIX must be defined by the build"
 #endif
+#define VK_CAT_(a, b) a##_##b
+#define VK_CAT(a, b) VK_CAT_(a, b)
+#define VK_NAME(x) VK_CAT(VK_PREFIX, x)
 
 #if VK_W == 512
 typedef __m512i vec;
 #define VL 16
-#define MR 12
+#define MR 8
+#define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 #define V_ZERO() _mm512_setzero_si512()
 #define V_LOAD(p) _mm512_loadu_si512((const void *)(p))
 #define V_SET1(x) _mm512_set1_epi32(x)
 #define V_ADD(a, b) _mm512_add_epi32(a, b)
 #define V_MULLO(a, b) _mm512_mullo_epi32(a, b)
 #define V_DP(acc, u, w) _mm512_dpbusd_epi32(acc, u, w)
+#define V_XOR(a, b) _mm512_xor_si512(a, b)
+#define V_UNLO8(a, b) _mm512_unpacklo_epi8(a, b)
+#define V_UNHI8(a, b) _mm512_unpackhi_epi8(a, b)
+#define V_UNLO16(a, b) _mm512_unpacklo_epi16(a, b)
+#define V_UNHI16(a, b) _mm512_unpackhi_epi16(a, b)
+/* a[j] lane L*4+i holds channel L*16+4j+i; afterwards a[j] holds channels 16j.. in order */
+static inline void chan_order(__m512i a[4])
+{
+	__m512i t0 = _mm512_shuffle_i32x4(a[0], a[1], 0x44), t1 = _mm512_shuffle_i32x4(a[0], a[1], 0xEE);
+	__m512i t2 = _mm512_shuffle_i32x4(a[2], a[3], 0x44), t3 = _mm512_shuffle_i32x4(a[2], a[3], 0xEE);
+	a[0] = _mm512_shuffle_i32x4(t0, t2, 0x88);
+	a[1] = _mm512_shuffle_i32x4(t0, t2, 0xDD);
+	a[2] = _mm512_shuffle_i32x4(t1, t3, 0x88);
+	a[3] = _mm512_shuffle_i32x4(t1, t3, 0xDD);
+}
 #elif VK_W == 256
 typedef __m256i vec;
 #define VL 8
 #define MR 6
+#define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
 #define V_ZERO() _mm256_setzero_si256()
 #define V_LOAD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define V_SET1(x) _mm256_set1_epi32(x)
@@ -54,6 +74,23 @@ typedef __m256i vec;
 #else
 #define V_DP(acc, u, w) _mm256_dpbusd_avx_epi32(acc, u, w)
 #endif
+#define V_XOR(a, b) _mm256_xor_si256(a, b)
+#define V_UNLO8(a, b) _mm256_unpacklo_epi8(a, b)
+#define V_UNHI8(a, b) _mm256_unpackhi_epi8(a, b)
+#define V_UNLO16(a, b) _mm256_unpacklo_epi16(a, b)
+#define V_UNHI16(a, b) _mm256_unpackhi_epi16(a, b)
+/* a[j] lane L*4+i holds channel L*16+4j+i; afterwards a[j] holds channels 8j.. in order */
+static inline void chan_order(__m256i a[4])
+{
+	__m256i o0 = _mm256_permute2x128_si256(a[0], a[1], 0x20);
+	__m256i o1 = _mm256_permute2x128_si256(a[2], a[3], 0x20);
+	__m256i o2 = _mm256_permute2x128_si256(a[0], a[1], 0x31);
+	__m256i o3 = _mm256_permute2x128_si256(a[2], a[3], 0x31);
+	a[0] = o0;
+	a[1] = o1;
+	a[2] = o2;
+	a[3] = o3;
+}
 #else
 #error "VK_W must be 256 or 512"
 #endif
@@ -93,15 +130,15 @@ static inline vec requant(vec acc, vec mult, vec left, vec right)
 	return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, thr), q, one);
 }
 
-static inline void store_bytes(const struct vk_gemm *g, uint8_t *dst, vec v, int cnt)
+static inline void store_bytes(int32_t lo, int32_t hi, bool s8out, uint8_t *dst, vec v, int cnt)
 {
-	v = _mm512_max_epi32(v, _mm512_set1_epi32(g->lo));
-	v = _mm512_min_epi32(v, _mm512_set1_epi32(g->hi));
+	v = _mm512_max_epi32(v, _mm512_set1_epi32(lo));
+	v = _mm512_min_epi32(v, _mm512_set1_epi32(hi));
 	/* in range after the clamp; uint8 goes through int8 with the sign bit flipped */
-	if (!g->s8out)
+	if (!s8out)
 		v = _mm512_sub_epi32(v, _mm512_set1_epi32(128));
 	__m128i b = _mm512_cvtsepi32_epi8(v);
-	if (!g->s8out)
+	if (!s8out)
 		b = _mm_xor_si128(b, _mm_set1_epi8((char)0x80));
 	if (cnt >= 16) {
 		_mm_storeu_si128((__m128i *)(void *)dst, b);
@@ -120,12 +157,15 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 	for (; k + 64 <= n; k += 64)
 		s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512((const void *)(p + k)),
 							_mm512_setzero_si512()));
+	if (k < n) { /* the tail through a zeroed copy: never read past the row */
+		uint8_t tmp[64] = {0};
+		memcpy(tmp, p + k, (size_t)(n - k));
+		s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512((const void *)tmp),
+							_mm512_setzero_si512()));
+	}
 	int64_t l[8];
 	_mm512_storeu_si512((void *)l, s);
-	int64_t t = l[0] + l[1] + l[2] + l[3] + l[4] + l[5] + l[6] + l[7];
-	for (; k < n; k++)
-		t += p[k];
-	return (int32_t)t;
+	return (int32_t)(l[0] + l[1] + l[2] + l[3] + l[4] + l[5] + l[6] + l[7]);
 }
 #else
 /* q_mul_by_qm() on 8 lanes, as the 512-bit variant above. */
@@ -146,13 +186,13 @@ static inline vec requant(vec acc, vec mult, vec left, vec right)
 	return _mm256_sub_epi32(q, _mm256_cmpgt_epi32(rem, thr));
 }
 
-static inline void store_bytes(const struct vk_gemm *g, uint8_t *dst, vec v, int cnt)
+static inline void store_bytes(int32_t lo, int32_t hi, bool s8out, uint8_t *dst, vec v, int cnt)
 {
-	v = _mm256_max_epi32(v, _mm256_set1_epi32(g->lo));
-	v = _mm256_min_epi32(v, _mm256_set1_epi32(g->hi));
+	v = _mm256_max_epi32(v, _mm256_set1_epi32(lo));
+	v = _mm256_min_epi32(v, _mm256_set1_epi32(hi));
 	/* in range after the clamp, so the saturating packs are plain narrowing */
 	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-	__m128i b = g->s8out ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+	__m128i b = s8out ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
 	if (cnt >= 8) {
 		_mm_storel_epi64((__m128i *)(void *)dst, b);
 	} else {
@@ -169,25 +209,35 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 	for (; k + 32 <= n; k += 32)
 		s = _mm256_add_epi64(s, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i *)(const void *)(p + k)),
 							_mm256_setzero_si256()));
+	if (k < n) { /* the tail through a zeroed copy: never read past the row */
+		uint8_t tmp[32] = {0};
+		memcpy(tmp, p + k, (size_t)(n - k));
+		s = _mm256_add_epi64(s, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i *)(const void *)tmp),
+							_mm256_setzero_si256()));
+	}
 	int64_t l[4];
 	_mm256_storeu_si256((__m256i *)(void *)l, s);
-	int64_t t = l[0] + l[1] + l[2] + l[3];
-	for (; k < n; k++)
-		t += p[k];
-	return (int32_t)t;
+	return (int32_t)(l[0] + l[1] + l[2] + l[3]);
 }
 #endif
 
-/* Bias, row-sum term, requantization, zero point, clamp, store of one vector. */
+/* Bias, row-sum term, requantization, zero point, clamp, store of one vector
+ * of channels n0.. (G: struct vk_gemm or struct vk_dw, which share the names). */
+#define FINISH(G, acc_, n0_, rsv_, dst_, cnt_)                                             \
+	do {                                                                              \
+		vec f_ = V_ADD((acc_), V_LOAD((G)->cterm + (n0_)));                        \
+		if ((G)->dwc)                                                             \
+			f_ = V_ADD(f_, V_MULLO(V_LOAD((G)->dwc + (n0_)), (rsv_)));          \
+		f_ = requant(f_, V_LOAD((G)->mult + (n0_)), V_LOAD((G)->left + (n0_)),      \
+			     V_LOAD((G)->right + (n0_)));                                  \
+		f_ = V_ADD(f_, V_SET1((G)->out_zp));                                      \
+		store_bytes((G)->lo, (G)->hi, (G)->s8out, (dst_), f_, (cnt_));              \
+	} while (0)
+
 static inline void finish(const struct vk_gemm *g, vec acc, int n0, int32_t rs, uint8_t *dst)
 {
-	acc = V_ADD(acc, V_LOAD(g->cterm + n0));
-	if (g->dwc)
-		acc = V_ADD(acc, V_MULLO(V_LOAD(g->dwc + n0), V_SET1(rs)));
-	acc = requant(acc, V_LOAD(g->mult + n0), V_LOAD(g->left + n0), V_LOAD(g->right + n0));
-	acc = V_ADD(acc, V_SET1(g->out_zp));
 	int cnt = g->N - n0;
-	store_bytes(g, dst, acc, cnt < VL ? cnt : VL);
+	FINISH(g, acc, n0, V_SET1(rs), dst, cnt < VL ? cnt : VL);
 }
 
 /*
@@ -200,36 +250,41 @@ static inline __attribute__((always_inline)) void tile(const struct vk_gemm *g, 
 							const int8_t *b1, int n0, const int32_t *rs,
 							uint8_t *y, size_t ldy, int mr)
 {
-	vec c0[MR], c1[MR];
-#pragma GCC unroll 16
-	for (int r = 0; r < MR; r++)
-		c0[r] = c1[r] = V_ZERO();
+	/* named accumulators and row pointers: arrays made gcc spill */
+#define DECL(r) vec c0_##r = V_ZERO(), c1_##r = V_ZERO(); const uint8_t *a_##r = a + (size_t)(r) * lda;
+	ROWS(DECL)
+#undef DECL
 	const int k4n = g->K4 / 4;
 	for (int kk = 0; kk < k4n; kk++) {
 		vec w0 = V_LOAD(b0 + (size_t)kk * 64), w1 = V_LOAD(b1 + (size_t)kk * 64);
-#pragma GCC unroll 16
-		for (int r = 0; r < MR; r++) {
-			int32_t av;
-			memcpy(&av, a + (size_t)r * lda + (size_t)kk * 4, 4);
-			vec u = V_SET1(av);
-			c0[r] = V_DP(c0[r], u, w0);
-			c1[r] = V_DP(c1[r], u, w1);
-		}
+#define STEP(r)                                                                           \
+	{                                                                                 \
+		int32_t av;                                                               \
+		memcpy(&av, a_##r + (size_t)kk * 4, 4);                                   \
+		vec u = V_SET1(av);                                                       \
+		c0_##r = V_DP(c0_##r, u, w0);                                             \
+		c1_##r = V_DP(c1_##r, u, w1);                                             \
 	}
-#pragma GCC unroll 16
-	for (int r = 0; r < MR; r++) {
-		if (r >= mr)
-			break;
-		uint8_t *d = y + (size_t)r * ldy;
-		finish(g, c0[r], n0, rs[r], d + n0);
-		if (n0 + VL < g->N)
-			finish(g, c1[r], n0 + VL, rs[r], d + n0 + VL);
+		ROWS(STEP)
+#undef STEP
 	}
+	const bool two = n0 + VL < g->N;
+#define FIN(r)                                                                            \
+	if ((r) < mr) {                                                                   \
+		uint8_t *d = y + (size_t)(r) * ldy + n0;                                  \
+		finish(g, c0_##r, n0, rs[r], d);                                          \
+		if (two)                                                                  \
+			finish(g, c1_##r, n0 + VL, rs[r], d + VL);                        \
+	}
+	ROWS(FIN)
+#undef FIN
 }
 
-void VK_FN(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, uint8_t *y, size_t ldy,
-	   uint8_t *scratch)
+void VK_NAME(gemm)(const struct vk_gemm *gp, const uint8_t *a, size_t lda, int m, uint8_t *y,
+		   size_t ldy, uint8_t *scratch)
 {
+	/* a local copy: stores through uint8_t * may alias *gp and would force reloads */
+	const struct vk_gemm gl = *gp, *g = &gl;
 	int32_t rs[VK_M_MAX + VK_MR_MAX];
 	memset(rs, 0, sizeof(rs));
 	if (g->dwc)
@@ -256,5 +311,82 @@ void VK_FN(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, uint8_t
 		if (mtail)
 			tile(g, scratch, (size_t)g->K4, b0, b1, n0, rs + mfull, y + (size_t)mfull * ldy,
 			     ldy, mtail);
+	}
+}
+
+/* 4·VL bytes at p, or the n < 4·VL that exist (the rest zero). */
+static inline vec load_chunk(const uint8_t *p, bool whole, int n)
+{
+	if (whole)
+		return V_LOAD(p);
+	uint8_t tmp[4 * VL] = {0};
+	memcpy(tmp, p, (size_t)n);
+	return V_LOAD(tmp);
+}
+
+void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0, size_t r1)
+{
+	const struct vk_dw dl = *dp, *d = &dl; /* see VK_NAME(gemm) */
+	enum { CHUNK = 4 * VL };
+	const int C = d->C, nq = d->nq;
+	const size_t xbytes = (size_t)d->ih * d->iw * (size_t)C; /* one image */
+	const vec ones = V_SET1(0x01010101), flipv = V_SET1((int32_t)0x80808080u);
+	const uint8_t *tp[64];
+	bool inside[64]; /* tp[t] points into the image (else at a CP-byte padding row) */
+	for (size_t row = r0; row < r1; row++) {
+		const int b = (int)(row / (size_t)d->oh), oy = (int)(row % (size_t)d->oh);
+		const uint8_t *img = x + (size_t)b * xbytes, *img_end = img + xbytes;
+		for (int ox = 0; ox < d->ow; ox++) {
+			const int iy0 = oy * d->sh - d->pt, ix0 = ox * d->sw - d->pl;
+			int t = 0;
+			for (int ky = 0; ky < d->kh; ky++) {
+				const int iy = iy0 + d->dh * ky;
+				for (int kx = 0; kx < d->kw; kx++, t++) {
+					const int ix = ix0 + d->dw * kx;
+					inside[t] = iy >= 0 && iy < d->ih && ix >= 0 && ix < d->iw;
+					tp[t] = inside[t] ? img + ((size_t)iy * d->iw + ix) * C : d->zrow;
+				}
+			}
+			for (; t < nq * 4; t++) {
+				tp[t] = d->zero;
+				inside[t] = false;
+			}
+			uint8_t *dst = y + (((size_t)b * d->oh + oy) * d->ow + ox) * C;
+			for (int c0 = 0; c0 < C; c0 += CHUNK) {
+				const int n = C - c0 < CHUNK ? C - c0 : CHUNK;
+				const int8_t *wq = d->w + (size_t)(c0 / CHUNK) * (size_t)nq * CHUNK * 4;
+				vec acc[4] = {V_ZERO(), V_ZERO(), V_ZERO(), V_ZERO()};
+				vec rs[4] = {V_ZERO(), V_ZERO(), V_ZERO(), V_ZERO()};
+				for (int q = 0; q < nq; q++) {
+					vec tv[4];
+					for (int i = 0; i < 4; i++) {
+						const uint8_t *p = tp[4 * q + i] + c0;
+						/* the padding rows hold CP bytes; the image may end early */
+						bool whole = n == CHUNK || !inside[4 * q + i] ||
+							     (size_t)(img_end - p) >= CHUNK;
+						tv[i] = load_chunk(p, whole, n);
+						if (d->flip)
+							tv[i] = V_XOR(tv[i], flipv);
+					}
+					vec l01 = V_UNLO8(tv[0], tv[1]), h01 = V_UNHI8(tv[0], tv[1]);
+					vec l23 = V_UNLO8(tv[2], tv[3]), h23 = V_UNHI8(tv[2], tv[3]);
+					vec u[4] = {V_UNLO16(l01, l23), V_UNHI16(l01, l23), V_UNLO16(h01, h23),
+						    V_UNHI16(h01, h23)};
+					const int8_t *wv = wq + (size_t)q * CHUNK * 4;
+					for (int j = 0; j < 4; j++) {
+						acc[j] = V_DP(acc[j], u[j], V_LOAD(wv + (size_t)j * VL * 4));
+						if (d->dwc)
+							rs[j] = V_DP(rs[j], u[j], ones);
+					}
+				}
+				chan_order(acc);
+				if (d->dwc)
+					chan_order(rs);
+				for (int j = 0; j < 4 && j * VL < n; j++) {
+					const int c = c0 + j * VL, cnt = n - j * VL;
+					FINISH(d, acc[j], c, rs[j], dst + c, cnt < VL ? cnt : VL);
+				}
+			}
+		}
 	}
 }
