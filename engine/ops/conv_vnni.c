@@ -35,7 +35,8 @@ struct conv_vnni {
 	int K, mb;    /* real K; rows per block */
 	size_t slot_bytes;
 	int8_t *w;
-	int32_t *cterm, *dwc, *mult, *left, *right;
+	int32_t *cterm, *dwc;
+	struct vk_rq rq;
 	/* depthwise */
 	struct vk_dw d;
 	vk_dw_fn dwfn;
@@ -50,9 +51,7 @@ void conv_vnni_free(struct conv_prep *p)
 	free(v->w);
 	free(v->cterm);
 	free(v->dwc);
-	free(v->mult);
-	free(v->left);
-	free(v->right);
+	vk_rq_free(&v->rq);
 	free(v->zrow);
 	free(v->zero);
 	free(v);
@@ -83,12 +82,12 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
 	v->w = aligned_alloc(64, (size_t)NP * K4);
 	v->cterm = calloc((size_t)NP, sizeof(int32_t));
 	v->dwc = calloc((size_t)NP, sizeof(int32_t));
-	v->mult = calloc((size_t)NP, sizeof(int32_t));
-	v->left = calloc((size_t)NP, sizeof(int32_t));
-	v->right = calloc((size_t)NP, sizeof(int32_t));
-	if (!v->w || !v->cterm || !v->dwc || !v->mult || !v->left || !v->right) {
+	int rc = v->w && v->cterm && v->dwc ? vk_rq_fill(&v->rq, NP, p->oc, p->mult, p->shift,
+							  p->out_zp, p->act_lo, p->act_hi, s8)
+					    : -ENOMEM;
+	if (rc) {
 		conv_vnni_free(p);
-		return -ENOMEM;
+		return rc == -ENOMEM ? rc : 0; /* -ERANGE: the node keeps the other kernels */
 	}
 	memset(v->w, 0, (size_t)NP * K4);
 	const void *w = n->in[1]->const_data;
@@ -111,9 +110,6 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
 		v->cterm[o] = (int32_t)(uint32_t)(uint64_t)c;
 		v->dwc[o] = dshift;
 		any_d = any_d || dshift != 0;
-		v->mult[o] = p->mult[o];
-		v->left[o] = p->shift[o] > 0 ? p->shift[o] : 0;
-		v->right[o] = p->shift[o] > 0 ? 0 : -p->shift[o];
 	}
 	v->g = (struct vk_gemm){
 		.K4 = K4,
@@ -122,13 +118,7 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
 		.w = v->w,
 		.cterm = v->cterm,
 		.dwc = any_d ? v->dwc : NULL,
-		.mult = v->mult,
-		.left = v->left,
-		.right = v->right,
-		.out_zp = p->out_zp,
-		.lo = p->act_lo,
-		.hi = p->act_hi,
-		.s8out = s8,
+		.rq = v->rq,
 	};
 	/* rows per block: about 96 KiB of rows stays in L2 next to the weights */
 	int mb = (96 * 1024 / K4) / 24 * 24; /* whole tiles of 8 and of 6 rows */
@@ -165,15 +155,15 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 	v->w = aligned_alloc(64, (size_t)CP * nq * 4);
 	v->cterm = calloc((size_t)CP, sizeof(int32_t));
 	v->dwc = calloc((size_t)CP, sizeof(int32_t));
-	v->mult = calloc((size_t)CP, sizeof(int32_t));
-	v->left = calloc((size_t)CP, sizeof(int32_t));
-	v->right = calloc((size_t)CP, sizeof(int32_t));
 	v->zrow = malloc((size_t)CP);
 	v->zero = malloc((size_t)CP);
-	if (!v->w || !v->cterm || !v->dwc || !v->mult || !v->left || !v->right || !v->zrow ||
-	    !v->zero) {
+	int rc = v->w && v->cterm && v->dwc && v->zrow && v->zero
+			 ? vk_rq_fill(&v->rq, CP, C, p->mult, p->shift, p->out_zp, p->act_lo,
+				      p->act_hi, s8)
+			 : -ENOMEM;
+	if (rc) {
 		conv_vnni_free(p);
-		return -ENOMEM;
+		return rc == -ENOMEM ? rc : 0; /* -ERANGE: the node keeps the other kernels */
 	}
 	memset(v->w, 0, (size_t)CP * nq * 4);
 	memset(v->zrow, (uint8_t)p->in_zp, (size_t)CP);
@@ -197,9 +187,6 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 		v->cterm[c] = (int32_t)(uint32_t)(uint64_t)cc;
 		v->dwc[c] = dshift;
 		any_d = any_d || dshift != 0;
-		v->mult[c] = p->mult[c];
-		v->left[c] = p->shift[c] > 0 ? p->shift[c] : 0;
-		v->right[c] = p->shift[c] > 0 ? 0 : -p->shift[c];
 	}
 	v->d = (struct vk_dw){
 		.C = C, .CP = CP, .nq = nq,
@@ -210,9 +197,7 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 		.zrow = v->zrow, .zero = v->zero,
 		.w = v->w,
 		.cterm = v->cterm, .dwc = any_d ? v->dwc : NULL,
-		.mult = v->mult, .left = v->left, .right = v->right,
-		.out_zp = p->out_zp, .lo = p->act_lo, .hi = p->act_hi,
-		.s8out = s8,
+		.rq = v->rq,
 	};
 	return 0;
 }

@@ -9,6 +9,7 @@
  *
  *   y[r][n] = clamp(rq(dot(a_r, w_n) + cterm[n] + dwc[n]·Σ_k a_r[k], mult[n], shift[n]) + out_zp)
  *
+ * (rq: struct vk_rq) *
  * exactly as q_mul_by_qm() (quant.h), int32 arithmetic modulo 2^32 like the
  * reference accumulator.  a_r are K4 unsigned bytes (rows at a constant stride);
  * w is packed by vk_pack_index(): per panel of 16 channels, per 4 consecutive
@@ -25,17 +26,40 @@
 #define VK_PANEL 16  /* channels per packed panel */
 #define VK_NALIGN 32 /* N is padded to this (the widest tile) */
 
+/*
+ * Requantization constants per channel (vk_rq_fill(); see vk_gemm.c for the
+ * arithmetic): arrays of NP entries, the int64 ones per channel pair (even
+ * channels in *_even, odd ones in *_odd).
+ */
+struct vk_rq {
+	const int32_t *mult, *mult_odd, *left, *zadd;
+	const int64_t *b_even, *b_odd, *s_even, *s_odd, *c_even, *c_odd;
+	int32_t lo, hi;  /* clamp, uint8 minus 128 */
+	bool s8out;      /* int8 output (else uint8) */
+	bool any_left;   /* some channel shifts left */
+	/* every channel has the same constants (per-tensor quantization): these */
+	bool uniform;
+	int32_t u_mult, u_left, u_zadd;
+	int64_t u_b, u_s, u_c;
+	void *mem;       /* owner of the arrays (vk_rq_fill) */
+};
+
+/*
+ * Fill q for np channels (n of them real) from TFLite's multipliers and
+ * shifts; 0, -ENOMEM, or -ERANGE if a right shift exceeds 31 (never from
+ * q_quantize_multiplier).  vk_rq_free() releases it.  Baseline code (vk_rq.c).
+ */
+int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *shift,
+	       int32_t out_zp, int32_t act_lo, int32_t act_hi, bool s8);
+void vk_rq_free(struct vk_rq *q);
+
 struct vk_gemm {
 	int K4;               /* bytes per row, a multiple of 4 */
 	int N, NP;            /* channels; NP = N rounded up to VK_NALIGN */
 	const int8_t *w;      /* NP * K4 bytes, vk_pack_index() layout */
 	const int32_t *cterm; /* [NP] added to every accumulator */
 	const int32_t *dwc;   /* [NP] coefficient of the row sum, or NULL (all zero) */
-	const int32_t *mult;  /* [NP] Q31 multipliers */
-	const int32_t *left;  /* [NP] max(shift, 0) */
-	const int32_t *right; /* [NP] max(-shift, 0) */
-	int32_t out_zp, lo, hi;
-	bool s8out; /* int8 output (else uint8) */
+	struct vk_rq rq;
 };
 
 /* Byte offset of weight (k, n) in the packed layout. */
@@ -77,9 +101,8 @@ struct vk_dw {
 	const uint8_t *zrow;  /* CP bytes of the padding value */
 	const uint8_t *zero;  /* CP zero bytes */
 	const int8_t *w;      /* CP · nq · 4 bytes */
-	const int32_t *cterm, *dwc, *mult, *left, *right; /* [CP]; dwc may be NULL */
-	int32_t out_zp, lo, hi;
-	bool s8out;
+	const int32_t *cterm, *dwc; /* [CP]; dwc may be NULL */
+	struct vk_rq rq;
 };
 
 /* Byte offset of the weight of channel c, tap t, for vectors of vl int32 lanes. */

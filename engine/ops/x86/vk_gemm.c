@@ -97,54 +97,81 @@ static inline void chan_order(__m256i a[4])
 
 #define TN (2 * VL) /* channels per tile */
 
+/*
+ * Requantization, q_mul_by_qm() (quant.h) bit for bit, with both roundings in
+ * one 64-bit step.  With ab = (acc << left) · mult (exact in 64 bits) and n
+ * the right shift:
+ *
+ *   SRDHM(a, m)  = floor((ab + 2^30) / 2^31)        (gemmlowp's nudge, both signs)
+ *   RDBPOT(s, n) = floor((s + 2^(n-1) - [s < 0]) / 2^n)   for n >= 1, s for n = 0
+ *
+ * and nested floors of positive divisors compose, so the result is
+ *
+ *   floor((ab + 2^30 + 2^(n+30) - [n >= 1 and ab < -2^30] · 2^31) / 2^(31+n)).
+ *
+ * 2^62 is added so that the 64-bit shift can be logical (no 64-bit
+ * arithmetic shift in AVX2): |ab| < 2^62 keeps the sum in [0, 2^64), and the
+ * 2^(31-n) it adds to the quotient is taken back in zadd, together with the
+ * output zero point and, for uint8, the -128 that lets both types narrow
+ * through int8 (struct vk_rq, filled by vk_rq_fill()).  The multiplier is
+ * never INT32_MIN (q_quantize_multiplier), so SRDHM cannot saturate.
+ */
+#define RQ_NEG_T (-((int64_t)1 << 30))
+
 #if VK_W == 512
 #ifdef VK_SIMDE
-typedef simde__mmask16 mask16;
+typedef simde__mmask8 mask8;
 #else
-typedef __mmask16 mask16;
+typedef __mmask8 mask8;
 #endif
-/* q_mul_by_qm() on 16 lanes.  SRDHM as floor((x·m + 2^30) / 2^31), which is
- * gemmlowp's nudge-and-truncate for both signs; the multiplier is never
- * INT32_MIN (q_quantize_multiplier), so its overflow case cannot occur.
- * Written with the instructions SIMDe 0.7 also provides (no srav/srai). */
-static inline vec requant(vec acc, vec mult, vec left, vec right)
+
+static inline __m512i rq_half(__m512i ab, __m512i b, __m512i sh, __m512i c)
 {
-	const __m512i half31 = _mm512_set1_epi64((int64_t)1 << 30);
-	const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
-	const __m512i ones = _mm512_set1_epi32(-1);
-	__m512i xs = _mm512_sllv_epi32(acc, left);
-	__m512i pe = _mm512_mul_epi32(xs, mult);
-	__m512i po = _mm512_mul_epi32(_mm512_srli_epi64(xs, 32), _mm512_srli_epi64(mult, 32));
-	pe = _mm512_srli_epi64(_mm512_add_epi64(pe, half31), 31);
-	po = _mm512_srli_epi64(_mm512_add_epi64(po, half31), 31);
-	__m512i r = _mm512_mask_blend_epi32((mask16)0xAAAA, pe, _mm512_slli_epi64(po, 32));
-	/* rounding divide by 2^right, ties away from zero */
-	mask16 neg = _mm512_cmpgt_epi32_mask(zero, r);
-	__m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
-	__m512i rem = _mm512_and_si512(r, mask);
-	__m512i thr = _mm512_srli_epi32(mask, 1);
-	thr = _mm512_mask_add_epi32(thr, neg, thr, one);
-	/* arithmetic shift: ~(~r >> n) for negative r */
-	__m512i sgn = _mm512_mask_blend_epi32(neg, zero, ones);
-	__m512i q = _mm512_xor_si512(_mm512_srlv_epi32(_mm512_xor_si512(r, sgn), right), sgn);
-	return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, thr), q, one);
+	mask8 neg = _mm512_cmpgt_epi64_mask(_mm512_set1_epi64(RQ_NEG_T), ab);
+	__m512i t = _mm512_add_epi64(ab, b);
+	t = _mm512_mask_sub_epi64(t, neg, t, c);
+	return _mm512_srlv_epi64(t, sh);
 }
 
-static inline void store_bytes(int32_t lo, int32_t hi, bool s8out, uint8_t *dst, vec v, int cnt)
+/* Requantize 16 lanes of channels n0.., add zadd, clamp, narrow, store cnt bytes. */
+static inline void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
 {
-	v = _mm512_max_epi32(v, _mm512_set1_epi32(lo));
-	v = _mm512_min_epi32(v, _mm512_set1_epi32(hi));
-	/* in range after the clamp; uint8 goes through int8 with the sign bit flipped */
-	if (!s8out)
-		v = _mm512_sub_epi32(v, _mm512_set1_epi32(128));
-	__m128i b = _mm512_cvtsepi32_epi8(v);
-	if (!s8out)
-		b = _mm_xor_si128(b, _mm_set1_epi8((char)0x80));
+	__m512i ae, ao, re, ro, zadd;
+	if (q->uniform) { /* constants in registers */
+		if (q->any_left)
+			acc = _mm512_sllv_epi32(acc, _mm512_set1_epi32(q->u_left));
+		const __m512i m = _mm512_set1_epi32(q->u_mult), b = _mm512_set1_epi64(q->u_b);
+		const __m512i sh = _mm512_set1_epi64(q->u_s), c = _mm512_set1_epi64(q->u_c);
+		ae = _mm512_mul_epi32(acc, m);
+		ao = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), m);
+		re = rq_half(ae, b, sh, c);
+		ro = rq_half(ao, b, sh, c);
+		zadd = _mm512_set1_epi32(q->u_zadd);
+	} else {
+		if (q->any_left)
+			acc = _mm512_sllv_epi32(acc, V_LOAD(q->left + n0));
+		ae = _mm512_mul_epi32(acc, V_LOAD(q->mult + n0));
+		ao = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), V_LOAD(q->mult_odd + n0));
+		re = rq_half(ae, V_LOAD(q->b_even + n0 / 2), V_LOAD(q->s_even + n0 / 2),
+			     V_LOAD(q->c_even + n0 / 2));
+		ro = rq_half(ao, V_LOAD(q->b_odd + n0 / 2), V_LOAD(q->s_odd + n0 / 2),
+			     V_LOAD(q->c_odd + n0 / 2));
+		zadd = V_LOAD(q->zadd + n0);
+	}
+	/* the low dwords of re and ro, interleaved */
+	const __m512i idx = _mm512_set_epi32(30, 14, 28, 12, 26, 10, 24, 8, 22, 6, 20, 4, 18, 2, 16, 0);
+	__m512i r = _mm512_permutex2var_epi32(re, idx, ro);
+	r = _mm512_add_epi32(r, zadd);
+	r = _mm512_max_epi32(r, _mm512_set1_epi32(q->lo));
+	r = _mm512_min_epi32(r, _mm512_set1_epi32(q->hi));
+	__m128i bytes = _mm512_cvtsepi32_epi8(r); /* in int8 range after the clamp */
+	if (!q->s8out)
+		bytes = _mm_xor_si128(bytes, _mm_set1_epi8((char)0x80));
 	if (cnt >= 16) {
-		_mm_storeu_si128((__m128i *)(void *)dst, b);
+		_mm_storeu_si128((__m128i *)(void *)dst, bytes);
 	} else {
 		uint8_t tmp[16];
-		_mm_storeu_si128((__m128i *)(void *)tmp, b);
+		_mm_storeu_si128((__m128i *)(void *)tmp, bytes);
 		memcpy(dst, tmp, (size_t)cnt);
 	}
 }
@@ -168,36 +195,52 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 	return (int32_t)(l[0] + l[1] + l[2] + l[3] + l[4] + l[5] + l[6] + l[7]);
 }
 #else
-/* q_mul_by_qm() on 8 lanes, as the 512-bit variant above. */
-static inline vec requant(vec acc, vec mult, vec left, vec right)
+static inline __m256i rq_half(__m256i ab, __m256i b, __m256i sh, __m256i c)
 {
-	const __m256i half31 = _mm256_set1_epi64x((int64_t)1 << 30);
-	const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
-	__m256i xs = _mm256_sllv_epi32(acc, left);
-	__m256i pe = _mm256_mul_epi32(xs, mult);
-	__m256i po = _mm256_mul_epi32(_mm256_srli_epi64(xs, 32), _mm256_srli_epi64(mult, 32));
-	pe = _mm256_srli_epi64(_mm256_add_epi64(pe, half31), 31);
-	po = _mm256_srli_epi64(_mm256_add_epi64(po, half31), 31);
-	__m256i r = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
-	__m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
-	__m256i rem = _mm256_and_si256(r, mask);
-	__m256i thr = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), _mm256_cmpgt_epi32(zero, r));
-	__m256i q = _mm256_srav_epi32(r, right);
-	return _mm256_sub_epi32(q, _mm256_cmpgt_epi32(rem, thr));
+	__m256i neg = _mm256_cmpgt_epi64(_mm256_set1_epi64x(RQ_NEG_T), ab);
+	__m256i t = _mm256_add_epi64(ab, b);
+	t = _mm256_sub_epi64(t, _mm256_and_si256(neg, c));
+	return _mm256_srlv_epi64(t, sh);
 }
 
-static inline void store_bytes(int32_t lo, int32_t hi, bool s8out, uint8_t *dst, vec v, int cnt)
+static inline void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
 {
-	v = _mm256_max_epi32(v, _mm256_set1_epi32(lo));
-	v = _mm256_min_epi32(v, _mm256_set1_epi32(hi));
-	/* in range after the clamp, so the saturating packs are plain narrowing */
-	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-	__m128i b = s8out ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+	__m256i ae, ao, re, ro, zadd;
+	if (q->uniform) { /* constants in registers */
+		if (q->any_left)
+			acc = _mm256_sllv_epi32(acc, _mm256_set1_epi32(q->u_left));
+		const __m256i m = _mm256_set1_epi32(q->u_mult), b = _mm256_set1_epi64x(q->u_b);
+		const __m256i sh = _mm256_set1_epi64x(q->u_s), c = _mm256_set1_epi64x(q->u_c);
+		ae = _mm256_mul_epi32(acc, m);
+		ao = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), m);
+		re = rq_half(ae, b, sh, c);
+		ro = rq_half(ao, b, sh, c);
+		zadd = _mm256_set1_epi32(q->u_zadd);
+	} else {
+		if (q->any_left)
+			acc = _mm256_sllv_epi32(acc, V_LOAD(q->left + n0));
+		ae = _mm256_mul_epi32(acc, V_LOAD(q->mult + n0));
+		ao = _mm256_mul_epi32(_mm256_srli_epi64(acc, 32), V_LOAD(q->mult_odd + n0));
+		re = rq_half(ae, V_LOAD(q->b_even + n0 / 2), V_LOAD(q->s_even + n0 / 2),
+			     V_LOAD(q->c_even + n0 / 2));
+		ro = rq_half(ao, V_LOAD(q->b_odd + n0 / 2), V_LOAD(q->s_odd + n0 / 2),
+			     V_LOAD(q->c_odd + n0 / 2));
+		zadd = V_LOAD(q->zadd + n0);
+	}
+	__m256i r = _mm256_blend_epi32(re, _mm256_slli_epi64(ro, 32), 0xAA);
+	r = _mm256_add_epi32(r, zadd);
+	r = _mm256_max_epi32(r, _mm256_set1_epi32(q->lo));
+	r = _mm256_min_epi32(r, _mm256_set1_epi32(q->hi));
+	/* in int8 range after the clamp, so the saturating packs are plain narrowing */
+	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+	__m128i bytes = _mm_packs_epi16(w, w);
+	if (!q->s8out)
+		bytes = _mm_xor_si128(bytes, _mm_set1_epi8((char)0x80));
 	if (cnt >= 8) {
-		_mm_storel_epi64((__m128i *)(void *)dst, b);
+		_mm_storel_epi64((__m128i *)(void *)dst, bytes);
 	} else {
 		uint8_t tmp[16];
-		_mm_storeu_si128((__m128i *)(void *)tmp, b);
+		_mm_storeu_si128((__m128i *)(void *)tmp, bytes);
 		memcpy(dst, tmp, (size_t)cnt);
 	}
 }
@@ -221,17 +264,14 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 }
 #endif
 
-/* Bias, row-sum term, requantization, zero point, clamp, store of one vector
- * of channels n0.. (G: struct vk_gemm or struct vk_dw, which share the names). */
+/* Bias, row-sum term, requantization and store of one vector of channels n0..
+ * (G: struct vk_gemm or struct vk_dw, which share the names). */
 #define FINISH(G, acc_, n0_, rsv_, dst_, cnt_)                                             \
 	do {                                                                              \
 		vec f_ = V_ADD((acc_), V_LOAD((G)->cterm + (n0_)));                        \
 		if ((G)->dwc)                                                             \
 			f_ = V_ADD(f_, V_MULLO(V_LOAD((G)->dwc + (n0_)), (rsv_)));          \
-		f_ = requant(f_, V_LOAD((G)->mult + (n0_)), V_LOAD((G)->left + (n0_)),      \
-			     V_LOAD((G)->right + (n0_)));                                  \
-		f_ = V_ADD(f_, V_SET1((G)->out_zp));                                      \
-		store_bytes((G)->lo, (G)->hi, (G)->s8out, (dst_), f_, (cnt_));              \
+		rq_store(&(G)->rq, f_, (n0_), (dst_), (cnt_));                            \
 	} while (0)
 
 static inline void finish(const struct vk_gemm *g, vec acc, int n0, int32_t rs, uint8_t *dst)
