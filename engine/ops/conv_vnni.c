@@ -211,6 +211,15 @@ static void im2col_u8(const struct conv_prep *p, const struct conv_vnni *v, cons
 	int oy = rem / p->ow, ox = rem % p->ow;
 	int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
 	uint8_t *d = row;
+	if (!v->flip && p->dwl == 1 && iy0 >= 0 && ix0 >= 0 && iy0 + (p->kh - 1) * p->dh < p->ih &&
+	    ix0 + p->kw - 1 < p->iw) {
+		/* inside the image: a kernel row is kw·ic contiguous input bytes */
+		const size_t span = (size_t)p->kw * ic;
+		for (int ky = 0; ky < p->kh; ky++, d += span)
+			memcpy(d, x + (((size_t)b * p->ih + iy0 + p->dh * ky) * p->iw + ix0) * ic, span);
+		memset(row + v->K, 0, (size_t)(v->g.K4 - v->K));
+		return;
+	}
 	for (int ky = 0; ky < p->kh; ky++) {
 		int iy = iy0 + p->dh * ky;
 		for (int kx = 0; kx < p->kw; kx++, d += ic) {
