@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "codenet.h"
+#include "pool.h"
 #include "log.h"
 #include "model.h"
 #include "tflite.h"
@@ -48,6 +49,7 @@ struct eng_ctx {
 	uint64_t fallbacks;
 	uint8_t **watch; /* per tensor: copy kept after each run, or NULL (lane 0 only) */
 	struct cdn_ctx *cdn; /* CoDeNet models */
+	struct eng_pool *pool; /* cpu, threads > 1: the persistent compute threads */
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -511,6 +513,13 @@ int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *back
 	for (int i = 0; i < c->n_lanes; i++)
 		if (lane_init(&c->lanes[i], m, i == 0 ? threads : 1))
 			goto oom;
+	/* one pool for the lanes of a batch and the operators of lane 0 */
+	if (c->n_lanes > 1 && (r = eng_pool_create(threads, &c->pool))) {
+		seterr(err, errlen, "engine: cannot start %d compute threads: %s", threads,
+		       strerror(-r));
+		goto fail;
+	}
+	c->lanes[0].x.pool = c->pool;
 	if ((r = c->be->open(m, threads, &c->be_priv, err, errlen)))
 		goto fail;
 	for (int i = 0; i < m->g.n_nodes; i++) {
@@ -531,6 +540,7 @@ void eng_ctx_destroy(struct eng_ctx *c)
 {
 	if (!c)
 		return;
+	eng_pool_destroy(c->pool);
 	if (c->be && c->be_priv)
 		c->be->close(c->be_priv);
 	cdn_ctx_destroy(c->cdn);
@@ -690,6 +700,7 @@ static void *lane_main(void *arg)
 	struct lane *l = &j->c->lanes[j->lane];
 	struct eng_exec x = l->x;
 	x.threads = 1; /* the parallelism is across frames here */
+	x.pool = NULL;
 	for (int f = 0; f < j->n; f++) {
 		if (j->lane_of[f] != j->lane)
 			continue;
@@ -699,6 +710,14 @@ static void *lane_main(void *arg)
 			break; /* later frames of this lane may depend on the state */
 	}
 	return NULL;
+}
+
+static void lanes_slice(void *ctx, size_t begin, size_t end, int slot)
+{
+	struct lane_job *jobs = ctx;
+	(void)slot;
+	for (size_t k = begin; k < end; k++)
+		lane_main(&jobs[k]);
 }
 
 /*
@@ -732,20 +751,10 @@ static int run_parallel(struct eng_ctx *c, int n, const uint8_t *const *inputs,
 		rc[f] = -ECANCELED; /* until its lane runs it */
 	}
 	struct lane_job jobs[CTX_MAX_LANES];
-	pthread_t th[CTX_MAX_LANES];
-	bool started[CTX_MAX_LANES] = {false};
-	for (int k = 0; k < c->n_lanes; k++) {
+	for (int k = 0; k < c->n_lanes; k++)
 		jobs[k] = (struct lane_job){c, k, n, lane_of, inputs, states, out, rc};
-		if (load[k] && k > 0)
-			started[k] = pthread_create(&th[k], NULL, lane_main, &jobs[k]) == 0;
-	}
-	lane_main(&jobs[0]);
-	for (int k = 1; k < c->n_lanes; k++) {
-		if (started[k])
-			pthread_join(th[k], NULL);
-		else if (load[k])
-			lane_main(&jobs[k]); /* no thread: run it here */
-	}
+	/* the lanes on the context's threads (more lanes than threads: in turn) */
+	eng_pool_run(c->pool, c->n_lanes, (size_t)c->n_lanes, lanes_slice, jobs);
 	int r = 0;
 	for (int f = 0; f < n && !r; f++)
 		if (rc[f]) {

@@ -462,7 +462,7 @@ int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 	size_t M = (size_t)p->nb * p->oh * p->ow;
 	size_t items = p->dw ? (size_t)p->nb * p->oh : (M + CONV_MB - 1) / CONV_MB;
 	int threads = n->macs >= OPS_PARALLEL_MIN_MACS ? x->threads : 1;
-	ops_parallel_for(threads, items, conv_job_run, &j);
+	ops_parallel_for(x, threads, items, conv_job_run, &j);
 	return 0;
 }
 

@@ -282,13 +282,13 @@ int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x)
 	int threads = n->macs >= OPS_PARALLEL_MIN_MACS ? x->threads : 1;
 	if (p->dw) {
 		struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), NULL, 0};
-		ops_parallel_for(threads, (size_t)p->nb * p->oh, dw_job_run, &j);
+		ops_parallel_for(x, threads, (size_t)p->nb * p->oh, dw_job_run, &j);
 		return 0;
 	}
 	struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), x->scratch,
 			     (size_t)p->nb * p->oh * p->ow};
 	size_t blocks = (j.M + (size_t)p->vnni->mb - 1) / (size_t)p->vnni->mb;
-	ops_parallel_for(threads, blocks, vnni_job_run, &j);
+	ops_parallel_for(x, threads, blocks, vnni_job_run, &j);
 	return 0;
 }
 

@@ -153,10 +153,12 @@ struct eng_node {
 };
 
 /* The running context a kernel sees. */
+struct eng_pool;
 struct eng_exec {
 	uint8_t *arena;
 	void *scratch; /* at least node->scratch_bytes, 64-byte aligned */
 	int threads;   /* compute threads the kernel may use (1 = reference path) */
+	struct eng_pool *pool; /* the context's threads (engine/pool.h), or NULL */
 };
 
 static inline void *eng_tdata(const struct eng_exec *x, const struct eng_tensor *t)
