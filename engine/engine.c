@@ -525,6 +525,7 @@ int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *back
 	for (int i = 0; i < m->g.n_nodes; i++) {
 		c->timings[i].op_name = eng_op_name(m->g.nodes[i].type);
 		c->timings[i].index = i;
+		c->timings[i].macs = m->g.nodes[i].macs;
 	}
 	*out = c;
 	return 0;

@@ -137,6 +137,7 @@ struct eng_op_timing {
 	const char *op_name;
 	int index;
 	int64_t ns;
+	int64_t macs; /* multiply-accumulates of the op per frame (TFLite models; else 0) */
 };
 int eng_ctx_op_timings(const struct eng_ctx *c, const struct eng_op_timing **t, int *n);
 
