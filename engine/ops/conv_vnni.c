@@ -92,16 +92,19 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
 	memset(v->w, 0, (size_t)NP * K4);
 	const void *w = n->in[1]->const_data;
 	const int32_t *bias = (n->n_in > 2 && n->in[2]) ? n->in[2]->const_data : NULL;
-	bool any_d = false;
+	/* One shift d for the whole layer (the zero point is per tensor): the GEMM then
+	 * starts each row's accumulators at d · Σu instead of multiplying per channel. */
+	bool fits = true;
+	for (size_t i = 0; i < (size_t)p->oc * K; i++) {
+		int32_t d = q8_get(p->type, w, i) - p->w_zp;
+		fits = fits && d >= -128 && d <= 127;
+	}
+	const int32_t dshift = fits ? 0 : (s8 ? -p->w_zp : 128 - p->w_zp);
+	bool any_d = dshift != 0;
 	for (int o = 0; o < p->oc; o++) {
-		bool fits = true;
 		int64_t wsum = 0;
-		for (int k = 0; k < K; k++) {
-			int32_t d = q8_get(p->type, w, (size_t)o * K + k) - p->w_zp;
-			wsum += d;
-			fits = fits && d >= -128 && d <= 127;
-		}
-		int32_t dshift = fits ? 0 : (s8 ? -p->w_zp : 128 - p->w_zp);
+		for (int k = 0; k < K; k++)
+			wsum += q8_get(p->type, w, (size_t)o * K + k) - p->w_zp;
 		for (int k = 0; k < K; k++) {
 			int32_t d = q8_get(p->type, w, (size_t)o * K + k) - p->w_zp - dshift;
 			v->w[vk_pack_index(K4, k, o)] = (int8_t)d; /* in range by the choice of dshift */
@@ -109,7 +112,6 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
 		int64_t c = (bias ? bias[o] : 0) - (int64_t)(ox + p->in_zp) * wsum;
 		v->cterm[o] = (int32_t)(uint32_t)(uint64_t)c;
 		v->dwc[o] = dshift;
-		any_d = any_d || dshift != 0;
 	}
 	v->g = (struct vk_gemm){
 		.K4 = K4,
@@ -118,6 +120,8 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
 		.w = v->w,
 		.cterm = v->cterm,
 		.dwc = any_d ? v->dwc : NULL,
+		.dwc_uniform = any_d,
+		.dwc_u = dshift,
 		.rq = v->rq,
 	};
 	/* rows per block: about 96 KiB of rows stays in L2 next to the weights */

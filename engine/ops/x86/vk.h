@@ -59,6 +59,8 @@ struct vk_gemm {
 	const int8_t *w;      /* NP * K4 bytes, vk_pack_index() layout */
 	const int32_t *cterm; /* [NP] added to every accumulator */
 	const int32_t *dwc;   /* [NP] coefficient of the row sum, or NULL (all zero) */
+	bool dwc_uniform;     /* every dwc[n] is dwc_u: the row's accumulators start at dwc_u·Σa_r */
+	int32_t dwc_u;
 	struct vk_rq rq;
 };
 

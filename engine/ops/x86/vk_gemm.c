@@ -277,6 +277,11 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 static inline void finish(const struct vk_gemm *g, vec acc, int n0, int32_t rs, uint8_t *dst)
 {
 	int cnt = g->N - n0;
+	if (g->dwc_uniform) { /* the row-sum term is already in acc (tile) */
+		acc = V_ADD(acc, V_LOAD(g->cterm + n0));
+		rq_store(&g->rq, acc, n0, dst, cnt < VL ? cnt : VL);
+		return;
+	}
 	FINISH(g, acc, n0, V_SET1(rs), dst, cnt < VL ? cnt : VL);
 }
 
@@ -288,27 +293,33 @@ static inline void finish(const struct vk_gemm *g, vec acc, int n0, int32_t rs, 
 static inline __attribute__((always_inline)) void tile(const struct vk_gemm *g, const uint8_t *a,
 							size_t lda, const int8_t *b0,
 							const int8_t *b1, int n0, const int32_t *rs,
-							uint8_t *y, size_t ldy, int mr)
+							uint8_t *y, size_t ldy, int mr,
+							const bool two)
 {
 	/* named accumulators and row pointers: arrays made gcc spill */
-#define DECL(r) vec c0_##r = V_ZERO(), c1_##r = V_ZERO(); const uint8_t *a_##r = a + (size_t)(r) * lda;
+	/* a uniform row-sum term starts the accumulators (int32 wrap-around, like the rest) */
+	const bool u0 = g->dwc_uniform;
+#define DECL(r)                                                                           \
+	vec c0_##r = u0 ? V_SET1((int32_t)((uint32_t)g->dwc_u * (uint32_t)rs[r])) : V_ZERO();    \
+	vec c1_##r = c0_##r;                                                              \
+	const uint8_t *a_##r = a + (size_t)(r) * lda;
 	ROWS(DECL)
 #undef DECL
 	const int k4n = g->K4 / 4;
 	for (int kk = 0; kk < k4n; kk++) {
-		vec w0 = V_LOAD(b0 + (size_t)kk * 64), w1 = V_LOAD(b1 + (size_t)kk * 64);
+		vec w0 = V_LOAD(b0 + (size_t)kk * 64), w1 = two ? V_LOAD(b1 + (size_t)kk * 64) : w0;
 #define STEP(r)                                                                           \
 	{                                                                                 \
 		int32_t av;                                                               \
 		memcpy(&av, a_##r + (size_t)kk * 4, 4);                                   \
 		vec u = V_SET1(av);                                                       \
 		c0_##r = V_DP(c0_##r, u, w0);                                             \
-		c1_##r = V_DP(c1_##r, u, w1);                                             \
+		if (two)                                                                  \
+			c1_##r = V_DP(c1_##r, u, w1);                                     \
 	}
 		ROWS(STEP)
 #undef STEP
 	}
-	const bool two = n0 + VL < g->N;
 #define FIN(r)                                                                            \
 	if ((r) < mr) {                                                                   \
 		uint8_t *d = y + (size_t)(r) * ldy + n0;                                  \
@@ -345,12 +356,21 @@ void VK_NAME(gemm)(const struct vk_gemm *gp, const uint8_t *a, size_t lda, int m
 #else
 		const int8_t *b1 = b0 + 32; /* the upper 8 channels of the same panel */
 #endif
-		for (int m0 = 0; m0 < mfull; m0 += MR)
-			tile(g, a + (size_t)m0 * lda, lda, b0, b1, n0, rs + m0, y + (size_t)m0 * ldy,
-			     ldy, MR);
-		if (mtail)
-			tile(g, scratch, (size_t)g->K4, b0, b1, n0, rs + mfull, y + (size_t)mfull * ldy,
-			     ldy, mtail);
+		if (n0 + VL < g->N) {
+			for (int m0 = 0; m0 < mfull; m0 += MR)
+				tile(g, a + (size_t)m0 * lda, lda, b0, b1, n0, rs + m0,
+				     y + (size_t)m0 * ldy, ldy, MR, true);
+			if (mtail)
+				tile(g, scratch, (size_t)g->K4, b0, b1, n0, rs + mfull,
+				     y + (size_t)mfull * ldy, ldy, mtail, true);
+		} else { /* the last VL channels or fewer: one vector per row */
+			for (int m0 = 0; m0 < mfull; m0 += MR)
+				tile(g, a + (size_t)m0 * lda, lda, b0, b1, n0, rs + m0,
+				     y + (size_t)m0 * ldy, ldy, MR, false);
+			if (mtail)
+				tile(g, scratch, (size_t)g->K4, b0, b1, n0, rs + mfull,
+				     y + (size_t)mfull * ldy, ldy, mtail, false);
+		}
 	}
 }
 
