@@ -21,8 +21,8 @@
  * per vpmaddwd, 16 channels per step.  Requantization runs 8 lanes at a time
  * with the exact fixed-point recipe (simd.h).  Large ops are split over
  * eng_exec.threads (ops_parallel_for).  Without AVX2 the node keeps the
- * reference path.  (An AVX-512 VNNI variant belongs here too, behind the same
- * kernel entry.)  Inference worker thread, plus its short-lived helpers.
+ * reference path.  This is the avx2 kernel set; the VNNI sets are in
+ * conv_vnni.c (kset.h).  Inference worker thread, plus the context's pool.
  */
 #include "conv.h"
 
