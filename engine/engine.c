@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "codenet.h"
+#include "pool.h"
 #include "log.h"
 #include "model.h"
 #include "tflite.h"
@@ -48,6 +49,7 @@ struct eng_ctx {
 	uint64_t fallbacks;
 	uint8_t **watch; /* per tensor: copy kept after each run, or NULL (lane 0 only) */
 	struct cdn_ctx *cdn; /* CoDeNet models */
+	struct eng_pool *pool; /* cpu, threads > 1: the persistent compute threads */
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -237,10 +239,19 @@ static int load_tflite(struct eng_model *m, const uint8_t *buf, size_t len, char
 		       size_t errlen)
 {
 	bool ref = m->g.reference_kernels;
-	int r = eng_tflite_parse(buf, len, &m->g, err, errlen);
-	if (r)
+	enum eng_kset ks = ENG_KS_REF;
+	char why[160] = "";
+	int r = ref ? 0 : eng_kset_select(&ks, why, sizeof(why));
+	if (r) {
+		seterr(err, errlen, "model: %s", why);
+		return r;
+	}
+	if ((r = eng_tflite_parse(buf, len, &m->g, err, errlen)))
 		return r;
 	m->g.reference_kernels = ref;
+	m->g.kset = ks;
+	m->g.kset_given = true;
+	m->info.kernels = eng_kset_name(ks);
 	if ((r = eng_graph_prepare(&m->g, err, errlen)))
 		return r;
 	return setup_io(m, err, errlen);
@@ -331,11 +342,11 @@ int eng_model_load_mem(const char *name, const uint8_t *buf, size_t len, enum en
 	    (r = eng_labels_load(labels_path, &m->labels, &m->n_labels, err, errlen)))
 		goto fail;
 	log_info("engine", "model %s: %d ops, %d tensors, input %dx%dx%d, %d classes, "
-		 "arena %zu KiB (largest live set %zu KiB), weights %zu KiB, %.3f GMAC",
+		 "arena %zu KiB (largest live set %zu KiB), weights %zu KiB, %.3f GMAC, kernels %s",
 		 m->name, m->info.n_ops, m->info.n_tensors, m->info.input_width,
 		 m->info.input_height, m->info.input_channels, m->info.n_classes,
 		 m->g.arena_bytes >> 10, m->g.live_peak >> 10, m->info.weight_bytes >> 10,
-		 m->info.gmac);
+		 m->info.gmac, m->info.kernels ? m->info.kernels : "n/a");
 	*out = m;
 	return 0;
 fail:
@@ -502,11 +513,19 @@ int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *back
 	for (int i = 0; i < c->n_lanes; i++)
 		if (lane_init(&c->lanes[i], m, i == 0 ? threads : 1))
 			goto oom;
+	/* one pool for the lanes of a batch and the operators of lane 0 */
+	if (c->n_lanes > 1 && (r = eng_pool_create(threads, &c->pool))) {
+		seterr(err, errlen, "engine: cannot start %d compute threads: %s", threads,
+		       strerror(-r));
+		goto fail;
+	}
+	c->lanes[0].x.pool = c->pool;
 	if ((r = c->be->open(m, threads, &c->be_priv, err, errlen)))
 		goto fail;
 	for (int i = 0; i < m->g.n_nodes; i++) {
 		c->timings[i].op_name = eng_op_name(m->g.nodes[i].type);
 		c->timings[i].index = i;
+		c->timings[i].macs = m->g.nodes[i].macs;
 	}
 	*out = c;
 	return 0;
@@ -522,6 +541,7 @@ void eng_ctx_destroy(struct eng_ctx *c)
 {
 	if (!c)
 		return;
+	eng_pool_destroy(c->pool);
 	if (c->be && c->be_priv)
 		c->be->close(c->be_priv);
 	cdn_ctx_destroy(c->cdn);
@@ -683,6 +703,7 @@ static void *lane_main(void *arg)
 	struct lane *l = &j->c->lanes[j->lane];
 	struct eng_exec x = l->x;
 	x.threads = 1; /* the parallelism is across frames here */
+	x.pool = NULL;
 	for (int f = 0; f < j->n; f++) {
 		if (j->lane_of[f] != j->lane)
 			continue;
@@ -692,6 +713,14 @@ static void *lane_main(void *arg)
 			break; /* later frames of this lane may depend on the state */
 	}
 	return NULL;
+}
+
+static void lanes_slice(void *ctx, size_t begin, size_t end, int slot)
+{
+	struct lane_job *jobs = ctx;
+	(void)slot;
+	for (size_t k = begin; k < end; k++)
+		lane_main(&jobs[k]);
 }
 
 /*
@@ -725,20 +754,10 @@ static int run_parallel(struct eng_ctx *c, int n, const uint8_t *const *inputs,
 		rc[f] = -ECANCELED; /* until its lane runs it */
 	}
 	struct lane_job jobs[CTX_MAX_LANES];
-	pthread_t th[CTX_MAX_LANES];
-	bool started[CTX_MAX_LANES] = {false};
-	for (int k = 0; k < c->n_lanes; k++) {
+	for (int k = 0; k < c->n_lanes; k++)
 		jobs[k] = (struct lane_job){c, k, n, lane_of, inputs, states, out, rc};
-		if (load[k] && k > 0)
-			started[k] = pthread_create(&th[k], NULL, lane_main, &jobs[k]) == 0;
-	}
-	lane_main(&jobs[0]);
-	for (int k = 1; k < c->n_lanes; k++) {
-		if (started[k])
-			pthread_join(th[k], NULL);
-		else if (load[k])
-			lane_main(&jobs[k]); /* no thread: run it here */
-	}
+	/* the lanes on the context's threads (more lanes than threads: in turn) */
+	eng_pool_run(c->pool, c->n_lanes, (size_t)c->n_lanes, lanes_slice, jobs);
 	int r = 0;
 	for (int f = 0; f < n && !r; f++)
 		if (rc[f]) {

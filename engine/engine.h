@@ -54,6 +54,8 @@ struct eng_model_info {
 	size_t weight_bytes;  /* constant data */
 	size_t state_bytes;   /* recurrent state of one stream (0: not recurrent) */
 	double gmac;          /* multiply-accumulates of one frame, in 1e9 */
+	const char *kernels;  /* CPU kernel set: "ref", "avx2", "avxvnni", "avx512vnni" (TFLite
+			       * models; DETD_KERNELS forces one), or NULL */
 };
 
 struct eng_detection {
@@ -135,6 +137,7 @@ struct eng_op_timing {
 	const char *op_name;
 	int index;
 	int64_t ns;
+	int64_t macs; /* multiply-accumulates of the op per frame (TFLite models; else 0) */
 };
 int eng_ctx_op_timings(const struct eng_ctx *c, const struct eng_op_timing **t, int *n);
 

@@ -316,7 +316,8 @@ int eng_graph_prepare(struct eng_graph *g, char *err, size_t errlen)
 	for (int i = 0; i < g->n_nodes; i++) {
 		struct eng_node *n = &g->nodes[i];
 		const struct eng_kernel *k = g->reference_kernels ? eng_kernel_get_ref(n->type)
-								  : eng_kernel_get(n->type);
+					     : g->kset_given ? eng_kernel_get_set(n->type, g->kset)
+							     : eng_kernel_get(n->type);
 		if (!k || !k->prepare || !k->eval) {
 			gfail(err, errlen, "operator %d (%s) has no kernel in this build", i,
 			      opname(n));

@@ -32,6 +32,8 @@ struct eng_graph {
 	size_t weight_bytes;
 
 	bool reference_kernels; /* set before eng_graph_prepare(): eng_kernel_get_ref() */
+	bool kset_given;        /* set before eng_graph_prepare(): use kset, else the best */
+	enum eng_kset kset;
 
 	/* Filled by eng_graph_prepare(). */
 	int n_prepared;        /* nodes whose prepare succeeded (release those) */

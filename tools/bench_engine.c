@@ -193,7 +193,8 @@ static int bench_engine(const struct bench_opts *o)
 	printf("model %s: %d ops, %.3f GMAC/frame, input %dx%dx%d, arena %zu KiB\n", mi->name,
 	       mi->n_ops, mi->gmac, mi->input_width, mi->input_height, mi->input_channels,
 	       mi->arena_bytes / 1024);
-	printf("threads %d, batch %d, runs %d, inputs %d\n", o->threads, o->batch, o->runs, n_inputs);
+	printf("threads %d, batch %d, runs %d, inputs %d, kernels %s\n", o->threads, o->batch,
+	       o->runs, n_inputs, mi->kernels ? mi->kernels : "n/a");
 	printf("\n%-5s %-30s %10s %10s %10s %7s\n", "op", "name", "median_ms", "min_ms", "max_ms",
 	       "share");
 	const struct eng_op_timing *t = NULL;
@@ -211,8 +212,9 @@ static int bench_engine(const struct bench_opts *o)
 		printf("%-5d %-30s %10.3f %10.3f %10.3f %6.1f%%\n", t[k].index, t[k].op_name, meds[k],
 		       v[0], v[o->runs - 1], sum_med > 0 ? 100.0 * meds[k] / sum_med : 0.0);
 	}
-	/* per op type: sum of the per-op medians */
-	printf("\n%-30s %10s %7s\n", "op type", "median_ms", "share");
+	/* per op type: sum of the per-op medians; GOP/s = 2 · MACs / time (one frame per
+	 * lane: the per-op times are those of one frame) */
+	printf("\n%-30s %10s %7s %8s\n", "op type", "median_ms", "share", "GOP/s");
 	for (int k = 0; k < nt && k < mi->n_ops; k++) {
 		bool seen = false;
 		for (int j = 0; j < k; j++)
@@ -220,11 +222,16 @@ static int bench_engine(const struct bench_opts *o)
 				seen = true;
 		if (seen)
 			continue;
-		double s = 0.0;
+		double s = 0.0, macs = 0.0;
 		for (int j = k; j < nt && j < mi->n_ops; j++)
-			if (!strcmp(t[j].op_name, t[k].op_name))
+			if (!strcmp(t[j].op_name, t[k].op_name)) {
 				s += meds[j];
-		printf("%-30s %10.3f %6.1f%%\n", t[k].op_name, s, sum_med > 0 ? 100.0 * s / sum_med : 0.0);
+				macs += (double)t[j].macs;
+			}
+		printf("%-30s %10.3f %6.1f%%", t[k].op_name, s, sum_med > 0 ? 100.0 * s / sum_med : 0.0);
+		if (macs > 0 && s > 0)
+			printf(" %8.1f", 2.0 * macs / (s * 1e6));
+		printf("\n");
 	}
 	free(meds);
 	double med, mn, mx, cmed, cmn, cmx;

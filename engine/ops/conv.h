@@ -31,6 +31,7 @@ struct conv_prep {
 	float *wf;       /* float: conv [taps][ic][OCp], depthwise [taps][OCp] */
 	float *bf;       /* float: bias padded to OCp, or NULL (no bias: nothing is added) */
 	const float *wsrc; /* float conv: the model's filter, for conv_f32_sum_split() */
+	struct conv_vnni *vnni; /* VNNI kernel sets (conv_vnni.c), or NULL */
 };
 
 int conv_prepare_common(struct eng_node *n, bool dw, char *err, size_t errlen);
@@ -46,5 +47,23 @@ float conv_f32_sum_split(const struct conv_prep *p, const float *x, const float 
 /* conv_fast_f32.c: float32 variants (AVX2), same summation order as the reference. */
 int conv_prepare_f32_fast(const struct eng_node *n, struct conv_prep *p);
 void conv_eval_f32_fast(const struct conv_prep *p, const float *x, float *y);
+
+/* conv_fast.c: the AVX2 kernel set (falls back to the reference loops by itself). */
+int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen);
+int dwconv_prepare_fast(struct eng_node *n, char *err, size_t errlen);
+int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x);
+
+/*
+ * conv_vnni.c: CONV_2D on the u8×s8 VNNI GEMM (x86/vk.h).  conv_vnni_prepare()
+ * packs the weights of a prepared 8-bit conv node for fn (p->vnni); it leaves
+ * p->vnni NULL (returns 0) when the node does not qualify, and returns -ENOMEM
+ * on allocation failure.  conv_vnni_eval() runs a node with p->vnni set.
+ */
+#include "x86/vk.h"
+int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn);
+/* The same for DEPTHWISE_CONV_2D (depth multiplier 1); vl: int32 lanes of fn's vectors. */
+int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, int vl);
+int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x);
+void conv_vnni_free(struct conv_prep *p);
 
 #endif

@@ -21,8 +21,8 @@
  * per vpmaddwd, 16 channels per step.  Requantization runs 8 lanes at a time
  * with the exact fixed-point recipe (simd.h).  Large ops are split over
  * eng_exec.threads (ops_parallel_for).  Without AVX2 the node keeps the
- * reference path.  (An AVX-512 VNNI variant belongs here too, behind the same
- * kernel entry.)  Inference worker thread, plus its short-lived helpers.
+ * reference path.  This is the avx2 kernel set; the VNNI sets are in
+ * conv_vnni.c (kset.h).  Inference worker thread, plus the context's pool.
  */
 #include "conv.h"
 
@@ -320,7 +320,7 @@ static bool fast_f32_ok(const struct eng_node *n, const struct conv_prep *p)
 	       p->kh * p->kw <= DW_MAX_TAPS && simd_have_avx2();
 }
 
-static int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
+int conv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 {
 	int rc = conv_prepare_common(n, false, err, errlen);
 	if (rc)
@@ -372,7 +372,7 @@ fail:
 	return rc;
 }
 
-static int dwconv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
+int dwconv_prepare_fast(struct eng_node *n, char *err, size_t errlen)
 {
 	int rc = conv_prepare_common(n, true, err, errlen);
 	if (rc)
@@ -453,7 +453,7 @@ static void conv_job_run(void *ctx, size_t begin, size_t end, int slot)
 	}
 }
 
-static int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
+int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct conv_prep *p = n->prep;
 	if (!p->fast)
@@ -466,7 +466,7 @@ static int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 	size_t M = (size_t)p->nb * p->oh * p->ow;
 	size_t items = p->dw ? (size_t)p->nb * p->oh : (M + CONV_MB - 1) / CONV_MB;
 	int threads = n->macs >= OPS_PARALLEL_MIN_MACS ? x->threads : 1;
-	ops_parallel_for(threads, items, conv_job_run, &j);
+	ops_parallel_for(x, threads, items, conv_job_run, &j);
 	return 0;
 }
 

@@ -97,17 +97,20 @@ int ops_check_io(const struct eng_node *n, int min_in, int min_out, char *err, s
 
 /*
  * Split [0, n) into up to min(threads, OPS_MAX_THREADS) contiguous slices and
- * run fn on each, slice 0 on the calling thread, the others on short-lived
- * threads joined before returning (a slice whose thread cannot be created runs
- * on the caller).  slot (0..OPS_MAX_THREADS-1) selects per-thread scratch.
- * Kernels use it only for large ops: a thread costs tens of microseconds.
+ * run fn on each, slice 0 on the calling thread, the others on the context's
+ * persistent threads (x->pool, engine/pool.h).  Without a pool (kernels
+ * called directly, e.g. by unit tests) the other slices run on short-lived
+ * threads joined before returning.  slot (0..OPS_MAX_THREADS-1) selects
+ * per-thread scratch.  Kernels use it only for large ops.
  */
 #define OPS_MAX_THREADS 4
 #define OPS_PARALLEL_MIN_MACS 2000000
 typedef void (*ops_range_fn)(void *ctx, size_t begin, size_t end, int slot);
-void ops_parallel_for(int threads, size_t n, ops_range_fn fn, void *ctx);
+void ops_parallel_for(const struct eng_exec *x, int threads, size_t n, ops_range_fn fn, void *ctx);
 
 extern const struct eng_kernel eng_k_conv_ref, eng_k_conv_fast;
+extern const struct eng_kernel eng_k_conv_avxvnni, eng_k_conv_avx512vnni;
+extern const struct eng_kernel eng_k_dwconv_avxvnni, eng_k_dwconv_avx512vnni;
 extern const struct eng_kernel eng_k_dwconv_ref, eng_k_dwconv_fast;
 extern const struct eng_kernel eng_k_add, eng_k_add_fast, eng_k_mul, eng_k_mul_fast;
 extern const struct eng_kernel eng_k_concat, eng_k_split, eng_k_reshape;

@@ -153,10 +153,12 @@ struct eng_node {
 };
 
 /* The running context a kernel sees. */
+struct eng_pool;
 struct eng_exec {
 	uint8_t *arena;
 	void *scratch; /* at least node->scratch_bytes, 64-byte aligned */
 	int threads;   /* compute threads the kernel may use (1 = reference path) */
+	struct eng_pool *pool; /* the context's threads (engine/pool.h), or NULL */
 };
 
 static inline void *eng_tdata(const struct eng_exec *x, const struct eng_tensor *t)
@@ -172,9 +174,12 @@ struct eng_kernel {
 	void (*release)(struct eng_node *n);
 };
 
-/* The kernel of an op type (reference or the fastest verified variant). */
+/* The kernel of an op type (reference or the fastest verified variant of eng_kset_best()). */
 const struct eng_kernel *eng_kernel_get(enum eng_op_type type);
 const char *eng_op_name(enum eng_op_type type);
+/* The kernel of an op type in a kernel set (kset.h; ENG_KS_REF: the reference). */
+#include "kset.h"
+const struct eng_kernel *eng_kernel_get_set(enum eng_op_type type, enum eng_kset ks);
 /* The plain reference kernel of an op type (tests compare the two). */
 const struct eng_kernel *eng_kernel_get_ref(enum eng_op_type type);
 

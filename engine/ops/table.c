@@ -62,6 +62,12 @@ const struct eng_kernel *eng_kernel_get_ref(enum eng_op_type type)
 
 const struct eng_kernel *eng_kernel_get(enum eng_op_type type)
 {
+	return eng_kernel_get_set(type, eng_kset_best());
+}
+
+/* The AVX2 set: today's fast kernels. */
+static const struct eng_kernel *kernel_get_avx2(enum eng_op_type type)
+{
 	switch (type) {
 	case ENG_OP_CONV_2D:
 		return &eng_k_conv_fast;
@@ -83,6 +89,29 @@ const struct eng_kernel *eng_kernel_get(enum eng_op_type type)
 		return &eng_k_postprocess_fast;
 	default:
 		return eng_kernel_get_ref(type);
+	}
+}
+
+/* The VNNI sets differ from the AVX2 set in CONV_2D and DEPTHWISE_CONV_2D. */
+const struct eng_kernel *eng_kernel_get_set(enum eng_op_type type, enum eng_kset ks)
+{
+	switch (ks) {
+	case ENG_KS_REF:
+		return eng_kernel_get_ref(type);
+	case ENG_KS_AVX512VNNI:
+		if (type == ENG_OP_CONV_2D)
+			return &eng_k_conv_avx512vnni;
+		if (type == ENG_OP_DEPTHWISE_CONV_2D)
+			return &eng_k_dwconv_avx512vnni;
+		return kernel_get_avx2(type);
+	case ENG_KS_AVXVNNI:
+		if (type == ENG_OP_CONV_2D)
+			return &eng_k_conv_avxvnni;
+		if (type == ENG_OP_DEPTHWISE_CONV_2D)
+			return &eng_k_dwconv_avxvnni;
+		return kernel_get_avx2(type);
+	default:
+		return kernel_get_avx2(type);
 	}
 }
 

@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include "kernels.h"
+#include "pool.h"
 
 int ops_out_size(enum eng_padding pad, int in, int k, int stride, int dilation)
 {
@@ -81,9 +82,13 @@ static void *ops_slice_main(void *arg)
 	return NULL;
 }
 
-void ops_parallel_for(int threads, size_t n, ops_range_fn fn, void *ctx)
+void ops_parallel_for(const struct eng_exec *x, int threads, size_t n, ops_range_fn fn, void *ctx)
 {
 	int t = threads < OPS_MAX_THREADS ? threads : OPS_MAX_THREADS;
+	if (x && x->pool) {
+		eng_pool_run(x->pool, t, n, fn, ctx);
+		return;
+	}
 	if ((size_t)t > n)
 		t = (int)n;
 	if (t <= 1) {

@@ -367,6 +367,56 @@ START_TEST(frame1_first_departing_operator_reference_kernels)
 }
 END_TEST
 
+/* Every kernel set this CPU can run (DETD_KERNELS forces it): the ten
+ * reference frames and every frame-1 tensor, byte for byte. */
+START_TEST(every_kernel_set)
+{
+	enum eng_kset ks = (enum eng_kset)_i;
+	if (!eng_kset_usable(ks)) {
+		fprintf(stderr, "SKIP: kernel set %s: this CPU lacks the instructions\n",
+			eng_kset_name(ks));
+		return;
+	}
+	setenv("DETD_KERNELS", eng_kset_name(ks), 1);
+	struct eng_model *m = load();
+	ck_assert_str_eq(eng_model_info(m)->kernels, eng_kset_name(ks));
+	eng_model_destroy(m);
+	run_frames(false, 10);
+	frame1_diagnostic(false);
+	fprintf(stderr, "kernel set %s: 10 frames and frame-1 tensors match\n", eng_kset_name(ks));
+}
+END_TEST
+
+/* A kernel set that does not exist or that this CPU cannot run fails the load, saying so. */
+START_TEST(forced_kernel_set_errors)
+{
+	const char *d = getenv("DETD_SHARED_DATA");
+	ck_assert_ptr_nonnull(d);
+	char mp[1100];
+	snprintf(mp, sizeof(mp), "%s/traffic/traffic_model.tflite", d);
+	struct eng_model_opts o = {.path = mp};
+	struct eng_model *m = NULL;
+	char err[512] = "";
+	setenv("DETD_KERNELS", "avx1024", 1);
+	ck_assert_int_eq(eng_model_load(&o, &m, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_null(m);
+	ck_assert_msg(strstr(err, "DETD_KERNELS=avx1024") != NULL, "%s", err);
+	for (int i = 0; i < ENG_KS__COUNT; i++) {
+		if (eng_kset_usable((enum eng_kset)i))
+			continue;
+		setenv("DETD_KERNELS", eng_kset_name((enum eng_kset)i), 1);
+		ck_assert_int_eq(eng_model_load(&o, &m, err, sizeof(err)), -ENOTSUP);
+		ck_assert_msg(strstr(err, "lacks") != NULL, "%s", err);
+	}
+	/* the reference kernels ignore the variable */
+	o.reference_kernels = true;
+	setenv("DETD_KERNELS", "avx1024", 1);
+	ck_assert_int_eq(eng_model_load(&o, &m, err, sizeof(err)), 0);
+	ck_assert_str_eq(eng_model_info(m)->kernels, "ref");
+	eng_model_destroy(m);
+}
+END_TEST
+
 /* Contexts share the model read-only: two threads, each with its own context
  * and state, run frames 1..3 at the same time and get identical results. */
 struct worker {
@@ -594,6 +644,8 @@ int main(void)
 	tcase_add_test(tc, frame1_first_departing_operator_reference_kernels);
 	tcase_add_test(tc, ten_frames_with_state);
 	tcase_add_test(tc, reference_kernels_three_frames);
+	tcase_add_loop_test(tc, every_kernel_set, ENG_KS_AVX2, ENG_KS__COUNT);
+	tcase_add_test(tc, forced_kernel_set_errors);
 	tcase_add_test(tc, contexts_in_parallel);
 	tcase_add_test(tc, failing_backend_falls_back_to_cpu);
 	tcase_add_test(tc, api_edges);

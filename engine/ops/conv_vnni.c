@@ -1,0 +1,380 @@
+/*
+ * conv_vnni.c — CONV_2D for 8-bit tensors on the VNNI kernel sets
+ * (avxvnni, avx512vnni): a GEMM with M = batch × output pixels, N = output
+ * channels, K = kh·kw·ic, run by the u8×s8 vpdpbusd kernels of x86/vk_gemm.c.
+ *
+ * Exactness.  The reference accumulates Σ (w − zw)(x − xzp) + bias over the
+ * taps inside the image.  vpdpbusd multiplies unsigned by signed bytes, so
+ * the activations go in as u = x + ox (ox = 0 for uint8, 128 for int8: the
+ * sign bit flipped) and the weights as v = w − zw − d, where d = 0 when every
+ * w − zw of the channel fits in int8, else d = 128 − zw (uint8 weights,
+ * v = w − 128) or −zw (int8 weights, v = w).  With x − xzp = u − ox − xzp:
+ *
+ *   Σ (v + d)(u − ox − xzp) + bias
+ *     = dot(u, v) + d · Σu + [bias − (ox + xzp) · Σ (w − zw)]
+ *
+ * The bracket is per channel (cterm, at prepare); Σu is per output pixel
+ * (the GEMM computes it only for channels with d ≠ 0).  A padding tap is
+ * written as u = xzp + ox, i.e. x − xzp = 0: the reference's skipped tap.
+ * All int32 modulo 2^32, like the reference accumulator.
+ *
+ * Layout.  1×1 stride-1 convs on uint8 with ic % 4 == 0 read the NHWC input
+ * directly (each pixel is a GEMM row); others build im2col rows of K4 bytes
+ * (K rounded up to 4, zero-filled) per block of rows in the per-thread
+ * scratch.  Weights are packed once at load.  Blocks of rows are split over
+ * eng_exec.threads.  Inference worker thread; prepare at model load.
+ */
+#include "conv.h"
+
+struct conv_vnni {
+	struct vk_gemm g;
+	vk_gemm_fn fn;
+	bool direct;  /* rows are the input pixels */
+	bool flip;    /* int8 input: u = x ^ 0x80 */
+	uint8_t pad_u;
+	int K, mb;    /* real K; rows per block */
+	size_t slot_bytes;
+	int8_t *w;
+	int32_t *cterm, *dwc;
+	struct vk_rq rq;
+	/* depthwise */
+	struct vk_dw d;
+	vk_dw_fn dwfn;
+	uint8_t *zrow, *zero;
+};
+
+void conv_vnni_free(struct conv_prep *p)
+{
+	struct conv_vnni *v = p ? p->vnni : NULL;
+	if (!v)
+		return;
+	free(v->w);
+	free(v->cterm);
+	free(v->dwc);
+	vk_rq_free(&v->rq);
+	free(v->zrow);
+	free(v->zero);
+	free(v);
+	p->vnni = NULL;
+}
+
+int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
+{
+	if (p->dw || !dt_is_q8(p->type) || !n->in[1]->is_const ||
+	    (n->n_in > 2 && n->in[2] && !n->in[2]->is_const))
+		return 0;
+	for (int o = 0; o < p->oc; o++)
+		if (p->mult[o] == INT32_MIN)
+			return 0; /* impossible from q_quantize_multiplier(); the kernel relies on it */
+	struct conv_vnni *v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	p->vnni = v;
+	const bool s8 = p->type == ENG_DT_I8;
+	const int K = p->kh * p->kw * p->ic, K4 = (K + 3) & ~3;
+	const int NP = (p->oc + VK_NALIGN - 1) / VK_NALIGN * VK_NALIGN;
+	const int32_t ox = s8 ? 128 : 0;
+	v->fn = fn;
+	v->K = K;
+	v->flip = s8;
+	v->pad_u = (uint8_t)(p->in_zp + ox);
+	v->direct = !s8 && p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->ic % 4 == 0;
+	v->w = aligned_alloc(64, (size_t)NP * K4);
+	v->cterm = calloc((size_t)NP, sizeof(int32_t));
+	v->dwc = calloc((size_t)NP, sizeof(int32_t));
+	int rc = v->w && v->cterm && v->dwc ? vk_rq_fill(&v->rq, NP, p->oc, p->mult, p->shift,
+							  p->out_zp, p->act_lo, p->act_hi, s8)
+					    : -ENOMEM;
+	if (rc) {
+		conv_vnni_free(p);
+		return rc == -ENOMEM ? rc : 0; /* -ERANGE: the node keeps the other kernels */
+	}
+	memset(v->w, 0, (size_t)NP * K4);
+	const void *w = n->in[1]->const_data;
+	const int32_t *bias = (n->n_in > 2 && n->in[2]) ? n->in[2]->const_data : NULL;
+	/* One shift d for the whole layer (the zero point is per tensor): the GEMM then
+	 * starts each row's accumulators at d · Σu instead of multiplying per channel. */
+	bool fits = true;
+	for (size_t i = 0; i < (size_t)p->oc * K; i++) {
+		int32_t d = q8_get(p->type, w, i) - p->w_zp;
+		fits = fits && d >= -128 && d <= 127;
+	}
+	const int32_t dshift = fits ? 0 : (s8 ? -p->w_zp : 128 - p->w_zp);
+	bool any_d = dshift != 0;
+	for (int o = 0; o < p->oc; o++) {
+		int64_t wsum = 0;
+		for (int k = 0; k < K; k++)
+			wsum += q8_get(p->type, w, (size_t)o * K + k) - p->w_zp;
+		for (int k = 0; k < K; k++) {
+			int32_t d = q8_get(p->type, w, (size_t)o * K + k) - p->w_zp - dshift;
+			v->w[vk_pack_index(K4, k, o)] = (int8_t)d; /* in range by the choice of dshift */
+		}
+		int64_t c = (bias ? bias[o] : 0) - (int64_t)(ox + p->in_zp) * wsum;
+		v->cterm[o] = (int32_t)(uint32_t)(uint64_t)c;
+		v->dwc[o] = dshift;
+	}
+	v->g = (struct vk_gemm){
+		.K4 = K4,
+		.N = p->oc,
+		.NP = NP,
+		.w = v->w,
+		.cterm = v->cterm,
+		.dwc = any_d ? v->dwc : NULL,
+		.dwc_uniform = any_d,
+		.dwc_u = dshift,
+		.rq = v->rq,
+	};
+	/* rows per block: about 96 KiB of rows stays in L2 next to the weights */
+	int mb = (96 * 1024 / K4) / 24 * 24; /* whole tiles of 8 and of 6 rows */
+	v->mb = mb < 24 ? 24 : mb > 240 ? 240 : mb;
+	size_t slot = vk_scratch_bytes(K4) + (v->direct ? 0 : (size_t)v->mb * K4);
+	v->slot_bytes = (slot + 63) & ~(size_t)63;
+	n->scratch_bytes = (size_t)OPS_MAX_THREADS * v->slot_bytes;
+	return 0;
+}
+
+/*
+ * Depthwise: the same algebra per channel over its taps; the taps of one
+ * channel go 4 to an int32 lane (vk_dw_pack_index for vectors of vl lanes).
+ * zrow holds the input zero point and zero the byte whose u is 0, both as
+ * stored in the tensor (the kernel flips int8 bytes itself).
+ */
+int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, int vl)
+{
+	const int taps = p->kh * p->kw;
+	if (!p->dw || p->dm != 1 || taps > 64 || !dt_is_q8(p->type) || !n->in[1]->is_const ||
+	    (n->n_in > 2 && n->in[2] && !n->in[2]->is_const))
+		return 0;
+	for (int o = 0; o < p->oc; o++)
+		if (p->mult[o] == INT32_MIN)
+			return 0;
+	struct conv_vnni *v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	p->vnni = v;
+	const bool s8 = p->type == ENG_DT_I8;
+	const int C = p->oc, CP = (C + 63) / 64 * 64, nq = (taps + 3) / 4;
+	const int32_t ox = s8 ? 128 : 0;
+	v->dwfn = fn;
+	v->w = aligned_alloc(64, (size_t)CP * nq * 4);
+	v->cterm = calloc((size_t)CP, sizeof(int32_t));
+	v->dwc = calloc((size_t)CP, sizeof(int32_t));
+	v->zrow = malloc((size_t)CP);
+	v->zero = malloc((size_t)CP);
+	int rc = v->w && v->cterm && v->dwc && v->zrow && v->zero
+			 ? vk_rq_fill(&v->rq, CP, C, p->mult, p->shift, p->out_zp, p->act_lo,
+				      p->act_hi, s8)
+			 : -ENOMEM;
+	if (rc) {
+		conv_vnni_free(p);
+		return rc == -ENOMEM ? rc : 0; /* -ERANGE: the node keeps the other kernels */
+	}
+	memset(v->w, 0, (size_t)CP * nq * 4);
+	memset(v->zrow, (uint8_t)p->in_zp, (size_t)CP);
+	memset(v->zero, s8 ? 0x80 : 0, (size_t)CP);
+	const void *w = n->in[1]->const_data;
+	const int32_t *bias = (n->n_in > 2 && n->in[2]) ? n->in[2]->const_data : NULL;
+	bool any_d = false;
+	for (int c = 0; c < C; c++) {
+		bool fits = true;
+		int64_t wsum = 0;
+		for (int t = 0; t < taps; t++) {
+			int32_t d = q8_get(p->type, w, (size_t)t * C + c) - p->w_zp;
+			wsum += d;
+			fits = fits && d >= -128 && d <= 127;
+		}
+		int32_t dshift = fits ? 0 : (s8 ? -p->w_zp : 128 - p->w_zp);
+		for (int t = 0; t < taps; t++)
+			v->w[vk_dw_pack_index(vl, nq, c, t)] =
+				(int8_t)(q8_get(p->type, w, (size_t)t * C + c) - p->w_zp - dshift);
+		int64_t cc = (bias ? bias[c] : 0) - (int64_t)(ox + p->in_zp) * wsum;
+		v->cterm[c] = (int32_t)(uint32_t)(uint64_t)cc;
+		v->dwc[c] = dshift;
+		any_d = any_d || dshift != 0;
+	}
+	v->d = (struct vk_dw){
+		.C = C, .CP = CP, .nq = nq,
+		.ih = p->ih, .iw = p->iw, .oh = p->oh, .ow = p->ow,
+		.kh = p->kh, .kw = p->kw, .sh = p->sh, .sw = p->sw, .dh = p->dh, .dw = p->dwl,
+		.pt = p->pt, .pl = p->pl,
+		.flip = s8,
+		.zrow = v->zrow, .zero = v->zero,
+		.w = v->w,
+		.cterm = v->cterm, .dwc = any_d ? v->dwc : NULL,
+		.rq = v->rq,
+	};
+	return 0;
+}
+
+/* im2col row of output pixel m: K bytes of u, then zeros up to K4. */
+static void im2col_u8(const struct conv_prep *p, const struct conv_vnni *v, const uint8_t *x,
+		      size_t m, uint8_t *row)
+{
+	const int ohw = p->oh * p->ow, ic = p->ic;
+	int b = (int)(m / (size_t)ohw), rem = (int)(m % (size_t)ohw);
+	int oy = rem / p->ow, ox = rem % p->ow;
+	int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
+	uint8_t *d = row;
+	if (!v->flip && p->dwl == 1 && iy0 >= 0 && ix0 >= 0 && iy0 + (p->kh - 1) * p->dh < p->ih &&
+	    ix0 + p->kw - 1 < p->iw) {
+		/* inside the image: a kernel row is kw·ic contiguous input bytes */
+		const size_t span = (size_t)p->kw * ic;
+		for (int ky = 0; ky < p->kh; ky++, d += span)
+			memcpy(d, x + (((size_t)b * p->ih + iy0 + p->dh * ky) * p->iw + ix0) * ic, span);
+		memset(row + v->K, 0, (size_t)(v->g.K4 - v->K));
+		return;
+	}
+	for (int ky = 0; ky < p->kh; ky++) {
+		int iy = iy0 + p->dh * ky;
+		for (int kx = 0; kx < p->kw; kx++, d += ic) {
+			int ix = ix0 + p->dwl * kx;
+			if (iy < 0 || iy >= p->ih || ix < 0 || ix >= p->iw) {
+				memset(d, v->pad_u, (size_t)ic);
+				continue;
+			}
+			const uint8_t *s = x + (((size_t)b * p->ih + iy) * p->iw + ix) * ic;
+			if (v->flip)
+				for (int c = 0; c < ic; c++)
+					d[c] = s[c] ^ 0x80;
+			else
+				memcpy(d, s, (size_t)ic);
+		}
+	}
+	memset(row + v->K, 0, (size_t)(v->g.K4 - v->K));
+}
+
+struct vnni_job {
+	const struct conv_prep *p;
+	const uint8_t *x;
+	uint8_t *y;
+	uint8_t *scratch;
+	size_t M;
+};
+
+static void vnni_job_run(void *ctx, size_t begin, size_t end, int slot)
+{
+	const struct vnni_job *j = ctx;
+	const struct conv_prep *p = j->p;
+	const struct conv_vnni *v = p->vnni;
+	const size_t K4 = (size_t)v->g.K4;
+	uint8_t *s = j->scratch + (size_t)slot * v->slot_bytes;
+	uint8_t *rows = s + vk_scratch_bytes(v->g.K4);
+	for (size_t blk = begin; blk < end; blk++) {
+		size_t m0 = blk * (size_t)v->mb;
+		int mb = (int)(j->M - m0 < (size_t)v->mb ? j->M - m0 : (size_t)v->mb);
+		uint8_t *y = j->y + m0 * (size_t)p->oc;
+		if (v->direct) {
+			v->fn(&v->g, j->x + m0 * (size_t)p->ic, (size_t)p->ic, mb, y, (size_t)p->oc, s);
+			continue;
+		}
+		for (int r = 0; r < mb; r++)
+			im2col_u8(p, v, j->x, m0 + (size_t)r, rows + (size_t)r * K4);
+		v->fn(&v->g, rows, K4, mb, y, (size_t)p->oc, s);
+	}
+}
+
+static void dw_job_run(void *ctx, size_t begin, size_t end, int slot)
+{
+	const struct vnni_job *j = ctx;
+	(void)slot;
+	j->p->vnni->dwfn(&j->p->vnni->d, j->x, j->y, begin, end);
+}
+
+int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct conv_prep *p = n->prep;
+	int threads = n->macs >= OPS_PARALLEL_MIN_MACS ? x->threads : 1;
+	if (p->dw) {
+		struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), NULL, 0};
+		ops_parallel_for(x, threads, (size_t)p->nb * p->oh, dw_job_run, &j);
+		return 0;
+	}
+	struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), x->scratch,
+			     (size_t)p->nb * p->oh * p->ow};
+	size_t blocks = (j.M + (size_t)p->vnni->mb - 1) / (size_t)p->vnni->mb;
+	ops_parallel_for(x, threads, blocks, vnni_job_run, &j);
+	return 0;
+}
+
+/* The kernel entries of the two VNNI sets: other shapes and types keep the AVX2 path. */
+static int prepare_with(struct eng_node *n, vk_gemm_fn fn, char *err, size_t errlen)
+{
+	int rc = conv_prepare_common(n, false, err, errlen);
+	if (rc)
+		return rc;
+	struct conv_prep *p = n->prep;
+	rc = conv_vnni_prepare(n, p, fn);
+	if (rc) {
+		conv_release(n);
+		KERR(err, errlen, "out of memory packing weights");
+		return rc;
+	}
+	if (p->vnni)
+		return 0;
+	conv_release(n);
+	return conv_prepare_fast(n, err, errlen);
+}
+
+static int prepare_512(struct eng_node *n, char *err, size_t errlen)
+{
+	return prepare_with(n, vk512_gemm, err, errlen);
+}
+
+static int prepare_256(struct eng_node *n, char *err, size_t errlen)
+{
+	return prepare_with(n, vk256_gemm, err, errlen);
+}
+
+static int dw_prepare_with(struct eng_node *n, vk_dw_fn fn, int vl, char *err, size_t errlen)
+{
+	int rc = conv_prepare_common(n, true, err, errlen);
+	if (rc)
+		return rc;
+	struct conv_prep *p = n->prep;
+	/* Measured (tools: detd-bench engine, per op): the VNNI depthwise wins only
+	 * with whole chunks of 4·vl channels and many of them; the AVX2 one (two
+	 * taps per vpmaddwd, no lane shuffles) is faster on narrow layers. */
+	if (p->oc % (4 * vl) != 0 || p->oc < 128) {
+		conv_release(n);
+		return dwconv_prepare_fast(n, err, errlen);
+	}
+	rc = conv_vnni_dw_prepare(n, p, fn, vl);
+	if (rc) {
+		conv_release(n);
+		KERR(err, errlen, "out of memory packing weights");
+		return rc;
+	}
+	if (p->vnni)
+		return 0;
+	conv_release(n);
+	return dwconv_prepare_fast(n, err, errlen);
+}
+
+static int dw_prepare_512(struct eng_node *n, char *err, size_t errlen)
+{
+	return dw_prepare_with(n, vk512_dw, 16, err, errlen);
+}
+
+static int dw_prepare_256(struct eng_node *n, char *err, size_t errlen)
+{
+	return dw_prepare_with(n, vk256_dw, 8, err, errlen);
+}
+
+static int eval_vnni(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct conv_prep *p = n->prep;
+	return p->vnni ? conv_vnni_eval(n, x) : conv_eval_fast(n, x);
+}
+
+static void release_vnni(struct eng_node *n)
+{
+	conv_vnni_free(n->prep);
+	conv_release(n);
+}
+
+const struct eng_kernel eng_k_conv_avx512vnni = {"CONV_2D", prepare_512, eval_vnni, release_vnni};
+const struct eng_kernel eng_k_conv_avxvnni = {"CONV_2D", prepare_256, eval_vnni, release_vnni};
+const struct eng_kernel eng_k_dwconv_avx512vnni = {"DEPTHWISE_CONV_2D", dw_prepare_512, eval_vnni,
+						   release_vnni};
+const struct eng_kernel eng_k_dwconv_avxvnni = {"DEPTHWISE_CONV_2D", dw_prepare_256, eval_vnni,
+						release_vnni};

@@ -1,0 +1,138 @@
+/*
+ * vk.h — the u8×s8 VNNI GEMM with fused requantization (vk_gemm.c), built
+ * once per instruction set: vk512_* (AVX-512 VNNI, 512-bit vpdpbusd) and
+ * vk256_* (AVX-VNNI, 256-bit).  The unit tests build the same source a third
+ * and fourth time against SIMDe (vk512s_*, vk256s_*) to check it on machines
+ * without the instructions.  Internal to engine/ops.
+ *
+ * Computes, for rows r < m and channels n < N:
+ *
+ *   y[r][n] = clamp(rq(dot(a_r, w_n) + cterm[n] + dwc[n]·Σ_k a_r[k], mult[n], shift[n]) + out_zp)
+ *
+ * (rq: struct vk_rq) *
+ * exactly as q_mul_by_qm() (quant.h), int32 arithmetic modulo 2^32 like the
+ * reference accumulator.  a_r are K4 unsigned bytes (rows at a constant stride);
+ * w is packed by vk_pack_index(): per panel of 16 channels, per 4 consecutive
+ * K bytes, 16 lanes × 4 bytes (the vpdpbusd layout).  Callers must check the
+ * CPU (kset.h) before calling a native variant.  Pure; any thread.
+ */
+#ifndef DETD_ENGINE_OPS_X86_VK_H
+#define DETD_ENGINE_OPS_X86_VK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VK_PANEL 16  /* channels per packed panel */
+#define VK_NALIGN 32 /* N is padded to this (the widest tile) */
+
+/*
+ * Requantization constants per channel (vk_rq_fill(); see vk_gemm.c for the
+ * arithmetic): arrays of NP entries, the int64 ones per channel pair (even
+ * channels in *_even, odd ones in *_odd).
+ */
+struct vk_rq {
+	const int32_t *mult, *mult_odd, *left, *zadd;
+	const int64_t *b_even, *b_odd, *s_even, *s_odd, *c_even, *c_odd;
+	int32_t lo, hi;  /* clamp, uint8 minus 128 */
+	bool s8out;      /* int8 output (else uint8) */
+	bool any_left;   /* some channel shifts left */
+	/* every channel has the same constants (per-tensor quantization): these */
+	bool uniform;
+	int32_t u_mult, u_left, u_zadd;
+	int64_t u_b, u_s, u_c;
+	void *mem;       /* owner of the arrays (vk_rq_fill) */
+};
+
+/*
+ * Fill q for np channels (n of them real) from TFLite's multipliers and
+ * shifts; 0, -ENOMEM, or -ERANGE if a right shift exceeds 31 (never from
+ * q_quantize_multiplier).  vk_rq_free() releases it.  Baseline code (vk_rq.c).
+ */
+int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *shift,
+	       int32_t out_zp, int32_t act_lo, int32_t act_hi, bool s8);
+void vk_rq_free(struct vk_rq *q);
+
+struct vk_gemm {
+	int K4;               /* bytes per row, a multiple of 4 */
+	int N, NP;            /* channels; NP = N rounded up to VK_NALIGN */
+	const int8_t *w;      /* NP * K4 bytes, vk_pack_index() layout */
+	const int32_t *cterm; /* [NP] added to every accumulator */
+	const int32_t *dwc;   /* [NP] coefficient of the row sum, or NULL (all zero) */
+	bool dwc_uniform;     /* every dwc[n] is dwc_u: the row's accumulators start at dwc_u·Σa_r */
+	int32_t dwc_u;
+	struct vk_rq rq;
+};
+
+/* Byte offset of weight (k, n) in the packed layout. */
+static inline size_t vk_pack_index(int K4, int k, int n)
+{
+	return (((size_t)(n / VK_PANEL) * (size_t)(K4 / 4) + (size_t)(k / 4)) * VK_PANEL +
+		(size_t)(n % VK_PANEL)) * 4 + (size_t)(k % 4);
+}
+
+#define VK_MR_MAX 8   /* rows of the tallest micro-kernel */
+#define VK_M_MAX 256  /* rows per call */
+
+/* Scratch bytes a call needs (a zero-padded copy of the last, partial row tile). */
+static inline size_t vk_scratch_bytes(int K4)
+{
+	return (size_t)VK_MR_MAX * (size_t)K4;
+}
+
+/*
+ * m (<= VK_M_MAX) rows: row r at a + r * lda (K4 bytes, all readable) → y + r * ldy
+ * (N bytes).  scratch: vk_scratch_bytes(K4) bytes.
+ */
+typedef void (*vk_gemm_fn)(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m,
+			   uint8_t *y, size_t ldy, uint8_t *scratch);
+
+/*
+ * Depthwise (depth multiplier 1) on vpdpbusd: 4 taps of one channel per
+ * int32 lane.  Input rows (NHWC, C bytes per pixel) are read directly; a tap
+ * outside the image reads zrow (C bytes of the padding value u), the taps
+ * added to fill the last quad read zero (a zeroed row) with weight 0.
+ * Weights by vk_dw_pack_index(); cterm/dwc/mult/left/right as in vk_gemm,
+ * dwc multiplying Σ_taps u of the channel.
+ */
+struct vk_dw {
+	int C, CP;            /* channels; CP = C rounded up to 64 */
+	int nq;               /* tap quads: ceil(kh·kw / 4) */
+	int ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl;
+	bool flip;            /* int8 input: u = x ^ 0x80 */
+	const uint8_t *zrow;  /* CP bytes of the padding value */
+	const uint8_t *zero;  /* CP zero bytes */
+	const int8_t *w;      /* CP · nq · 4 bytes */
+	const int32_t *cterm, *dwc; /* [CP]; dwc may be NULL */
+	struct vk_rq rq;
+};
+
+/* Byte offset of the weight of channel c, tap t, for vectors of vl int32 lanes. */
+static inline size_t vk_dw_pack_index(int vl, int nq, int c, int t)
+{
+	int chunk = 4 * vl, G = c / chunk, cc = c % chunk;
+	int lane = (cc / 16) * 4 + cc % 4, j = (cc % 16) / 4;
+	return ((((size_t)G * (size_t)nq + (size_t)(t / 4)) * 4 + (size_t)j) * (size_t)vl +
+		(size_t)lane) * 4 + (size_t)(t % 4);
+}
+
+/* Output rows [r0, r1) over all images (row r: image r / oh, y = r % oh). */
+typedef void (*vk_dw_fn)(const struct vk_dw *d, const uint8_t *x, uint8_t *y, size_t r0,
+			 size_t r1);
+#define VK_DECLARE_DW(fn)                                                                 \
+	void fn(const struct vk_dw *d, const uint8_t *x, uint8_t *y, size_t r0, size_t r1)
+VK_DECLARE_DW(vk512_dw);
+VK_DECLARE_DW(vk256_dw);
+VK_DECLARE_DW(vk512s_dw);
+VK_DECLARE_DW(vk256s_dw);
+
+#define VK_DECLARE(fn)                                                                    \
+	void fn(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, uint8_t *y, \
+		size_t ldy, uint8_t *scratch)
+VK_DECLARE(vk512_gemm);
+VK_DECLARE(vk256_gemm);
+/* SIMDe builds (tests only). */
+VK_DECLARE(vk512s_gemm);
+VK_DECLARE(vk256s_gemm);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * vk_rq.c — the per-channel requantization constants of the VNNI kernels
+ * (struct vk_rq, vk.h).  Baseline x86-64 code, run at model load.
+ */
+#include "vk.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *shift,
+	       int32_t out_zp, int32_t act_lo, int32_t act_hi, bool s8)
+{
+	memset(q, 0, sizeof(*q));
+	for (int c = 0; c < n; c++)
+		if (shift[c] < -31)
+			return -ERANGE;
+	/* one block: 4 int32 arrays of np, 6 int64 arrays of np/2 (+1 for odd np) */
+	const size_t h = (size_t)np / 2 + 1;
+	size_t bytes = 4 * (size_t)np * sizeof(int32_t) + 6 * h * sizeof(int64_t);
+	uint8_t *mem = calloc(1, bytes);
+	if (!mem)
+		return -ENOMEM;
+	int64_t *i64 = (int64_t *)(void *)mem;
+	int64_t *be = i64, *bo = be + h, *se = bo + h, *so = se + h, *ce = so + h, *co = ce + h;
+	int32_t *m32 = (int32_t *)(void *)(co + h), *mo = m32 + np, *left = mo + np, *zadd = left + np;
+	for (int c = 0; c < np; c++) {
+		int32_t m = c < n ? mult[c] : 0;
+		int sh = c < n ? shift[c] : 0;
+		int rn = sh > 0 ? 0 : -sh; /* right shift n, 0..31 */
+		/* floor((ab + 2^62 + 2^30 + 2^(n+30) - corr) / 2^(31+n)) - 2^(31-n): vk_gemm.c */
+		uint64_t b = ((uint64_t)1 << 62) + ((uint64_t)1 << 30) +
+			     (rn ? (uint64_t)1 << (30 + rn) : 0);
+		int64_t corr = rn ? (int64_t)1 << 31 : 0;
+		uint32_t off = (uint32_t)((uint64_t)1 << (31 - rn));
+		m32[c] = m;
+		if (c % 2)
+			mo[c - 1] = m;
+		left[c] = sh > 0 ? (sh & 31) : 0; /* x · 2^(shift mod 32) in int32, as quant.h */
+		q->any_left = q->any_left || left[c] != 0;
+		zadd[c] = (int32_t)((uint32_t)out_zp - off - (s8 ? 0u : 128u));
+		int64_t *bb = c % 2 ? bo : be, *ss = c % 2 ? so : se, *cc = c % 2 ? co : ce;
+		bb[c / 2] = (int64_t)b;
+		ss[c / 2] = 31 + rn;
+		cc[c / 2] = corr;
+	}
+	q->uniform = n > 0;
+	for (int c = 1; c < n; c++)
+		q->uniform = q->uniform && mult[c] == mult[0] && shift[c] == shift[0];
+	if (q->uniform) {
+		q->u_mult = m32[0];
+		q->u_left = left[0];
+		q->u_zadd = zadd[0];
+		q->u_b = be[0];
+		q->u_s = se[0];
+		q->u_c = ce[0];
+	}
+	q->mult = m32;
+	q->mult_odd = mo;
+	q->left = left;
+	q->zadd = zadd;
+	q->b_even = be;
+	q->b_odd = bo;
+	q->s_even = se;
+	q->s_odd = so;
+	q->c_even = ce;
+	q->c_odd = co;
+	q->lo = act_lo - (s8 ? 0 : 128);
+	q->hi = act_hi - (s8 ? 0 : 128);
+	q->s8out = s8;
+	q->mem = mem;
+	return 0;
+}
+
+void vk_rq_free(struct vk_rq *q)
+{
+	if (q) {
+		free(q->mem);
+		q->mem = NULL;
+	}
+}

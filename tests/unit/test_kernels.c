@@ -1,0 +1,342 @@
+/*
+ * test_kernels.c — the CPU kernel sets (engine/ops/kset.c) and the VNNI
+ * convolution (engine/ops/conv_vnni.c, engine/ops/x86/vk_gemm.c) against the
+ * reference kernels, byte for byte, on random shapes: odd sizes, every
+ * padding edge, strides, dilations, zero points at the ends of the type,
+ * per-channel scales, M/N/K that are not multiples of the tiles, several
+ * blocks of rows and several threads.
+ *
+ * The VNNI GEMM is checked twice: as built for the engine (native
+ * instructions: runs only where the CPU has them, else SKIP is printed) and
+ * built from the same source against SIMDe (portable: runs on every
+ * machine where libsimde-dev is installed, else SKIP).
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv.h"
+#include "kset.h"
+#include "testutil.h"
+
+/* ---- tensors and nodes ------------------------------------------------------ */
+
+#define MAXT 8
+struct tslot {
+	struct eng_tensor t;
+	float scale[512];
+	int64_t zp[512];
+};
+static struct tslot slots[MAXT];
+static int nslots;
+
+static struct eng_tensor *mk(enum eng_dtype type, const int *dims, int ndim, float scale,
+			     int64_t zp, void *data)
+{
+	ck_assert_int_lt(nslots, MAXT);
+	struct tslot *s = &slots[nslots++];
+	memset(s, 0, sizeof(*s));
+	struct eng_tensor *t = &s->t;
+	t->index = nslots - 1;
+	t->type = type;
+	t->ndim = ndim;
+	size_t n = 1;
+	for (int i = 0; i < ndim; i++) {
+		t->dims[i] = dims[i];
+		n *= (size_t)dims[i];
+	}
+	t->bytes = n * (type == ENG_DT_I32 ? 4 : 1);
+	t->is_const = true;
+	t->const_data = data;
+	t->has_quant = true;
+	s->scale[0] = scale;
+	s->zp[0] = zp;
+	t->q.n = 1;
+	t->q.scale = s->scale;
+	t->q.zero_point = s->zp;
+	return t;
+}
+
+/* Run a prepared node with n->scratch_bytes of scratch and the given threads. */
+static void eval_node(const struct eng_kernel *k, struct eng_node *n, int threads)
+{
+	void *scratch = n->scratch_bytes ? aligned_alloc(64, (n->scratch_bytes + 63) & ~(size_t)63)
+					 : NULL;
+	struct eng_exec x = {.arena = NULL, .scratch = scratch, .threads = threads};
+	ck_assert_int_eq(k->eval(n, &x), 0);
+	free(scratch);
+}
+
+static void run_kernel(const struct eng_kernel *k, struct eng_node *n, int threads)
+{
+	char err[200] = "";
+	ck_assert_msg(k->prepare(n, err, sizeof(err)) == 0, "prepare: %s", err);
+	eval_node(k, n, threads);
+	k->release(n);
+}
+
+/* The GEMM variants under test. */
+enum variant { V_512, V_256, V_512_SIMDE, V_256_SIMDE, V__COUNT };
+static const char *const vnames[V__COUNT] = {"avx512vnni", "avxvnni", "avx512vnni (SIMDe)",
+					     "avxvnni (SIMDe)"};
+
+struct vfns {
+	vk_gemm_fn gemm;
+	vk_dw_fn dw;
+	int vl;
+};
+
+/* NULL fns: the variant cannot run here. */
+static struct vfns variant_fns(enum variant v)
+{
+	switch (v) {
+	case V_512:
+		if (eng_kset_usable(ENG_KS_AVX512VNNI))
+			return (struct vfns){vk512_gemm, vk512_dw, 16};
+		break;
+	case V_256:
+		if (eng_kset_usable(ENG_KS_AVXVNNI))
+			return (struct vfns){vk256_gemm, vk256_dw, 8};
+		break;
+#ifdef HAVE_SIMDE
+	case V_512_SIMDE:
+		return (struct vfns){vk512s_gemm, vk512s_dw, 16};
+	case V_256_SIMDE:
+		return (struct vfns){vk256s_gemm, vk256s_dw, 8};
+#endif
+	default:
+		break;
+	}
+	return (struct vfns){NULL, NULL, 0};
+}
+
+/* Run a conv node on the VNNI path of fns (it must qualify). */
+static void run_vnni(struct eng_node *n, const struct vfns *fns, int threads)
+{
+	char err[200] = "";
+	bool dw = n->type == ENG_OP_DEPTHWISE_CONV_2D;
+	ck_assert_msg(conv_prepare_common(n, dw, err, sizeof(err)) == 0, "prepare: %s", err);
+	if (dw)
+		ck_assert_int_eq(conv_vnni_dw_prepare(n, n->prep, fns->dw, fns->vl), 0);
+	else
+		ck_assert_int_eq(conv_vnni_prepare(n, n->prep, fns->gemm), 0);
+	ck_assert_ptr_nonnull(((struct conv_prep *)n->prep)->vnni);
+	void *scratch = aligned_alloc(64, (n->scratch_bytes + 64) & ~(size_t)63);
+	struct eng_exec x = {.arena = NULL, .scratch = scratch, .threads = threads};
+	ck_assert_int_eq(conv_vnni_eval(n, &x), 0);
+	free(scratch);
+	conv_vnni_free(n->prep);
+	conv_release(n);
+}
+
+static int pick(const int *v, int n)
+{
+	return v[rand() % n];
+}
+
+struct shape {
+	bool s8;
+	int nb, ih, iw, ic, oc, kh, kw, st, dil;
+	enum eng_padding pad;
+};
+
+/*
+ * One random conv: reference vs fn (or vs kernel k when fn is NULL), byte for
+ * byte.  big: larger images (several row blocks, parallel split).
+ */
+static void random_case(unsigned seed, const struct vfns *fn, const struct eng_kernel *k,
+			bool dw, bool big, int threads, const char *what)
+{
+	srand(seed);
+	nslots = 0;
+	struct shape s;
+	s.s8 = rand() % 3 == 0;
+	enum eng_dtype t = s.s8 ? ENG_DT_I8 : ENG_DT_U8;
+	s.nb = rand() % 4 == 0 ? 2 : 1;
+	s.ih = 1 + rand() % (big ? 48 : 15);
+	s.iw = 1 + rand() % (big ? 48 : 15);
+	/* multiples of 4 take the direct 1×1 path, others im2col */
+	s.ic = rand() % 2 ? 4 * (1 + rand() % 18) : 1 + rand() % 70;
+	s.oc = rand() % 5 == 0 ? pick((const int[]){16, 32, 48, 64, 96}, 5) : 1 + rand() % 70;
+	s.kh = pick((const int[]){1, 1, 1, 2, 3, 3, 5}, 7);
+	s.kw = rand() % 4 == 0 ? pick((const int[]){1, 2, 3}, 3) : s.kh;
+	s.st = pick((const int[]){1, 1, 2, 3}, 4);
+	s.dil = rand() % 4 == 0 ? 2 : 1;
+	s.pad = rand() % 3 == 0 ? ENG_PAD_VALID : ENG_PAD_SAME;
+	if (dw) { /* depthwise: channels past 64 (several chunks), kernels up to 7×7 */
+		s.ic = s.oc = rand() % 3 == 0 ? 64 + rand() % 150 : s.oc;
+		s.kh = rand() % 5 == 0 ? 7 : s.kh;
+		s.kw = rand() % 4 == 0 ? s.kw : s.kh;
+	}
+	int eh = (s.kh - 1) * s.dil + 1, ew = (s.kw - 1) * s.dil + 1;
+	if (s.pad == ENG_PAD_VALID && (s.ih < eh || s.iw < ew))
+		s.pad = ENG_PAD_SAME;
+	int oh = s.pad == ENG_PAD_SAME ? (s.ih + s.st - 1) / s.st : (s.ih - eh) / s.st + 1;
+	int ow = s.pad == ENG_PAD_SAME ? (s.iw + s.st - 1) / s.st : (s.iw - ew) / s.st + 1;
+
+	/* zero points at the ends of the type as often as in the middle */
+	int64_t zx = s.s8 ? pick((const int[]){-128, 0, 127, rand() % 256 - 128}, 4)
+			  : pick((const int[]){0, 128, 255, rand() % 256}, 4);
+	int64_t zy = s.s8 ? rand() % 256 - 128 : rand() % 256;
+	int64_t zw = s.s8 ? 0 : pick((const int[]){0, 128, 255, rand() % 256}, 4);
+	/* weights: full range (w - zw may leave int8: the row-sum term) or near zw */
+	bool narrow = rand() % 2;
+	size_t nx = (size_t)s.nb * s.ih * s.iw * s.ic, K = (size_t)s.kh * s.kw * s.ic;
+	size_t nw = dw ? (size_t)s.oc * s.kh * s.kw : (size_t)s.oc * K, ny = (size_t)s.nb * oh * ow * s.oc;
+	uint8_t *x = malloc(nx), *w = malloc(nw), *y0 = malloc(ny), *y1 = malloc(ny);
+	int32_t *b = malloc((size_t)s.oc * sizeof(*b));
+	for (size_t i = 0; i < nx; i++)
+		x[i] = (uint8_t)rand();
+	for (size_t i = 0; i < nw; i++) {
+		int v = narrow ? (int)zw + rand() % 161 - 80 : rand() % 256;
+		if (s.s8)
+			v = narrow ? rand() % 161 - 80 : rand() % 256 - 128;
+		w[i] = (uint8_t)(s.s8 ? v : (v < 0 ? 0 : v > 255 ? 255 : v));
+	}
+	bool huge_bias = rand() % 5 == 0;
+	for (int i = 0; i < s.oc; i++)
+		b[i] = huge_bias ? (rand() % 2000001 - 1000000) * 16 : rand() % 20001 - 10000;
+	float sx = 0.005f + (float)(rand() % 100) / 1000.0f, sw = 0.002f + (float)(rand() % 50) / 1000.0f;
+	/* output scales from tiny (left shifts) to large (right shifts) */
+	float sy = rand() % 4 == 0 ? 0.0004f : 0.02f + (float)(rand() % 200) / 100.0f;
+
+	struct eng_tensor *in[3];
+	in[0] = mk(t, (const int[]){s.nb, s.ih, s.iw, s.ic}, 4, sx, zx, x);
+	in[1] = dw ? mk(t, (const int[]){1, s.kh, s.kw, s.oc}, 4, sw, zw, w)
+		   : mk(t, (const int[]){s.oc, s.kh, s.kw, s.ic}, 4, sw, zw, w);
+	in[2] = mk(ENG_DT_I32, (const int[]){s.oc}, 1, sx * sw, 0, b);
+	if (s.s8) { /* per-channel filter scales */
+		struct tslot *ws = (struct tslot *)in[1];
+		for (int i = 0; i < s.oc; i++) {
+			ws->scale[i] = 0.0005f + (float)(rand() % 100) / 2000.0f;
+			ws->zp[i] = 0;
+		}
+		in[1]->q.n = s.oc;
+		in[1]->q.axis = dw ? 3 : 0;
+	}
+	struct eng_tensor *o0[1] = {mk(t, (const int[]){s.nb, oh, ow, s.oc}, 4, sy, zy, y0)};
+	struct eng_tensor *o1[1] = {mk(t, (const int[]){s.nb, oh, ow, s.oc}, 4, sy, zy, y1)};
+	struct eng_conv_opts o = {.padding = s.pad, .stride_w = s.st, .stride_h = s.st,
+				  .dilation_w = s.dil, .dilation_h = s.dil, .depth_multiplier = 1,
+				  .act = pick((const int[]){ENG_ACT_NONE, ENG_ACT_RELU, ENG_ACT_RELU6}, 3)};
+	bool bias = rand() % 5 != 0;
+	struct eng_node n0 = {.type = dw ? ENG_OP_DEPTHWISE_CONV_2D : ENG_OP_CONV_2D, .n_in = bias ? 3 : 2, .in = in, .n_out = 1,
+			      .out = o0, .opts.conv = o};
+	struct eng_node n1 = n0;
+	n1.out = o1;
+	run_kernel(eng_kernel_get_ref(n0.type), &n0, 1);
+	memset(y1, 0xA5, ny);
+	if (fn)
+		run_vnni(&n1, fn, threads);
+	else
+		run_kernel(k, &n1, threads);
+	for (size_t i = 0; i < ny; i++)
+		if (y0[i] != y1[i])
+			ck_abort_msg("%s %s seed %u: byte %zu ref %u got %u (%s b%d %dx%dx%d -> %d k%dx%d "
+				     "s%d d%d %s zx%lld zw%lld %s threads %d)",
+				     dw ? "depthwise" : "conv", what, seed, i, y0[i], y1[i], s.s8 ? "int8" : "uint8", s.nb, s.ih,
+				     s.iw, s.ic, s.oc, s.kh, s.kw, s.st, s.dil,
+				     s.pad == ENG_PAD_SAME ? "same" : "valid", (long long)zx,
+				     (long long)zw, narrow ? "narrow" : "full", threads);
+	free(x);
+	free(w);
+	free(y0);
+	free(y1);
+	free(b);
+}
+
+/* ---- tests -------------------------------------------------------------------- */
+
+START_TEST(kernel_set_names_and_selection)
+{
+	for (int i = 0; i < ENG_KS__COUNT; i++) {
+		enum eng_kset ks;
+		ck_assert_int_eq(eng_kset_from_name(eng_kset_name((enum eng_kset)i), &ks), 0);
+		ck_assert_int_eq(ks, i);
+	}
+	enum eng_kset ks = ENG_KS_AVX2;
+	ck_assert_int_eq(eng_kset_from_name("sse9", &ks), -EINVAL);
+	ck_assert(eng_kset_usable(ENG_KS_REF));
+	ck_assert(eng_kset_usable(eng_kset_best()));
+	char err[200];
+	unsetenv("DETD_KERNELS");
+	ck_assert_int_eq(eng_kset_select(&ks, err, sizeof(err)), 0);
+	ck_assert_int_eq(ks, eng_kset_best());
+	setenv("DETD_KERNELS", "avx1024", 1);
+	ck_assert_int_eq(eng_kset_select(&ks, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "DETD_KERNELS=avx1024"));
+	for (int i = 0; i < ENG_KS__COUNT; i++) {
+		setenv("DETD_KERNELS", eng_kset_name((enum eng_kset)i), 1);
+		int rc = eng_kset_select(&ks, err, sizeof(err));
+		if (eng_kset_usable((enum eng_kset)i)) {
+			ck_assert_int_eq(rc, 0);
+			ck_assert_int_eq(ks, i);
+		} else {
+			ck_assert_int_eq(rc, -ENOTSUP);
+			ck_assert_ptr_nonnull(strstr(err, "lacks"));
+		}
+	}
+	/* the CPU this runs on, for the log */
+	fprintf(stderr, "kernel sets usable here:");
+	for (int i = 0; i < ENG_KS__COUNT; i++)
+		if (eng_kset_usable((enum eng_kset)i))
+			fprintf(stderr, " %s", eng_kset_name((enum eng_kset)i));
+	fprintf(stderr, " (best %s)\n", eng_kset_name(eng_kset_best()));
+}
+END_TEST
+
+/* The VNNI GEMM variant _i against the reference conv on random shapes. */
+START_TEST(vnni_conv_matches_reference)
+{
+	struct vfns fn = variant_fns((enum variant)_i);
+	if (!fn.gemm) {
+		fprintf(stderr, "SKIP: %s: %s\n", vnames[_i],
+			_i >= V_512_SIMDE ? "built without libsimde-dev"
+					  : "this CPU lacks the instructions");
+		return;
+	}
+	const bool simde = _i >= V_512_SIMDE;
+	const unsigned n = simde ? 120 : 400;
+	for (int dw = 0; dw < 2; dw++) {
+		for (unsigned s = 1; s <= n; s++)
+			random_case(s, &fn, NULL, dw, false, 1, vnames[_i]);
+		/* larger images: several row blocks and tiles, split over threads */
+		for (unsigned s = 1; s <= (simde ? 6 : 30); s++)
+			random_case(1000 + s, &fn, NULL, dw, true, 1 + (int)(s % 3), vnames[_i]);
+	}
+	fprintf(stderr, "%s: %u random convs and as many depthwise byte-identical to the reference\n",
+		vnames[_i], n + (simde ? 6 : 30));
+}
+END_TEST
+
+/* Every usable kernel set's CONV_2D entry (what models get), any thread count. */
+START_TEST(every_kernel_set_conv_matches_reference)
+{
+	enum eng_kset ks = (enum eng_kset)_i;
+	if (!eng_kset_usable(ks)) {
+		fprintf(stderr, "SKIP: kernel set %s: this CPU lacks the instructions\n",
+			eng_kset_name(ks));
+		return;
+	}
+	for (int dw = 0; dw < 2; dw++) {
+		const struct eng_kernel *k =
+			eng_kernel_get_set(dw ? ENG_OP_DEPTHWISE_CONV_2D : ENG_OP_CONV_2D, ks);
+		for (unsigned s = 1; s <= 60; s++)
+			random_case(5000 + s, NULL, k, dw, s % 4 == 0, 1 + (int)(s % 3),
+				    eng_kset_name(ks));
+	}
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("kernels");
+	TCase *tc = tcase_create("kernels");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, kernel_set_names_and_selection);
+	tcase_add_loop_test(tc, vnni_conv_matches_reference, 0, V__COUNT);
+	tcase_add_loop_test(tc, every_kernel_set_conv_matches_reference, ENG_KS_AVX2, ENG_KS__COUNT);
+	suite_add_tcase(s, tc);
+	return run_suite(s);
+}
