@@ -20,6 +20,7 @@
 #include "graph.h"
 
 struct eng_model;
+struct eng_backend_info;
 
 struct eng_backend_ops {
 	const char *name;
@@ -30,6 +31,10 @@ struct eng_backend_ops {
 	int (*run)(void *priv, const struct eng_graph *g, const struct eng_exec *x, int64_t *op_ns,
 		   eng_node_observer obs, void *obs_user);
 	void (*close)(void *priv); /* NULL-safe on priv */
+	/* Optional (NULL: nothing to report): device, counters, placement. */
+	int (*info)(void *priv, struct eng_backend_info *out);
+	/* Optional: where node i runs, "cpu" or the device's name (detd-bench tables). */
+	const char *(*placement)(void *priv, int node);
 };
 
 extern const struct eng_backend_ops eng_backend_cpu;

@@ -45,7 +45,6 @@ struct eng_ctx {
 	struct eng_op_timing *timings;
 	int have_run;
 	int last_lane; /* lane of the last frame run: its arena holds the outputs */
-	uint64_t fallbacks;
 	uint8_t **watch; /* per tensor: copy kept after each run, or NULL (lane 0 only) */
 	struct cdn_ctx *cdn; /* CoDeNet models */
 };
@@ -629,13 +628,17 @@ static void stage_inputs(struct eng_ctx *c, struct lane *l, const uint8_t *img,
 			watch_copy(c, &m->g.tensors[m->g.inputs[i]]);
 }
 
-uint64_t eng_ctx_fallbacks(const struct eng_ctx *c)
+int eng_ctx_backend_info(const struct eng_ctx *c, struct eng_backend_info *out)
 {
-	return c ? c->fallbacks : 0;
+	if (!c || !out)
+		return -EINVAL;
+	if (!c->be || !c->be->info)
+		return -ENOTSUP;
+	return c->be->info(c->be_priv, out);
 }
 
-/* One frame on one lane: stage, run (cpu when the backend fails), copy the
- * state back, convert the detections. */
+/* One frame on one lane: stage, run, copy the state back, convert the
+ * detections. */
 static int run_frame(struct eng_ctx *c, struct lane *l, const struct eng_exec *x,
 		     const uint8_t *img, struct eng_state *st, struct eng_detections *out)
 {
@@ -643,18 +646,8 @@ static int run_frame(struct eng_ctx *c, struct lane *l, const struct eng_exec *x
 	bool obs = c->watch && l == &c->lanes[0];
 	stage_inputs(c, l, img, st);
 	int r = c->be->run(c->be_priv, &m->g, x, l->op_ns, obs ? observe : NULL, c);
-	if (r && c->be != &eng_backend_cpu) {
-		/* The failed backend may have clobbered the arena: stage again.  A
-		 * non-cpu backend has one lane, so this never runs concurrently. */
-		if (!c->fallbacks)
-			log_warn("engine", "%s: backend %s failed (%s); frames it fails on run on cpu",
-				 m->name, c->be->name, strerror(-r));
-		c->fallbacks++;
-		stage_inputs(c, l, img, st);
-		r = eng_backend_cpu.run(NULL, &m->g, x, l->op_ns, obs ? observe : NULL, c);
-	}
 	if (r)
-		return r;
+		return r; /* the batcher's health path decides what runs it instead */
 	if (st)
 		for (int s = 0; s < m->n_state; s++) {
 			const struct eng_state_slot *sl = &m->state[s];

@@ -172,6 +172,13 @@ void eng_ctx_destroy(struct eng_ctx *c)
 	free(c);
 }
 
+int eng_ctx_backend_info(const struct eng_ctx *c, struct eng_backend_info *out)
+{
+	(void)c;
+	(void)out;
+	return -ENOTSUP; /* the fake backends have no device */
+}
+
 int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_state *const *states,
 	    struct eng_detections *out)
 {
