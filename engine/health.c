@@ -89,15 +89,18 @@ void eng_health_failed(struct eng_health *h, enum eng_health_event ev, const cha
 		break;
 	}
 	snprintf(h->s.last_error, sizeof(h->s.last_error), "%s", why ? why : "failed");
-	/* A failed probe doubles the wait; the first failure waits the initial
-	 * backoff so a flapping device costs at most one batch per interval. */
-	int64_t wait = h->backoff_ns;
-	if (h->probing || !was) {
+	/* The first failure waits the initial backoff, each failed probe twice
+	 * the previous wait, so a dead device costs one batch per interval.  A
+	 * straggler (another worker's run that began while healthy) does not
+	 * move the schedule. */
+	int64_t wait = h->probe_at_ns - now_ns;
+	if (was || h->probing) {
+		wait = h->backoff_ns;
+		h->probe_at_ns = now_ns + wait;
 		h->backoff_ns *= 2;
 		if (h->backoff_ns > ENG_HEALTH_BACKOFF_MAX_NS)
 			h->backoff_ns = ENG_HEALTH_BACKOFF_MAX_NS;
 	}
-	h->probe_at_ns = now_ns + wait;
 	h->probing = false;
 	char msg[sizeof(h->s.last_error)];
 	memcpy(msg, h->s.last_error, sizeof(msg));
