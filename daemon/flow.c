@@ -196,7 +196,10 @@ int flow_create(const struct flow_opts *opts, struct flow **out, char *err, size
 		.threads = cfg->engine.threads, .max_batch = cfg->engine.max_batch,
 		.max_wait_ms = cfg->engine.max_wait_ms, .deadline_ms = cfg->engine.deadline_ms,
 		.min_score = cfg->engine.min_score, .test_delay_ms = cfg->engine.test_delay_ms,
-		.test_fail = cfg->engine.test_fail, .on_result = worker_result, .user = f};
+		.test_fail = cfg->engine.test_fail, .on_result = worker_result, .user = f,
+		.backend_opts = {.device = cfg->engine.xrt.device,
+				 .xclbin = cfg->engine.xrt.xclbin,
+				 .timeout_ms = cfg->engine.xrt.timeout_ms}};
 	rc = results_create(opts->base, opts->result_queue ? opts->result_queue : 256, loop_result,
 			    f, &f->results);
 	if (rc < 0) {

@@ -85,6 +85,7 @@ struct eng_batcher {
 	uint64_t n_latency;
 	struct fps_bucket fps[FPS_BUCKETS];
 	int64_t start_ns;
+	char *xclbin; /* o.backend_opts.xclbin points here */
 	struct eng_health *health; /* the one fallback policy (own lock) */
 	bool have_dev;
 	struct eng_backend_info dev; /* last report of a primary context, under mu */
@@ -230,8 +231,8 @@ static int run_primary(struct worker *w, int n, const uint8_t *const *in,
 	*open_failed = false;
 	if (!w->primary) {
 		char err[256] = "";
-		int rc = eng_ctx_create(b->o.model, b->o.backend, b->o.threads, &w->primary, err,
-					sizeof(err));
+		int rc = eng_ctx_create_opts(b->o.model, b->o.backend, &b->o.backend_opts,
+					     b->o.threads, &w->primary, err, sizeof(err));
 		if (rc < 0) {
 			w->primary = NULL;
 			*open_failed = true;
@@ -521,6 +522,13 @@ int eng_batcher_create(const struct eng_batcher_opts *opts, struct eng_batcher *
 	}
 	int rc;
 	b->o = *opts;
+	b->o.backend_opts.xclbin = NULL;
+	if (opts->backend_opts.xclbin && !(b->xclbin = strdup(opts->backend_opts.xclbin))) {
+		free(b);
+		set_err(err, errlen, "%s", "batcher: out of memory");
+		return -ENOMEM;
+	}
+	b->o.backend_opts.xclbin = b->xclbin;
 	if (b->o.threads < 1)
 		b->o.threads = 1;
 	const struct eng_model_info *mi = eng_model_info(opts->model);
@@ -536,6 +544,7 @@ int eng_batcher_create(const struct eng_batcher_opts *opts, struct eng_batcher *
 	snprintf(hname, sizeof(hname), "%s%s", b->backend_name,
 		 opts->test_fail ? "+test-fail" : opts->test_delay_ms ? "+test-slow" : "");
 	if (eng_health_create(hname, &b->health) < 0) {
+		free(b->xclbin);
 		free(b);
 		set_err(err, errlen, "%s", "batcher: out of memory");
 		return -ENOMEM;
@@ -580,8 +589,8 @@ int eng_batcher_create(const struct eng_batcher_opts *opts, struct eng_batcher *
 		 * fatal: the health path reports it and cpu serves until a probe
 		 * opens it. */
 		char why[256] = "";
-		rc = eng_ctx_create(opts->model, b->o.backend, b->o.threads, &w->primary, why,
-				    sizeof(why));
+		rc = eng_ctx_create_opts(opts->model, b->o.backend, &b->o.backend_opts,
+					 b->o.threads, &w->primary, why, sizeof(why));
 		if (rc < 0) {
 			char line[200];
 			snprintf(line, sizeof(line), "open: %s", why[0] ? why : strerror(-rc));
@@ -690,6 +699,7 @@ void eng_batcher_destroy(struct eng_batcher *b)
 	pthread_cond_destroy(&b->cv);
 	pthread_mutex_destroy(&b->mu);
 	eng_health_destroy(b->health);
+	free(b->xclbin);
 	free(b);
 }
 

@@ -57,6 +57,7 @@ typedef void (*eng_result_fn)(struct det_result *r, void *user);
 struct eng_batcher_opts {
 	const struct eng_model *model;         /* must outlive the batcher */
 	const struct eng_backend_ops *backend; /* NULL → cpu */
+	struct eng_backend_opts backend_opts;  /* device, xclbin (copied), timeout */
 	int workers;     /* inference threads, >= 1 */
 	int threads;     /* compute threads per worker context, >= 1 */
 	int max_batch;   /* 1..ENG_BATCH_MAX */

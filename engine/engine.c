@@ -456,6 +456,14 @@ static void lane_free(struct lane *l)
 int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *backend, int threads,
 		   struct eng_ctx **out, char *err, size_t errlen)
 {
+	return eng_ctx_create_opts(m, backend, NULL, threads, out, err, errlen);
+}
+
+int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops *backend,
+			const struct eng_backend_opts *bo, int threads, struct eng_ctx **out,
+			char *err, size_t errlen)
+{
+	static const struct eng_backend_opts no_opts = {0, NULL, 0};
 	*out = NULL;
 	if (!m) {
 		seterr(err, errlen, "engine: no model");
@@ -501,7 +509,7 @@ int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *back
 	for (int i = 0; i < c->n_lanes; i++)
 		if (lane_init(&c->lanes[i], m, i == 0 ? threads : 1))
 			goto oom;
-	if ((r = c->be->open(m, threads, &c->be_priv, err, errlen)))
+	if ((r = c->be->open(m, bo ? bo : &no_opts, threads, &c->be_priv, err, errlen)))
 		goto fail;
 	for (int i = 0; i < m->g.n_nodes; i++) {
 		c->timings[i].op_name = eng_op_name(m->g.nodes[i].type);

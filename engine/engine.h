@@ -104,6 +104,17 @@ const char *const *eng_backend_names(void);
  */
 int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *backend, int threads,
 		   struct eng_ctx **out, char *err, size_t errlen);
+
+/* Where a device backend finds its device (config engine.xrt). */
+struct eng_backend_opts {
+	int device;         /* XRT device index */
+	const char *xclbin; /* bitstream path; NULL: none configured */
+	int timeout_ms;     /* one kernel run longer than this fails; <= 0: 1000 */
+};
+/* eng_ctx_create with device options (NULL: defaults). */
+int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops *backend,
+			const struct eng_backend_opts *bo, int threads, struct eng_ctx **out,
+			char *err, size_t errlen);
 void eng_ctx_destroy(struct eng_ctx *c);
 
 /*

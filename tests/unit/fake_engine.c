@@ -176,6 +176,14 @@ const char *const *eng_backend_names(void)
 	return be_names;
 }
 
+int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops *backend,
+			const struct eng_backend_opts *bo, int threads, struct eng_ctx **out,
+			char *err, size_t errlen)
+{
+	(void)bo;
+	return eng_ctx_create(m, backend, threads, out, err, errlen);
+}
+
 int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *backend, int threads,
 		   struct eng_ctx **out, char *err, size_t errlen)
 {

@@ -431,10 +431,10 @@ END_TEST
 /* A backend that fails at run time: eng_run() reports it instead of quietly
  * re-running on cpu (that is the batcher's one fallback path), and the
  * context stays usable. */
-static int fail_open(const struct eng_model *m, int threads, void **priv, char *err,
-		     size_t errlen)
+static int fail_open(const struct eng_model *m, const struct eng_backend_opts *bo, int threads,
+		     void **priv, char *err, size_t errlen)
 {
-	(void)m, (void)threads, (void)err, (void)errlen;
+	(void)m, (void)bo, (void)threads, (void)err, (void)errlen;
 	*priv = malloc(16);
 	return *priv ? 0 : -ENOMEM;
 }
