@@ -133,6 +133,8 @@ uint32_t check_desc(const accel_desc &d)
 	if (d.nc < 1 || d.nc > ACCEL_MAX_TILE_C || (d.c0 & 15) ||
 	    (d.c0 + d.nc + 15) / 16 > d.out_cw)
 		return ACCEL_E_CHAN;
+	if ((d.flags & ACCEL_F_W_U8) && pw && d.wbits != 8)
+		return ACCEL_E_RQ;
 	if (pw && (d.cin < 1 || d.cin > ACCEL_MAX_CIN || d.cin > d.in_cw * 16 ||
 		   (d.wbits != 4 && d.wbits != 8)))
 		return d.cin > ACCEL_MAX_CIN || d.cin < 1 ? ACCEL_E_CHAN : ACCEL_E_RQ;
@@ -181,7 +183,7 @@ void load_params(const accel_desc &d, const word128 *params, tile_params &tp)
 		int row = w4 ? (int)(d.in_cw + 1) / 2 : (int)d.in_cw; /* words per output channel */
 		int per = w4 ? 32 : 16;
 		int32_t zp = d.pw.w_zp;
-		bool u8 = d.pw.rq_mode == ACCEL_RQ_TFL && zp != 0;
+		bool u8 = d.flags & ACCEL_F_W_U8;
 		const word128 *p = params + d.pw.w_off / 16;
 	load_pw:
 		for (int co = 0; co < (int)d.nc; co++)
@@ -201,7 +203,7 @@ void load_params(const accel_desc &d, const word128 *params, tile_params &tp)
 	}
 	if (d.flags & ACCEL_F_DW) {
 		int32_t zp = d.dw.w_zp;
-		bool u8 = d.dw.rq_mode == ACCEL_RQ_TFL && zp != 0;
+		bool u8 = d.flags & ACCEL_F_W_U8;
 		const word128 *p = params + d.dw.w_off / 16;
 	load_dw:
 		for (int t = 0; t < 9; t++)

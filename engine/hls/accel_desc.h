@@ -91,6 +91,7 @@ extern "C" {
 #define ACCEL_F_IN_U8 0x10u   /* input bytes are uint8 (else int8) */
 #define ACCEL_F_MID_U8 0x20u  /* the 1×1 output (dw input) is uint8 */
 #define ACCEL_F_OUT_U8 0x40u  /* output bytes are uint8 */
+#define ACCEL_F_W_U8 0x80u    /* W8 weights (both stages) are uint8 (else int8) */
 
 /* deformable variants of the depthwise stage (integer sampling = gather) */
 enum accel_deform {
