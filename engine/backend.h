@@ -39,5 +39,9 @@ struct eng_backend_ops {
 };
 
 extern const struct eng_backend_ops eng_backend_cpu;
+/* engine/xrt/: the FPGA host path on the C-simulated kernel (always built) ... */
+extern const struct eng_backend_ops eng_backend_xrt_sim;
+/* ... and on a card through XRT (built with -Dxrt). */
+extern const struct eng_backend_ops eng_backend_xrt;
 
 #endif

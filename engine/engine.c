@@ -463,7 +463,7 @@ int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops 
 			const struct eng_backend_opts *bo, int threads, struct eng_ctx **out,
 			char *err, size_t errlen)
 {
-	static const struct eng_backend_opts no_opts = {0, NULL, 0};
+	static const struct eng_backend_opts no_opts = {0, NULL, 0, NULL};
 	*out = NULL;
 	if (!m) {
 		seterr(err, errlen, "engine: no model");

@@ -110,6 +110,9 @@ struct eng_backend_opts {
 	int device;         /* XRT device index */
 	const char *xclbin; /* bitstream path; NULL: none configured */
 	int timeout_ms;     /* one kernel run longer than this fails; <= 0: 1000 */
+	/* Tests only: a struct xrt_dev_ops (engine/xrt/xrt_dev.h) the xrt
+	 * backends use instead of their own device (a recording layer). */
+	const void *device_ops;
 };
 /* eng_ctx_create with device options (NULL: defaults). */
 int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops *backend,
