@@ -100,11 +100,15 @@ static int probe(int index, const char *xclbin, char *err, size_t errlen)
 	close(fds[1]);
 	char buf[4096];
 	size_t n = 0;
-	int waited = 0, status = 0;
-	bool done = false;
+	int status = 0;
+	bool done = false, eof = false;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + PROBE_TIMEOUT_MS;
 	while (!done) {
+		/* after EOF only the exit is awaited: poll() on no fds sleeps */
 		struct pollfd p = {.fd = fds[0], .events = POLLIN};
-		int pr = poll(&p, 1, 100);
+		int pr = poll(&p, eof ? 0 : 1, 50);
 		if (pr > 0) {
 			ssize_t got = read(fds[0], buf + n, sizeof(buf) - 1 - n);
 			if (got > 0) {
@@ -113,11 +117,14 @@ static int probe(int index, const char *xclbin, char *err, size_t errlen)
 					n = 0; /* keep the tail: the reason comes last */
 				continue;
 			}
+			if (got == 0 || (errno != EINTR && errno != EAGAIN))
+				eof = true;
 		}
 		pid_t w = waitpid(pid, &status, WNOHANG);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 		if (w == pid)
 			done = true;
-		else if ((waited += 100) > PROBE_TIMEOUT_MS) {
+		else if ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			close(fds[0]);
