@@ -645,6 +645,13 @@ int eng_ctx_backend_info(const struct eng_ctx *c, struct eng_backend_info *out)
 	return c->be->info(c->be_priv, out);
 }
 
+const char *eng_ctx_placement(const struct eng_ctx *c, int op)
+{
+	if (!c || !c->be || !c->be->placement || !c->be_priv)
+		return "cpu";
+	return c->be->placement(c->be_priv, op);
+}
+
 /* One frame on one lane: stage, run, copy the state back, convert the
  * detections. */
 static int run_frame(struct eng_ctx *c, struct lane *l, const struct eng_exec *x,

@@ -148,6 +148,8 @@ struct eng_backend_info {
 	int blocks;            /* kernel calls per frame (a node may need several tiles) */
 };
 int eng_ctx_backend_info(const struct eng_ctx *c, struct eng_backend_info *out);
+/* Where op i (as in eng_ctx_op_timings) runs: "cpu" or the device backend's name. */
+const char *eng_ctx_placement(const struct eng_ctx *c, int op);
 
 /*
  * Debug/test hook: bytes of tensor index (as in the model file) after the
