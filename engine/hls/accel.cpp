@@ -263,17 +263,21 @@ pixels:
 		}
 		for (int co = 0; co < (int)d.nc; co++)
 			acc[co] = 0;
-		/* one beat = 16 input channels × all tile channels (PE_IN 16 × PE_OUT nc) */
+		/* one beat = 16 input channels × ACCEL_PE_OUT output channels */
 	mac:
-		for (int ci0 = 0; ci0 < (int)d.cin; ci0 += 16) {
+		for (int co0 = 0; co0 < (int)d.nc; co0 += ACCEL_PE_OUT)
+			for (int ci0 = 0; ci0 < (int)d.cin; ci0 += 16) {
 #pragma HLS PIPELINE II = 1
-			for (int co = 0; co < (int)d.nc; co++) {
-				int32_t s = 0;
-				for (int j = 0; j < 16; j++)
-					s += (int32_t)tp.pw[co][ci0 + j] * (int32_t)xb[ci0 + j];
-				acc[co] = acc_t((int64_t)acc[co] + s);
+				for (int k = 0; k < ACCEL_PE_OUT; k++) {
+					int co = co0 + k;
+					if (co >= (int)d.nc)
+						break;
+					int32_t s = 0;
+					for (int j = 0; j < 16; j++)
+						s += (int32_t)tp.pw[co][ci0 + j] * (int32_t)xb[ci0 + j];
+					acc[co] = acc_t((int64_t)acc[co] + s);
+				}
 			}
-		}
 		for (int i = 0; i < g.ncw; i++) {
 #pragma HLS PIPELINE II = 1
 			word128 o;
@@ -460,6 +464,7 @@ extern "C" uint32_t detd_accel(const accel_desc *desc, uint32_t n_desc, const wo
 #pragma HLS INTERFACE s_axilite port = return
 	static tile_params tp;
 #pragma HLS ARRAY_PARTITION variable = tp.pw cyclic factor = 16 dim = 2
+#pragma HLS ARRAY_PARTITION variable = tp.pw cyclic factor = 16 dim = 1 // ACCEL_PE_OUT
 #pragma HLS ARRAY_PARTITION variable = tp.dw cyclic factor = 16 dim = 2
 	static line_buf lb;
 #pragma HLS ARRAY_PARTITION variable = lb.v cyclic factor = 16 dim = 3

@@ -84,6 +84,10 @@ extern "C" {
 #define ACCEL_LB_ROWS (2 * ACCEL_MAX_R + 1)
 #define ACCEL_MAX_AUX_CW 2    /* offset channels: 18 → 2 words */
 #define ACCEL_MAX_DIM 4096    /* tensor height/width */
+/* parallelism of the synthesized kernel (tools/bench_fpga.c models it):
+ * 1×1 stage 16 input × ACCEL_PE_OUT output channels per beat; depthwise
+ * stage 16 channels × 9 taps per beat */
+#define ACCEL_PE_OUT 16
 
 /* flags */
 #define ACCEL_F_PW 0x01u      /* 1×1 stage on */
