@@ -464,7 +464,7 @@ extern "C" uint32_t detd_accel(const accel_desc *desc, uint32_t n_desc, const wo
 #pragma HLS INTERFACE s_axilite port = return
 	static tile_params tp;
 #pragma HLS ARRAY_PARTITION variable = tp.pw cyclic factor = 16 dim = 2
-#pragma HLS ARRAY_PARTITION variable = tp.pw cyclic factor = 16 dim = 1 // ACCEL_PE_OUT
+#pragma HLS ARRAY_PARTITION variable = tp.pw cyclic factor = 8 dim = 1 // ACCEL_PE_OUT
 #pragma HLS ARRAY_PARTITION variable = tp.dw cyclic factor = 16 dim = 2
 	static line_buf lb;
 #pragma HLS ARRAY_PARTITION variable = lb.v cyclic factor = 16 dim = 3
