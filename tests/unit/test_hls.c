@@ -166,6 +166,54 @@ static void free_inputs(struct inputs *s)
 	free(s->in);
 }
 
+/* HLS_DUMP_DIR set (tools/codenet/hls_reference.py does it): write each
+ * block's input, aux and C-sim output plus a JSON line describing it, for
+ * the independent check against PyTorch/torchvision. */
+static void dump_block(const char *model, int bi, const struct cdn_model *m,
+		       const struct plan_block *b, const void *x, const void *aux, const void *got)
+{
+	const char *dir = getenv("HLS_DUMP_DIR");
+	if (!dir || !*dir)
+		return;
+	char p[1200];
+	const struct accel_desc *d = &b->desc[0];
+	bool pw = d->flags & ACCEL_F_PW, dw = d->flags & ACCEL_F_DW;
+	snprintf(p, sizeof(p), "%s/%s.%d.in", dir, model, bi);
+	FILE *f = fopen(p, "wb");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(x, 1, (size_t)b->in_h * b->in_w * b->in_c, f),
+			  (size_t)b->in_h * b->in_w * b->in_c);
+	fclose(f);
+	snprintf(p, sizeof(p), "%s/%s.%d.out", dir, model, bi);
+	f = fopen(p, "wb");
+	ck_assert_ptr_nonnull(f);
+	size_t no = (size_t)b->out_h * b->out_w * b->out_c;
+	ck_assert_uint_eq(fwrite(got, 1, no, f), no);
+	fclose(f);
+	if (aux) {
+		snprintf(p, sizeof(p), "%s/%s.%d.aux", dir, model, bi);
+		f = fopen(p, "wb");
+		ck_assert_ptr_nonnull(f);
+		size_t na = (size_t)b->in_h * b->in_w * b->aux_c;
+		ck_assert_uint_eq(fwrite(aux, 1, na, f), na);
+		fclose(f);
+	}
+	snprintf(p, sizeof(p), "%s/blocks.jsonl", dir);
+	f = fopen(p, "a");
+	ck_assert_ptr_nonnull(f);
+	const char *l0 = cdn_model_layer(m, b->units[0])->name;
+	const char *l1 = cdn_model_layer(m, b->units[b->n_units - 1])->name;
+	fprintf(f, "{\"model\": \"%s\", \"block\": %d, \"pw\": %s, \"dw\": %s, "
+		   "\"pw_layer\": \"%s\", \"dw_layer\": \"%s\", \"in\": [%d, %d, %d], "
+		   "\"out\": [%d, %d, %d], \"aux_c\": %d, \"stride\": %u, \"deform\": %u, "
+		   "\"bound\": %d, \"pw_x_zp\": %d, \"pw_relu\": %s, \"dw_relu\": %s}\n",
+		model, bi, pw ? "true" : "false", dw ? "true" : "false", pw ? l0 : "",
+		dw ? l1 : "", b->in_h, b->in_w, b->in_c, b->out_h, b->out_w, b->out_c, b->aux_c,
+		d->stride, d->deform, d->bound, d->pw.x_zp, d->pw.out_zp == -128 ? "true" : "false",
+		d->dw.out_zp == -128 ? "true" : "false");
+	fclose(f);
+}
+
 /* Returns the number of blocks checked. */
 static int check_codenet(const char *name, int *n_dcn)
 {
@@ -210,6 +258,7 @@ static int check_codenet(const char *name, int *n_dcn)
 		ck_assert_msg(bad == 0, "%s block %d (%s..%s, %u desc): %zu of %zu bytes differ, first at %zu (%d vs %d)",
 			      name, bi, cdn_model_layer(m, u0)->name, cdn_model_layer(m, ul)->name,
 			      b->n_desc, bad, nb, first, (int8_t)got[first], want->q[first]);
+		dump_block(name, bi, m, b, xin->q, aux, got);
 		if (b->aux_unit >= 0)
 			(*n_dcn)++;
 		descs += b->n_desc;
