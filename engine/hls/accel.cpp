@@ -23,7 +23,9 @@
 
 #include <string.h>
 
+#ifndef __SYNTHESIS__
 #include <new>
+#endif
 
 using namespace detd_hls;
 
@@ -78,7 +80,7 @@ int32_t requant(int32_t acc, uint32_t mode, int32_t mult, int32_t shift, int32_t
 {
 	int64_t v;
 	if (mode == ACCEL_RQ_CDN) {
-		xint<24> a = xint<24>::sat(acc); /* the 24-bit accumulator register */
+		xint<24> a = sat_int<24>(acc); /* the 24-bit accumulator register */
 		/* >> of a negative value: arithmetic shift (floor), as the RTL does */
 		v = (((int64_t)(int32_t)a * mult + (1 << 15)) >> 16) + bias;
 	} else {
@@ -411,7 +413,10 @@ void dataflow_tile(const accel_desc &d, const geom &g, const tile_params &tp, co
 		   const word128 *aux, word128 *out, line_buf &lb)
 {
 #pragma HLS DATAFLOW
-	fifo<word128> s_in(64), s_mid(64), s_out(64);
+	fifo<word128> s_in, s_mid, s_out;
+#pragma HLS STREAM variable = s_in depth = 64
+#pragma HLS STREAM variable = s_mid depth = 64
+#pragma HLS STREAM variable = s_out depth = 64
 	read_input(d, g, in, s_in);
 	stage_pw(d, g, tp, s_in, s_mid);
 	stage_dw(d, g, tp, aux, s_mid, s_out, lb);
@@ -472,6 +477,7 @@ extern "C" uint32_t detd_accel(const accel_desc *desc, uint32_t n_desc, const wo
 	return accel_core(desc, n_desc, params, in, aux, out, tp, lb);
 }
 
+#ifndef __SYNTHESIS__
 /* ---- C-simulation entry (host build only) --------------------------------- */
 /* Own buffers per call (heap, ~0.9 MB): any thread, no shared state. */
 extern "C" uint32_t accel_csim_run(const struct accel_desc *d, uint32_t n_desc, const void *params,
@@ -488,3 +494,4 @@ extern "C" uint32_t accel_csim_run(const struct accel_desc *d, uint32_t n_desc, 
 	delete lb;
 	return r;
 }
+#endif
