@@ -286,7 +286,7 @@ int bench_fpga_main(int argc, char **argv)
 	       accel_macs * 1e-9, model_macs * 1e-9, 100 * accel_macs / (model_macs ? model_macs : 1),
 	       (model_macs - accel_macs) * 1e-9);
 	printf("weights+requant resident: %.1f KiB\n", p->params_bytes / 1024.0);
-	printf("accelerator time %.2f ms/frame → %.1f fps (accelerator only; MAC efficiency %.0f%%)\n",
+	printf("accelerator time %.2f ms/frame → %.1f fps (accelerator only; MACs per cycle = %.0f%% of the 1x1 array)\n",
 	       us * 1e-3, 1e6 / us, 100 * accel_macs / (us * pt->mhz * 16 * a.pe_out));
 	printf("resources: DSP %d/%d (%.0f%%), BRAM36 %d/%d (%.0f%%), URAM %d/%d%s\n", r.dsp,
 	       pt->dsp, 100.0 * r.dsp / pt->dsp, r.bram36, pt->bram36, 100.0 * r.bram36 / pt->bram36,
