@@ -651,12 +651,155 @@ START_TEST(test_tiled_pw_w8_vs_scalar)
 }
 END_TEST
 
+/* Depthwise stage alone, every variant, on a tensor wide enough for several
+ * column tiles (halo at the tile edges) and two channel tiles, against a
+ * scalar model written here from the definitions in accel_desc.h. */
+static int32_t scalar_cdn_rq(int32_t acc, int32_t m, int32_t b, bool relu)
+{
+	acc = acc < -(1 << 23) ? -(1 << 23) : acc > (1 << 23) - 1 ? (1 << 23) - 1 : acc;
+	int64_t v = (((int64_t)acc * m + (1 << 15)) >> 16) + b;
+	if (relu)
+		return (int32_t)((v < 0 ? 0 : v > 255 ? 255 : v) - 128);
+	return (int32_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+}
+
+static void dw_variant(uint32_t deform, int bound, int stride, int pad)
+{
+	enum { C = 80, AC = 18 };
+	/* TFLite SAME pads nothing before only when the input is even */
+	const int H = pad ? 9 : 10, W = pad ? 301 : 300;
+	int OH = (H + 2 * pad - 3) / stride + 1, OW = (W + 2 * pad - 3) / stride + 1;
+	if (pad == 0) { /* TFLite SAME with no padding before: out = ceil(in/stride) */
+		OH = (H + stride - 1) / stride;
+		OW = (W + stride - 1) / stride;
+	}
+	int8_t *x = malloc((size_t)H * W * C), *off = malloc((size_t)H * W * AC);
+	int8_t *want = malloc((size_t)OH * OW * C), *got = malloc((size_t)OH * OW * C);
+	int8_t w[9][C];
+	int32_t m[C], b[C];
+	unsigned seed = 11 + deform * 7 + (unsigned)stride;
+#define RND() (seed = seed * 1103515245u + 12345u, (int)(seed >> 16))
+	for (size_t i = 0; i < (size_t)H * W * C; i++)
+		x[i] = (int8_t)RND();
+	for (size_t i = 0; i < (size_t)H * W * AC; i++)
+		off[i] = (int8_t)(RND() % 11 - 5);
+	for (int c = 0; c < C; c++) {
+		for (int t = 0; t < 9; t++)
+			w[t][c] = (int8_t)(RND() % 15 - 7);
+		m[c] = RND() & 0xffff;
+		b[c] = RND() % 200 - 100;
+	}
+	for (int y = 0; y < OH; y++)
+		for (int xo = 0; xo < OW; xo++)
+			for (int c = 0; c < C; c++) {
+				int cy = y * stride + 1 - pad, cx = xo * stride + 1 - pad;
+				const int8_t *o = off + ((size_t)cy * W + cx) * AC;
+				int32_t acc = 0;
+				for (int t = 0; t < 9; t++) {
+					int ky = t / 3 - 1, kx = t % 3 - 1, py, px;
+					if (deform == ACCEL_DEF_OFFSET) {
+						int dy = o[2 * t], dx = o[2 * t + 1];
+						dy = dy < -bound ? -bound : dy > bound ? bound : dy;
+						dx = dx < -bound ? -bound : dx > bound ? bound : dx;
+						py = cy + ky + dy;
+						px = cx + kx + dx;
+					} else if (deform == ACCEL_DEF_SQUARE) {
+						int d = 1 + o[0];
+						d = d < 0 ? 0 : d > bound ? bound : d;
+						py = cy + ky * d;
+						px = cx + kx * d;
+					} else {
+						py = cy + ky;
+						px = cx + kx;
+					}
+					if (py < 0 || py >= H || px < 0 || px >= W)
+						continue;
+					acc += w[t][c] * (x[((size_t)py * W + px) * C + c] + 128);
+				}
+				want[((size_t)y * OW + xo) * C + c] =
+					(int8_t)scalar_cdn_rq(acc, m[c], b[c], true);
+			}
+	uint8_t *params = aligned_alloc(64, 8192);
+	memset(params, 0, 8192);
+	uint8_t *kin = aligned_alloc(64, plan_tensor_bytes(H, W, C));
+	uint8_t *kaux = aligned_alloc(64, plan_tensor_bytes(H, W, AC));
+	uint8_t *kout = aligned_alloc(64, plan_tensor_bytes(OH, OW, C));
+	plan_pack(x, H, W, C, kin);
+	plan_pack(off, H, W, AC, kaux);
+	struct accel_desc d[64];
+	int nd = 0;
+	for (int c0 = 0; c0 < C; c0 += ACCEL_MAX_TILE_C) {
+		int nc = C - c0 < ACCEL_MAX_TILE_C ? C - c0 : ACCEL_MAX_TILE_C, nc16 = (nc + 15) & ~15;
+		uint32_t woff = (uint32_t)c0 * 32, rq = 4096 + (uint32_t)c0 * 32;
+		for (int t = 0; t < 9; t++)
+			for (int c = 0; c < nc; c++)
+				params[woff + (size_t)t * nc16 + c] = (uint8_t)w[t][c0 + c];
+		for (int c = 0; c < nc; c++) {
+			memcpy(params + rq + 4 * c, &m[c0 + c], 4);
+			memcpy(params + rq + 4 * (2 * nc16 + c), &b[c0 + c], 4);
+		}
+		struct accel_desc t = {
+			.magic = ACCEL_DESC_MAGIC, .version = ACCEL_DESC_VERSION,
+			.flags = ACCEL_F_DW, .wbits = 8, .stride = (uint32_t)stride, .pad_t = pad,
+			.pad_l = pad, .deform = deform, .bound = deform ? bound : 0,
+			.in_h = H, .in_w = W, .in_cw = plan_cw(C), .mid_h = H, .mid_w = W,
+			.out_h = (uint32_t)OH, .out_w = (uint32_t)OW, .out_cw = plan_cw(C),
+			.aux_cw = deform ? plan_cw(AC) : 0, .oh = (uint32_t)OH,
+			.c0 = (uint32_t)c0, .nc = (uint32_t)nc,
+		};
+		t.dw = (struct accel_stage){.rq_mode = ACCEL_RQ_CDN, .x_zp = -128, .out_zp = -128,
+					    .act_lo = -128, .act_hi = 127, .w_off = woff,
+					    .rq_off = rq};
+		for (int ox0 = 0; ox0 < OW;) {
+			int ow = OW - ox0;
+			for (;; ow--) { /* widest tile whose mid columns fit */
+				int32_t lo, n;
+				t.ox0 = (uint32_t)ox0;
+				t.ow = (uint32_t)ow;
+				accel_mid_range(&t, ox0, ow, pad, W, &lo, &n);
+				if (n <= ACCEL_MAX_W)
+					break;
+			}
+			d[nd++] = t;
+			ox0 += ow;
+		}
+	}
+	ck_assert_int_gt(nd, 4); /* several column tiles per channel tile */
+	ck_assert_uint_eq(accel_csim_run(d, (uint32_t)nd, params, kin, kaux, kout), 0);
+	plan_unpack(kout, OH, OW, C, got);
+	size_t first;
+	size_t bad = count_diff((uint8_t *)got, (uint8_t *)want, (size_t)OH * OW * C, &first);
+	ck_assert_msg(bad == 0, "deform %u stride %d: %zu bytes differ, first at %zu (%d vs %d)",
+		      deform, stride, bad, first, got[first], want[first]);
+#undef RND
+	free(x);
+	free(off);
+	free(want);
+	free(got);
+	free(params);
+	free(kin);
+	free(kaux);
+	free(kout);
+}
+
+START_TEST(test_dw_tiles_vs_scalar)
+{
+	dw_variant(ACCEL_DEF_NONE, 0, 1, 1);
+	dw_variant(ACCEL_DEF_NONE, 0, 2, 1);
+	dw_variant(ACCEL_DEF_NONE, 0, 2, 0);
+	dw_variant(ACCEL_DEF_OFFSET, 3, 1, 1);
+	dw_variant(ACCEL_DEF_OFFSET, ACCEL_MAX_BOUND, 1, 1);
+	dw_variant(ACCEL_DEF_SQUARE, 4, 1, 1);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("hls");
 	TCase *k = tcase_create("kernel");
 	tcase_add_test(k, test_desc_refused);
 	tcase_add_test(k, test_tiled_pw_w8_vs_scalar);
+	tcase_add_test(k, test_dw_tiles_vs_scalar);
 	suite_add_tcase(s, k);
 	TCase *c = tcase_create("codenet");
 	tcase_set_timeout(c, 600);
