@@ -151,8 +151,15 @@ struct accel_desc {
 	uint32_t oy0, ox0, oh, ow;    /* output rectangle */
 	uint32_t c0, nc;              /* mid/out channel tile; c0 multiple of 16 */
 	struct accel_stage pw, dw;
-	uint32_t reserved[4];         /* zero */
+	uint32_t reserved[7];         /* zero; pads the descriptor to 192 bytes */
 };
+
+#define ACCEL_DESC_BYTES 192u /* 12 AXI words; the desc array's stride */
+#ifdef __cplusplus
+static_assert(sizeof(struct accel_desc) == ACCEL_DESC_BYTES, "accel_desc layout");
+#else
+_Static_assert(sizeof(struct accel_desc) == ACCEL_DESC_BYTES, "accel_desc layout");
+#endif
 
 /* Halo of the depthwise stage: output pixel (y, x) reads mid rows/cols
  * [c − e, c + e] with c = y·stride − pad + 1 (dw on; c = y when off). */
