@@ -458,7 +458,7 @@ extern "C" uint32_t detd_accel(const accel_desc *desc, uint32_t n_desc, const wo
 #pragma HLS INTERFACE m_axi port = desc offset = slave bundle = gmem0 depth = 64
 #pragma HLS INTERFACE m_axi port = params offset = slave bundle = gmem0 max_read_burst_length = 64
 #pragma HLS INTERFACE m_axi port = in offset = slave bundle = gmem1 max_read_burst_length = 64
-#pragma HLS INTERFACE m_axi port = aux offset = slave bundle = gmem1
+#pragma HLS INTERFACE m_axi port = aux offset = slave bundle = gmem3
 #pragma HLS INTERFACE m_axi port = out offset = slave bundle = gmem2 max_write_burst_length = 64
 #pragma HLS INTERFACE s_axilite port = desc
 #pragma HLS INTERFACE s_axilite port = n_desc

@@ -54,7 +54,8 @@
  *   1 n_desc  s_axilite     uint32
  *   2 params  m_axi  gmem0  const 128-bit words (weights + requant)
  *   3 in      m_axi  gmem1  const 128-bit words
- *   4 aux     m_axi  gmem1  const 128-bit words (offsets; any valid buffer when unused)
+ *   4 aux     m_axi  gmem3  const 128-bit words (offsets; any valid buffer when unused)
+ *             (its own bundle: read by stage_dw while read_input owns gmem1)
  *   5 out     m_axi  gmem2  128-bit words
  *   return    s_axilite     uint32 status: 0, or (index << 8) | ACCEL_E_* of
  *             the first descriptor refused (the kernel then stops)
