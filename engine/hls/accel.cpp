@@ -23,7 +23,9 @@
 
 #include <string.h>
 
+#ifndef __SYNTHESIS__
 #include <new>
+#endif
 
 using namespace detd_hls;
 
@@ -78,7 +80,7 @@ int32_t requant(int32_t acc, uint32_t mode, int32_t mult, int32_t shift, int32_t
 {
 	int64_t v;
 	if (mode == ACCEL_RQ_CDN) {
-		xint<24> a = xint<24>::sat(acc); /* the 24-bit accumulator register */
+		xint<24> a = sat_int<24>(acc); /* the 24-bit accumulator register */
 		/* >> of a negative value: arithmetic shift (floor), as the RTL does */
 		v = (((int64_t)(int32_t)a * mult + (1 << 15)) >> 16) + bias;
 	} else {
@@ -263,17 +265,21 @@ pixels:
 		}
 		for (int co = 0; co < (int)d.nc; co++)
 			acc[co] = 0;
-		/* one beat = 16 input channels × all tile channels (PE_IN 16 × PE_OUT nc) */
+		/* one beat = 16 input channels × ACCEL_PE_OUT output channels */
 	mac:
-		for (int ci0 = 0; ci0 < (int)d.cin; ci0 += 16) {
+		for (int co0 = 0; co0 < (int)d.nc; co0 += ACCEL_PE_OUT)
+			for (int ci0 = 0; ci0 < (int)d.cin; ci0 += 16) {
 #pragma HLS PIPELINE II = 1
-			for (int co = 0; co < (int)d.nc; co++) {
-				int32_t s = 0;
-				for (int j = 0; j < 16; j++)
-					s += (int32_t)tp.pw[co][ci0 + j] * (int32_t)xb[ci0 + j];
-				acc[co] = acc_t((int64_t)acc[co] + s);
+				for (int k = 0; k < ACCEL_PE_OUT; k++) {
+					int co = co0 + k;
+					if (co >= (int)d.nc)
+						break;
+					int32_t s = 0;
+					for (int j = 0; j < 16; j++)
+						s += (int32_t)tp.pw[co][ci0 + j] * (int32_t)xb[ci0 + j];
+					acc[co] = acc_t((int64_t)acc[co] + s);
+				}
 			}
-		}
 		for (int i = 0; i < g.ncw; i++) {
 #pragma HLS PIPELINE II = 1
 			word128 o;
@@ -407,7 +413,10 @@ void dataflow_tile(const accel_desc &d, const geom &g, const tile_params &tp, co
 		   const word128 *aux, word128 *out, line_buf &lb)
 {
 #pragma HLS DATAFLOW
-	fifo<word128> s_in(64), s_mid(64), s_out(64);
+	fifo<word128> s_in, s_mid, s_out;
+#pragma HLS STREAM variable = s_in depth = 64
+#pragma HLS STREAM variable = s_mid depth = 64
+#pragma HLS STREAM variable = s_out depth = 64
 	read_input(d, g, in, s_in);
 	stage_pw(d, g, tp, s_in, s_mid);
 	stage_dw(d, g, tp, aux, s_mid, s_out, lb);
@@ -449,7 +458,7 @@ extern "C" uint32_t detd_accel(const accel_desc *desc, uint32_t n_desc, const wo
 #pragma HLS INTERFACE m_axi port = desc offset = slave bundle = gmem0 depth = 64
 #pragma HLS INTERFACE m_axi port = params offset = slave bundle = gmem0 max_read_burst_length = 64
 #pragma HLS INTERFACE m_axi port = in offset = slave bundle = gmem1 max_read_burst_length = 64
-#pragma HLS INTERFACE m_axi port = aux offset = slave bundle = gmem1
+#pragma HLS INTERFACE m_axi port = aux offset = slave bundle = gmem3
 #pragma HLS INTERFACE m_axi port = out offset = slave bundle = gmem2 max_write_burst_length = 64
 #pragma HLS INTERFACE s_axilite port = desc
 #pragma HLS INTERFACE s_axilite port = n_desc
@@ -460,6 +469,7 @@ extern "C" uint32_t detd_accel(const accel_desc *desc, uint32_t n_desc, const wo
 #pragma HLS INTERFACE s_axilite port = return
 	static tile_params tp;
 #pragma HLS ARRAY_PARTITION variable = tp.pw cyclic factor = 16 dim = 2
+#pragma HLS ARRAY_PARTITION variable = tp.pw cyclic factor = 8 dim = 1 // ACCEL_PE_OUT
 #pragma HLS ARRAY_PARTITION variable = tp.dw cyclic factor = 16 dim = 2
 	static line_buf lb;
 #pragma HLS ARRAY_PARTITION variable = lb.v cyclic factor = 16 dim = 3
@@ -467,6 +477,7 @@ extern "C" uint32_t detd_accel(const accel_desc *desc, uint32_t n_desc, const wo
 	return accel_core(desc, n_desc, params, in, aux, out, tp, lb);
 }
 
+#ifndef __SYNTHESIS__
 /* ---- C-simulation entry (host build only) --------------------------------- */
 /* Own buffers per call (heap, ~0.9 MB): any thread, no shared state. */
 extern "C" uint32_t accel_csim_run(const struct accel_desc *d, uint32_t n_desc, const void *params,
@@ -483,3 +494,4 @@ extern "C" uint32_t accel_csim_run(const struct accel_desc *d, uint32_t n_desc, 
 	delete lb;
 	return r;
 }
+#endif

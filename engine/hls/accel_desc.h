@@ -54,7 +54,8 @@
  *   1 n_desc  s_axilite     uint32
  *   2 params  m_axi  gmem0  const 128-bit words (weights + requant)
  *   3 in      m_axi  gmem1  const 128-bit words
- *   4 aux     m_axi  gmem1  const 128-bit words (offsets; any valid buffer when unused)
+ *   4 aux     m_axi  gmem3  const 128-bit words (offsets; any valid buffer when unused)
+ *             (its own bundle: read by stage_dw while read_input owns gmem1)
  *   5 out     m_axi  gmem2  128-bit words
  *   return    s_axilite     uint32 status: 0, or (index << 8) | ACCEL_E_* of
  *             the first descriptor refused (the kernel then stops)
@@ -84,6 +85,10 @@ extern "C" {
 #define ACCEL_LB_ROWS (2 * ACCEL_MAX_R + 1)
 #define ACCEL_MAX_AUX_CW 2    /* offset channels: 18 → 2 words */
 #define ACCEL_MAX_DIM 4096    /* tensor height/width */
+/* parallelism of the synthesized kernel (tools/bench_fpga.c models it):
+ * 1×1 stage 16 input × ACCEL_PE_OUT output channels per beat; depthwise
+ * stage 16 channels × 9 taps per beat */
+#define ACCEL_PE_OUT 8 /* Ultra96: 288 of 360 DSPs (detd-bench fpga-model) */
 
 /* flags */
 #define ACCEL_F_PW 0x01u      /* 1×1 stage on */
@@ -147,8 +152,15 @@ struct accel_desc {
 	uint32_t oy0, ox0, oh, ow;    /* output rectangle */
 	uint32_t c0, nc;              /* mid/out channel tile; c0 multiple of 16 */
 	struct accel_stage pw, dw;
-	uint32_t reserved[4];         /* zero */
+	uint32_t reserved[7];         /* zero; pads the descriptor to 192 bytes */
 };
+
+#define ACCEL_DESC_BYTES 192u /* 12 AXI words; the desc array's stride */
+#ifdef __cplusplus
+static_assert(sizeof(struct accel_desc) == ACCEL_DESC_BYTES, "accel_desc layout");
+#else
+_Static_assert(sizeof(struct accel_desc) == ACCEL_DESC_BYTES, "accel_desc layout");
+#endif
 
 /* Halo of the depthwise stage: output pixel (y, x) reads mid rows/cols
  * [c − e, c + e] with c = y·stride − pad + 1 (dw on; c = y when off). */

@@ -9,17 +9,32 @@
  * word128   one AXI data beat: 16 bytes (16 int8 channels, 32 int4 weights).
  * fifo<T>   a FIFO between DATAFLOW processes.  In C-simulation it is an
  *           unbounded queue (processes run one after the other, as in the
- *           vendor's C-sim); in hardware it is a FIFO of the given depth.
+ *           vendor's C-sim); in hardware a FIFO of the STREAM pragma's depth.
  *
- * Under synthesis these would map to the tool's own types; the widths here
- * are the widths the hardware uses, so the C-sim wraps and saturates exactly
- * where the RTL would.
+ * Under __SYNTHESIS__ (Vitis HLS) they are the tool's ap_int / hls::stream;
+ * the widths here are the widths the hardware uses, so the C-sim wraps and
+ * saturates exactly where the RTL would.
  */
 #ifndef DETD_ENGINE_HLS_TYPES_H
 #define DETD_ENGINE_HLS_TYPES_H
 
 #include <stdint.h>
 
+#ifdef __SYNTHESIS__
+/* Vitis HLS: the tool's own types (its headers ship with the tool) */
+#include <ap_int.h>
+#include <hls_stream.h>
+namespace detd_hls {
+template <int W> using xint = ap_int<W>;
+template <int W> using xuint = ap_uint<W>;
+template <typename T> using fifo = hls::stream<T>;
+template <int W> inline ap_int<W> sat_int(int64_t x)
+{
+	const int64_t hi = ((int64_t)1 << (W - 1)) - 1, lo = -((int64_t)1 << (W - 1));
+	return ap_int<W>(x < lo ? lo : x > hi ? hi : x);
+}
+} // namespace detd_hls
+#else
 #include <deque>
 
 namespace detd_hls {
@@ -56,6 +71,10 @@ template <int W> struct xuint {
 	operator uint32_t() const { return v; }
 };
 
+} // namespace detd_hls
+#endif
+
+namespace detd_hls {
 struct word128 {
 	uint8_t b[16];
 	int32_t s8(int i) const { return (int8_t)b[i]; }
@@ -74,9 +93,18 @@ struct word128 {
 	}
 };
 
+} // namespace detd_hls
+
+#ifndef __SYNTHESIS__
+namespace detd_hls {
+template <int W> inline xint<W> sat_int(int64_t x)
+{
+	return xint<W>::sat(x);
+}
+
 template <typename T> class fifo {
 public:
-	explicit fifo(int depth = 2) : depth_(depth) {}
+	fifo() {}
 	void write(const T &x) { q_.push_back(x); }
 	T read()
 	{
@@ -88,13 +116,11 @@ public:
 		return x;
 	}
 	bool empty() const { return q_.empty(); }
-	int depth() const { return depth_; }
 
 private:
 	std::deque<T> q_;
-	int depth_;
 };
-
 } // namespace detd_hls
+#endif
 
 #endif
