@@ -117,12 +117,14 @@ static void sim_kernel_close(void *user, void *kernel)
 	free(kernel);
 }
 
-/* gmem0: desc, params; gmem1: in, aux; gmem2: out (accel_desc.h). */
+/* One group per AXI bundle of accel_desc.h: gmem0 desc + params, gmem1 in,
+ * gmem2 out, gmem3 aux.  (On a card the group ids come from the xclbin's
+ * connectivity, e.g. every port on the one DDR bank of a Zynq.) */
 static int sim_arg_group(void *user, void *kernel, int argno)
 {
 	(void)user;
 	(void)kernel;
-	static const int group[ACCEL_NARGS] = {0, -EINVAL, 0, 1, 1, 2};
+	static const int group[ACCEL_NARGS] = {0, -EINVAL, 0, 1, 3, 2};
 	return argno >= 0 && argno < ACCEL_NARGS ? group[argno] : -EINVAL;
 }
 
