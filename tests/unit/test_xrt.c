@@ -17,6 +17,9 @@
  *  - the detections equal the cpu engine's on the same frames;
  *  - failures (timeout, refused descriptor, wrong argument layout, wrong
  *    kernel) come back as errors with a reason, counted in the info.
+ * With XRT built, the same recorder wraps the real XRT calls against
+ * Debian's libxrt_noop device (device and buffers work, the kernel does
+ * nothing) and a generated xclbin: the whole "xrt" host path without a card.
  */
 #include <check.h>
 #include <errno.h>
@@ -32,6 +35,13 @@
 #include "log.h"
 #include "testutil.h"
 #include "xrt_dev.h"
+#if DETD_HAVE_XRT
+#include <glob.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "xclbin_gen.h"
+#endif
 
 #define MAX_BOS 1024
 
@@ -556,6 +566,110 @@ START_TEST(open_checks)
 }
 END_TEST
 
+#if DETD_HAVE_XRT
+/* XILINX_XRT → a directory whose lib/libxrt_core.so.2 is the noop shim. */
+static bool noop_runtime(char *root, size_t len)
+{
+	glob_t g;
+	const char *lib = NULL;
+	if (glob("/usr/lib/*/libxrt_noop.so.2", 0, NULL, &g) == 0 && g.gl_pathc)
+		lib = g.gl_pathv[0];
+	else if (access("/usr/lib/libxrt_noop.so.2", R_OK) == 0)
+		lib = "/usr/lib/libxrt_noop.so.2";
+	if (!lib) {
+		globfree(&g);
+		return false;
+	}
+	snprintf(root, len, "/tmp/detd-xrt-noop.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	char d[300], l[320];
+	snprintf(d, sizeof(d), "%s/lib", root);
+	snprintf(l, sizeof(l), "%s/libxrt_core.so.2", d);
+	ck_assert_int_eq(mkdir(d, 0700), 0);
+	ck_assert_int_eq(symlink(lib, l), 0);
+	globfree(&g);
+	return true;
+}
+
+static void rm_runtime(const char *root, const char *xclbin)
+{
+	char p[320];
+	unlink(xclbin);
+	snprintf(p, sizeof(p), "%s/lib/libxrt_core.so.2", root);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/lib", root);
+	rmdir(p);
+	rmdir(root);
+}
+
+START_TEST(noop_shim_host_path)
+{
+	char root[256], xclbin[300];
+	if (!noop_runtime(root, sizeof(root))) {
+		fprintf(stderr, "libxrt_noop.so.2 not installed: the noop-shim case is SKIPPED\n");
+		return;
+	}
+	setenv("XILINX_XRT", root, 1);
+	snprintf(xclbin, sizeof(xclbin), "%s/detd_accel.xclbin", root);
+	const uint8_t uuid[16] = {0x64, 0x65, 0x74, 0x64, 0x2d, 0x6e, 0x6f, 0x6f,
+				  0x70, 0x2d, 0x74, 0x65, 0x73, 0x74, 0x00, 0x01};
+	ck_assert_int_eq(xclbin_gen_write(xclbin, uuid), 0);
+
+	rec_reset();
+	R.inner = &xrt_dev_real;
+	struct eng_model *m = load_traffic();
+	const struct eng_backend_ops *xrt = eng_backend_find("xrt");
+	ck_assert_ptr_nonnull(xrt);
+	struct eng_backend_opts bo = {.device = 0, .xclbin = xclbin, .timeout_ms = 2000,
+				      .device_ops = &rec_ops};
+	struct eng_ctx *x = NULL;
+	char err[256] = "";
+	ck_assert_msg(eng_ctx_create_opts(m, xrt, &bo, 1, &x, err, sizeof(err)) == 0, "%s", err);
+	int resident = writes_to_resident();
+	uint8_t *img = frame(1);
+	const uint8_t *in[1] = {img};
+	struct eng_detections d;
+	/* the noop kernel computes nothing: only the calls are checked here */
+	ck_assert_int_eq(eng_run(x, 1, in, NULL, &d), 0);
+	int runs1 = R.runs;
+	ck_assert_int_eq(eng_run(x, 1, in, NULL, &d), 0);
+	free(img);
+	ck_assert_msg(R.violations == 0, "%d violations, first: %s", R.violations, R.first);
+	ck_assert_int_eq(R.runs, 2 * runs1);
+	ck_assert_int_gt(R.multi_desc_runs, 0);
+	ck_assert_int_eq(writes_to_resident(), resident);
+	struct eng_backend_info info;
+	ck_assert_int_eq(eng_ctx_backend_info(x, &info), 0);
+	ck_assert_str_eq(info.backend, "xrt");
+	char want[40];
+	xrt_uuid_str(uuid, want, sizeof(want));
+	ck_assert_str_eq(info.xclbin_uuid, want);
+	ck_assert_int_eq(info.blocks, runs1);
+	ck_assert_uint_eq(info.runs, (uint64_t)R.runs);
+	ck_assert_uint_eq(info.failures, 0);
+	fprintf(stderr, "noop shim: %s, xclbin %s, %d kernel runs per frame, all calls in order\n",
+		info.device, info.xclbin_uuid, runs1);
+	eng_ctx_destroy(x);
+	for (int i = 0; i < R.n_bos; i++)
+		ck_assert_ptr_null(R.bos[i].inner);
+
+	/* the same runtime, an xclbin whose kernel has another argument layout:
+	 * refused at open with the reason */
+	rec_reset();
+	R.inner = &xrt_dev_real;
+	R.arg1_is_buffer = true;
+	ck_assert_int_eq(eng_ctx_create_opts(m, xrt, &bo, 1, &x, err, sizeof(err)), -EPROTO);
+	ck_assert_msg(strstr(err, "argument 1") != NULL, "%s", err);
+	/* a missing xclbin */
+	bo.xclbin = "/nonexistent/detd_accel.xclbin";
+	ck_assert_int_eq(eng_ctx_create_opts(m, xrt, &bo, 1, &x, err, sizeof(err)), -ENOENT);
+	ck_assert_msg(strstr(err, "No such file") != NULL, "%s", err);
+	eng_model_destroy(m);
+	rm_runtime(root, xclbin);
+}
+END_TEST
+#endif
+
 int main(void)
 {
 	log_set_level(LOG_LVL_ERROR);
@@ -565,6 +679,9 @@ int main(void)
 	tcase_add_test(tc, host_path_contract);
 	tcase_add_test(tc, run_failures_reported);
 	tcase_add_test(tc, open_checks);
+#if DETD_HAVE_XRT
+	tcase_add_test(tc, noop_shim_host_path);
+#endif
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
