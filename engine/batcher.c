@@ -332,6 +332,14 @@ static void run_batch(struct worker *w, struct batch *bt, int *delivered, int64_
 			eng_health_failed(b->health,
 					  open_failed ? ENG_HEALTH_OPEN_FAILED : ENG_HEALTH_RUN_FAILED,
 					  why, t1);
+			/* A device that failed a run (timeout, error state) may still
+			 * be busy with our buffers: drop the context so the re-probe
+			 * opens the device afresh.  (test_fail keeps it: the failure
+			 * is simulated above the backend.) */
+			if (!open_failed && !b->primary_is_cpu && !b->o.test_fail) {
+				eng_ctx_destroy(w->primary);
+				w->primary = NULL;
+			}
 		} else if (b->o.deadline_ms > 0 && ms > b->o.deadline_ms) {
 			/* the results are valid: keep them, but stop trusting the backend */
 			snprintf(why, sizeof(why), "run took %lld ms > deadline %d ms",

@@ -190,10 +190,10 @@ int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *back
 	(void)m;
 	(void)threads;
 	*out = NULL;
-	if (backend && backend->opens_on_demand) {
+	if (backend && backend != &be_cpu) {
 		pthread_mutex_lock(&mu);
 		open_tries++;
-		bool present = device_present;
+		bool present = device_present || !backend->opens_on_demand;
 		pthread_mutex_unlock(&mu);
 		if (!present) {
 			snprintf(err, errlen, "fake: no device");

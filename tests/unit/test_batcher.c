@@ -491,6 +491,17 @@ START_TEST(failing_backend_falls_back)
 	ck_assert_str_eq(st.primary.name, "bad");
 	ck_assert(!st.primary.healthy);
 	ck_assert(!st.primary_is_cpu);
+	/* the failed context was dropped: the re-probe (after 1 s) opens a new one */
+	ck_assert_int_eq(fake_open_tries(), 1);
+	struct timespec pause = {1, 200 * 1000000L};
+	nanosleep(&pause, NULL);
+	eng_batcher_submit(b, frame("a", 2, 'a'));
+	ck_assert(wait_results(2));
+	ck_assert_str_eq(res[1]->backend, "cpu");
+	ck_assert_int_eq(fake_open_tries(), 2);
+	eng_batcher_stats(b, &st);
+	ck_assert_uint_eq(st.primary.failures, 2);
+	ck_assert_uint_eq(st.primary.probes, 1);
 	eng_batcher_destroy(b);
 }
 END_TEST
