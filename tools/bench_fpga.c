@@ -279,6 +279,14 @@ int bench_fpga_main(int argc, char **argv)
 	       pt->gbps);
 	printf("arch  PE 16x%d (1x1), 16x9 (dw), W8 II %d, deformable dw II %d, 1x1 requant %d cyc/word, %d cyc/descriptor\n\n",
 	       a.pe_out, a.ii_w8, a.ii_def, a.rq_pw, a.lat);
+	if (p->n_blocks == 0) {
+		printf("nothing offloaded: the kernel runs quantized models only (W4A8 CoDeNet, "
+		       "uint8/int8 TFLite)\n");
+		plan_destroy(p);
+		cdn_model_destroy(cm);
+		eng_model_destroy(em);
+		return 1;
+	}
 	double accel_macs;
 	double us = run_model(p, pt, &a, cm, em ? &em->g : NULL, table, &accel_macs);
 	struct res r = resources(&a);
