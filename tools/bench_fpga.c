@@ -9,7 +9,7 @@
  *   read    mid rows × mid cols × input words          (II=1)
  *   pw      per pixel: fill (input words) + ceil(nc/PE_OUT)·ceil(cin/16)·II_w
  *           MAC beats + requant (RQ_PW cycles per output word)
- *   dw      fill (mid words) + out pixels × words × II_dw
+ *   dw      fill (mid words) + out pixels × words × II_dw (2 plain, 5 deformable)
  *   write   out pixels × words                          (II=1)
  * tile cycles = params + max(read, pw, dw, write) (DATAFLOW overlaps the
  * four) + a fixed latency per descriptor; a block's time is the larger of
@@ -62,13 +62,15 @@ static const struct part PARTS[] = {
 struct arch {
 	int pe_out;     /* 1×1 output channels per beat (16 inputs each) */
 	int ii_w8;      /* MAC beats per 16 inputs with W8 weights (DSPs not packed) */
+	int ii_dw;      /* depthwise beats per word, plain: 3 columns from each
+			   dual-port row bank: 2 */
 	int ii_def;     /* depthwise beats per word for deformable taps (9 random reads
 			   from a dual-port line buffer: ceil(9/2)) */
 	int rq_pw;      /* cycles per 16-channel word of the 1×1 requant (4 lanes) */
 	int lat;        /* fixed cycles per descriptor (AXI latency, pipeline fill) */
 };
 
-static const struct arch ARCH_DEFAULT = {ACCEL_PE_OUT, 2, 5, 4, 300};
+static const struct arch ARCH_DEFAULT = {ACCEL_PE_OUT, 2, 2, 5, 4, 300};
 
 static int bram36_for(long depth, int width)
 {
@@ -141,7 +143,7 @@ static void desc_cost(const struct accel_desc *d, const struct arch *a, struct t
 	}
 	double c_dw = mpix * ncw;
 	if (dw)
-		c_dw += opix * ncw * (d->deform ? a->ii_def : 1);
+		c_dw += opix * ncw * (d->deform ? a->ii_def : a->ii_dw);
 	double write = opix * ncw;
 	double m = read;
 	m = c_pw > m ? c_pw : m;
@@ -278,8 +280,8 @@ int bench_fpga_main(int argc, char **argv)
 	printf("model %s\npart  %s: %s, %.0f MHz, %d DSP, %d BRAM36, %d URAM; %s → %.1f GB/s\n",
 	       model, pt->name, pt->device, pt->mhz, pt->dsp, pt->bram36, pt->uram, pt->mem,
 	       pt->gbps);
-	printf("arch  PE 16x%d (1x1), 16x9 (dw), W8 II %d, deformable dw II %d, 1x1 requant %d cyc/word, %d cyc/descriptor\n",
-	       a.pe_out, a.ii_w8, a.ii_def, a.rq_pw, a.lat);
+	printf("arch  PE 16x%d (1x1), 16x9 (dw), W8 II %d, dw II %d, deformable dw II %d, 1x1 requant %d cyc/word, %d cyc/descriptor\n",
+	       a.pe_out, a.ii_w8, a.ii_dw, a.ii_def, a.rq_pw, a.lat);
 	printf("host  one kernel run per block, ASSUMED %.0f µs each (XRT start/wait), included in the times\n\n",
 	       pt->launch_us);
 	if (p->n_blocks == 0) {
