@@ -363,7 +363,9 @@ rows:
 				for (uint32_t i = 0; i < d.aux_cw; i++)
 					offs[i] = aux[((size_t)cy * d.mid_w + cx) * d.aux_cw + i];
 			for (int i = 0; i < g.ncw; i++) {
-#pragma HLS PIPELINE II = 1
+				/* 3 columns per row bank, 2 ports each: II 2 (deformable taps
+				 * may share a row: the tool raises it, the model charges 5) */
+#pragma HLS PIPELINE II = 2
 				int32_t acc[16];
 				for (int j = 0; j < 16; j++)
 					acc[j] = 0;

@@ -45,6 +45,12 @@ static uint8_t *read_all(const char *path, size_t *n)
 	return b;
 }
 
+/* C11 aligned_alloc wants a size that is a multiple of the alignment */
+static void *amalloc(size_t n)
+{
+	return aligned_alloc(64, (n + 63) & ~(size_t)63);
+}
+
 static size_t count_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t *first)
 {
 	size_t d = 0;
@@ -458,7 +464,7 @@ static void check_tflite_prefix(const char *model_rel, const char *input_rel, in
 	log_set_level(LOG_LVL_ERROR);
 	ck_assert_msg(eng_graph_prepare(&g, err, sizeof(err)) == 0, "%s", err);
 	uint8_t *arena = aligned_alloc(ENG_ARENA_ALIGN, (g.arena_bytes + 63) & ~(size_t)63);
-	void *scratch = aligned_alloc(64, (g.scratch_bytes + 64) & ~(size_t)63);
+	void *scratch = amalloc(g.scratch_bytes + 1);
 	ck_assert(arena && scratch);
 	const struct eng_tensor *it = &g.tensors[g.inputs[0]];
 	ck_assert_uint_eq(it->bytes, ni);
@@ -574,9 +580,9 @@ START_TEST(test_tiled_pw_w8_vs_scalar)
 	 * tiles), int8, per-channel multipliers */
 	enum { H = 3, W = 300, CI = 40, CO = 100 };
 	int8_t *x = malloc((size_t)H * W * CI), *want = malloc((size_t)H * W * CO);
-	uint8_t *kin = aligned_alloc(64, plan_tensor_bytes(H, W, CI));
-	uint8_t *kout = aligned_alloc(64, plan_tensor_bytes(H, W, CO));
-	uint8_t *params = aligned_alloc(64, 65536);
+	uint8_t *kin = amalloc(plan_tensor_bytes(H, W, CI));
+	uint8_t *kout = amalloc(plan_tensor_bytes(H, W, CO));
+	uint8_t *params = amalloc(65536);
 	memset(params, 0, 65536);
 	unsigned seed = 7;
 	for (size_t i = 0; i < (size_t)H * W * CI; i++) {
@@ -719,11 +725,11 @@ static void dw_variant(uint32_t deform, int bound, int stride, int pad)
 				want[((size_t)y * OW + xo) * C + c] =
 					(int8_t)scalar_cdn_rq(acc, m[c], b[c], true);
 			}
-	uint8_t *params = aligned_alloc(64, 8192);
+	uint8_t *params = amalloc(8192);
 	memset(params, 0, 8192);
-	uint8_t *kin = aligned_alloc(64, plan_tensor_bytes(H, W, C));
-	uint8_t *kaux = aligned_alloc(64, plan_tensor_bytes(H, W, AC));
-	uint8_t *kout = aligned_alloc(64, plan_tensor_bytes(OH, OW, C));
+	uint8_t *kin = amalloc(plan_tensor_bytes(H, W, C));
+	uint8_t *kaux = amalloc(plan_tensor_bytes(H, W, AC));
+	uint8_t *kout = amalloc(plan_tensor_bytes(OH, OW, C));
 	plan_pack(x, H, W, C, kin);
 	plan_pack(off, H, W, AC, kaux);
 	struct accel_desc d[64];
