@@ -43,6 +43,11 @@ struct xb {
 	void *dev, *kernel;
 	void *bo_params, *bo_in, *bo_aux, *bo_out;
 	void **bo_desc; /* per block */
+	/* Per block: host copy of its output when its two nodes are not
+	 * adjacent in node order (NULL otherwise).  The kernel runs at the
+	 * first node, while its input is alive; the output enters the arena at
+	 * the second, where the arena plan gives it its place. */
+	uint8_t **deferred;
 	size_t in_cap, aux_cap, out_cap;
 	uint8_t *stage; /* host staging for pack/unpack */
 	unsigned timeout_ms;
@@ -78,6 +83,10 @@ static void xb_close(void *priv)
 		for (int i = 0; i < b->plan->n_blocks; i++)
 			o->bo_free(b->u, b->bo_desc[i]);
 	free(b->bo_desc);
+	if (b->deferred)
+		for (int i = 0; i < b->plan->n_blocks; i++)
+			free(b->deferred[i]);
+	free(b->deferred);
 	o->bo_free(b->u, b->bo_params);
 	o->bo_free(b->u, b->bo_in);
 	o->bo_free(b->u, b->bo_aux);
@@ -185,7 +194,8 @@ static int xb_open(const struct eng_model *m, const struct eng_backend_opts *bo,
 	if ((r = alloc_bo(b, p->params_bytes, group[2], &b->bo_params)) ||
 	    (r = upload(b, b->bo_params, p->params, p->params_bytes)))
 		goto fail_dev;
-	if (!(b->bo_desc = calloc((size_t)(p->n_blocks ? p->n_blocks : 1), sizeof(void *)))) {
+	size_t nb = p->n_blocks > 0 ? (size_t)p->n_blocks : 1;
+	if (!(b->bo_desc = calloc(nb, sizeof(void *)))) {
 		r = -ENOMEM;
 		goto fail_dev;
 	}
@@ -200,6 +210,18 @@ static int xb_open(const struct eng_model *m, const struct eng_backend_opts *bo,
 		b->in_cap = ni > b->in_cap ? ni : b->in_cap;
 		b->out_cap = no > b->out_cap ? no : b->out_cap;
 	}
+	if (!(b->deferred = calloc(nb, sizeof(uint8_t *)))) {
+		r = -ENOMEM;
+		goto fail_dev;
+	}
+	for (int i = 0; i < p->n_blocks; i++) {
+		const struct plan_block *pb = &p->blocks[i];
+		if (pb->n_units == 2 && pb->units[1] != pb->units[0] + 1 &&
+		    !(b->deferred[i] = malloc(m->g.tensors[pb->out_tensor].bytes))) {
+			r = -ENOMEM;
+			goto fail_dev;
+		}
+	}
 	b->aux_cap = ACCEL_WORD_BYTES; /* TFLite blocks are never deformable */
 	size_t st = b->in_cap > b->out_cap ? b->in_cap : b->out_cap;
 	if ((r = alloc_bo(b, b->in_cap, group[3], &b->bo_in)) ||
@@ -213,15 +235,19 @@ static int xb_open(const struct eng_model *m, const struct eng_backend_opts *bo,
 	uint8_t zero[ACCEL_WORD_BYTES] = {0};
 	if ((r = upload(b, b->bo_aux, zero, sizeof(zero))))
 		goto fail_dev;
+	int n_deferred = 0;
+	for (int i = 0; i < p->n_blocks; i++)
+		n_deferred += b->deferred[i] != NULL;
 	for (int i = 0; i < p->n_units; i++) {
 		if (p->where[i] == PLAN_ACCEL)
 			b->nodes_device++;
 		else
 			b->nodes_cpu++;
 	}
-	log_info(TOPIC, "%s: %s, xclbin %s: %d of %d nodes in %d blocks on the device, "
-		 "%zu KiB weights resident", be_name, b->dev_name, b->uuid, b->nodes_device,
-		 p->n_units, p->n_blocks, p->params_bytes >> 10);
+	log_info(TOPIC, "%s: %s, xclbin %s: %d of %d nodes in %d blocks on the device "
+		 "(%d with non-adjacent nodes), %zu KiB weights resident", be_name, b->dev_name,
+		 b->uuid, b->nodes_device, p->n_units, p->n_blocks, n_deferred,
+		 p->params_bytes >> 10);
 	*priv = b;
 	return 0;
 fail_dev:
@@ -287,7 +313,8 @@ static int run_block(struct xb *b, int bi, uint8_t *arena)
 	if ((r = o->bo_sync(b->u, b->bo_out, XRT_SYNC_FROM_DEVICE, no, 0)) ||
 	    (r = o->bo_read(b->u, b->bo_out, b->stage, no, 0)))
 		goto out;
-	plan_unpack(b->stage, pb->out_h, pb->out_w, pb->out_c, arena + to->offset);
+	plan_unpack(b->stage, pb->out_h, pb->out_w, pb->out_c,
+		    b->deferred[bi] ? b->deferred[bi] : arena + to->offset);
 out:
 	if (r && r != -ETIMEDOUT && r != -EPROTO && r != -EIO)
 		log_error(TOPIC, "%s: block %d: %s", b->be_name, bi, strerror(-r));
@@ -308,9 +335,13 @@ static int xb_run(void *priv, const struct eng_graph *g, const struct eng_exec *
 		int r = 0;
 		if (p->where[i] == PLAN_ACCEL) {
 			int bi = p->block_of[i];
-			/* a block runs once, at its first node; its other nodes are done */
-			if (p->blocks[bi].units[0] == i)
+			const struct plan_block *pb = &p->blocks[bi];
+			/* a block runs once, at its first node */
+			if (pb->units[0] == i)
 				r = run_block(b, bi, x->arena);
+			else if (b->deferred[bi])
+				memcpy(x->arena + g->tensors[pb->out_tensor].offset, b->deferred[bi],
+				       g->tensors[pb->out_tensor].bytes);
 		} else {
 			r = g->kernels[i]->eval(n, x);
 			if (r > 0)
