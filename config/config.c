@@ -87,6 +87,7 @@ enum key_type {
 	T_SENUM,  /* char * restricted to names[] */
 	T_MODE,   /* int from an octal string "0660" */
 	T_OBJECT, /* a nested section, parsed by its own row of sections[] */
+	T_STRLIST, /* struct cfg_strlist from an array of non-empty strings */
 };
 
 enum key_flags {
@@ -193,6 +194,40 @@ static const struct key ipc_keys[] = {
 	NUMK("replay_ring", T_INT, struct cfg_ipc, replay_ring, 0, 0, 4096, 64),
 };
 
+#define LISTK(n, st, f, fl, maxn)                                                                  \
+	{                                                                                          \
+		.name = n, .type = T_STRLIST, .off = offsetof(st, f), .flags = fl, .max = maxn     \
+	}
+
+/* Broker and identity need a restart (a new session); what is published reloads. */
+static const struct key mqtt_keys[] = {
+	NUMK("enabled", T_BOOL, struct cfg_mqtt, enabled, 0, 0, 1, 0),
+	STRK("broker", T_STRING, struct cfg_mqtt, broker, 0, "mqtt://127.0.0.1:1883", NULL),
+	STRK("ca_file", T_STRING, struct cfg_mqtt, ca_file, F_NULLABLE | F_PATH, NULL, NULL),
+	STRK("cert_file", T_STRING, struct cfg_mqtt, cert_file, F_NULLABLE | F_PATH, NULL, NULL),
+	STRK("key_file", T_STRING, struct cfg_mqtt, key_file, F_NULLABLE | F_PATH, NULL, NULL),
+	STRK("username", T_STRING, struct cfg_mqtt, username, F_NULLABLE, NULL, NULL),
+	STRK("password_file", T_STRING, struct cfg_mqtt, password_file, F_NULLABLE | F_PATH, NULL,
+	     NULL),
+	STRK("client_id", T_STRING, struct cfg_mqtt, client_id, F_NULLABLE | F_IDENT, NULL, NULL),
+	STRK("topic_prefix", T_STRING, struct cfg_mqtt, topic_prefix, F_NULLABLE, NULL, NULL),
+	NUMK("qos", T_INT, struct cfg_mqtt, qos, 0, 0, 1, 0),
+	NUMK("keepalive_s", T_INT, struct cfg_mqtt, keepalive_s, 0, 5, 3600, 30),
+	NUMK("reconnect_min_s", T_DOUBLE, struct cfg_mqtt, reconnect_min_s, F_MIN_EXCL, 0, 600, 1),
+	NUMK("reconnect_max_s", T_DOUBLE, struct cfg_mqtt, reconnect_max_s, F_MIN_EXCL, 0, 3600,
+	     30),
+	NUMK("queue_messages", T_SIZE, struct cfg_mqtt, queue_messages, 0, 1, 1000000, 1000),
+	NUMK("queue_bytes", T_SIZE, struct cfg_mqtt, queue_bytes, 0, 4096, 1 << 30, 8 << 20),
+	LISTK("streams", struct cfg_mqtt, streams, F_RELOAD | F_IDENT, CFG_MAX_STREAMS),
+	LISTK("labels", struct cfg_mqtt, labels, F_RELOAD, 256),
+	NUMK("min_score", T_DOUBLE, struct cfg_mqtt, min_score, F_RELOAD, 0, 1, 0),
+	NUMK("only_with_objects", T_BOOL, struct cfg_mqtt, only_with_objects, F_RELOAD, 0, 1, 0),
+	NUMK("stats_interval_s", T_DOUBLE, struct cfg_mqtt, stats_interval_s,
+	     F_RELOAD | F_MIN_EXCL | F_ZERO_OK, 0.1, 86400, 30),
+	NUMK("ha_discovery", T_BOOL, struct cfg_mqtt, ha_discovery, 0, 0, 1, 0),
+	STRK("ha_prefix", T_STRING, struct cfg_mqtt, ha_prefix, 0, "homeassistant", NULL),
+};
+
 /* Stream keys are all reloadable: the sources module restarts just that stream. */
 static const struct key stream_keys[] = {
 	STRK("id", T_STRING, struct cfg_stream, id, F_REQUIRED | F_IDENT | F_RELOAD, NULL, NULL),
@@ -233,6 +268,7 @@ static const struct section sections[] = {
 	{"engine.xrt", xrt_keys, N(xrt_keys), offsetof(struct cfg, engine.xrt)},
 	{"http", http_keys, N(http_keys), offsetof(struct cfg, http)},
 	{"ipc", ipc_keys, N(ipc_keys), offsetof(struct cfg, ipc)},
+	{"mqtt", mqtt_keys, N(mqtt_keys), offsetof(struct cfg, mqtt)},
 };
 
 /* ---- field access ------------------------------------------------------------ */
@@ -264,7 +300,26 @@ static void set_default(void *base, const struct key *k)
 		break;
 	case T_OBJECT:
 		break;
+	case T_STRLIST:
+		*FIELD(base, k, struct cfg_strlist) = (struct cfg_strlist){0};
+		break;
 	}
+}
+
+static void strlist_free(struct cfg_strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	*l = (struct cfg_strlist){0};
+}
+
+bool cfg_strlist_has(const struct cfg_strlist *l, const char *s)
+{
+	for (size_t i = 0; l && s && i < l->n; i++)
+		if (strcmp(l->v[i], s) == 0)
+			return true;
+	return false;
 }
 
 static void free_fields(void *base, const struct key *keys, size_t n)
@@ -274,6 +329,8 @@ static void free_fields(void *base, const struct key *keys, size_t n)
 			char **p = FIELD(base, &keys[i], char *);
 			free(*p);
 			*p = NULL;
+		} else if (keys[i].type == T_STRLIST) {
+			strlist_free(FIELD(base, &keys[i], struct cfg_strlist));
 		}
 	}
 }
@@ -300,6 +357,16 @@ static bool field_equal(const void *a, const void *b, const struct key *k)
 	}
 	case T_OBJECT:
 		return true; /* its keys are compared through their own section */
+	case T_STRLIST: {
+		const struct cfg_strlist *x = CFIELD(a, k, struct cfg_strlist),
+					 *y = CFIELD(b, k, struct cfg_strlist);
+		if (x->n != y->n)
+			return false;
+		for (size_t i = 0; i < x->n; i++)
+			if (strcmp(x->v[i], y->v[i]) != 0)
+				return false;
+		return true;
+	}
 	}
 	return false;
 }
@@ -318,6 +385,21 @@ static int field_copy(void *dst, const void *src, const struct key *k)
 	}
 	if (k->type == T_OBJECT)
 		return 0;
+	if (k->type == T_STRLIST) {
+		const struct cfg_strlist *sl = CFIELD(src, k, struct cfg_strlist);
+		struct cfg_strlist d = {0};
+		if (sl->n && !(d.v = calloc(sl->n, sizeof(*d.v))))
+			return -ENOMEM;
+		for (; d.n < sl->n; d.n++) {
+			if (!(d.v[d.n] = strdup(sl->v[d.n]))) {
+				strlist_free(&d);
+				return -ENOMEM;
+			}
+		}
+		strlist_free(FIELD(dst, k, struct cfg_strlist));
+		*FIELD(dst, k, struct cfg_strlist) = d;
+		return 0;
+	}
 	size_t sz = k->type == T_BOOL	? sizeof(bool)
 		    : k->type == T_SIZE	? sizeof(size_t)
 		    : k->type == T_DOUBLE ? sizeof(double)
@@ -575,6 +657,41 @@ static void parse_value(struct pctx *p, void *base, const struct key *k, struct 
 		*FIELD(base, k, char *) = d;
 		return;
 	}
+	case T_STRLIST: {
+		size_t n = t == json_type_array ? json_object_array_length(v) : 0;
+		if (t != json_type_array || n > (size_t)k->max) {
+			cfg_errors_add(p->errs, "%s: must be an array of at most %.0f strings", path,
+				       k->max);
+			return;
+		}
+		struct cfg_strlist l = {0};
+		if (n && !(l.v = calloc(n, sizeof(*l.v)))) {
+			p->oom = true;
+			return;
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct json_object *e = json_object_array_get_idx(v, i);
+			const char *es = json_object_is_type(e, json_type_string)
+						 ? json_object_get_string(e)
+						 : NULL;
+			if (!es || !*es || ((k->flags & F_IDENT) && !is_ident(es)) ||
+			    strlen(es) > 63) {
+				cfg_errors_add(p->errs, "%s[%zu]: must be %s", path, i,
+					       (k->flags & F_IDENT)
+						       ? "1 to 63 characters of A-Z a-z 0-9 _ . -"
+						       : "a non-empty string of at most 63 bytes");
+				continue;
+			}
+			if (!(l.v[l.n] = strdup(es))) {
+				p->oom = true;
+				break;
+			}
+			l.n++;
+		}
+		strlist_free(FIELD(base, k, struct cfg_strlist));
+		*FIELD(base, k, struct cfg_strlist) = l;
+		return;
+	}
 	}
 }
 
@@ -808,6 +925,84 @@ static void check_engine(struct pctx *p, const struct cfg_engine *e)
 		       list);
 }
 
+int cfg_mqtt_broker_parse(const char *url, char *host, size_t hostlen, int *port, bool *tls)
+{
+	const char *h;
+	if (!url)
+		return -EINVAL;
+	if (strncmp(url, "mqtt://", 7) == 0) {
+		*tls = false;
+		h = url + 7;
+	} else if (strncmp(url, "mqtts://", 8) == 0) {
+		*tls = true;
+		h = url + 8;
+	} else {
+		return -EINVAL;
+	}
+	/* host is a name, an IPv4 literal or a bracketed IPv6 literal */
+	const char *end, *rest;
+	if (*h == '[') {
+		if (!(end = strchr(h, ']')))
+			return -EINVAL;
+		h++;
+		rest = end + 1;
+	} else {
+		end = h + strcspn(h, ":/");
+		rest = end;
+	}
+	size_t n = (size_t)(end - h);
+	if (n == 0 || n >= hostlen)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)h[i]) && !strchr("-._:", h[i]))
+			return -EINVAL;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	*port = 0;
+	if (*rest == ':') {
+		char *e;
+		long v = strtol(rest + 1, &e, 10);
+		if (e == rest + 1 || v < 1 || v > 65535)
+			return -EINVAL;
+		*port = (int)v;
+		rest = e;
+	}
+	if (*rest == '/')
+		rest++;
+	return *rest ? -EINVAL : 0;
+}
+
+/* Checks across the mqtt keys (only what can be known without the broker). */
+static void check_mqtt(struct cfg_errors *errs, const struct cfg_mqtt *m)
+{
+	char host[256];
+	int port;
+	bool tls = false;
+	if (m->enabled && !DETD_HAVE_MQTT)
+		cfg_errors_add(errs, "mqtt.enabled: this detd was built without MQTT (libmosquitto)");
+	if (cfg_mqtt_broker_parse(m->broker, host, sizeof(host), &port, &tls) < 0)
+		cfg_errors_add(errs, "mqtt.broker: must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT]");
+	else if (!tls && (m->ca_file || m->cert_file || m->key_file))
+		cfg_errors_add(errs, "mqtt.ca_file: TLS files need an mqtts:// broker");
+	if (!m->cert_file != !m->key_file)
+		cfg_errors_add(errs, "mqtt.key_file: cert_file and key_file go together");
+	if (m->password_file && !m->username)
+		cfg_errors_add(errs, "mqtt.password_file: needs mqtt.username");
+	if (m->reconnect_max_s < m->reconnect_min_s)
+		cfg_errors_add(errs, "mqtt.reconnect_max_s: must be >= reconnect_min_s (%g)",
+			       m->reconnect_min_s);
+	if (m->topic_prefix) {
+		const char *t = m->topic_prefix;
+		size_t n = strlen(t);
+		if (strpbrk(t, "+#") || t[0] == '/' || t[n - 1] == '/' || strstr(t, "//") ||
+		    n > 128)
+			cfg_errors_add(errs, "mqtt.topic_prefix: must be 1 to 128 bytes without "
+					     "+ # or empty levels (leading, trailing or double /)");
+	}
+	if (m->ha_prefix && (strpbrk(m->ha_prefix, "+#/") || strlen(m->ha_prefix) > 64))
+		cfg_errors_add(errs, "mqtt.ha_prefix: must be one topic level (no + # /)");
+}
+
 static int build(struct json_object *root, const char *base_dir, struct cfg **out,
 		 struct cfg_errors *errs)
 {
@@ -887,6 +1082,7 @@ static int build(struct json_object *root, const char *base_dir, struct cfg **ou
 			       c->ipc.client_buffer_bytes);
 	if (c->ipc.path && strlen(c->ipc.path) >= 108) /* sizeof(sun_path) */
 		cfg_errors_add(errs, "ipc.path: longer than a Unix socket path may be (107)");
+	check_mqtt(errs, &c->mqtt);
 
 	if (p.oom) {
 		cfg_free(c);

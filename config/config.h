@@ -93,6 +93,38 @@ struct cfg_log {
 	char *level;            /* error | warn | info | debug */
 };
 
+/* A JSON array of strings ([] and absent: empty). */
+struct cfg_strlist {
+	size_t n;
+	char **v;
+};
+
+/* The MQTT sink (daemon/mqtt.c).  Broker fields need a restart; filters reload. */
+struct cfg_mqtt {
+	bool enabled;
+	char *broker;           /* mqtt://host[:port] or mqtts://host[:port] */
+	char *ca_file;          /* mqtts: CA bundle; NULL = system default paths */
+	char *cert_file;        /* mqtts: client certificate (with key_file) */
+	char *key_file;
+	char *username;         /* may be NULL */
+	char *password_file;    /* first line is the password; never logged */
+	char *client_id;        /* NULL: detd-<hostname> */
+	char *topic_prefix;     /* NULL: detd/<hostname> */
+	int qos;                /* 0 or 1 */
+	int keepalive_s;
+	double reconnect_min_s;
+	double reconnect_max_s;
+	size_t queue_messages;  /* bounded queue while the broker is slow or away */
+	size_t queue_bytes;
+	struct cfg_strlist streams; /* empty: all */
+	struct cfg_strlist labels;  /* empty: all */
+	double min_score;
+	bool only_with_objects; /* <prefix>/<stream>/detections only for frames with objects */
+	double stats_interval_s; /* <prefix>/stats period; 0 = off */
+	bool ha_discovery;
+	char *ha_prefix;        /* Home Assistant discovery prefix */
+};
+
 struct cfg {
 	char *source_path;      /* the file this came from */
 	struct cfg_log log;
@@ -100,6 +132,7 @@ struct cfg {
 	struct cfg_engine engine;
 	struct cfg_http http;
 	struct cfg_ipc ipc;
+	struct cfg_mqtt mqtt;
 	size_t n_streams;
 	struct cfg_stream *streams;
 };
@@ -159,6 +192,12 @@ const struct cfg_stream *cfg_stream_find(const struct cfg *c, const char *id);
 const char *cfg_source_kind_name(enum cfg_source_kind k);
 const char *cfg_rtsp_transport_name(enum cfg_rtsp_transport t);
 const char *cfg_aspect_name(enum cfg_aspect a);
+
+/* mqtt.broker split into its parts: 0, or -EINVAL for a malformed URL.
+ * host is copied into host[hostlen]; port 0 in the URL means the default
+ * (1883, or 8883 with tls). */
+int cfg_mqtt_broker_parse(const char *url, char *host, size_t hostlen, int *port, bool *tls);
+bool cfg_strlist_has(const struct cfg_strlist *l, const char *s);
 
 /*
  * What changed between two configs.  Each change names its path

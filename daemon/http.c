@@ -288,15 +288,12 @@ int http_status_remove(struct http *h, const char *name)
 	return -ENOENT;
 }
 
-static void status_handler(struct evhttp_request *req, void *ud)
+struct json_object *http_status_json(struct http *h)
 {
-	struct http *h = ud;
 	struct json_object *root = json_object_new_object();
 
-	if (!root) {
-		http_reply_error(req, 500, "out of memory");
-		return;
-	}
+	if (!root)
+		return NULL;
 	for (size_t i = 0; i < h->n_sections; i++) {
 		struct section *s = &h->sections[i];
 		if (!*s->name) {
@@ -308,6 +305,17 @@ static void status_handler(struct evhttp_request *req, void *ud)
 			continue;
 		s->fill(sec, s->ud);
 		json_object_object_add(root, s->name, sec);
+	}
+	return root;
+}
+
+static void status_handler(struct evhttp_request *req, void *ud)
+{
+	struct json_object *root = http_status_json(ud);
+
+	if (!root) {
+		http_reply_error(req, 500, "out of memory");
+		return;
 	}
 	http_reply_json(req, 200, root);
 }

@@ -62,6 +62,8 @@ int http_route_remove(struct http *h, const char *path);
  */
 int http_status_add(struct http *h, const char *name, http_status_fn fill, void *ud);
 int http_status_remove(struct http *h, const char *name);
+/* The /status document as GET /status returns it (new reference; NULL on ENOMEM). */
+struct json_object *http_status_json(struct http *h);
 
 /* Replies.  http_reply_json takes ownership of body (may be NULL: empty object). */
 void http_reply_json(struct evhttp_request *req, int code, struct json_object *body);

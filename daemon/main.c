@@ -25,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pipeline.h"
+#include "mqtt.h"
 #include "publish.h"
 
 #define DEFAULT_CONFIG DETD_SYSCONFDIR "/detd/detd.json"
@@ -332,6 +333,17 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 
+	/* Sinks that read the bus start after it and stop after the data path
+	 * flushed its last results into it. */
+	struct mqtt *mqtt = NULL;
+	r = mqtt_module_add(d, pub, &mqtt);
+	if (r < 0) {
+		log_error("main", "cannot register the MQTT sink: %s", strerror(-r));
+		publish_free(pub);
+		daemon_destroy(d);
+		return EXIT_FAILURE;
+	}
+
 	/* The data path comes after the publishers: it starts last, stops first
 	 * and flushes its last results into the bus. */
 	flow_o.on_result = publish_result;
@@ -340,6 +352,7 @@ int main(int argc, char **argv)
 	r = flow_module_add(d, &flow_o, &flow);
 	if (r < 0) {
 		log_error("main", "cannot register the data path: %s", strerror(-r));
+		mqtt_free(mqtt);
 		publish_free(pub);
 		daemon_destroy(d);
 		return EXIT_FAILURE;
@@ -364,6 +377,7 @@ int main(int argc, char **argv)
 		_exit(code);
 	}
 	flow_module_free(flow);
+	mqtt_free(mqtt);
 	publish_free(pub); /* uses the loop: before the daemon frees it */
 	daemon_destroy(d);
 	return code;

@@ -518,6 +518,85 @@ START_TEST(too_many_streams)
 }
 END_TEST
 
+START_TEST(mqtt_section)
+{
+	struct cfg *c = NULL, *d = NULL;
+	struct cfg_changes ch;
+	char host[64];
+	int port;
+	bool tls;
+
+	ck_assert_int_eq(load(minimal, &c), 0);
+	ck_assert(!c->mqtt.enabled);
+	ck_assert_str_eq(c->mqtt.broker, "mqtt://127.0.0.1:1883");
+	ck_assert_int_eq(c->mqtt.qos, 0);
+	ck_assert_uint_eq(c->mqtt.queue_messages, 1000);
+	ck_assert_uint_eq(c->mqtt.streams.n, 0);
+	cfg_free(c);
+
+	ck_assert_int_eq(load("{\"model\":{\"path\":\"/m\"},\"mqtt\":{\"broker\":"
+			      "\"mqtts://broker.lan:8884\",\"ca_file\":\"ca.pem\",\"username\":\"u\","
+			      "\"password_file\":\"pw\",\"streams\":[\"cam0\",\"cam1\"],"
+			      "\"labels\":[\"stop sign\"],\"min_score\":0.6}}",
+			      &c),
+			 0);
+	ck_assert_str_eq(c->mqtt.ca_file, "/base/ca.pem");
+	ck_assert_str_eq(c->mqtt.password_file, "/base/pw");
+	ck_assert_uint_eq(c->mqtt.streams.n, 2);
+	ck_assert(cfg_strlist_has(&c->mqtt.streams, "cam1"));
+	ck_assert(!cfg_strlist_has(&c->mqtt.streams, "cam2"));
+	ck_assert_str_eq(c->mqtt.labels.v[0], "stop sign");
+	ck_assert_int_eq(cfg_mqtt_broker_parse(c->mqtt.broker, host, sizeof(host), &port, &tls), 0);
+	ck_assert_str_eq(host, "broker.lan");
+	ck_assert_int_eq(port, 8884);
+	ck_assert(tls);
+	ck_assert_int_eq(cfg_mqtt_broker_parse("mqtt://[::1]", host, sizeof(host), &port, &tls), 0);
+	ck_assert_str_eq(host, "::1");
+	ck_assert_int_eq(port, 0);
+	ck_assert_int_eq(cfg_mqtt_broker_parse("tcp://x:1", host, sizeof(host), &port, &tls),
+			 -EINVAL);
+	ck_assert_int_eq(cfg_mqtt_broker_parse("mqtt://x:99999", host, sizeof(host), &port, &tls),
+			 -EINVAL);
+
+	/* filters reload, the broker needs a restart */
+	ck_assert_int_eq(load("{\"model\":{\"path\":\"/m\"},\"mqtt\":{\"broker\":"
+			      "\"mqtts://other\",\"username\":\"u\",\"password_file\":\"pw\","
+			      "\"ca_file\":\"ca.pem\",\"streams\":[\"cam0\"],"
+			      "\"labels\":[\"stop sign\"],\"min_score\":0.6}}",
+			      &d),
+			 0);
+	ck_assert_int_eq(cfg_diff(c, d, &ch), 0);
+	bool broker = false, streams = false;
+	for (size_t i = 0; i < ch.n; i++) {
+		broker |= !strcmp(ch.v[i].path, "mqtt.broker") && ch.v[i].restart;
+		streams |= !strcmp(ch.v[i].path, "mqtt.streams") && !ch.v[i].restart;
+	}
+	ck_assert(broker && streams);
+	ck_assert_uint_eq(ch.n, 2);
+	cfg_changes_free(&ch);
+	cfg_free(c);
+	cfg_free(d);
+
+	expect_one("{\"model\":{\"path\":\"/m\"},\"mqtt\":{\"broker\":\"tcp://x\"}}",
+		   "mqtt.broker: must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT]");
+	expect_one("{\"model\":{\"path\":\"/m\"},\"mqtt\":{\"ca_file\":\"x\"}}",
+		   "mqtt.ca_file: TLS files need an mqtts:// broker");
+	expect_one("{\"model\":{\"path\":\"/m\"},\"mqtt\":{\"password_file\":\"x\"}}",
+		   "mqtt.password_file: needs mqtt.username");
+	expect_one("{\"model\":{\"path\":\"/m\"},\"mqtt\":{\"qos\":2}}",
+		   "mqtt.qos: must be an integer in [0, 1]");
+	expect_one("{\"model\":{\"path\":\"/m\"},\"mqtt\":{\"streams\":[\"ok\",\"bad id\"]}}",
+		   "mqtt.streams[1]: must be 1 to 63 characters");
+	expect_one("{\"model\":{\"path\":\"/m\"},\"mqtt\":{\"labels\":\"person\"}}",
+		   "mqtt.labels: must be an array of at most 256 strings");
+	expect_one("{\"model\":{\"path\":\"/m\"},\"mqtt\":{\"topic_prefix\":\"a/#\"}}",
+		   "mqtt.topic_prefix: must be 1 to 128 bytes");
+	expect_one("{\"model\":{\"path\":\"/m\"},\"mqtt\":{\"reconnect_min_s\":10,"
+		   "\"reconnect_max_s\":5}}",
+		   "mqtt.reconnect_max_s: must be >= reconnect_min_s");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("config");
@@ -544,6 +623,7 @@ static Suite *suite(void)
 	tcase_add_test(t, too_many_errors_are_counted);
 	tcase_add_test(t, mutations_never_crash);
 	tcase_add_test(t, too_many_streams);
+	tcase_add_test(t, mqtt_section);
 	suite_add_tcase(s, t);
 	return s;
 }
