@@ -268,6 +268,9 @@ static int real_bo_alloc(void *user, void *dev, size_t bytes, int group, void **
 {
 	(void)user;
 	struct real_dev *d = dev;
+	/* XRT backs a BO with aligned_alloc(4096, size): C11 (and ASan) want
+	 * the size a multiple of the alignment, so ask for whole pages. */
+	bytes = (bytes + 4095) & ~(size_t)4095;
 	xrtBufferHandle b = xrtBOAlloc(d->h, bytes, 0, (xrtMemoryGroup)group);
 	if (!b)
 		return -ENOMEM;
