@@ -75,6 +75,15 @@ extern "C" {
 #define ACCEL_DESC_MAGIC 0x44414343u /* "DACC" */
 #define ACCEL_DESC_VERSION 1u
 #define ACCEL_NARGS 6
+/* argument indices (xrtKernelArgGroupId, xrtRunSetArg) */
+enum accel_arg {
+	ACCEL_ARG_DESC = 0,
+	ACCEL_ARG_NDESC = 1,
+	ACCEL_ARG_PARAMS = 2,
+	ACCEL_ARG_IN = 3,
+	ACCEL_ARG_AUX = 4,
+	ACCEL_ARG_OUT = 5,
+};
 
 /* ---- limits of the synthesized kernel ---------------------------------- */
 #define ACCEL_VEC 16          /* channels per 128-bit word */
