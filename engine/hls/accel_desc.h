@@ -41,9 +41,11 @@
  * resolution, aux_cw words per pixel; channel 2k = dy, 2k+1 = dx of tap k
  * (k = (ky+1)·3 + (kx+1)), or channel 0 = s for the square variant.
  * params: per stage, at the descriptor's offsets:
- *   pw.w_off  1×1 weights of this tile, [nc][in_cw·16] (W8: one int8/uint8
- *             per weight; W4: two per byte, even index in the low nibble,
- *             signed 4-bit, row length in_cw·8 bytes)
+ *   pw.w_off  1×1 weights of this tile, one row per mid channel.  W8: one
+ *             int8/uint8 per weight, rows of in_cw words (in_cw·16 bytes).
+ *             W4: signed 4-bit, two per byte (even input channel in the low
+ *             nibble), rows of ceil(in_cw/2) words (32 weights per word).
+ *             Weights past cin are ignored (the kernel zeroes them).
  *   dw.w_off  depthwise weights of this tile, [9][nc16] int8/uint8 (always
  *             8-bit storage; nc16 = nc rounded up to 16), tap-major
  *   *.rq_off  per-channel requantization, three int32 arrays of nc16 entries
@@ -73,6 +75,15 @@ extern "C" {
 #define ACCEL_DESC_MAGIC 0x44414343u /* "DACC" */
 #define ACCEL_DESC_VERSION 1u
 #define ACCEL_NARGS 6
+/* argument indices (xrtKernelArgGroupId, xrtRunSetArg) */
+enum accel_arg {
+	ACCEL_ARG_DESC = 0,
+	ACCEL_ARG_NDESC = 1,
+	ACCEL_ARG_PARAMS = 2,
+	ACCEL_ARG_IN = 3,
+	ACCEL_ARG_AUX = 4,
+	ACCEL_ARG_OUT = 5,
+};
 
 /* ---- limits of the synthesized kernel ---------------------------------- */
 #define ACCEL_VEC 16          /* channels per 128-bit word */

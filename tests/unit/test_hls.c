@@ -402,6 +402,78 @@ START_TEST(test_tfl_traffic)
 }
 END_TEST
 
+/* The traffic model's blocks against TensorFlow Lite itself: the input and
+ * output tensors of every block as TFLite's reference kernels computed them
+ * on frame 1 (../shared/data/traffic/reference/frame1-tensors), so neither
+ * side of the comparison is detd's CPU engine. */
+START_TEST(test_tfl_traffic_vs_tflite)
+{
+	const char *sd = getenv("DETD_SHARED_DATA");
+	if (!sd) {
+		fprintf(stderr, "DETD_SHARED_DATA not set: traffic vs TFLite skipped\n");
+		return;
+	}
+	char p[1200], err[512] = "";
+	snprintf(p, sizeof(p), "%s/traffic/traffic_model.tflite", sd);
+	struct eng_model_opts o = {.path = p};
+	struct eng_model *m = NULL;
+	log_set_level(LOG_LVL_ERROR);
+	ck_assert_msg(eng_model_load(&o, &m, err, sizeof(err)) == 0, "%s", err);
+	const struct eng_graph *g = &m->g;
+	char **file = calloc((size_t)g->n_tensors, sizeof(char *));
+	snprintf(p, sizeof(p), "%s/traffic/reference/frame1-tensors/index.jsonl", sd);
+	FILE *idx = fopen(p, "r");
+	ck_assert_msg(idx != NULL, "cannot read %s", p);
+	char line[4096];
+	while (fgets(line, sizeof(line), idx)) {
+		int ti;
+		const char *f = strstr(line, "\"file\":\"");
+		if (sscanf(line, "{\"tensor\":%d,", &ti) != 1 || !f || ti < 0 || ti >= g->n_tensors)
+			continue;
+		f += 8;
+		const char *e = strchr(f, '"');
+		ck_assert_ptr_nonnull(e);
+		file[ti] = strndup(f, (size_t)(e - f));
+	}
+	fclose(idx);
+	struct plan *pl = NULL;
+	ck_assert_msg(plan_tflite(g, &pl, err, sizeof(err)) == 0, "%s", err);
+	int checked = 0;
+	for (int bi = 0; bi < pl->n_blocks; bi++) {
+		const struct plan_block *b = &pl->blocks[bi];
+		if (!file[b->in_tensor] || !file[b->out_tensor])
+			continue;
+		size_t ni, no;
+		snprintf(p, sizeof(p), "%s/traffic/reference/frame1-tensors/%s", sd, file[b->in_tensor]);
+		uint8_t *x = read_all(p, &ni);
+		snprintf(p, sizeof(p), "%s/traffic/reference/frame1-tensors/%s", sd, file[b->out_tensor]);
+		uint8_t *want = read_all(p, &no);
+		ck_assert(x && want);
+		ck_assert_uint_eq(ni, (size_t)b->in_h * b->in_w * b->in_c);
+		ck_assert_uint_eq(no, (size_t)b->out_h * b->out_w * b->out_c);
+		uint8_t *got = malloc(no);
+		ck_assert_int_eq(plan_csim_block(pl, b, x, NULL, got), 0);
+		size_t first;
+		size_t bad = count_diff(got, want, no, &first);
+		ck_assert_msg(bad == 0, "block %d (nodes %d..%d) vs TFLite: %zu of %zu bytes differ, first at %zu (%u vs %u)",
+			      bi, b->units[0], b->units[b->n_units - 1], bad, no, first, got[first],
+			      want[first]);
+		checked++;
+		free(x);
+		free(want);
+		free(got);
+	}
+	fprintf(stderr, "hls csim traffic vs TensorFlow Lite's reference tensors: %d of %d blocks checked, all bit-exact\n",
+		checked, pl->n_blocks);
+	ck_assert_int_ge(checked, pl->n_blocks * 9 / 10);
+	for (int i = 0; i < g->n_tensors; i++)
+		free(file[i]);
+	free(file);
+	plan_destroy(pl);
+	eng_model_destroy(m);
+}
+END_TEST
+
 /* The graph up to its post-process, run by the plain executor with an
  * observer that keeps every node's outputs: the blocks do not need the
  * post-process, whose options this branch's reader may refuse. */
@@ -817,6 +889,7 @@ static Suite *suite(void)
 	TCase *t = tcase_create("tflite");
 	tcase_set_timeout(t, 600);
 	tcase_add_test(t, test_tfl_traffic);
+	tcase_add_test(t, test_tfl_traffic_vs_tflite);
 	tcase_add_test(t, test_tfl_coco);
 	suite_add_tcase(s, t);
 	return s;
