@@ -104,7 +104,7 @@ static int check_args(struct xb *b, int group[ACCEL_NARGS], char *err, size_t er
 {
 	for (int a = 0; a < ACCEL_NARGS; a++) {
 		group[a] = b->ops->arg_group(b->u, b->kernel, a);
-		bool want_buffer = a != 1;
+		bool want_buffer = a != ACCEL_ARG_NDESC;
 		if (want_buffer != (group[a] >= 0)) {
 			snprintf(err, errlen,
 				 "%s: kernel %s argument %d is %s, expected %s (xclbin built from "
@@ -191,7 +191,7 @@ static int xb_open(const struct eng_model *m, const struct eng_backend_opts *bo,
 
 	/* Resident for the context's life: weights + requant, descriptors. */
 	const struct plan *p = b->plan;
-	if ((r = alloc_bo(b, p->params_bytes, group[2], &b->bo_params)) ||
+	if ((r = alloc_bo(b, p->params_bytes, group[ACCEL_ARG_PARAMS], &b->bo_params)) ||
 	    (r = upload(b, b->bo_params, p->params, p->params_bytes)))
 		goto fail_dev;
 	size_t nb = p->n_blocks > 0 ? (size_t)p->n_blocks : 1;
@@ -202,7 +202,7 @@ static int xb_open(const struct eng_model *m, const struct eng_backend_opts *bo,
 	for (int i = 0; i < p->n_blocks; i++) {
 		const struct plan_block *pb = &p->blocks[i];
 		size_t n = (size_t)pb->n_desc * sizeof(struct accel_desc);
-		if ((r = alloc_bo(b, n, group[0], &b->bo_desc[i])) ||
+		if ((r = alloc_bo(b, n, group[ACCEL_ARG_DESC], &b->bo_desc[i])) ||
 		    (r = upload(b, b->bo_desc[i], pb->desc, n)))
 			goto fail_dev;
 		size_t ni = plan_tensor_bytes(pb->in_h, pb->in_w, pb->in_c);
@@ -224,9 +224,9 @@ static int xb_open(const struct eng_model *m, const struct eng_backend_opts *bo,
 	}
 	b->aux_cap = ACCEL_WORD_BYTES; /* TFLite blocks are never deformable */
 	size_t st = b->in_cap > b->out_cap ? b->in_cap : b->out_cap;
-	if ((r = alloc_bo(b, b->in_cap, group[3], &b->bo_in)) ||
-	    (r = alloc_bo(b, b->aux_cap, group[4], &b->bo_aux)) ||
-	    (r = alloc_bo(b, b->out_cap, group[5], &b->bo_out)))
+	if ((r = alloc_bo(b, b->in_cap, group[ACCEL_ARG_IN], &b->bo_in)) ||
+	    (r = alloc_bo(b, b->aux_cap, group[ACCEL_ARG_AUX], &b->bo_aux)) ||
+	    (r = alloc_bo(b, b->out_cap, group[ACCEL_ARG_OUT], &b->bo_out)))
 		goto fail_dev;
 	if (!(b->stage = malloc(st ? st : 1))) {
 		r = -ENOMEM;
@@ -278,12 +278,12 @@ static int run_block(struct xb *b, int bi, uint8_t *arena)
 	if ((r = o->run_open(b->u, b->kernel, &run)))
 		return r;
 	/* argument order of accel_desc.h */
-	if ((r = o->run_set_bo(b->u, run, 0, b->bo_desc[bi])) ||
-	    (r = o->run_set_u32(b->u, run, 1, pb->n_desc)) ||
-	    (r = o->run_set_bo(b->u, run, 2, b->bo_params)) ||
-	    (r = o->run_set_bo(b->u, run, 3, b->bo_in)) ||
-	    (r = o->run_set_bo(b->u, run, 4, b->bo_aux)) ||
-	    (r = o->run_set_bo(b->u, run, 5, b->bo_out)))
+	if ((r = o->run_set_bo(b->u, run, ACCEL_ARG_DESC, b->bo_desc[bi])) ||
+	    (r = o->run_set_u32(b->u, run, ACCEL_ARG_NDESC, pb->n_desc)) ||
+	    (r = o->run_set_bo(b->u, run, ACCEL_ARG_PARAMS, b->bo_params)) ||
+	    (r = o->run_set_bo(b->u, run, ACCEL_ARG_IN, b->bo_in)) ||
+	    (r = o->run_set_bo(b->u, run, ACCEL_ARG_AUX, b->bo_aux)) ||
+	    (r = o->run_set_bo(b->u, run, ACCEL_ARG_OUT, b->bo_out)))
 		goto out;
 	int64_t t0 = mono_ns();
 	if ((r = o->run_start(b->u, run)))
