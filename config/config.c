@@ -86,6 +86,7 @@ enum key_type {
 	T_ENUM,   /* enum (int) from one of names[] */
 	T_SENUM,  /* char * restricted to names[] */
 	T_MODE,   /* int from an octal string "0660" */
+	T_OBJECT, /* a nested section, parsed by its own row of sections[] */
 	T_STRLIST, /* struct cfg_strlist from an array of non-empty strings */
 };
 
@@ -148,6 +149,24 @@ static const struct key engine_keys[] = {
 	NUMK("min_score", T_DOUBLE, struct cfg_engine, min_score, F_RELOAD, 0, 1, 0.5),
 	NUMK("test_delay_ms", T_INT, struct cfg_engine, test_delay_ms, 0, 0, 60000, 0),
 	NUMK("test_fail", T_BOOL, struct cfg_engine, test_fail, 0, 0, 1, 0),
+	{.name = "xrt", .type = T_OBJECT},
+};
+
+/* engine.xrt: the FPGA device and its bitstream (backends "xrt", "xrt-sim"). */
+static const struct key xrt_keys[] = {
+	NUMK("device", T_INT, struct cfg_xrt, device, 0, 0, 63, 0),
+	STRK("xclbin", T_STRING, struct cfg_xrt, xclbin, F_NULLABLE | F_PATH, NULL, NULL),
+	NUMK("timeout_ms", T_INT, struct cfg_xrt, timeout_ms, 0, 1, 60000, 1000),
+};
+
+/* Backends this build has (the engine's table says the same at run time). */
+static const char *const backend_names[] = {
+	"cpu",
+	"xrt-sim",
+#if DETD_HAVE_XRT
+	"xrt",
+#endif
+	NULL,
 };
 
 static const struct key http_keys[] = {
@@ -256,6 +275,7 @@ static const struct section sections[] = {
 	{"log", log_keys, N(log_keys), offsetof(struct cfg, log)},
 	{"model", model_keys, N(model_keys), offsetof(struct cfg, model)},
 	{"engine", engine_keys, N(engine_keys), offsetof(struct cfg, engine)},
+	{"engine.xrt", xrt_keys, N(xrt_keys), offsetof(struct cfg, engine.xrt)},
 	{"http", http_keys, N(http_keys), offsetof(struct cfg, http)},
 	{"ipc", ipc_keys, N(ipc_keys), offsetof(struct cfg, ipc)},
 	{"mqtt", mqtt_keys, N(mqtt_keys), offsetof(struct cfg, mqtt)},
@@ -287,6 +307,8 @@ static void set_default(void *base, const struct key *k)
 	case T_SENUM:
 		/* strdup failing leaves NULL; the caller checks required strings */
 		*FIELD(base, k, char *) = k->def_str ? strdup(k->def_str) : NULL;
+		break;
+	case T_OBJECT:
 		break;
 	case T_STRLIST:
 		*FIELD(base, k, struct cfg_strlist) = (struct cfg_strlist){0};
@@ -343,6 +365,8 @@ static bool field_equal(const void *a, const void *b, const struct key *k)
 			return x == y;
 		return strcmp(x, y) == 0;
 	}
+	case T_OBJECT:
+		return true; /* its keys are compared through their own section */
 	case T_STRLIST: {
 		const struct cfg_strlist *x = CFIELD(a, k, struct cfg_strlist),
 					 *y = CFIELD(b, k, struct cfg_strlist);
@@ -369,6 +393,8 @@ static int field_copy(void *dst, const void *src, const struct key *k)
 		*FIELD(dst, k, char *) = d;
 		return 0;
 	}
+	if (k->type == T_OBJECT)
+		return 0;
 	if (k->type == T_STRLIST) {
 		const struct cfg_strlist *sl = CFIELD(src, k, struct cfg_strlist);
 		struct cfg_strlist d = {0};
@@ -580,6 +606,8 @@ static void parse_value(struct pctx *p, void *base, const struct key *k, struct 
 		*FIELD(base, k, int) = m;
 		return;
 	}
+	case T_OBJECT:
+		return; /* its section row parses it and reports a non-object */
 	case T_ENUM:
 	case T_SENUM: {
 		const char *const *names = k->names;
@@ -864,6 +892,49 @@ static struct json_object *parse_json(const char *text, size_t len, struct cfg_e
 	return root;
 }
 
+/* The value of a section, "engine.xrt" being root.engine.xrt; NULL when
+ * absent or when a parent level is not an object (the parent reports that). */
+static struct json_object *section_json(struct json_object *root, const char *name)
+{
+	char part[32];
+	struct json_object *o = root;
+	while (*name) {
+		size_t n = strcspn(name, ".");
+		if (n >= sizeof(part) || !json_object_is_type(o, json_type_object))
+			return NULL;
+		memcpy(part, name, n);
+		part[n] = '\0';
+		if (!json_object_object_get_ex(o, part, &o))
+			return NULL;
+		name += n + (name[n] == '.');
+	}
+	return o;
+}
+
+/* engine.backend must name a backend this build has; "xrt" without XRT is
+ * a config error here, not a failure at start. */
+static void check_engine(struct pctx *p, const struct cfg_engine *e)
+{
+	if (!e->backend)
+		return;
+	for (size_t i = 0; backend_names[i]; i++)
+		if (strcmp(backend_names[i], e->backend) == 0)
+			return;
+	if (strcmp(e->backend, "xrt") == 0) {
+		cfg_errors_add(p->errs,
+			       "engine.backend: \"xrt\" is not available: this detd was built "
+			       "without XRT (meson -Dxrt=enabled with libxrt-dev installed)");
+		return;
+	}
+	char list[128] = "";
+	for (size_t i = 0; backend_names[i]; i++) {
+		size_t l = strlen(list);
+		snprintf(list + l, sizeof(list) - l, "%s\"%s\"", i ? ", " : "", backend_names[i]);
+	}
+	cfg_errors_add(p->errs, "engine.backend: unknown backend \"%s\" (one of %s)", e->backend,
+		       list);
+}
+
 int cfg_mqtt_broker_parse(const char *url, char *host, size_t hostlen, int *port, bool *tls)
 {
 	const char *h;
@@ -959,9 +1030,9 @@ static int build(struct json_object *root, const char *base_dir, struct cfg **ou
 	}
 	/* Sections: missing ones take every default (model.path is required). */
 	for (size_t i = 0; i < N(sections); i++) {
-		struct json_object *sec = NULL;
+		struct json_object *sec = section_json(root, sections[i].name);
 		void *base = (char *)c + sections[i].off;
-		if (json_object_object_get_ex(root, sections[i].name, &sec)) {
+		if (sec) {
 			parse_object(&p, base, sections[i].keys, sections[i].n_keys, sec,
 				     sections[i].name);
 		} else {
@@ -1014,6 +1085,7 @@ static int build(struct json_object *root, const char *base_dir, struct cfg **ou
 			}
 		}
 	}
+	check_engine(&p, &c->engine);
 	if (c->ipc.client_hard_limit_bytes < c->ipc.client_buffer_bytes)
 		cfg_errors_add(errs, "ipc.client_hard_limit_bytes: must be >= "
 				     "ipc.client_buffer_bytes (%zu)",

@@ -47,8 +47,15 @@ struct cfg_model {
 	char *format; /* "auto" | "tflite" | "codenet" */
 };
 
+/* engine.xrt: the FPGA device (backends "xrt" and "xrt-sim"). */
+struct cfg_xrt {
+	int device;             /* XRT device index, default 0 */
+	char *xclbin;           /* bitstream with the detd_accel kernel; NULL: none configured */
+	int timeout_ms;         /* one kernel run longer than this is a failure */
+};
+
 struct cfg_engine {
-	char *backend;          /* "cpu" | "xrt" | … (eng_backend_names()) */
+	char *backend;          /* "cpu" | "xrt-sim" | "xrt" (when built with XRT) */
 	int workers;            /* inference worker threads */
 	int threads;            /* compute threads per worker */
 	int max_batch;
@@ -57,6 +64,7 @@ struct cfg_engine {
 	double min_score;       /* results below are not published */
 	int test_delay_ms;      /* test only: a deliberately slow backend */
 	bool test_fail;         /* test only: a failing backend */
+	struct cfg_xrt xrt;
 };
 
 struct cfg_http {

@@ -199,7 +199,10 @@ int flow_create(const struct flow_opts *opts, struct flow **out, char *err, size
 		.threads = cfg->engine.threads, .max_batch = cfg->engine.max_batch,
 		.max_wait_ms = cfg->engine.max_wait_ms, .deadline_ms = cfg->engine.deadline_ms,
 		.min_score = cfg->engine.min_score, .test_delay_ms = cfg->engine.test_delay_ms,
-		.test_fail = cfg->engine.test_fail, .on_result = worker_result, .user = f};
+		.test_fail = cfg->engine.test_fail, .on_result = worker_result, .user = f,
+		.backend_opts = {.device = cfg->engine.xrt.device,
+				 .xclbin = cfg->engine.xrt.xclbin,
+				 .timeout_ms = cfg->engine.xrt.timeout_ms}};
 	rc = results_create(opts->base, opts->result_queue ? opts->result_queue : 256, loop_result,
 			    f, &f->results);
 	if (rc < 0) {
@@ -423,9 +426,32 @@ void flow_status_engine(struct json_object *o, void *ud)
 	json_object_object_add(h, "deadline_misses",
 			       json_object_new_uint64(st.primary.deadline_misses));
 	json_object_object_add(h, "fallback_runs", json_object_new_uint64(st.primary.fallback_runs));
+	json_object_object_add(h, "open_failures", json_object_new_uint64(st.primary.open_failures));
+	json_object_object_add(h, "probes", json_object_new_uint64(st.primary.probes));
+	if (!st.primary.healthy)
+		json_object_object_add(h, "next_probe_ms",
+				       json_object_new_int64(st.primary.next_probe_ms));
 	if (st.primary.last_error[0])
 		json_object_object_add(h, "last_error",
 				       json_object_new_string(st.primary.last_error));
+	if (st.have_device) {
+		/* what the device backend says about itself and where nodes run */
+		const struct eng_backend_info *di = &st.device;
+		struct json_object *d = json_object_new_object();
+		json_object_object_add(d, "backend", json_object_new_string(di->backend));
+		json_object_object_add(d, "name", json_object_new_string(di->device));
+		json_object_object_add(d, "xclbin_uuid", json_object_new_string(di->xclbin_uuid));
+		json_object_object_add(d, "runs", json_object_new_uint64(di->runs));
+		json_object_object_add(d, "failures", json_object_new_uint64(di->failures));
+		json_object_object_add(d, "ms_per_run", dbl(di->ms_per_run));
+		struct json_object *pl = json_object_new_object();
+		json_object_object_add(pl, "device_nodes", json_object_new_int(di->nodes_device));
+		json_object_object_add(pl, "cpu_nodes", json_object_new_int(di->nodes_cpu));
+		json_object_object_add(pl, "kernel_calls_per_frame",
+				       json_object_new_int(di->blocks));
+		json_object_object_add(d, "placement", pl);
+		json_object_object_add(h, "device", d);
+	}
 	json_object_object_add(o, "backend_health", h);
 	json_object_object_add(o, "worker_liveness", liveness_json(f));
 

@@ -224,6 +224,21 @@ static void flow_metrics(struct metrics *m, void *ud)
 					    json_object_get_double(v), "stream", id, "reason",
 					    "result_queue_full", NULL);
 	}
+	/* the one fallback path, from the same numbers as /status */
+	struct json_object *h;
+	if (json_object_object_get_ex(eng, "backend_health", &h)) {
+		const char *name = json_object_get_string(json_object_object_get(h, "name"));
+		metrics_gauge_set(m, "detd_backend_healthy",
+				  json_object_get_boolean(json_object_object_get(h, "healthy")),
+				  "backend", name, NULL);
+		static const char *const ev[] = {"failures", "open_failures", "deadline_misses",
+						 "fallback_runs", "probes"};
+		for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++)
+			if (json_object_object_get_ex(h, ev[i], &v))
+				metrics_counter_set(m, "detd_backend_events_total",
+						    json_object_get_double(v), "backend", name,
+						    "event", ev[i], NULL);
+	}
 	json_object_put(eng);
 	json_object_put(st);
 }
@@ -398,6 +413,12 @@ int main(int argc, char **argv)
 		.add = stream_add, .remove = stream_remove, .describe = stream_describe,
 		.runtime = stream_runtime, .ud = &glue});
 	metrics_add_collector(publish_metrics(pub), flow_metrics, &glue);
+	metrics_define(publish_metrics(pub), "detd_backend_healthy", METRICS_GAUGE,
+		       "1 while the configured backend serves batches, 0 while cpu stands in",
+		       NULL, 0);
+	metrics_define(publish_metrics(pub), "detd_backend_events_total", METRICS_COUNTER,
+		       "Backend failures, open failures, deadline misses, cpu fallback runs, "
+		       "probes", NULL, 0);
 
 	code = daemon_run(d);
 	if (code == DAEMON_EXIT_FORCED) {

@@ -6,17 +6,25 @@
 #include <string.h>
 
 #include "backend.h"
+#include "detd-build.h"
 #include "engine.h"
 
 static const struct eng_backend_ops *const backends[] = {
 	&eng_backend_cpu,
-	/* &eng_backend_xrt, when built with XRT */
+	&eng_backend_xrt_sim,
+#if DETD_HAVE_XRT
+	&eng_backend_xrt,
+#endif
 };
 
 #define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
 
 static const char *const names[N_BACKENDS + 1] = {
 	"cpu",
+	"xrt-sim",
+#if DETD_HAVE_XRT
+	"xrt",
+#endif
 	NULL,
 };
 

@@ -20,18 +20,28 @@
 #include "graph.h"
 
 struct eng_model;
+struct eng_backend_info;
+struct eng_backend_opts;
 
 struct eng_backend_ops {
 	const char *name;
 	/* 0 or -errno with a reason in err; *priv is this context's backend data. */
-	int (*open)(const struct eng_model *m, int threads, void **priv, char *err,
-		    size_t errlen);
+	int (*open)(const struct eng_model *m, const struct eng_backend_opts *bo, int threads,
+		    void **priv, char *err, size_t errlen);
 	/* One frame; op_ns (one entry per node) may be NULL; obs may be NULL. */
 	int (*run)(void *priv, const struct eng_graph *g, const struct eng_exec *x, int64_t *op_ns,
 		   eng_node_observer obs, void *obs_user);
 	void (*close)(void *priv); /* NULL-safe on priv */
+	/* Optional (NULL: nothing to report): device, counters, placement. */
+	int (*info)(void *priv, struct eng_backend_info *out);
+	/* Optional: where node i runs, "cpu" or the device's name (detd-bench tables). */
+	const char *(*placement)(void *priv, int node);
 };
 
 extern const struct eng_backend_ops eng_backend_cpu;
+/* engine/xrt/: the FPGA host path on the C-simulated kernel (always built) ... */
+extern const struct eng_backend_ops eng_backend_xrt_sim;
+/* ... and on a card through XRT (built with -Dxrt). */
+extern const struct eng_backend_ops eng_backend_xrt;
 
 #endif

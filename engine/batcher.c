@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "health.h"
 #include "log.h"
 
 #define TOPIC "batcher"
@@ -30,7 +31,6 @@
 #define LATENCY_RING 1024 /* capture→result times kept for p50/p99 */
 #define FPS_BUCKETS 16    /* one-second buckets of delivered results */
 #define FPS_WINDOW_S 5
-#define PROBE_INTERVAL_NS (5LL * 1000000000LL) /* retry an unhealthy backend this often */
 
 struct stream {
 	char id[DET_STREAM_ID_MAX];
@@ -50,7 +50,7 @@ struct worker {
 	struct eng_batcher *b;
 	pthread_t thread;
 	bool started;
-	struct eng_ctx *primary;
+	struct eng_ctx *primary; /* NULL while the backend cannot be opened */
 	struct eng_ctx *cpu; /* == primary when the configured backend is cpu */
 	struct eng_detections *out; /* ENG_BATCH_MAX */
 	/* Heartbeat for the service watchdog: when the worker took its current
@@ -90,8 +90,10 @@ struct eng_batcher {
 	uint64_t n_latency;
 	struct fps_bucket fps[FPS_BUCKETS];
 	int64_t start_ns;
-	struct eng_backend_health health;
-	int64_t probe_at_ns;
+	char *xclbin; /* o.backend_opts.xclbin points here */
+	struct eng_health *health; /* the one fallback policy (own lock) */
+	bool have_dev;
+	struct eng_backend_info dev; /* last report of a primary context, under mu */
 };
 
 static const char *const drop_names[ENG_DROP__COUNT] = {
@@ -224,16 +226,39 @@ static void sleep_ms(int ms)
 		;
 }
 
-/* The configured backend, with the test-only wrappers around it. */
+/* The configured backend, with the test-only wrappers around it.  A
+ * context that could not be opened is opened again here (the re-probe);
+ * why it failed goes to why. */
 static int run_primary(struct worker *w, int n, const uint8_t *const *in,
-		       struct eng_state *const *st)
+		       struct eng_state *const *st, bool *open_failed, char *why, size_t whylen)
 {
-	const struct eng_batcher *b = w->b;
+	struct eng_batcher *b = w->b;
+	*open_failed = false;
+	if (!w->primary) {
+		char err[256] = "";
+		int rc = eng_ctx_create_opts(b->o.model, b->o.backend, &b->o.backend_opts,
+					     b->o.threads, &w->primary, err, sizeof(err));
+		if (rc < 0) {
+			w->primary = NULL;
+			*open_failed = true;
+			snprintf(why, whylen, "open: %s", err[0] ? err : strerror(-rc));
+			return rc;
+		}
+		log_info(TOPIC, "backend %s opened", b->backend_name);
+	}
 	if (b->o.test_delay_ms > 0)
 		sleep_ms(b->o.test_delay_ms);
-	if (b->o.test_fail)
-		return -EIO;
-	return eng_run(w->primary, n, in, st, w->out);
+	int rc = b->o.test_fail ? -EIO : eng_run(w->primary, n, in, st, w->out);
+	struct eng_backend_info info;
+	if (eng_ctx_backend_info(w->primary, &info) == 0) {
+		pthread_mutex_lock(&b->mu);
+		b->dev = info;
+		b->have_dev = true;
+		pthread_mutex_unlock(&b->mu);
+	}
+	if (rc < 0)
+		snprintf(why, whylen, "run failed: %s", strerror(-rc));
+	return rc;
 }
 
 static struct det_result *make_result(const struct eng_batcher *b, const struct det_frame *f,
@@ -267,27 +292,6 @@ static struct det_result *make_result(const struct eng_batcher *b, const struct 
 	return r;
 }
 
-static void mark_unhealthy(struct eng_batcher *b, bool failed, int rc, int64_t ms)
-{
-	pthread_mutex_lock(&b->mu);
-	bool was = b->health.healthy;
-	b->health.healthy = false;
-	if (failed) {
-		b->health.failures++;
-		snprintf(b->health.last_error, sizeof(b->health.last_error), "run failed: %s",
-			 strerror(-rc));
-	} else {
-		b->health.deadline_misses++;
-		snprintf(b->health.last_error, sizeof(b->health.last_error),
-			 "run took %lld ms > deadline %d ms", (long long)ms, b->o.deadline_ms);
-	}
-	b->probe_at_ns = det_mono_ns() + PROBE_INTERVAL_NS;
-	pthread_mutex_unlock(&b->mu);
-	if (was)
-		log_warn(TOPIC, "backend %s unhealthy (%s); using cpu", b->health.name,
-			 b->health.last_error);
-}
-
 /* Runs the batch (without the lock) and delivers results; delivered frames
  * leave bt->f[] as NULL, the others stay for the caller to count as errors. */
 static void run_batch(struct worker *w, struct batch *bt, int *delivered, int64_t *run_ns)
@@ -314,30 +318,40 @@ static void run_batch(struct worker *w, struct batch *bt, int *delivered, int64_
 
 	pthread_mutex_lock(&b->mu);
 	double min_score = b->o.min_score;
-	bool use_primary = b->health.healthy || det_mono_ns() >= b->probe_at_ns;
-	if (use_primary && !b->health.healthy)
-		b->probe_at_ns = det_mono_ns() + PROBE_INTERVAL_NS; /* one probe at a time */
 	pthread_mutex_unlock(&b->mu);
 
+	/* The one fallback path: a primary that is unhealthy (and not due for
+	 * a probe), fails to open, fails the run or misses the deadline is
+	 * reported to the health state; the batch then runs on cpu. */
+	bool use_primary = eng_health_begin(b->health, det_mono_ns());
 	const char *ran_on = b->backend_name;
 	int64_t t0 = det_mono_ns(), t1;
 	int rc = -EAGAIN;
 	if (use_primary) {
-		rc = run_primary(w, n, in, st);
+		char why[160];
+		bool open_failed;
+		rc = run_primary(w, n, in, st, &open_failed, why, sizeof(why));
 		t1 = det_mono_ns();
 		int64_t ms = (t1 - t0) / 1000000;
 		if (rc < 0) {
-			mark_unhealthy(b, true, rc, ms);
+			eng_health_failed(b->health,
+					  open_failed ? ENG_HEALTH_OPEN_FAILED : ENG_HEALTH_RUN_FAILED,
+					  why, t1);
+			/* A device that failed a run (timeout, error state) may still
+			 * be busy with our buffers: drop the context so the re-probe
+			 * opens the device afresh.  (test_fail keeps it: the failure
+			 * is simulated above the backend.) */
+			if (!open_failed && !b->primary_is_cpu && !b->o.test_fail) {
+				eng_ctx_destroy(w->primary);
+				w->primary = NULL;
+			}
 		} else if (b->o.deadline_ms > 0 && ms > b->o.deadline_ms) {
 			/* the results are valid: keep them, but stop trusting the backend */
-			mark_unhealthy(b, false, 0, ms);
+			snprintf(why, sizeof(why), "run took %lld ms > deadline %d ms",
+				 (long long)ms, b->o.deadline_ms);
+			eng_health_failed(b->health, ENG_HEALTH_DEADLINE, why, t1);
 		} else {
-			pthread_mutex_lock(&b->mu);
-			bool was = b->health.healthy;
-			b->health.healthy = true;
-			pthread_mutex_unlock(&b->mu);
-			if (!was)
-				log_info(TOPIC, "backend %s healthy again", b->health.name);
+			eng_health_ok(b->health);
 		}
 	}
 	if (rc < 0) {
@@ -346,11 +360,7 @@ static void run_batch(struct worker *w, struct batch *bt, int *delivered, int64_
 		t0 = det_mono_ns();
 		rc = eng_run(w->cpu, n, in, st, w->out);
 		ran_on = "cpu";
-		if (use_primary) {
-			pthread_mutex_lock(&b->mu);
-			b->health.fallback_runs++;
-			pthread_mutex_unlock(&b->mu);
-		}
+		eng_health_fallback(b->health);
 	}
 	t1 = det_mono_ns();
 	*run_ns = t1 - t0;
@@ -527,6 +537,13 @@ int eng_batcher_create(const struct eng_batcher_opts *opts, struct eng_batcher *
 	}
 	int rc;
 	b->o = *opts;
+	b->o.backend_opts.xclbin = NULL;
+	if (opts->backend_opts.xclbin && !(b->xclbin = strdup(opts->backend_opts.xclbin))) {
+		free(b);
+		set_err(err, errlen, "%s", "batcher: out of memory");
+		return -ENOMEM;
+	}
+	b->o.backend_opts.xclbin = b->xclbin;
 	if (b->o.threads < 1)
 		b->o.threads = 1;
 	const struct eng_model_info *mi = eng_model_info(opts->model);
@@ -538,9 +555,15 @@ int eng_batcher_create(const struct eng_batcher_opts *opts, struct eng_batcher *
 		b->o.backend = cpu;
 	b->backend_name = eng_backend_name(b->o.backend);
 	b->primary_is_cpu = b->o.backend == cpu || strcmp(b->backend_name, "cpu") == 0;
-	snprintf(b->health.name, sizeof(b->health.name), "%s%s", b->backend_name,
+	char hname[64];
+	snprintf(hname, sizeof(hname), "%s%s", b->backend_name,
 		 opts->test_fail ? "+test-fail" : opts->test_delay_ms ? "+test-slow" : "");
-	b->health.healthy = true;
+	if (eng_health_create(hname, &b->health) < 0) {
+		free(b->xclbin);
+		free(b);
+		set_err(err, errlen, "%s", "batcher: out of memory");
+		return -ENOMEM;
+	}
 	b->start_ns = det_mono_ns();
 
 	pthread_mutex_init(&b->mu, NULL);
@@ -566,16 +589,31 @@ int eng_batcher_create(const struct eng_batcher_opts *opts, struct eng_batcher *
 			set_err(err, errlen, "%s", "batcher: out of memory");
 			goto fail;
 		}
-		rc = eng_ctx_create(opts->model, b->o.backend, b->o.threads, &w->primary, err,
-				    errlen);
-		if (rc < 0)
-			goto fail;
 		if (b->primary_is_cpu) {
-			w->cpu = w->primary;
-		} else {
-			rc = eng_ctx_create(opts->model, cpu, b->o.threads, &w->cpu, err, errlen);
+			rc = eng_ctx_create(opts->model, cpu, b->o.threads, &w->primary, err,
+					    errlen);
 			if (rc < 0)
 				goto fail;
+			w->cpu = w->primary;
+			continue;
+		}
+		rc = eng_ctx_create(opts->model, cpu, b->o.threads, &w->cpu, err, errlen);
+		if (rc < 0)
+			goto fail;
+		/* A device backend that cannot open (no card, wrong xclbin) is not
+		 * fatal: the health path reports it and cpu serves until a probe
+		 * opens it. */
+		char why[256] = "";
+		rc = eng_ctx_create_opts(opts->model, b->o.backend, &b->o.backend_opts,
+					 b->o.threads, &w->primary, why, sizeof(why));
+		if (rc < 0) {
+			char line[200];
+			snprintf(line, sizeof(line), "open: %s", why[0] ? why : strerror(-rc));
+			w->primary = NULL;
+			if (i == 0)
+				eng_health_failed(b->health, ENG_HEALTH_OPEN_FAILED, line,
+						  det_mono_ns());
+			rc = 0;
 		}
 	}
 
@@ -683,6 +721,8 @@ void eng_batcher_destroy(struct eng_batcher *b)
 		stream_free(b->streams[i]);
 	pthread_cond_destroy(&b->cv);
 	pthread_mutex_destroy(&b->mu);
+	eng_health_destroy(b->health);
+	free(b->xclbin);
 	free(b);
 }
 
@@ -822,14 +862,16 @@ int eng_batcher_stats(struct eng_batcher *b, struct eng_batcher_stats *st)
 	st->queue_depth = b->waiting;
 	st->in_flight = b->in_flight;
 	st->n_streams = b->n_streams;
-	st->primary = b->health;
 	st->primary_is_cpu = b->primary_is_cpu;
+	st->have_device = b->have_dev;
+	st->device = b->dev;
 	st->fps = fps_rate(b, now);
 	memcpy(ri, b->infer_ms, sizeof(b->infer_ms));
 	memcpy(rl, b->latency_ms, sizeof(b->latency_ms));
 	ni = b->n_infer;
 	nl = b->n_latency;
 	pthread_mutex_unlock(&b->mu);
+	eng_health_snapshot(b->health, now, &st->primary);
 	percentiles(ri, ni, INFER_RING, &st->infer_ms_p50, &st->infer_ms_p99);
 	percentiles(rl, nl, LATENCY_RING, &st->latency_ms_p50, &st->latency_ms_p99);
 	free(ri);

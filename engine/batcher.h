@@ -12,10 +12,14 @@
  * reset when frame->stream_gen changes.
  *
  * Workers: opts.workers threads, each with its own eng_ctx on the configured
- * backend (weights shared read-only through the model).  A run that fails or
- * exceeds deadline_ms marks that backend unhealthy; a failed batch is run
- * again on "cpu".  Every submitted frame yields exactly one result or one
- * counted drop (by reason, per stream).
+ * backend (weights shared read-only through the model), plus a "cpu"
+ * context when the backend is another one.  This is detd's one fallback
+ * path (engine/health.h): a backend context that cannot be opened, a run
+ * that fails or one that exceeds deadline_ms marks the backend unhealthy; a
+ * failed batch is run again on "cpu" and later batches go to cpu until a
+ * re-probe (exponential backoff) succeeds.  Only a failure of "cpu" itself
+ * is fatal at create.  Every submitted frame yields exactly one result or
+ * one counted drop (by reason, per stream).
  *
  * Threads:
  *  - eng_batcher_submit() is called from GStreamer streaming threads and
@@ -53,6 +57,7 @@ typedef void (*eng_result_fn)(struct det_result *r, void *user);
 struct eng_batcher_opts {
 	const struct eng_model *model;         /* must outlive the batcher */
 	const struct eng_backend_ops *backend; /* NULL → cpu */
+	struct eng_backend_opts backend_opts;  /* device, xclbin (copied), timeout */
 	int workers;     /* inference threads, >= 1 */
 	int threads;     /* compute threads per worker context, >= 1 */
 	int max_batch;   /* 1..ENG_BATCH_MAX */
@@ -94,13 +99,17 @@ int eng_batcher_remove_stream(struct eng_batcher *b, const char *stream_id);
  */
 int eng_batcher_submit(struct eng_batcher *b, struct det_frame *frame);
 
+/* The configured backend as the one fallback path sees it (engine/health.h). */
 struct eng_backend_health {
 	char name[24];
 	bool healthy;
 	uint64_t failures;      /* runs that failed */
+	uint64_t open_failures; /* contexts that could not be opened (no device, xclbin …) */
 	uint64_t deadline_misses;
 	uint64_t fallback_runs; /* batches re-run on cpu */
-	char last_error[96];
+	uint64_t probes;        /* tries of the unhealthy backend */
+	int64_t next_probe_ms;  /* unhealthy: ms until the next try (0: due) */
+	char last_error[160];
 };
 
 struct eng_batcher_stats {
@@ -117,6 +126,8 @@ struct eng_batcher_stats {
 	int n_streams;
 	struct eng_backend_health primary;
 	bool primary_is_cpu;
+	bool have_device;                /* device below is valid (the primary reported it) */
+	struct eng_backend_info device;  /* of the last primary run of any worker */
 };
 
 struct eng_stream_stats {

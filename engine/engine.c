@@ -46,7 +46,6 @@ struct eng_ctx {
 	struct eng_op_timing *timings;
 	int have_run;
 	int last_lane; /* lane of the last frame run: its arena holds the outputs */
-	uint64_t fallbacks;
 	uint8_t **watch; /* per tensor: copy kept after each run, or NULL (lane 0 only) */
 	struct cdn_ctx *cdn; /* CoDeNet models */
 	struct eng_pool *pool; /* cpu, threads > 1: the persistent compute threads */
@@ -468,6 +467,14 @@ static void lane_free(struct lane *l)
 int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *backend, int threads,
 		   struct eng_ctx **out, char *err, size_t errlen)
 {
+	return eng_ctx_create_opts(m, backend, NULL, threads, out, err, errlen);
+}
+
+int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops *backend,
+			const struct eng_backend_opts *bo, int threads, struct eng_ctx **out,
+			char *err, size_t errlen)
+{
+	static const struct eng_backend_opts no_opts = {0, NULL, 0, NULL};
 	*out = NULL;
 	if (!m) {
 		seterr(err, errlen, "engine: no model");
@@ -520,7 +527,7 @@ int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *back
 		goto fail;
 	}
 	c->lanes[0].x.pool = c->pool;
-	if ((r = c->be->open(m, threads, &c->be_priv, err, errlen)))
+	if ((r = c->be->open(m, bo ? bo : &no_opts, threads, &c->be_priv, err, errlen)))
 		goto fail;
 	for (int i = 0; i < m->g.n_nodes; i++) {
 		c->timings[i].op_name = eng_op_name(m->g.nodes[i].type);
@@ -651,13 +658,24 @@ static void stage_inputs(struct eng_ctx *c, struct lane *l, const uint8_t *img,
 			watch_copy(c, &m->g.tensors[m->g.inputs[i]]);
 }
 
-uint64_t eng_ctx_fallbacks(const struct eng_ctx *c)
+int eng_ctx_backend_info(const struct eng_ctx *c, struct eng_backend_info *out)
 {
-	return c ? c->fallbacks : 0;
+	if (!c || !out)
+		return -EINVAL;
+	if (!c->be || !c->be->info)
+		return -ENOTSUP;
+	return c->be->info(c->be_priv, out);
 }
 
-/* One frame on one lane: stage, run (cpu when the backend fails), copy the
- * state back, convert the detections. */
+const char *eng_ctx_placement(const struct eng_ctx *c, int op)
+{
+	if (!c || !c->be || !c->be->placement || !c->be_priv)
+		return "cpu";
+	return c->be->placement(c->be_priv, op);
+}
+
+/* One frame on one lane: stage, run, copy the state back, convert the
+ * detections. */
 static int run_frame(struct eng_ctx *c, struct lane *l, const struct eng_exec *x,
 		     const uint8_t *img, struct eng_state *st, struct eng_detections *out)
 {
@@ -665,18 +683,8 @@ static int run_frame(struct eng_ctx *c, struct lane *l, const struct eng_exec *x
 	bool obs = c->watch && l == &c->lanes[0];
 	stage_inputs(c, l, img, st);
 	int r = c->be->run(c->be_priv, &m->g, x, l->op_ns, obs ? observe : NULL, c);
-	if (r && c->be != &eng_backend_cpu) {
-		/* The failed backend may have clobbered the arena: stage again.  A
-		 * non-cpu backend has one lane, so this never runs concurrently. */
-		if (!c->fallbacks)
-			log_warn("engine", "%s: backend %s failed (%s); frames it fails on run on cpu",
-				 m->name, c->be->name, strerror(-r));
-		c->fallbacks++;
-		stage_inputs(c, l, img, st);
-		r = eng_backend_cpu.run(NULL, &m->g, x, l->op_ns, obs ? observe : NULL, c);
-	}
 	if (r)
-		return r;
+		return r; /* the batcher's health path decides what runs it instead */
 	if (st)
 		for (int s = 0; s < m->n_state; s++) {
 			const struct eng_state_slot *sl = &m->state[s];

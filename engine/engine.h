@@ -106,6 +106,20 @@ const char *const *eng_backend_names(void);
  */
 int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *backend, int threads,
 		   struct eng_ctx **out, char *err, size_t errlen);
+
+/* Where a device backend finds its device (config engine.xrt). */
+struct eng_backend_opts {
+	int device;         /* XRT device index */
+	const char *xclbin; /* bitstream path; NULL: none configured */
+	int timeout_ms;     /* one kernel run longer than this fails; <= 0: 1000 */
+	/* Tests only: a struct xrt_dev_ops (engine/xrt/xrt_dev.h) the xrt
+	 * backends use instead of their own device (a recording layer). */
+	const void *device_ops;
+};
+/* eng_ctx_create with device options (NULL: defaults). */
+int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops *backend,
+			const struct eng_backend_opts *bo, int threads, struct eng_ctx **out,
+			char *err, size_t errlen);
 void eng_ctx_destroy(struct eng_ctx *c);
 
 /*
@@ -113,14 +127,31 @@ void eng_ctx_destroy(struct eng_ctx *c);
  * bytes (tightly packed RGB); states[i] is that frame's stream state or NULL
  * (stateless run from zeros).  out[i] receives all post-process outputs of
  * frame i.  Frames of the same stream must come in order within a batch.
- * When a backend other than cpu fails on a frame, the frame is rerun on the
- * cpu kernels (logged, counted by eng_ctx_fallbacks()) so no frame is lost;
- * an error is returned only when cpu fails too.
+ * A backend failure is returned as it is (-errno): re-running on cpu is the
+ * batcher's job (its one fallback path, engine/health.h), not eng_run's.
+ * After a failure the recurrent states of the batch may hold partial updates.
  */
 int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_state *const *states,
 	    struct eng_detections *out);
-/* Frames this context's backend failed on and cpu computed instead. */
-uint64_t eng_ctx_fallbacks(const struct eng_ctx *c);
+
+/*
+ * What a device backend reports about itself (/status, detd-bench).  cpu
+ * reports nothing (-ENOTSUP).  Counters are since the context was created.
+ */
+struct eng_backend_info {
+	char backend[16];      /* "xrt", "xrt-sim" */
+	char device[64];       /* device name as the runtime gives it */
+	char xclbin_uuid[40];  /* of the loaded xclbin, 8-4-4-4-12 hex */
+	uint64_t runs;         /* kernel runs */
+	uint64_t failures;     /* kernel runs that errored or timed out */
+	double ms_per_run;     /* mean wall time of one kernel run (start to done) */
+	int nodes_device;      /* graph nodes placed on the device */
+	int nodes_cpu;         /* graph nodes left on cpu */
+	int blocks;            /* kernel calls per frame (a node may need several tiles) */
+};
+int eng_ctx_backend_info(const struct eng_ctx *c, struct eng_backend_info *out);
+/* Where op i (as in eng_ctx_op_timings) runs: "cpu" or the device backend's name. */
+const char *eng_ctx_placement(const struct eng_ctx *c, int op);
 
 /*
  * Debug/test hook: bytes of tensor index (as in the model file) after the

@@ -2,12 +2,16 @@
  * bench_engine.c — `detd-bench engine`, dispatched from detd-bench's main (detd_bench.c).
  *
  *   detd-bench engine --model M --inputs DIR [--labels L] [--threads N] [--batch B] [--runs R]
+ *                     [--backend cpu|xrt-sim|xrt] [--device N] [--xclbin FILE]
  *
  * engine mode: loads the model, reads every *.rgb file of DIR (raw model
  * input bytes, in name order), runs one warm-up batch then R timed batches of
  * B frames (frame j of a batch belongs to stream j, each stream carrying its
  * recurrent state), and prints total and per-op latency (median, min, max),
- * frames/s, process CPU time per frame and peak RSS (getrusage).
+ * frames/s, process CPU time per frame and peak RSS (getrusage).  With a
+ * device backend every op says where it ran ("where": cpu or the device;
+ * the first op of a fused block carries the whole kernel call, the others
+ * 0 ms) and the device's counters follow the tables.
  * Single-threaded tool; speed is measured here, never asserted in tests.
  */
 #include <dirent.h>
@@ -25,6 +29,8 @@
 struct bench_opts {
 	const char *model, *inputs, *labels;
 	int threads, batch, runs;
+	const char *backend, *xclbin;
+	int device;
 };
 
 static double now_ms(clockid_t clk)
@@ -146,7 +152,14 @@ static int bench_engine(const struct bench_opts *o)
 	rc = load_inputs(o->inputs, in_bytes, &inputs, &n_inputs);
 	if (rc)
 		goto out;
-	rc = eng_ctx_create(m, NULL, o->threads, &c, err, sizeof(err));
+	const struct eng_backend_ops *be = eng_backend_find(o->backend);
+	if (!be) {
+		fprintf(stderr, "detd-bench: unknown backend '%s'\n", o->backend);
+		rc = -EINVAL;
+		goto out;
+	}
+	struct eng_backend_opts bo = {.device = o->device, .xclbin = o->xclbin};
+	rc = eng_ctx_create_opts(m, be, &bo, o->threads, &c, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "detd-bench: %s\n", err);
 		goto out;
@@ -193,10 +206,10 @@ static int bench_engine(const struct bench_opts *o)
 	printf("model %s: %d ops, %.3f GMAC/frame, input %dx%dx%d, arena %zu KiB\n", mi->name,
 	       mi->n_ops, mi->gmac, mi->input_width, mi->input_height, mi->input_channels,
 	       mi->arena_bytes / 1024);
-	printf("threads %d, batch %d, runs %d, inputs %d, kernels %s\n", o->threads, o->batch,
-	       o->runs, n_inputs, mi->kernels ? mi->kernels : "n/a");
-	printf("\n%-5s %-30s %10s %10s %10s %7s\n", "op", "name", "median_ms", "min_ms", "max_ms",
-	       "share");
+	printf("backend %s, threads %d, batch %d, runs %d, inputs %d, kernels %s\n", o->backend,
+	       o->threads, o->batch, o->runs, n_inputs, mi->kernels ? mi->kernels : "n/a");
+	printf("\n%-5s %-30s %-8s %10s %10s %10s %7s\n", "op", "name", "where", "median_ms",
+	       "min_ms", "max_ms", "share");
 	const struct eng_op_timing *t = NULL;
 	int nt = 0;
 	eng_ctx_op_timings(c, &t, &nt);
@@ -209,12 +222,14 @@ static int bench_engine(const struct bench_opts *o)
 	}
 	for (int k = 0; k < nt && k < mi->n_ops; k++) {
 		double *v = per_op + (size_t)k * o->runs;
-		printf("%-5d %-30s %10.3f %10.3f %10.3f %6.1f%%\n", t[k].index, t[k].op_name, meds[k],
-		       v[0], v[o->runs - 1], sum_med > 0 ? 100.0 * meds[k] / sum_med : 0.0);
+		printf("%-5d %-30s %-8s %10.3f %10.3f %10.3f %6.1f%%\n", t[k].index, t[k].op_name,
+		       eng_ctx_placement(c, k), meds[k], v[0], v[o->runs - 1],
+		       sum_med > 0 ? 100.0 * meds[k] / sum_med : 0.0);
 	}
 	/* per op type: sum of the per-op medians; GOP/s = 2 · MACs / time (one frame per
 	 * lane: the per-op times are those of one frame) */
-	printf("\n%-30s %10s %7s %8s\n", "op type", "median_ms", "share", "GOP/s");
+	printf("\n%-30s %10s %7s %8s %8s %8s\n", "op type", "median_ms", "share", "on_dev",
+	       "on_cpu", "GOP/s");
 	for (int k = 0; k < nt && k < mi->n_ops; k++) {
 		bool seen = false;
 		for (int j = 0; j < k; j++)
@@ -223,17 +238,30 @@ static int bench_engine(const struct bench_opts *o)
 		if (seen)
 			continue;
 		double s = 0.0, macs = 0.0;
+		int on_dev = 0, on_cpu = 0;
 		for (int j = k; j < nt && j < mi->n_ops; j++)
 			if (!strcmp(t[j].op_name, t[k].op_name)) {
 				s += meds[j];
 				macs += (double)t[j].macs;
+				if (strcmp(eng_ctx_placement(c, j), "cpu"))
+					on_dev++;
+				else
+					on_cpu++;
 			}
-		printf("%-30s %10.3f %6.1f%%", t[k].op_name, s, sum_med > 0 ? 100.0 * s / sum_med : 0.0);
+		printf("%-30s %10.3f %6.1f%% %8d %8d", t[k].op_name, s,
+		       sum_med > 0 ? 100.0 * s / sum_med : 0.0, on_dev, on_cpu);
 		if (macs > 0 && s > 0)
 			printf(" %8.1f", 2.0 * macs / (s * 1e6));
 		printf("\n");
 	}
 	free(meds);
+	struct eng_backend_info di;
+	if (eng_ctx_backend_info(c, &di) == 0)
+		printf("\ndevice %s (%s), xclbin %s: %d nodes on the device, %d on cpu, %d kernel "
+		       "calls/frame, %llu runs, %llu failed, %.3f ms per kernel call\n",
+		       di.device, di.backend, di.xclbin_uuid, di.nodes_device, di.nodes_cpu,
+		       di.blocks, (unsigned long long)di.runs, (unsigned long long)di.failures,
+		       di.ms_per_run);
 	double med, mn, mx, cmed, cmn, cmx;
 	stats(tot, o->runs, &med, &mn, &mx);
 	stats(cpu, o->runs, &cmed, &cmn, &cmx);
@@ -266,16 +294,19 @@ out:
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: detd-bench engine --model M --inputs DIR [--labels L] [--threads N]\n"
-		   "                         [--batch B] [--runs R]\n");
+		   "                         [--batch B] [--runs R]\n"
+		   "                         [--backend cpu|xrt-sim|xrt] [--device N] [--xclbin FILE]\n");
 }
 
 int bench_engine_main(int argc, char **argv)
 {
-	struct bench_opts o = {.threads = 1, .batch = 1, .runs = 20};
+	struct bench_opts o = {.threads = 1, .batch = 1, .runs = 20, .backend = "cpu"};
 	static const struct option lo[] = {
 		{"model", required_argument, NULL, 'm'},  {"inputs", required_argument, NULL, 'i'},
 		{"labels", required_argument, NULL, 'l'}, {"threads", required_argument, NULL, 't'},
 		{"batch", required_argument, NULL, 'b'},  {"runs", required_argument, NULL, 'r'},
+		{"backend", required_argument, NULL, 'B'}, {"device", required_argument, NULL, 'D'},
+		{"xclbin", required_argument, NULL, 'X'},
 		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -299,6 +330,15 @@ int bench_engine_main(int argc, char **argv)
 			break;
 		case 'r':
 			o.runs = atoi(optarg);
+			break;
+		case 'B':
+			o.backend = optarg;
+			break;
+		case 'D':
+			o.device = atoi(optarg);
+			break;
+		case 'X':
+			o.xclbin = optarg;
 			break;
 		case 'h':
 			usage(stdout);

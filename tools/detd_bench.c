@@ -4,6 +4,7 @@
  *   detd-bench e2e …   the data path: sources → batcher → workers (bench_e2e.c)
  *   detd-bench engine …   one model on the CPU engine, per-op latency (bench_engine.c)
  *   detd-bench codenet-ops …  CoDeNet operator study vs torchvision (bench_codenet.c)
+ *   detd-bench fpga-model …   performance MODEL of the FPGA kernel (bench_fpga.c)
  */
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "bench_codenet.h"
 #include "bench_e2e.h"
 #include "bench_engine.h"
+#include "bench_fpga.h"
 
 static void usage(FILE *to)
 {
@@ -19,6 +21,7 @@ static void usage(FILE *to)
 		    "  e2e      N streams of the sample video through batcher and workers\n"
 		    "  engine   one model on the engine: per-op and total latency, frames/s, RSS\n"
 		    "  codenet-ops  CoDeNet operators vs torchvision.ops.deform_conv2d (table)\n"
+		    "  fpga-model   performance/resource MODEL of the FPGA kernel on a part\n"
 		    "run `detd-bench MODE --help` for the options of a mode\n");
 }
 
@@ -34,6 +37,8 @@ int main(int argc, char **argv)
 		return bench_engine_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "codenet-ops") == 0)
 		return bench_codenet_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "fpga-model") == 0)
+		return bench_fpga_main(argc - 1, argv + 1);
 	fprintf(stderr, "detd-bench: unknown mode '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

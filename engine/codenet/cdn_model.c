@@ -896,6 +896,11 @@ const struct cdn_layer *cdn_model_layer(const struct cdn_model *m, int i)
 	return i >= 0 && i < m->n_layers ? &m->layers[i] : NULL;
 }
 
+const struct cdn_dcn_cfg *cdn_model_dcn(const struct cdn_model *m)
+{
+	return &m->dcn;
+}
+
 /* ---- contexts ------------------------------------------------------------- */
 static size_t ws_align(size_t v)
 {

@@ -158,6 +158,8 @@ void cdn_model_destroy(struct cdn_model *m);
 const struct cdn_desc *cdn_model_desc(const struct cdn_model *m);
 const char *cdn_model_label(const struct cdn_model *m, int class_id); /* NULL if none */
 const struct cdn_layer *cdn_model_layer(const struct cdn_model *m, int i);
+/* The deformable sampling variant of the decoder (engine/xrt/plan.c). */
+const struct cdn_dcn_cfg *cdn_model_dcn(const struct cdn_model *m);
 
 int cdn_ctx_create(const struct cdn_model *m, int threads, struct cdn_ctx **out);
 void cdn_ctx_destroy(struct cdn_ctx *c);

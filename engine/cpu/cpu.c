@@ -7,9 +7,11 @@
 
 #include "backend.h"
 
-static int cpu_open(const struct eng_model *m, int threads, void **priv, char *err, size_t errlen)
+static int cpu_open(const struct eng_model *m, const struct eng_backend_opts *bo, int threads,
+		    void **priv, char *err, size_t errlen)
 {
 	(void)m;
+	(void)bo;
 	(void)threads;
 	(void)err;
 	(void)errlen;

@@ -38,6 +38,16 @@ grep -q 'engine.workers' "$T/out" || fail "start-up did not log the errors"
 ok "start with a bad config -> 78"
 
 rc=0
+cat >"$T/backend.json" <<JSON
+{ "model": { "path": "$MODEL" }, "engine": { "backend": "gpu", "xrt": { "device": 99 } } }
+JSON
+"$DETD" --check-config "$T/backend.json" >"$T/out" 2>&1 || rc=$?
+[ "$rc" = 78 ] || fail "unknown backend exit $rc, want 78"
+grep -q 'engine.backend: unknown backend "gpu"' "$T/out" || fail "backend error: $(cat "$T/out")"
+grep -q 'engine.xrt.device: must be an integer in \[0, 63\]' "$T/out" || fail "engine.xrt error"
+ok "unknown backend and a bad engine.xrt key -> 78 with their paths"
+
+rc=0
 "$DETD" --bogus >/dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || fail "bad option exit $rc"
 "$DETD" --help | grep -q -- '--check-config' || fail "--help"

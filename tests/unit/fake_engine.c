@@ -19,14 +19,16 @@ struct eng_state {
 struct eng_backend_ops {
 	const char *name;
 	bool fails;
+	bool opens_on_demand; /* its context opens only while fake_set_device(true) */
 };
 struct eng_ctx {
 	const struct eng_backend_ops *be;
 };
 
-static const struct eng_backend_ops be_cpu = {"cpu", false};
-static const struct eng_backend_ops be_bad = {"bad", true};
-static const char *const be_names[] = {"cpu", "bad", NULL};
+static const struct eng_backend_ops be_cpu = {"cpu", false, false};
+static const struct eng_backend_ops be_bad = {"bad", true, false};
+static const struct eng_backend_ops be_dev = {"dev", false, true};
+static const char *const be_names[] = {"cpu", "bad", "dev", NULL};
 
 static struct eng_model model = {
 	.info = {.name = "fake", .format = "tflite", .input_width = FAKE_W,
@@ -38,6 +40,8 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static bool gate;
 static int started, delay_ms;
+static bool device_present;
+static int open_tries;
 static unsigned char log_bytes[FAKE_LOG_MAX];
 static int n_log;
 static int batch_sizes[FAKE_LOG_MAX];
@@ -76,6 +80,8 @@ void fake_reset(void)
 	gate = false;
 	started = 0;
 	delay_ms = 0;
+	device_present = false;
+	open_tries = 0;
 	n_log = 0;
 	n_batches = 0;
 	pthread_mutex_unlock(&mu);
@@ -84,6 +90,21 @@ void fake_reset(void)
 void fake_set_delay_ms(int ms)
 {
 	delay_ms = ms;
+}
+
+void fake_set_device(bool present)
+{
+	pthread_mutex_lock(&mu);
+	device_present = present;
+	pthread_mutex_unlock(&mu);
+}
+
+int fake_open_tries(void)
+{
+	pthread_mutex_lock(&mu);
+	int n = open_tries;
+	pthread_mutex_unlock(&mu);
+	return n;
 }
 
 int fake_log(unsigned char *bytes, int max)
@@ -140,6 +161,8 @@ const struct eng_backend_ops *eng_backend_find(const char *name)
 		return &be_cpu;
 	if (strcmp(name, "bad") == 0)
 		return &be_bad;
+	if (strcmp(name, "dev") == 0)
+		return &be_dev;
 	return NULL;
 }
 
@@ -153,13 +176,30 @@ const char *const *eng_backend_names(void)
 	return be_names;
 }
 
+int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops *backend,
+			const struct eng_backend_opts *bo, int threads, struct eng_ctx **out,
+			char *err, size_t errlen)
+{
+	(void)bo;
+	return eng_ctx_create(m, backend, threads, out, err, errlen);
+}
+
 int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *backend, int threads,
 		   struct eng_ctx **out, char *err, size_t errlen)
 {
 	(void)m;
 	(void)threads;
-	(void)err;
-	(void)errlen;
+	*out = NULL;
+	if (backend && backend != &be_cpu) {
+		pthread_mutex_lock(&mu);
+		open_tries++;
+		bool present = device_present || !backend->opens_on_demand;
+		pthread_mutex_unlock(&mu);
+		if (!present) {
+			snprintf(err, errlen, "fake: no device");
+			return -ENODEV;
+		}
+	}
 	*out = calloc(1, sizeof(**out));
 	if (!*out)
 		return -ENOMEM;
@@ -170,6 +210,13 @@ int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *back
 void eng_ctx_destroy(struct eng_ctx *c)
 {
 	free(c);
+}
+
+int eng_ctx_backend_info(const struct eng_ctx *c, struct eng_backend_info *out)
+{
+	(void)c;
+	(void)out;
+	return -ENOTSUP; /* the fake backends have no device */
 }
 
 int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_state *const *states,

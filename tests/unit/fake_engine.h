@@ -26,6 +26,10 @@ void fake_gate_hold(bool hold);
 bool fake_wait_runs_started(int n);
 void fake_reset(void);
 void fake_set_delay_ms(int ms);
+/* Backend "dev": its context opens only while the device is present (off after reset). */
+void fake_set_device(bool present);
+/* Contexts of non-cpu backends created (successful or not) since the reset. */
+int fake_open_tries(void);
 
 /* Log of runs: batch sizes and the first byte of each frame, in run order. */
 int fake_log(unsigned char *bytes, int max);

@@ -491,6 +491,65 @@ START_TEST(failing_backend_falls_back)
 	ck_assert_str_eq(st.primary.name, "bad");
 	ck_assert(!st.primary.healthy);
 	ck_assert(!st.primary_is_cpu);
+	/* the failed context was dropped: the re-probe (after 1 s) opens a new one */
+	ck_assert_int_eq(fake_open_tries(), 1);
+	struct timespec pause = {1, 200 * 1000000L};
+	nanosleep(&pause, NULL);
+	eng_batcher_submit(b, frame("a", 2, 'a'));
+	ck_assert(wait_results(2));
+	ck_assert_str_eq(res[1]->backend, "cpu");
+	ck_assert_int_eq(fake_open_tries(), 2);
+	eng_batcher_stats(b, &st);
+	ck_assert_uint_eq(st.primary.failures, 2);
+	ck_assert_uint_eq(st.primary.probes, 1);
+	eng_batcher_destroy(b);
+}
+END_TEST
+
+/* A device backend that cannot open at start: not fatal, cpu serves, the
+ * health path re-probes with backoff and takes the device when it appears. */
+START_TEST(missing_device_probed_with_backoff)
+{
+	struct eng_batcher_opts o = opts(1, 1, 0);
+	o.backend = eng_backend_find("dev");
+	struct eng_batcher *b = make(&o);
+	eng_batcher_add_stream(b, "a");
+	eng_batcher_submit(b, frame("a", 1, 'a'));
+	ck_assert(wait_results(1));
+	ck_assert_str_eq(res[0]->backend, "cpu");
+	struct eng_batcher_stats st;
+	eng_batcher_stats(b, &st);
+	ck_assert(!st.primary.healthy);
+	ck_assert_uint_eq(st.primary.open_failures, 1);
+	ck_assert_uint_eq(st.primary.failures, 0);
+	ck_assert_uint_ge(st.primary.fallback_runs, 1);
+	ck_assert_ptr_nonnull(strstr(st.primary.last_error, "open: fake: no device"));
+	ck_assert_int_gt(st.primary.next_probe_ms, 0);
+	/* within the first backoff interval nobody tries to open it again */
+	int tries = fake_open_tries();
+	for (int i = 2; i <= 4; i++) {
+		eng_batcher_submit(b, frame("a", (uint64_t)i, 'a'));
+		ck_assert(wait_results(i));
+		ck_assert_str_eq(res[i - 1]->backend, "cpu");
+	}
+	ck_assert_int_eq(fake_open_tries(), tries);
+	/* the device appears: the next due probe opens it and it serves */
+	fake_set_device(true);
+	int got = 4;
+	bool on_dev = false;
+	for (int k = 0; k < 60 && !on_dev; k++) {
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+		eng_batcher_submit(b, frame("a", (uint64_t)(got + 1), 'a'));
+		ck_assert(wait_results(got + 1));
+		on_dev = strcmp(res[got]->backend, "dev") == 0;
+		got++;
+	}
+	ck_assert_msg(on_dev, "device not re-probed");
+	eng_batcher_stats(b, &st);
+	ck_assert(st.primary.healthy);
+	ck_assert_uint_ge(st.primary.probes, 1);
+	ck_assert_uint_eq(st.drops[ENG_DROP_ERROR], 0);
 	eng_batcher_destroy(b);
 }
 END_TEST
@@ -607,6 +666,7 @@ int main(void)
 	tcase_add_test(tc, shutdown_drains);
 	tcase_add_test(tc, shutdown_without_drain);
 	tcase_add_test(tc, failing_backend_falls_back);
+	tcase_add_test(tc, missing_device_probed_with_backoff);
 	tcase_add_test(tc, deadline_marks_unhealthy);
 	tcase_add_test(tc, slow_backend_drops_stale);
 	tcase_add_test(tc, worker_heartbeat);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "detd-build.h"
 #include "testutil.h"
 
 static const char *minimal = "{\"model\": {\"path\": \"/m.tflite\"}}";
@@ -165,6 +166,55 @@ START_TEST(full_stream_and_paths)
 	cfg_stream_clear(&copy);
 	ck_assert_ptr_null(copy.id);
 	cfg_free(c);
+}
+END_TEST
+
+/* engine.xrt: a nested section with defaults, the path resolved like the
+ * model's, its own errors with the full path; engine.backend checked
+ * against the backends of this build. */
+START_TEST(engine_xrt_and_backend)
+{
+	struct cfg *c = NULL;
+	ck_assert_int_eq(load(minimal, &c), 0);
+	ck_assert_int_eq(c->engine.xrt.device, 0);
+	ck_assert_ptr_null(c->engine.xrt.xclbin);
+	ck_assert_int_eq(c->engine.xrt.timeout_ms, 1000);
+	cfg_free(c);
+	ck_assert_int_eq(load("{\"model\":{\"path\":\"/m\"},\"engine\":{\"backend\":\"xrt-sim\","
+			      "\"xrt\":{\"device\":2,\"xclbin\":\"fw/detd.xclbin\"}}}",
+			      &c),
+			 0);
+	ck_assert_str_eq(c->engine.backend, "xrt-sim");
+	ck_assert_int_eq(c->engine.xrt.device, 2);
+	ck_assert_str_eq(c->engine.xrt.xclbin, "/base/fw/detd.xclbin");
+	struct cfg *d = NULL;
+	ck_assert_int_eq(load(minimal, &d), 0);
+	struct cfg_changes ch;
+	ck_assert_int_eq(cfg_diff(d, c, &ch), 0);
+	bool seen = false;
+	for (size_t i = 0; i < ch.n; i++)
+		seen |= strcmp(ch.v[i].path, "engine.xrt.xclbin") == 0 && ch.v[i].restart;
+	ck_assert(seen);
+	cfg_changes_free(&ch);
+	cfg_free(d);
+	cfg_free(c);
+
+	expect_one("{\"model\":{\"path\":\"/m\"},\"engine\":{\"xrt\":{\"device\":-1}}}",
+		   "engine.xrt.device: must be an integer in [0, 63]");
+	expect_one("{\"model\":{\"path\":\"/m\"},\"engine\":{\"xrt\":{\"bitstream\":\"x\"}}}",
+		   "engine.xrt.bitstream: unknown key");
+	expect_one("{\"model\":{\"path\":\"/m\"},\"engine\":{\"xrt\":3}}",
+		   "engine.xrt: must be an object, not an integer");
+	expect_one("{\"model\":{\"path\":\"/m\"},\"engine\":{\"backend\":\"gpu\"}}",
+		   "engine.backend: unknown backend \"gpu\"");
+	const char *xrt = "{\"model\":{\"path\":\"/m\"},\"engine\":{\"backend\":\"xrt\"}}";
+#if DETD_HAVE_XRT
+	ck_assert_int_eq(load(xrt, &c), 0);
+	ck_assert_str_eq(c->engine.backend, "xrt");
+	cfg_free(c);
+#else
+	expect_one(xrt, "engine.backend: \"xrt\" is not available: this detd was built without XRT");
+#endif
 }
 END_TEST
 
@@ -552,6 +602,7 @@ static Suite *suite(void)
 	Suite *s = suite_create("config");
 	TCase *t = tcase_create("config");
 	tcase_add_test(t, defaults_from_minimal);
+	tcase_add_test(t, engine_xrt_and_backend);
 	tcase_add_test(t, shipped_default_file);
 	tcase_add_test(t, shipped_examples);
 	tcase_add_test(t, full_stream_and_paths);

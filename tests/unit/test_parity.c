@@ -478,11 +478,13 @@ START_TEST(contexts_in_parallel)
 }
 END_TEST
 
-/* A backend that fails at run time: frames are rerun on cpu, nothing is lost. */
-static int fail_open(const struct eng_model *m, int threads, void **priv, char *err,
-		     size_t errlen)
+/* A backend that fails at run time: eng_run() reports it instead of quietly
+ * re-running on cpu (that is the batcher's one fallback path), and the
+ * context stays usable. */
+static int fail_open(const struct eng_model *m, const struct eng_backend_opts *bo, int threads,
+		     void **priv, char *err, size_t errlen)
 {
-	(void)m, (void)threads, (void)err, (void)errlen;
+	(void)m, (void)bo, (void)threads, (void)err, (void)errlen;
 	*priv = malloc(16);
 	return *priv ? 0 : -ENOMEM;
 }
@@ -499,7 +501,7 @@ static const struct eng_backend_ops failing = {
 	.name = "failing", .open = fail_open, .run = fail_run, .close = free,
 };
 
-START_TEST(failing_backend_falls_back_to_cpu)
+START_TEST(failing_backend_reports_error)
 {
 	struct eng_model *m = load();
 	struct eng_ctx *c = NULL, *ref = NULL;
@@ -510,12 +512,13 @@ START_TEST(failing_backend_falls_back_to_cpu)
 	uint8_t *img = ref_file("reference/inputs/0001.rgb", &n);
 	const uint8_t *ins[2] = {img, img};
 	struct eng_detections *a = malloc(2 * sizeof(*a)), *b = malloc(2 * sizeof(*b));
-	ck_assert_int_eq(eng_run(c, 2, ins, NULL, a), 0);
+	ck_assert_int_eq(eng_run(c, 2, ins, NULL, a), -EIO);
+	ck_assert_int_eq(eng_run(c, 1, ins, NULL, a), -EIO);
 	ck_assert_int_eq(eng_run(ref, 2, ins, NULL, b), 0);
-	ck_assert_uint_eq(eng_ctx_fallbacks(c), 2);
-	ck_assert_uint_eq(eng_ctx_fallbacks(ref), 0);
-	ck_assert_int_eq(a[1].n, 40);
-	ck_assert(memcmp(a[1].d, b[1].d, 40 * sizeof(a[1].d[0])) == 0);
+	ck_assert_int_eq(b[1].n, 40);
+	struct eng_backend_info info;
+	ck_assert_int_eq(eng_ctx_backend_info(c, &info), -ENOTSUP);
+	ck_assert_int_eq(eng_ctx_backend_info(ref, &info), -ENOTSUP);
 	free(a);
 	free(b);
 	free(img);
@@ -647,7 +650,7 @@ int main(void)
 	tcase_add_loop_test(tc, every_kernel_set, ENG_KS_AVX2, ENG_KS__COUNT);
 	tcase_add_test(tc, forced_kernel_set_errors);
 	tcase_add_test(tc, contexts_in_parallel);
-	tcase_add_test(tc, failing_backend_falls_back_to_cpu);
+	tcase_add_test(tc, failing_backend_reports_error);
 	tcase_add_test(tc, api_edges);
 	tcase_add_test(tc, batch_on_two_threads);
 	suite_add_tcase(s, tc);
