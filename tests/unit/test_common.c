@@ -46,9 +46,9 @@ END_TEST
 START_TEST(log_levels)
 {
 	ck_assert_int_eq(log_set_level_name("debug"), 0);
-	ck_assert_int_eq(log_threshold, LOG_LVL_DEBUG);
+	ck_assert_int_eq(log_get_level(), LOG_LVL_DEBUG);
 	ck_assert_int_lt(log_set_level_name("loud"), 0);
-	ck_assert_int_eq(log_threshold, LOG_LVL_DEBUG);
+	ck_assert_int_eq(log_get_level(), LOG_LVL_DEBUG);
 	log_set_level(LOG_LVL_ERROR);
 	ck_assert_str_eq(log_level_name(LOG_LVL_WARN), "warn");
 }
