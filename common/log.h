@@ -44,7 +44,8 @@ void log_init(void);
 
 void log_write(enum log_level lvl, const char *topic, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-void log_vwrite(enum log_level lvl, const char *topic, const char *fmt, va_list ap);
+void log_vwrite(enum log_level lvl, const char *topic, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 
 #define LOG_AT(lvl, topic, ...)                                                \
 	do {                                                                   \
