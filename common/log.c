@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-volatile int log_threshold = LOG_LVL_INFO;
+_Atomic int log_threshold = LOG_LVL_INFO;
 static bool to_journal;
 
 static const struct {
@@ -31,7 +31,8 @@ int log_set_level_name(const char *name)
 {
 	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
 		if (strcmp(levels[i].name, name) == 0) {
-			log_threshold = levels[i].lvl;
+			atomic_store_explicit(&log_threshold, (int)levels[i].lvl,
+					      memory_order_relaxed);
 			return 0;
 		}
 	}
@@ -40,7 +41,7 @@ int log_set_level_name(const char *name)
 
 void log_set_level(enum log_level lvl)
 {
-	log_threshold = lvl;
+	atomic_store_explicit(&log_threshold, (int)lvl, memory_order_relaxed);
 }
 
 const char *log_level_name(enum log_level lvl)

@@ -14,6 +14,7 @@
 #define DETD_LOG_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 
 enum log_level {
 	LOG_LVL_ERROR = 3, /* values are syslog priorities on purpose */
@@ -22,9 +23,16 @@ enum log_level {
 	LOG_LVL_DEBUG = 7,
 };
 
-/* Current threshold; lines above it are skipped.  Read without a lock:
- * a racing reader sees either the old or the new level, both fine. */
-extern volatile int log_threshold;
+/* Current threshold; lines above it are skipped.  Written by the loop (start,
+ * SIGHUP) and read by every thread, so it is atomic: relaxed order is enough
+ * (a thread may log one more line at the old level), but a plain or volatile
+ * int would be a data race.  Use log_get_level() to read it. */
+extern _Atomic int log_threshold;
+
+static inline enum log_level log_get_level(void)
+{
+	return (enum log_level)atomic_load_explicit(&log_threshold, memory_order_relaxed);
+}
 
 /* Set from a name ("error", "warn", "info", "debug"); returns 0 or -EINVAL. */
 int log_set_level_name(const char *name);
@@ -36,11 +44,12 @@ void log_init(void);
 
 void log_write(enum log_level lvl, const char *topic, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-void log_vwrite(enum log_level lvl, const char *topic, const char *fmt, va_list ap);
+void log_vwrite(enum log_level lvl, const char *topic, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 
 #define LOG_AT(lvl, topic, ...)                                                \
 	do {                                                                   \
-		if ((int)(lvl) <= log_threshold)                               \
+		if ((int)(lvl) <= (int)log_get_level())                        \
 			log_write((lvl), (topic), __VA_ARGS__);                \
 	} while (0)
 

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <json-c/json.h>
 
 #include "detd-build.h"
@@ -1093,6 +1094,16 @@ static int build(struct json_object *root, const char *base_dir, struct cfg **ou
 	if (c->ipc.path && strlen(c->ipc.path) >= 108) /* sizeof(sun_path) */
 		cfg_errors_add(errs, "ipc.path: longer than a Unix socket path may be (107)");
 	check_mqtt(errs, &c->mqtt);
+	/* A literal only: a host name would be resolved at bind time (DNS at
+	 * start, maybe another address than the operator meant), and a typo
+	 * must fail --check-config, not the start. */
+	if (c->http.address) {
+		unsigned char a[sizeof(struct in6_addr)];
+		if (inet_pton(AF_INET, c->http.address, a) != 1 &&
+		    inet_pton(AF_INET6, c->http.address, a) != 1)
+			cfg_errors_add(errs, "http.address: \"%.64s\" is not an IPv4 or IPv6 "
+					     "address literal", c->http.address);
+	}
 
 	if (p.oom) {
 		cfg_free(c);

@@ -43,6 +43,7 @@ struct daemon {
 	char *config_path;
 	char *log_level_override;
 	char *port_file;
+	int (*check_cfg)(const struct cfg *c, struct cfg_errors *errs);
 	struct http *http;
 
 	struct event *sig_term, *sig_int, *sig_hup;
@@ -237,6 +238,10 @@ static void reload(struct daemon *d)
 	/* Reading the file blocks the loop briefly; it is one small local file,
 	 * and a reload is rare and operator-triggered. */
 	r = cfg_load(d->config_path, &nw, errs);
+	/* A model that would not load is a failed reload now, not a failed
+	 * restart later; the load blocks the loop as long as a start's does. */
+	if (r == 0 && d->check_cfg)
+		r = d->check_cfg(nw, errs);
 	if (r < 0) {
 		for (size_t i = 0; i < errs->n; i++)
 			log_error("config", "%s: %s", d->config_path, errs->msg[i]);
@@ -403,7 +408,7 @@ static void status_root(struct json_object *o, void *ud)
 			       json_object_new_int64(d->start_wall_ns / 1000000));
 	json_object_object_add(o, "config", json_object_new_string(d->cfg->source_path ? d->cfg->source_path : d->config_path));
 	json_object_object_add(o, "log_level",
-			       json_object_new_string(log_level_name((enum log_level)log_threshold)));
+			       json_object_new_string(log_level_name(log_get_level())));
 	json_object_object_add(o, "http_port", json_object_new_int(http_port(d->http)));
 	json_object_object_add(o, "streams_configured", json_object_new_int((int)d->cfg->n_streams));
 
@@ -471,7 +476,10 @@ int daemon_create(const struct daemon_opts *opts, struct daemon **out)
 		r = -ENOMEM;
 		goto fail;
 	}
+	d->check_cfg = opts->check_cfg;
 	r = cfg_load(opts->config_path, &d->cfg, errs);
+	if (r == 0 && d->check_cfg)
+		r = d->check_cfg(d->cfg, errs);
 	if (r < 0) {
 		for (size_t i = 0; i < errs->n; i++)
 			log_error("config", "%s: %s", opts->config_path, errs->msg[i]);

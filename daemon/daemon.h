@@ -69,6 +69,10 @@ struct daemon_opts {
 	const char *config_path;
 	const char *log_level; /* from the command line: overrides log.level, also on reload */
 	const char *port_file; /* write the bound HTTP port there once listening; may be NULL */
+	/* Checks beyond the loader's (the model and labels load), run on the
+	 * start-up config and on every reload: an error fails the start with
+	 * CFG_EXIT_CONFIG or the reload.  0 or -errno with errs filled; may be NULL. */
+	int (*check_cfg)(const struct cfg *c, struct cfg_errors *errs);
 };
 
 /*

@@ -152,6 +152,37 @@ static void loop_result(struct det_result *r, void *ud)
 
 /* ---- lifecycle ---- */
 
+int flow_check_model(const struct cfg *cfg, struct cfg_errors *errs)
+{
+	enum eng_format fmt;
+	struct eng_model *m = NULL;
+	char err[CFG_ERROR_LEN - 32] = "";
+
+	if (eng_format_from_name(cfg->model.format, &fmt) < 0) {
+		cfg_errors_add(errs, "model.format: unknown format '%s'", cfg->model.format);
+		return -EINVAL;
+	}
+	struct eng_model_opts mo = {.path = cfg->model.path, .labels_path = cfg->model.labels,
+				    .format = fmt};
+	int rc = eng_model_load(&mo, &m, err, sizeof(err));
+	eng_model_destroy(m);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		/* The engine says which file failed by its prefix. */
+		const char *key = "model.path", *msg = err;
+		if (strncmp(err, "labels: ", 8) == 0) {
+			key = "model.labels";
+			msg += 8;
+		} else if (strncmp(err, "model: ", 7) == 0) {
+			msg += 7;
+		}
+		cfg_errors_add(errs, "%s: %s", key, msg[0] ? msg : strerror(-rc));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int flow_create(const struct flow_opts *opts, struct flow **out, char *err, size_t errlen)
 {
 	*out = NULL;

@@ -43,6 +43,15 @@ struct flow_opts {
 	void *ud;
 };
 
+/*
+ * Load the model and its labels exactly as flow_create() would, then free
+ * them: --check-config, start-up and SIGHUP use it so that a config that
+ * cannot start is rejected as a config error.  Errors name the key
+ * ("model.path: ...", "model.labels: ...").  0 or -EINVAL (-ENOMEM).  Any
+ * thread; blocks for the model load.
+ */
+int flow_check_model(const struct cfg *c, struct cfg_errors *errs);
+
 /* Loads the model, starts the workers and every configured stream.  -errno and err. */
 int flow_create(const struct flow_opts *opts, struct flow **out, char *err, size_t errlen);
 /* Ordered shutdown of the data path; idempotent.  Loop thread. */

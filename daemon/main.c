@@ -252,10 +252,13 @@ static int check_config(const char *path)
 	if (!errs)
 		return EXIT_FAILURE;
 	r = cfg_load(path, &c, errs);
+	if (r == 0)
+		r = flow_check_model(c, errs); /* as deep as a start */
 	if (r < 0) {
 		cfg_errors_print(errs, path, stderr);
 		fprintf(stderr, "%s: %zu error%s\n", path, errs->n + errs->dropped,
 			errs->n + errs->dropped == 1 ? "" : "s");
+		cfg_free(c);
 		free(errs);
 		return CFG_EXIT_CONFIG;
 	}
@@ -285,7 +288,7 @@ int main(int argc, char **argv)
 	 * in theirs: two arenas bound that at no measurable cost in contention
 	 * (bench/README.md, e2e memory). */
 	mallopt(M_ARENA_MAX, 2);
-	struct daemon_opts opts = {.config_path = DEFAULT_CONFIG};
+	struct daemon_opts opts = {.config_path = DEFAULT_CONFIG, .check_cfg = flow_check_model};
 	bool check = false;
 	struct daemon *d = NULL;
 	struct flow_module_opts flow_o = {0};

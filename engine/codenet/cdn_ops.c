@@ -32,8 +32,10 @@
 
 /* Per-pixel channel loops (depthwise, deformable sampling, requantization) are
  * left to the vectorizer; on x86-64 an AVX2 clone is picked at load time (the
- * baseline SSE2 has no 32-bit vector multiply). */
-#if defined(__x86_64__) && !defined(__clang__)
+ * baseline SSE2 has no 32-bit vector multiply).  Not under ThreadSanitizer:
+ * the clone's ifunc resolver runs while the dynamic loader relocates, before
+ * the TSan runtime is up, and its instrumented entry crashes the process. */
+#if defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define CDN_VEC __attribute__((target_clones("avx2", "default")))
 #else
 #define CDN_VEC

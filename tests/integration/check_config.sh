@@ -2,13 +2,60 @@
 # detd --check-config: exit codes 0/78, every error with its path; a bad config stops start-up.
 . "$(dirname "$0")/lib.sh"
 SRC=${DETD_SOURCE_ROOT:?}
+need_model
 
-"$DETD" --check-config "$SRC/config/detd.json" >"$T/out" 2>&1 || fail "shipped config rejected: $(cat "$T/out")"
-"$DETD" --config "$SRC/config/detd.json" --check-config >/dev/null 2>&1 || fail "--config + --check-config"
-for f in "$SRC"/config/examples/*.json; do
-	"$DETD" --check-config "$f" >"$T/out" 2>&1 || fail "$f rejected: $(cat "$T/out")"
+# The check loads the model as a start does, and the shipped configs point at
+# models that are fetched or installed later: check copies of them with the
+# model and labels replaced by the shared test model (everything else as shipped).
+mkdir -p "$T/shipped/examples"
+for f in "$SRC"/config/detd.json "$SRC"/config/examples/*.json; do
+	c="$T/shipped/${f#"$SRC"/config/}"
+	sed -E -e "s#\"[^\"]*\.tflite\"#\"$MODEL\"#" \
+		-e "s#\"[^\"]*(labels\.txt|label_map\.pbtxt)\"#\"$LABELS\"#" "$f" >"$c"
+	grep -q "$MODEL" "$c" || fail "$f: no model path found to replace"
+	"$DETD" --check-config "$c" >"$T/out" 2>&1 || fail "$f rejected: $(cat "$T/out")"
 done
+"$DETD" --config "$T/shipped/detd.json" --check-config >/dev/null 2>&1 || fail "--config + --check-config"
 ok "shipped configs valid (exit 0)"
+
+# check_bad NAME EXPECTED_ERROR_REGEX: --check-config $T/NAME.json must exit 78
+# naming the key, and so must a start with it (systemd: RestartPreventExitStatus=78).
+check_bad() {
+	local name=$1 want=$2 rc=0
+	"$DETD" --check-config "$T/$name.json" >"$T/out" 2>&1 || rc=$?
+	[ "$rc" = 78 ] || fail "$name: --check-config exit $rc, want 78: $(cat "$T/out")"
+	grep -qE "$want" "$T/out" || fail "$name: want /$want/ in: $(cat "$T/out")"
+	rc=0
+	timeout 20 "$DETD" --config "$T/$name.json" >"$T/out" 2>&1 || rc=$?
+	[ "$rc" = 78 ] || fail "$name: start exit $rc, want 78: $(cat "$T/out")"
+	grep -qE "$want" "$T/out" || fail "$name: start did not log /$want/: $(cat "$T/out")"
+}
+# model_config NAME MODEL_PATH LABELS_PATH [HTTP_ADDRESS]
+model_config() {
+	cat >"$T/$1.json" <<JSON
+{ "model": { "path": "$2", "labels": "$3" },
+  "http": { "address": "${4:-127.0.0.1}", "port": 0 }, "ipc": { "path": "$T/detd.sock" },
+  "streams": [] }
+JSON
+}
+model_config missing "$T/nope.tflite" "$LABELS"
+check_bad missing 'model\.path: .*nope\.tflite: No such file'
+mkdir "$T/dir.tflite"
+model_config directory "$T/dir.tflite" "$LABELS"
+check_bad directory 'model\.path: .*dir\.tflite: not a regular file'
+printf 'this is not a model\n' >"$T/text.tflite"
+model_config notmodel "$T/text.tflite" "$LABELS"
+check_bad notmodel 'model\.path: .*unknown format'
+head -c 4096 "$MODEL" >"$T/cut.tflite"
+model_config truncated "$T/cut.tflite" "$LABELS"
+check_bad truncated 'model\.path: '
+model_config nolabels "$MODEL" "$T/nope.pbtxt"
+check_bad nolabels 'model\.labels: .*nope\.pbtxt: No such file'
+model_config badaddr "$MODEL" "$LABELS" not-an-ip
+check_bad badaddr 'http\.address: "not-an-ip" is not an IPv4 or IPv6 address literal'
+model_config v6addr "$MODEL" "$LABELS" ::1
+"$DETD" --check-config "$T/v6addr.json" >"$T/out" 2>&1 || fail "::1 rejected: $(cat "$T/out")"
+ok "model, labels and http.address checked as deeply as a start (exit 78 both ways)"
 
 cat >"$T/bad.json" <<JSON
 {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SIGHUP with a valid and with an invalid new config; SIGTERM -> exit 0 within 2 s.
 . "$(dirname "$0")/lib.sh"
+need_model
 
 write_config "$T/detd.json"
 start_detd "$T/detd.json"
@@ -42,6 +43,19 @@ kill -HUP "$DETD_PID"
 wait_log 'invalid JSON'
 curl -sf "$URL/healthz" >/dev/null || fail "/healthz after broken JSON"
 ok "SIGHUP with broken JSON rejected"
+
+# 4. a valid file whose model is missing cannot start, so it is a failed reload
+write_config "$T/detd.json"
+sed -i -e "s#\"path\": \"$MODEL\"#\"path\": \"$T/gone.tflite\"#" "$T/detd.json"
+grep -q gone.tflite "$T/detd.json" || fail "test config not rewritten"
+kill -HUP "$DETD_PID"
+wait_log 'model\.path: .*gone\.tflite'
+body=$(curl -sf "$URL/status") || fail "/status after missing-model reload"
+[ "$(json_get "$body" 'd["reloads"]["failed"]')" = 3 ] || fail "missing model not a failed reload: $body"
+[ "$(json_get "$body" 'd["reloads"]["ok"]')" = 1 ] || fail "missing model counted ok: $body"
+json_get "$body" 'd["reloads"]["last_error"]' | grep -q 'model.path' || fail "last_error: $body"
+[ "$(json_get "$body" 'd["log_level"]')" = debug ] || fail "old config not kept: $body"
+ok "SIGHUP to a missing model rejected, old config kept"
 
 stop_detd
 grep -q 'SIGTERM received' "$T/detd.log" || fail "SIGTERM not logged"

@@ -15,6 +15,7 @@
 #include "quant.h"
 #include "simd.h"
 #include "postprocess/postprocess.h"
+#include "testutil.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -229,8 +230,7 @@ TGT static void requant8_rq_up_lanes(const int32_t *acc, const int32_t *m, const
 
 START_TEST(simd_requant_matches_scalar)
 {
-	if (!simd_have_avx2())
-		return;
+	ck_assert(simd_have_avx2()); /* the "avx2" suite runs only where it is */
 	/* edge values: ties of both signs, INT32_MIN·INT32_MIN, left shifts that wrap */
 	const int32_t edge_acc[] = {0, 1, -1, 3, -3, 5, -5, INT32_MIN, INT32_MAX, 1 << 30,
 				    -(1 << 30), 12345, -12345, 6, -6, 7};
@@ -1347,7 +1347,6 @@ static Suite *ops_suite(void)
 	tcase_add_test(q, quantize_multiplier_edges);
 	tcase_add_test(q, mul_by_qm_double_rounding);
 	tcase_add_test(q, activation_ranges);
-	tcase_add_test(q, simd_requant_matches_scalar);
 	suite_add_tcase(s, q);
 	TCase *c = tcase_create("conv");
 	tcase_add_test(c, conv_same_padding_asymmetry);
@@ -1390,11 +1389,26 @@ static Suite *ops_suite(void)
 	return s;
 }
 
-int main(void)
+/* Cases that need a CPU feature the machine may lack. */
+static Suite *avx2_suite(void)
 {
-	SRunner *r = srunner_create(ops_suite());
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	Suite *s = suite_create("ops-avx2");
+	TCase *q = tcase_create("simd");
+	tcase_add_test(q, simd_requant_matches_scalar);
+	suite_add_tcase(s, q);
+	return s;
+}
+
+static const char *avx2_missing(void)
+{
+	return simd_have_avx2() ? NULL : "this CPU has no AVX2";
+}
+
+int main(int argc, char **argv)
+{
+	static const struct tu_suite suites[] = {
+		{NULL, ops_suite, NULL},
+		{"avx2", avx2_suite, avx2_missing},
+	};
+	return tu_main(argc, argv, suites, sizeof(suites) / sizeof(suites[0]));
 }

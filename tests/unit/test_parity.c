@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "log.h"
@@ -637,7 +638,15 @@ START_TEST(batch_on_two_threads)
 }
 END_TEST
 
-int main(void)
+static const char *data_missing(void)
+{
+	const char *d = getenv("DETD_SHARED_DATA");
+	char p[4096];
+	snprintf(p, sizeof(p), "%s/traffic/reference/detections.json", d ? d : "");
+	return d && access(p, R_OK) == 0 ? NULL : "no traffic reference in DETD_SHARED_DATA";
+}
+
+static Suite *parity_suite(void)
 {
 	Suite *s = suite_create("parity");
 	TCase *tc = tcase_create("traffic");
@@ -654,5 +663,11 @@ int main(void)
 	tcase_add_test(tc, api_edges);
 	tcase_add_test(tc, batch_on_two_threads);
 	suite_add_tcase(s, tc);
-	return run_suite(s);
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct tu_suite suites[] = {{NULL, parity_suite, data_missing}};
+	return tu_main(argc, argv, suites, 1);
 }

@@ -21,6 +21,7 @@
 #include <json-c/json.h>
 
 #include "pipeline.h"
+#include "testutil.h"
 
 #define MODEL_W 256
 #define MODEL_H 256
@@ -603,14 +604,14 @@ struct server {
 	char url[256];
 };
 
-/* The server is built only when gst-rtsp-server is installed. */
-static bool have_server(void)
+/* The server is built only when gst-rtsp-server is installed: the "rtsp"
+ * suite is skipped without it. */
+static const char *rtsp_missing(void)
 {
 	const char *exe = getenv("DETD_TEST_RTSP_SERVER");
-	if (exe && *exe)
-		return true;
-	fprintf(stderr, "DETD_TEST_RTSP_SERVER not set: RTSP test skipped\n");
-	return false;
+	return exe && *exe ? NULL
+			   : "DETD_TEST_RTSP_SERVER not set (tools/test-rtsp-server needs "
+			     "libgstrtspserver-1.0-dev)";
 }
 
 /* Starts argv with stdout on a pipe and reads its first line (10 s at most). */
@@ -682,8 +683,6 @@ static int url_port(const char *url)
 static void rtsp_reconnect(enum cfg_rtsp_transport tr)
 {
 	struct server sv;
-	if (!have_server())
-		return;
 	ck_assert_msg(server_start(&sv, 0), "test RTSP server did not start");
 	int port = url_port(sv.url);
 	ck_assert_int_gt(port, 0);
@@ -745,8 +744,6 @@ END_TEST
 START_TEST(rtsp_hung_server_stalls)
 {
 	struct server sv;
-	if (!have_server())
-		return;
 	ck_assert_msg(server_start(&sv, 0), "test RTSP server did not start");
 	struct pipe_sources *set = create();
 	struct cfg_stream c = stream_cfg("hung", CFG_SRC_URI);
@@ -789,8 +786,6 @@ END_TEST
 START_TEST(rtsp_udp_goes_live)
 {
 	struct server sv;
-	if (!have_server())
-		return;
 	ck_assert_msg(server_start(&sv, 0), "test RTSP server did not start");
 	struct pipe_sources *set = create();
 	struct cfg_stream c = stream_cfg("rtsp-udp", CFG_SRC_URI);
@@ -853,10 +848,7 @@ START_TEST(http_file_plays_and_loops)
 	char *argv[] = { (char *)py, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
 			 "--directory", dir, NULL };
 	pid_t pid;
-	if (!spawn_line(argv, &pid, line, sizeof(line))) {
-		fprintf(stderr, "no python3 http.server: HTTP test skipped\n");
-		return;
-	}
+	ck_assert_msg(spawn_line(argv, &pid, line, sizeof(line)), "python3 http.server did not start");
 	int port = 0;
 	const char *p = strstr(line, " port ");
 	ck_assert_msg(p && (port = atoi(p + 6)) > 0, "unexpected: %s", line);
@@ -1040,10 +1032,6 @@ static Suite *pipeline_suite(void)
 	tcase_add_test(tc, letterbox_non_square_pixels);
 	tcase_add_test(tc, bad_uri_backs_off_others_deliver);
 	tcase_add_test(tc, remove_while_others_run);
-	tcase_add_test(tc, rtsp_tcp_reconnects);
-	tcase_add_test(tc, rtsp_udp_goes_live);
-	tcase_add_test(tc, rtsp_hung_server_stalls);
-	tcase_add_test(tc, http_file_plays_and_loops);
 	tcase_add_test(tc, example_config_streams);
 	suite_add_tcase(s, tc);
 
@@ -1078,12 +1066,60 @@ const char *__lsan_default_suppressions(void)
 	return "leak:_dl_init\nleak:g_object_unref\n";
 }
 
-int main(void)
+static Suite *rtsp_suite(void)
 {
-	SRunner *sr = srunner_create(pipeline_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	Suite *s = suite_create("pipeline-rtsp");
+	TCase *tc = tcase_create("rtsp");
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, rtsp_tcp_reconnects);
+	tcase_add_test(tc, rtsp_udp_goes_live);
+	tcase_add_test(tc, rtsp_hung_server_stalls);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+static Suite *http_suite(void)
+{
+	Suite *s = suite_create("pipeline-http");
+	TCase *tc = tcase_create("http");
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, http_file_plays_and_loops);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+static const char *http_missing(void)
+{
+	return access("/usr/bin/python3", X_OK) == 0 ? NULL
+						      : "no /usr/bin/python3 for http.server";
+}
+
+static const char *data_missing(void)
+{
+	const char *d = getenv("DETD_SHARED_DATA");
+	char p[4096];
+	snprintf(p, sizeof(p), "%s/traffic/traffic_frames.mp4", d ? d : "");
+	return d && access(p, R_OK) == 0 ? NULL : "no sample video in DETD_SHARED_DATA";
+}
+
+static const char *rtsp_or_data_missing(void)
+{
+	const char *why = data_missing();
+	return why ? why : rtsp_missing();
+}
+
+static const char *http_or_data_missing(void)
+{
+	const char *why = data_missing();
+	return why ? why : http_missing();
+}
+
+int main(int argc, char **argv)
+{
+	static const struct tu_suite suites[] = {
+		{NULL, pipeline_suite, data_missing},
+		{"rtsp", rtsp_suite, rtsp_or_data_missing},
+		{"http", http_suite, http_or_data_missing},
+	};
+	return tu_main(argc, argv, suites, sizeof(suites) / sizeof(suites[0]));
 }
