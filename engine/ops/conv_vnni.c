@@ -83,7 +83,8 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
 	v->cterm = calloc((size_t)NP, sizeof(int32_t));
 	v->dwc = calloc((size_t)NP, sizeof(int32_t));
 	int rc = v->w && v->cterm && v->dwc ? vk_rq_fill(&v->rq, NP, p->oc, p->mult, p->shift,
-							  p->out_zp, p->act_lo, p->act_hi, s8)
+							  p->out_zp, p->act_lo, p->act_hi, s8,
+							  p->round_up)
 					    : -ENOMEM;
 	if (rc) {
 		conv_vnni_free(p);
@@ -163,7 +164,7 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 	v->zero = malloc((size_t)CP);
 	int rc = v->w && v->cterm && v->dwc && v->zrow && v->zero
 			 ? vk_rq_fill(&v->rq, CP, C, p->mult, p->shift, p->out_zp, p->act_lo,
-				      p->act_hi, s8)
+				      p->act_hi, s8, p->round_up)
 			 : -ENOMEM;
 	if (rc) {
 		conv_vnni_free(p);

@@ -46,11 +46,12 @@ struct vk_rq {
 
 /*
  * Fill q for np channels (n of them real) from TFLite's multipliers and
- * shifts; 0, -ENOMEM, or -ERANGE if a right shift exceeds 31 (never from
+ * shifts (round_up: the final shift rounds half up as q_mul_by_qm_up, else
+ * half away from zero as q_mul_by_qm); 0, -ENOMEM, or -ERANGE if a right shift exceeds 31 (never from
  * q_quantize_multiplier).  vk_rq_free() releases it.  Baseline code (vk_rq.c).
  */
 int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *shift,
-	       int32_t out_zp, int32_t act_lo, int32_t act_hi, bool s8);
+	       int32_t out_zp, int32_t act_lo, int32_t act_hi, bool s8, bool round_up);
 void vk_rq_free(struct vk_rq *q);
 
 struct vk_gemm {

@@ -9,7 +9,7 @@
 #include <string.h>
 
 int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *shift,
-	       int32_t out_zp, int32_t act_lo, int32_t act_hi, bool s8)
+	       int32_t out_zp, int32_t act_lo, int32_t act_hi, bool s8, bool round_up)
 {
 	memset(q, 0, sizeof(*q));
 	for (int c = 0; c < n; c++)
@@ -31,7 +31,9 @@ int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *s
 		/* floor((ab + 2^62 + 2^30 + 2^(n+30) - corr) / 2^(31+n)) - 2^(31-n): vk_gemm.c */
 		uint64_t b = ((uint64_t)1 << 62) + ((uint64_t)1 << 30) +
 			     (rn ? (uint64_t)1 << (30 + rn) : 0);
-		int64_t corr = rn ? (int64_t)1 << 31 : 0;
+		/* half away from zero takes 2^31 back for negative ties; half up
+		 * (q_mul_by_qm_up, TFLite's int8 CONV_2D on x86) does not */
+		int64_t corr = rn && !round_up ? (int64_t)1 << 31 : 0;
 		uint32_t off = (uint32_t)((uint64_t)1 << (31 - rn));
 		m32[c] = m;
 		if (c % 2)
