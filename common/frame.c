@@ -53,6 +53,22 @@ struct det_frame *det_frame_ref(struct det_frame *f)
 	return f;
 }
 
+static _Atomic int64_t picture_demand_until;
+
+void det_picture_demand(int64_t until_mono_ns)
+{
+	int64_t cur = atomic_load_explicit(&picture_demand_until, memory_order_relaxed);
+	while (cur < until_mono_ns &&
+	       !atomic_compare_exchange_weak_explicit(&picture_demand_until, &cur, until_mono_ns,
+						      memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+bool det_picture_demanded(void)
+{
+	return atomic_load_explicit(&picture_demand_until, memory_order_relaxed) > det_mono_ns();
+}
+
 struct det_picture *det_picture_ref(struct det_picture *p)
 {
 	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);

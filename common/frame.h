@@ -12,6 +12,7 @@
 #define DETD_FRAME_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,14 @@ struct det_picture {
 	void (*release)(struct det_picture *p); /* frees p */
 };
 struct det_picture *det_picture_ref(struct det_picture *p);
+/*
+ * Whether frames should carry their pictures at all: a picture holds a
+ * decoder buffer, and holding them makes decoders allocate more, so they
+ * are kept only while someone looks.  The live view asks (any thread) for
+ * pictures until a monotonic time; producers check before attaching one.
+ */
+void det_picture_demand(int64_t until_mono_ns);
+bool det_picture_demanded(void);
 void det_picture_unref(struct det_picture *p); /* NULL-safe */
 
 struct det_frame {

@@ -43,6 +43,8 @@
 #define VIEW_JPEG_QUALITY 80
 #define VIEW_VIEWER_BUFFER (1 << 20) /* bytes queued to one viewer before frames drop */
 #define VIEW_BOUNDARY "detdframe"
+#define VIEW_DEMAND_S 30     /* a snapshot request keeps pictures coming this long */
+#define VIEW_WAIT_S 5        /* a snapshot waits this long for a frame with a picture */
 
 struct job;
 
@@ -50,6 +52,7 @@ struct job;
 struct waiter {
 	struct waiter *next;
 	struct evhttp_request *req;
+	int64_t deadline_ns;
 };
 
 struct viewer {
@@ -517,15 +520,22 @@ static void done_cb(evutil_socket_t fd, short what, void *ud)
 
 void view_result(struct view *v, struct det_result *r)
 {
-	if (!v || !r || !r->orig)
+	if (!v || !r)
 		return;
 	struct vstream *s = vs_get(v, r->stream_id);
 	if (!s)
 		return;
 	det_result_unref(s->latest); /* the previous picture goes back now */
-	s->latest = det_result_ref(r);
+	s->latest = NULL;
 	s->updated_ns = mono_ns();
 	vs_drop_jpeg(s);
+	if (!r->orig)
+		return; /* nobody asked for pictures: a newer frame has none to show */
+	s->latest = det_result_ref(r);
+	if (s->waiters) {
+		queue_shared(v, s);
+		return;
+	}
 	if (!s->viewers)
 		return;
 	int64_t now = mono_ns();
@@ -598,15 +608,33 @@ static void snapshot_handler(struct evhttp_request *req, void *ud)
 		custom = true;
 	}
 	struct vstream *s = vs_find(v, id);
-	if (!s || !s->latest) {
+	if (!s) {
 		evhttp_clear_headers(&q);
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-		http_reply_error(req, s ? 503 : 404, s ? "no frame with a result yet for %s"
-						     : "no frame of stream %s (unknown or none yet)",
-				 id);
+		http_reply_error(req, 404, "no frame of stream %s (unknown or none yet)", id);
 		return;
 	}
+	/* pictures are kept from now on, for a while (det_picture_demand) */
+	det_picture_demand(mono_ns() + (int64_t)VIEW_DEMAND_S * 1000000000);
 	v->snapshots++;
+	if (!s->latest && custom) {
+		evhttp_clear_headers(&q);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+		http_reply_error(req, 503, "no frame with a picture yet for %s, try again", id);
+		return;
+	}
+	if (!s->latest) { /* the next result brings one: wait for it */
+		struct waiter *w = calloc(1, sizeof(*w));
+		evhttp_clear_headers(&q);
+		if (!w) {
+			http_reply_error(req, 500, "out of memory");
+			return;
+		}
+		w->req = req;
+		w->deadline_ns = mono_ns() + (int64_t)VIEW_WAIT_S * 1000000000;
+		w->next = s->waiters;
+		s->waiters = w;
+		return;
+	}
 	char params[160], etag[320];
 	if (custom && !(out_w == 0 && boxes && min_score == 0 && !*labels)) {
 		/* a stable tag of the parameters (labels by a short hash) */
@@ -640,6 +668,7 @@ static void snapshot_handler(struct evhttp_request *req, void *ud)
 			return;
 		}
 		w->req = req;
+		w->deadline_ns = mono_ns() + (int64_t)VIEW_WAIT_S * 1000000000;
 		w->next = s->waiters;
 		s->waiters = w;
 		evhttp_clear_headers(&q);
@@ -727,6 +756,7 @@ static void mjpeg_handler(struct evhttp_request *req, void *ud)
 	evhttp_add_header(h, "Content-Type", "multipart/x-mixed-replace; boundary=" VIEW_BOUNDARY);
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	evhttp_add_header(h, "X-Accel-Buffering", "no");
+	det_picture_demand(mono_ns() + (int64_t)VIEW_WAIT_S * 1000000000);
 	evhttp_send_reply_start(req, 200, "OK");
 	evhttp_connection_set_closecb(w->conn, viewer_on_close, w);
 	if (s->jpeg && s->latest && s->jpeg_seq == s->latest->seq)
@@ -762,13 +792,29 @@ static void sweep_cb(evutil_socket_t fd, short what, void *ud)
 	struct view *v = ud;
 	int64_t now = mono_ns();
 	(void)fd, (void)what;
-	for (struct vstream *s = v->streams; s; s = s->next)
+	for (struct vstream *s = v->streams; s; s = s->next) {
+		if (s->viewers) /* live views keep the pictures coming */
+			det_picture_demand(now + (int64_t)VIEW_WAIT_S * 1000000000);
 		for (struct viewer *w = s->viewers, *n; w; w = n) {
 			n = w->next;
 			if (w->stuck_since && viewer_queued(w) > VIEW_VIEWER_BUFFER &&
 			    (double)(now - w->stuck_since) / 1e9 > stuck_limit_s(v))
 				viewer_kill(w, false);
 		}
+		for (struct waiter **pw = &s->waiters; *pw;) {
+			struct waiter *w = *pw;
+			if (w->deadline_ns > now || s->shared_pending) {
+				pw = &w->next;
+				continue;
+			}
+			*pw = w->next;
+			evhttp_add_header(evhttp_request_get_output_headers(w->req), "Retry-After",
+					  "1");
+			http_reply_error(w->req, 503, "no frame with a result came within %d s",
+					 VIEW_WAIT_S);
+			free(w);
+		}
+	}
 }
 
 static void status_fill(struct json_object *o, void *ud)

@@ -462,7 +462,7 @@ static GstPadProbeReturn head_probe(GstPad *pad, GstPadProbeInfo *info, gpointer
 	if (drop)
 		s->dropped[PIPE_DROP_RATE]++;
 	g_mutex_unlock(&s->lock);
-	if (!drop && buf)
+	if (!drop && buf && det_picture_demanded())
 		gst_buffer_replace(&run->orig_buf, buf);
 	return drop ? GST_PAD_PROBE_DROP : GST_PAD_PROBE_OK;
 }
@@ -529,7 +529,7 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 	 * the same thread, so it is this frame's unless an element in between
 	 * made up frames).  V4L2 pools are small: copy rather than hold. */
 	GstBuffer *sbuf = gst_sample_get_buffer(sample);
-	if (ok && run->orig_buf && run->orig_info_ok && sbuf &&
+	if (ok && run->orig_buf && run->orig_info_ok && sbuf && det_picture_demanded() &&
 	    GST_BUFFER_PTS(run->orig_buf) == GST_BUFFER_PTS(sbuf))
 		f->orig = pipe_picture_new(run->orig_buf, &run->orig_info,
 					   s->cfg.kind == CFG_SRC_V4L2);

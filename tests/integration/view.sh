@@ -12,14 +12,37 @@ done
 VIDEO="$SHARED/traffic/traffic_frames.mp4"
 [ -f "$MODEL" ] && [ -f "$VIDEO" ] || { echo "SKIP: no model/video in $SHARED"; exit 77; }
 
-# still0 plays the 20-frame video once: its last result stays the latest, so
-# every request below is about one and the same frame.  live0 loops.
+# still0 plays the 20-frame video once: its last result stays the latest,
+# so every request below is about one and the same frame.  live0 loops.
 write_config "$T/d.json"
-jq --arg v "$VIDEO" '.http.max_viewers = 3 | .http.max_viewer_fps = 10 |
-   .ipc.slow_client_timeout_s = 2 | .engine.min_score = 0.3 |
-   .streams = [{"id":"still0","uri":$v,"fps":10},{"id":"live0","uri":$v,"loop":true,"fps":10}]' \
-	"$T/d.json" >"$T/d2.json"
+mkcfg() {
+	jq --arg v "$VIDEO" --argjson fps "$1" '.http.max_viewers = 3 | .http.max_viewer_fps = 10 |
+	   .ipc.slow_client_timeout_s = 2 | .engine.min_score = 0.3 |
+	   .streams = [{"id":"still0","uri":$v,"fps":$fps},{"id":"live0","uri":$v,"loop":true,"fps":10}]' \
+		"$T/d.json" >"$T/d2.json"
+}
+mkcfg 10
 start_detd "$T/d2.json"
+
+# Nobody has looked yet: frames carry no pictures (still0 ends without one).
+for _ in $(seq 1 100); do
+	code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/streams/live0/snapshot.jpg")
+	[ "$code" = 404 ] || break
+	sleep 0.1
+done
+# The first request asks for pictures and waits for the next result that
+# has one; then still0 is played again (a changed stream restarts on SIGHUP).
+[ "$code" = 200 ] || [ "$code" = 503 ] || fail "first snapshot of live0: $code"
+mkcfg 9
+kill -HUP "$DETD_PID"
+for _ in $(seq 1 100); do
+	code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/streams/live0/snapshot.jpg")
+	[ "$code" = 200 ] && break
+	sleep 0.1
+done
+[ "$code" = 200 ] || fail "no snapshot of live0 after asking ($code)"
+ok "the first snapshot request starts keeping pictures; the next frame has one"
+sleep 1
 
 # wait until still0 played to its end (no new result for a second)
 last=-1

@@ -915,6 +915,14 @@ static void run_mix(int ms)
 	sleep_ms(ms);
 	pipe_sources_destroy(set);
 	g_free(uri);
+	/* The frames the recorder keeps hold their decoded pictures (GStreamer
+	 * buffers): let them go, as a consumer of the frames would. */
+	pthread_mutex_lock(&R.mu);
+	for (int i = 0; i < R.ns; i++) {
+		det_frame_unref(R.s[i].last);
+		R.s[i].last = NULL;
+	}
+	pthread_mutex_unlock(&R.mu);
 }
 
 START_TEST(destroy_joins_every_thread)
