@@ -101,7 +101,7 @@ bin=$(echo "$exec_start" | cut -d' ' -f1)
 [ -x "$T/upper$bin" ] || fail "ExecStart binary $bin not installed"
 [ -f "$T/upper$conf" ] || fail "config $conf not installed"
 modeldir=$(dirname "$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"]["path"])' "$T/upper$conf")")
-"$SRC/scripts/fetch-models" --offline --mirror "$SHARED/traffic" --dest "$T/upper$modeldir" \
+"$SRC/scripts/fetch-models" --offline --mirror "$SHARED" --dest "$T/upper$modeldir" \
 	>"$T/fetch.log" 2>&1 || { cat "$T/fetch.log" >&2; fail "fetch-models"; }
 detctl_in=$(cd "$T/upper" && find . -path '*/bin/detctl' | head -n 1 | sed 's|^\.||')
 [ -n "$detctl_in" ] || fail "detctl not installed"
