@@ -235,6 +235,8 @@ static const struct key mqtt_keys[] = {
 	NUMK("only_with_objects", T_BOOL, struct cfg_mqtt, only_with_objects, F_RELOAD, 0, 1, 0),
 	NUMK("stats_interval_s", T_DOUBLE, struct cfg_mqtt, stats_interval_s,
 	     F_RELOAD | F_MIN_EXCL | F_ZERO_OK, 0.1, 86400, 30),
+	NUMK("snapshot_interval_s", T_DOUBLE, struct cfg_mqtt, snapshot_interval_s,
+	     F_RELOAD | F_MIN_EXCL | F_ZERO_OK, 0.5, 86400, 0),
 	NUMK("ha_discovery", T_BOOL, struct cfg_mqtt, ha_discovery, 0, 0, 1, 0),
 	STRK("ha_prefix", T_STRING, struct cfg_mqtt, ha_prefix, 0, "homeassistant", NULL),
 };

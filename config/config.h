@@ -128,6 +128,7 @@ struct cfg_mqtt {
 	double min_score;
 	bool only_with_objects; /* <prefix>/<stream>/detections only for frames with objects */
 	double stats_interval_s; /* <prefix>/stats period; 0 = off */
+	double snapshot_interval_s; /* <prefix>/<stream>/snapshot period; 0 = off */
 	bool ha_discovery;
 	char *ha_prefix;        /* Home Assistant discovery prefix */
 };

@@ -373,22 +373,22 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 
-	/* Sinks that read the bus start after it and stop after the data path
-	 * flushed its last results into it. */
-	struct mqtt *mqtt = NULL;
-	r = mqtt_module_add(d, pub, &mqtt);
-	if (r < 0) {
-		log_error("main", "cannot register the MQTT sink: %s", strerror(-r));
-		publish_free(pub);
-		daemon_destroy(d);
-		return EXIT_FAILURE;
-	}
-
+	/* The live view, then the sinks that read the bus (MQTT takes its
+	 * snapshots from the view): they start after the bus and stop after
+	 * the data path flushed its last results into it. */
 	struct view *view = NULL;
 	r = view_module_add(d, &view);
 	if (r < 0) {
 		log_error("main", "cannot register the live view: %s", strerror(-r));
-		mqtt_free(mqtt);
+		publish_free(pub);
+		daemon_destroy(d);
+		return EXIT_FAILURE;
+	}
+	struct mqtt *mqtt = NULL;
+	r = mqtt_module_add(d, pub, view, &mqtt);
+	if (r < 0) {
+		log_error("main", "cannot register the MQTT sink: %s", strerror(-r));
+		view_free(view);
 		publish_free(pub);
 		daemon_destroy(d);
 		return EXIT_FAILURE;
@@ -430,8 +430,8 @@ int main(int argc, char **argv)
 		_exit(code);
 	}
 	flow_module_free(flow);
-	view_free(view);
 	mqtt_free(mqtt);
+	view_free(view);
 	publish_free(pub); /* uses the loop: before the daemon frees it */
 	daemon_destroy(d);
 	return code;

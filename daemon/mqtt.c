@@ -40,6 +40,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "publish.h"
+#include "view.h"
 
 #define TOPIC "mqtt"
 
@@ -82,6 +83,9 @@ struct label_state {
 
 struct stream_state {
 	struct stream_state *next;
+	struct mqtt *m;
+	int64_t next_snapshot_ns;
+	bool snapshot_pending; /* a view_snapshot_request() of ours is out */
 	char id[DET_STREAM_ID_MAX];
 	struct label_state *labels;
 	size_t n_labels, cap_labels;
@@ -102,6 +106,7 @@ struct mailbox {
 struct mqtt {
 	struct daemon *d;
 	struct publish *pub;
+	struct view *view;
 	struct bus_sub *sub;
 	struct mosquitto *mosq;
 	bool lib_init;
@@ -311,6 +316,7 @@ static struct stream_state *stream_get(struct mqtt *m, const char *id)
 	if (!(s = calloc(1, sizeof(*s))))
 		return NULL;
 	snprintf(s->id, sizeof(s->id), "%s", id);
+	s->m = m;
 	s->occupied = -1;
 	s->next = m->streams;
 	m->streams = s;
@@ -789,6 +795,36 @@ static void wake_cb(evutil_socket_t fd, short what, void *ud)
 	pump(m);
 }
 
+/* The view's JPEG of the latest frame with its boxes, retained per stream. */
+static void snapshot_cb(const char *stream, uint64_t seq, const uint8_t *jpeg, size_t len,
+			void *ud)
+{
+	struct stream_state *s = ud;
+	struct mqtt *m = s->m;
+	char topic[TOPIC_LEN];
+	(void)stream, (void)seq;
+	s->snapshot_pending = false;
+	if (!jpeg || m->stopping)
+		return;
+	snprintf(topic, sizeof(topic), "%s/%s/snapshot", m->prefix, s->id);
+	enqueue(m, topic, (const char *)jpeg, len, true);
+	pump(m);
+}
+
+static void request_snapshots(struct mqtt *m, int64_t now)
+{
+	double iv = m->cfg->snapshot_interval_s;
+	if (!(iv > 0) || !m->view)
+		return;
+	for (struct stream_state *s = m->streams; s; s = s->next) {
+		if (s->snapshot_pending || now < s->next_snapshot_ns || !stream_wanted(m, s->id))
+			continue;
+		s->next_snapshot_ns = now + (int64_t)(iv * 1e9);
+		if (view_snapshot_request(m->view, s->id, snapshot_cb, s) == 0)
+			s->snapshot_pending = true;
+	}
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *ud)
 {
 	struct mqtt *m = ud;
@@ -800,6 +836,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *ud)
 		publish_stats(m);
 		m->next_stats_ns = now + (int64_t)(m->cfg->stats_interval_s * 1e9);
 	}
+	request_snapshots(m, now);
 	pump(m);
 }
 
@@ -1001,6 +1038,8 @@ static int mod_stop(struct daemon *d, void *ud)
 	struct mqtt *m = ud;
 	(void)d;
 	m->stopping = true;
+	for (struct stream_state *s = m->streams; s; s = s->next)
+		view_snapshot_cancel(m->view, s);
 	if (m->sub) {
 		bus_unsubscribe(m->sub);
 		m->sub = NULL;
@@ -1023,12 +1062,13 @@ static int mod_stop(struct daemon *d, void *ud)
 	return DAEMON_STOP_PENDING;
 }
 
-int mqtt_module_add(struct daemon *d, struct publish *pub, struct mqtt **out)
+int mqtt_module_add(struct daemon *d, struct publish *pub, struct view *view, struct mqtt **out)
 {
 	struct mqtt *m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
 	m->pub = pub;
+	m->view = view;
 	m->cfg = &daemon_cfg(d)->mqtt;
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_condattr_t ca;
@@ -1086,9 +1126,9 @@ bool mqtt_available(void)
 	return false;
 }
 
-int mqtt_module_add(struct daemon *d, struct publish *pub, struct mqtt **out)
+int mqtt_module_add(struct daemon *d, struct publish *pub, struct view *view, struct mqtt **out)
 {
-	(void)d, (void)pub;
+	(void)d, (void)pub, (void)view;
 	*out = NULL;
 	return 0;
 }

@@ -22,13 +22,15 @@
 
 struct daemon;
 struct publish;
+struct view;
 struct mqtt;
 
 /* true when detd was built with libmosquitto */
 bool mqtt_available(void);
 
-/* Register the module; *out is freed by mqtt_free() after daemon_run(). */
-int mqtt_module_add(struct daemon *d, struct publish *pub, struct mqtt **out);
+/* Register the module (after the view: snapshots come from it; view may be
+ * NULL); *out is freed by mqtt_free() after daemon_run(). */
+int mqtt_module_add(struct daemon *d, struct publish *pub, struct view *view, struct mqtt **out);
 void mqtt_free(struct mqtt *m); /* NULL-safe */
 
 #endif

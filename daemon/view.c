@@ -51,9 +51,15 @@ struct job;
 /* A snapshot request waiting for the stream's shared JPEG. */
 struct waiter {
 	struct waiter *next;
-	struct evhttp_request *req;
+	struct evhttp_request *req; /* an HTTP snapshot request, or */
+	view_jpeg_fn fn;            /* a module's (view_snapshot_request) */
+	void *ud;
 	int64_t deadline_ns;
 };
+
+/* Answer a waiter: the JPEG, or (jpeg NULL) an HTTP error code and reason. */
+static void waiter_done(struct waiter *w, const struct det_result *r, const char *etag,
+			const uint8_t *jpeg, size_t len, int code, const char *why);
 
 struct viewer {
 	struct viewer *next, *prev;
@@ -441,6 +447,64 @@ static bool viewer_due(const struct viewer *w, int64_t now)
 	return !w->last_sent_ns || now - w->last_sent_ns >= w->interval_ns;
 }
 
+static void waiter_done(struct waiter *w, const struct det_result *r, const char *etag,
+			const uint8_t *jpeg, size_t len, int code, const char *why)
+{
+	if (w->fn) {
+		w->fn(jpeg ? r->stream_id : NULL, jpeg ? r->seq : 0, jpeg, jpeg ? len : 0, w->ud);
+	} else if (jpeg) {
+		reply_jpeg(w->req, r, etag, jpeg, len);
+	} else {
+		if (code == 503)
+			evhttp_add_header(evhttp_request_get_output_headers(w->req), "Retry-After",
+					  "1");
+		http_reply_error(w->req, code, "%s", why);
+	}
+	free(w);
+}
+
+int view_snapshot_request(struct view *v, const char *stream, view_jpeg_fn fn, void *ud)
+{
+	if (!v || !v->thread_running)
+		return -ENOTCONN;
+	struct vstream *s = vs_find(v, stream);
+	if (!s)
+		return -ENOENT;
+	det_picture_demand(mono_ns() + (int64_t)VIEW_DEMAND_S * 1000000000);
+	struct waiter *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->fn = fn;
+	w->ud = ud;
+	w->deadline_ns = mono_ns() + (int64_t)VIEW_WAIT_S * 1000000000;
+	if (s->latest && s->jpeg && s->jpeg_seq == s->latest->seq) {
+		waiter_done(w, s->latest, NULL, s->jpeg, s->jpeg_len, 200, NULL);
+		return 0;
+	}
+	w->next = s->waiters;
+	s->waiters = w;
+	if (s->latest && !queue_shared(v, s)) {
+		s->waiters = w->next;
+		free(w);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+void view_snapshot_cancel(struct view *v, void *ud)
+{
+	for (struct vstream *s = v ? v->streams : NULL; s; s = s->next)
+		for (struct waiter **pw = &s->waiters; *pw;) {
+			struct waiter *w = *pw;
+			if (w->fn && w->ud == ud) {
+				*pw = w->next;
+				free(w);
+			} else {
+				pw = &w->next;
+			}
+		}
+}
+
 /* The shared JPEG of s is ready: snapshot waiters and due viewers get it. */
 static void deliver_shared(struct view *v, struct vstream *s)
 {
@@ -450,8 +514,7 @@ static void deliver_shared(struct view *v, struct vstream *s)
 	while (s->waiters) {
 		struct waiter *w = s->waiters;
 		s->waiters = w->next;
-		reply_jpeg(w->req, s->latest, etag, s->jpeg, s->jpeg_len);
-		free(w);
+		waiter_done(w, s->latest, etag, s->jpeg, s->jpeg_len, 200, NULL);
 	}
 	for (struct viewer *w = s->viewers, *n; w; w = n) {
 		n = w->next; /* viewer_send may cut w */
@@ -510,8 +573,7 @@ static void done_cb(evutil_socket_t fd, short what, void *ud)
 			while (s->waiters) {
 				struct waiter *w = s->waiters;
 				s->waiters = w->next;
-				http_reply_error(w->req, 500, "cannot render the frame");
-				free(w);
+				waiter_done(w, NULL, NULL, NULL, 0, 500, "cannot render the frame");
 			}
 		}
 		job_free(j);
@@ -808,11 +870,8 @@ static void sweep_cb(evutil_socket_t fd, short what, void *ud)
 				continue;
 			}
 			*pw = w->next;
-			evhttp_add_header(evhttp_request_get_output_headers(w->req), "Retry-After",
-					  "1");
-			http_reply_error(w->req, 503, "no frame with a result came within %d s",
-					 VIEW_WAIT_S);
-			free(w);
+			waiter_done(w, NULL, NULL, NULL, 0, 503,
+				    "no frame with a result came in time, try again");
 		}
 	}
 }
@@ -903,8 +962,7 @@ static int mod_stop(struct daemon *d, void *ud)
 		while (s->waiters) {
 			struct waiter *w = s->waiters;
 			s->waiters = w->next;
-			http_reply_error(w->req, 503, "stopping");
-			free(w);
+			waiter_done(w, NULL, NULL, NULL, 0, 503, "stopping");
 		}
 		while (s->viewers) {
 			struct viewer *w = s->viewers;

@@ -87,7 +87,7 @@ start_broker b1 "$BPORT"
 BROKER="mqtt://127.0.0.1:$BPORT"
 
 # ---- 1. topics and payloads ---------------------------------------------------
-mosquitto_sub -h 127.0.0.1 -p "$BPORT" -v -t 'it/#' -t 'ha/#' >"$T/sub1.txt" 2>&1 &
+mosquitto_sub -h 127.0.0.1 -p "$BPORT" -v -t 'it/#' -t 'ha/#' -T 'it/+/+/snapshot' >"$T/sub1.txt" 2>&1 &
 CHILDREN+=($!)
 sleep 0.3
 node_config "$T/a.json" a "$T/a.sock" "{ \"enabled\": true, \"broker\": \"$BROKER\",
@@ -117,6 +117,7 @@ grep -m1 '^it/nodeA/stats ' "$T/sub1.txt" | cut -d' ' -f2- |
 	fail "stats payload"
 ok "label counts, occupied, state and stats topics"
 
+
 cfg=$(grep -m1 '^ha/sensor/.*/config ' "$T/sub1.txt" | cut -d' ' -f2-)
 echo "$cfg" | jq -e '(.state_topic | startswith("it/nodeA/cam0/")) and
   .availability_topic == "it/nodeA/status" and .payload_not_available == "offline" and
@@ -126,7 +127,7 @@ grep -q '^ha/binary_sensor/.*_cam0_occupied/config ' "$T/sub1.txt" || fail "no H
 ok "Home Assistant discovery: sensor per label, binary sensor per stream, availability = LWT"
 
 # ---- 2. retained state for a subscriber that comes later -----------------------
-ret=$(mosquitto_sub -h 127.0.0.1 -p "$BPORT" -v --retained-only -W 2 -t 'it/nodeA/#' 2>/dev/null || true)
+ret=$(mosquitto_sub -h 127.0.0.1 -p "$BPORT" -v --retained-only -W 2 -t 'it/nodeA/#' -T 'it/+/+/snapshot' 2>/dev/null || true)
 echo "$ret" | grep -qx 'it/nodeA/status online' || fail "status not retained: $ret"
 echo "$ret" | grep -qE '^it/nodeA/cam0/(sedan|pickup_suv_van|large_veh_bus) [0-9]+$' ||
 	fail "counts not retained: $ret"
@@ -149,7 +150,7 @@ echo "$st" | jq -e '.engine.results > 0' >/dev/null || fail "engine stopped duri
 ok "broker down: daemon serving, queue bounded at 20, drops counted ($(echo "$st" | jq .mqtt.dropped))"
 
 start_broker b1 "$BPORT"
-mosquitto_sub -h 127.0.0.1 -p "$BPORT" -v -t 'it/#' >"$T/sub2.txt" 2>&1 &
+mosquitto_sub -h 127.0.0.1 -p "$BPORT" -v -t 'it/#' -T 'it/+/+/snapshot' >"$T/sub2.txt" 2>&1 &
 CHILDREN+=($!)
 wait_for mq_is a .connected true || fail "no reconnect: $(mq a '')"
 wait_for lines "$T/sub2.txt" '^it/nodeA/cam0/detections ' 5 || fail "detections did not resume"
@@ -171,17 +172,23 @@ ok "broker restarted: reconnected, messages resume, offered = published+dropped+
 # ---- 4. two nodes, one broker ----------------------------------------------------
 node_config "$T/b.json" b "$T/b.sock" "{ \"enabled\": true, \"broker\": \"$BROKER\",
   \"topic_prefix\": \"it/nodeB\", \"client_id\": \"it-nodeB\", \"only_with_objects\": true,
-  \"min_score\": 0.35, \"stats_interval_s\": 0 }"
+  \"min_score\": 0.35, \"stats_interval_s\": 0, \"snapshot_interval_s\": 1 }"
 start_node b "$T/b.json"
 wait_for lines "$T/sub2.txt" '^it/nodeB/cam0/detections ' 5 || fail "node B publishes nothing"
 grep '^it/nodeB/cam0/detections ' "$T/sub2.txt" | cut -d' ' -f2- |
 	jq -e -s 'all(.[]; (.objects | length) > 0 and all(.objects[]; .score >= 0.35))' >/dev/null ||
 	fail "node B filters (only_with_objects, min_score)"
 lines "$T/sub2.txt" '^it/nodeA/cam0/detections ' 6 || fail "node A stopped publishing"
+# the snapshot topic: a retained JPEG of the latest frame with its boxes
+timeout 20 mosquitto_sub -h 127.0.0.1 -p "$BPORT" -C 1 -N -t 'it/nodeB/cam0/snapshot' >"$T/snap.jpg" ||
+	fail "no snapshot on MQTT"
+[ "$(head -c 2 "$T/snap.jpg" | od -An -tx1 | tr -d ' ')" = ffd8 ] || fail "snapshot is not a JPEG"
+[ "$(stat -c %s "$T/snap.jpg")" -gt 10000 ] || fail "snapshot too small"
+ok "snapshot topic: a $(stat -c %s "$T/snap.jpg")-byte JPEG every mqtt.snapshot_interval_s"
 ok "two nodes publish into one broker under it/nodeA and it/nodeB; node B's filters hold"
 
 # ---- 5. Last Will on a crash, "offline" on a clean stop --------------------------
-mosquitto_sub -h 127.0.0.1 -p "$BPORT" -v -t 'it/+/status' >"$T/sub3.txt" 2>&1 &
+mosquitto_sub -h 127.0.0.1 -p "$BPORT" -v -t 'it/+/status' -T 'it/+/+/snapshot' >"$T/sub3.txt" 2>&1 &
 CHILDREN+=($!)
 wait_for lines "$T/sub3.txt" '^it/nodeA/status online' 1 || fail "no status for node A"
 kill -KILL "${NODE_PIDS[a]}"
