@@ -5,8 +5,14 @@
 #include "vk.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+static int32_t clamp32(int64_t v)
+{
+	return v < INT32_MIN ? INT32_MIN : v > INT32_MAX ? INT32_MAX : (int32_t)v;
+}
 
 int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *shift,
 	       int32_t out_zp, int32_t act_lo, int32_t act_hi, bool s8, bool round_up)
@@ -67,8 +73,9 @@ int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *s
 	q->s_odd = so;
 	q->c_even = ce;
 	q->c_odd = co;
-	q->lo = act_lo - (s8 ? 0 : 128);
-	q->hi = act_hi - (s8 ? 0 : 128);
+	/* in 64 bits: a corrupt model may carry any activation range */
+	q->lo = clamp32((int64_t)act_lo - (s8 ? 0 : 128));
+	q->hi = clamp32((int64_t)act_hi - (s8 ? 0 : 128));
 	q->s8out = s8;
 	q->mem = mem;
 	return 0;
