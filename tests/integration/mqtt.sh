@@ -163,7 +163,7 @@ echo "$s" | jq -e '.offered == .published + .dropped + .lost + .queued + .inflig
 	fail "counters do not add up: $s"
 rss_after=$(awk '/VmRSS/ {print $2}' "/proc/${NODE_PIDS[a]}/status")
 # (under AddressSanitizer freed memory sits in quarantine: LeakSanitizer checks instead)
-if ! ldd "$DETD" | grep -q libasan; then
+if ! ldd "$DETD" | grep libasan >/dev/null; then
 	[ "$rss_after" -lt $((rss_before + 16384)) ] || fail "RSS grew from $rss_before to $rss_after kB"
 fi
 curl -sf "${NODE_URLS[a]}/metrics" | grep -q '^detd_mqtt_reconnects_total' || fail "no mqtt metrics"
