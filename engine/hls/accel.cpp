@@ -31,9 +31,6 @@ using namespace detd_hls;
 
 namespace {
 
-const int NCW = ACCEL_MAX_TILE_C / ACCEL_VEC; /* channel words per tile */
-const int MAX_CINW = ACCEL_MAX_CIN / ACCEL_VEC;
-
 typedef xint<9> wval;  /* weight − zero point: [−255, 255] */
 typedef xint<9> xval;  /* activation − zero point */
 typedef xint<32> acc_t;
