@@ -122,7 +122,7 @@ struct view {
 	size_t n_jobs; /* queued + running + done not yet delivered */
 
 	uint64_t encodes, snapshots, mjpeg_parts, viewer_drops, busy;
-	double encode_ms_total;
+	double encode_ms_total; /* under lock: the encoder thread adds to it */
 };
 
 static int64_t mono_ns(void)
@@ -897,9 +897,11 @@ static void status_fill(struct json_object *o, void *ud)
 			       json_object_new_int(daemon_cfg(v->d)->http.max_viewers));
 	json_object_object_add(o, "pictures_held", json_object_new_uint64(pictures));
 	json_object_object_add(o, "encodes", json_object_new_uint64(v->encodes));
+	pthread_mutex_lock(&v->lock); /* the encoder thread adds to the total */
+	double ms_total = v->encode_ms_total;
+	pthread_mutex_unlock(&v->lock);
 	json_object_object_add(o, "encode_ms_mean",
-			       json_object_new_double(v->encodes ? v->encode_ms_total / (double)v->encodes
-								 : 0));
+			       json_object_new_double(v->encodes ? ms_total / (double)v->encodes : 0));
 	json_object_object_add(o, "snapshots", json_object_new_uint64(v->snapshots));
 	json_object_object_add(o, "mjpeg_parts", json_object_new_uint64(v->mjpeg_parts));
 	json_object_object_add(o, "viewer_drops", json_object_new_uint64(v->viewer_drops));

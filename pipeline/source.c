@@ -32,6 +32,7 @@
 #include "source-internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,9 @@
 #include <gst/app/gstappsink.h>
 #include <gst/video/video.h>
 
+#include "handoff.h"
 #include "picture.h"
+#include "handoff.h"
 #include "log.h"
 
 #define TOPIC "pipeline"
@@ -91,7 +94,7 @@ struct pipe_source {
 	uint64_t fps_mark_frames;
 	int64_t fps_mark_ns;
 
-	GMutex lock; /* everything below, short sections only */
+	pthread_mutex_t lock; /* everything below, short sections only */
 	enum pipe_state state;
 	struct pipe_run *cur; /* == run; read by streaming threads */
 	bool is_live;
@@ -108,7 +111,7 @@ struct pipe_source {
 
 	/* Held around on_frame/on_state so that close() is a barrier: after it,
 	 * no callback runs.  Lock order: deliver_lock before lock. */
-	GMutex deliver_lock;
+	pthread_mutex_t deliver_lock;
 	bool closing;
 	uint64_t seq;
 };
@@ -204,8 +207,8 @@ struct pipe_source *pipe_source_new(struct pipe_env *env, const struct cfg_strea
 	if (s->cfg.backoff_max_s < s->cfg.backoff_initial_s)
 		s->cfg.backoff_max_s = s->cfg.backoff_initial_s;
 	g_strlcpy(s->id, cfg->id, sizeof(s->id));
-	g_mutex_init(&s->lock);
-	g_mutex_init(&s->deliver_lock);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->deliver_lock, NULL);
 	s->state = cfg->enabled ? PIPE_STATE_STARTING : PIPE_STATE_DISABLED;
 	s->last_frame_ns = -1;
 	s->map.scale_x = s->map.scale_y = 1.0;
@@ -228,8 +231,8 @@ void pipe_source_unref(struct pipe_source *s)
 	g_free(s->cfg.caps);
 	g_free(s->cfg.pipeline);
 	g_free(s->cfg.pattern);
-	g_mutex_clear(&s->lock);
-	g_mutex_clear(&s->deliver_lock);
+	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->deliver_lock);
 	free(s);
 }
 
@@ -240,14 +243,15 @@ const char *pipe_source_id(const struct pipe_source *s)
 
 void pipe_source_close(struct pipe_source *s)
 {
-	g_mutex_lock(&s->deliver_lock);
+	pthread_mutex_lock(&s->deliver_lock);
 	s->closing = true;
-	g_mutex_unlock(&s->deliver_lock);
+	pthread_mutex_unlock(&s->deliver_lock);
 }
 
 static void run_free(gpointer data)
 {
 	struct pipe_run *run = data;
+	DET_HANDOFF_ACQUIRE(run); /* the streaming threads have stopped */
 	if (run->sink_caps)
 		gst_caps_unref(run->sink_caps);
 	gst_buffer_replace(&run->orig_buf, NULL);
@@ -259,18 +263,18 @@ static void run_free(gpointer data)
 
 static void record_error(struct pipe_source *s, const char *msg)
 {
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	g_strlcpy(s->last_error, msg, sizeof(s->last_error));
 	s->last_error_wall_ns = det_wall_ns();
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 }
 
 static void set_state(struct pipe_source *s, enum pipe_state st, const char *why)
 {
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	enum pipe_state old = s->state;
 	s->state = st;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 	s->state_since_ns = det_mono_ns();
 	if (old == st)
 		return;
@@ -280,10 +284,10 @@ static void set_state(struct pipe_source *s, enum pipe_state st, const char *why
 	else
 		log_info(TOPIC, "stream '%s': %s → %s", s->id, pipe_state_name(old),
 			 pipe_state_name(st));
-	g_mutex_lock(&s->deliver_lock);
+	pthread_mutex_lock(&s->deliver_lock);
 	if (!s->closing && s->env->cb.on_state)
 		s->env->cb.on_state(s->id, old, st, why ? why : "", s->env->cb.ud);
-	g_mutex_unlock(&s->deliver_lock);
+	pthread_mutex_unlock(&s->deliver_lock);
 }
 
 /* Detach the current pipeline and hand it to the reaper. */
@@ -293,9 +297,9 @@ static void stop_run(struct pipe_source *s)
 	if (!run)
 		return;
 	s->run = NULL;
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	s->cur = NULL;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 	if (run->bus_watch) {
 		g_source_destroy(run->bus_watch);
 		g_source_unref(run->bus_watch);
@@ -325,26 +329,26 @@ static double next_backoff(struct pipe_source *s)
 static void fail(struct pipe_source *s, const char *why)
 {
 	record_error(s, why);
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	enum pipe_state st = s->state;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 	if (st == PIPE_STATE_LIVE)
 		set_state(s, PIPE_STATE_STALLED, why);
 	stop_run(s);
 	double d = next_backoff(s);
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	s->backoff_s = d;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 	s->backoff_until_ns = det_mono_ns() + (int64_t)(d * 1e9);
 	set_state(s, PIPE_STATE_BACKOFF, why);
 }
 
 static void check_live(struct pipe_source *s)
 {
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	bool got = s->run_got_frame && s->cur;
 	enum pipe_state st = s->state;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 	if (got && (st == PIPE_STATE_STARTING || st == PIPE_STATE_RECONNECTING)) {
 		/* Data flows, so the latency query now tells a live source (whose
 		 * EOS is a failure) from a file (whose EOS is its end).  The state
@@ -360,9 +364,9 @@ static void check_live(struct pipe_source *s)
 			gst_query_unref(q);
 		}
 		if (live) {
-			g_mutex_lock(&s->lock);
+			pthread_mutex_lock(&s->lock);
 			s->is_live = true;
-			g_mutex_unlock(&s->lock);
+			pthread_mutex_unlock(&s->lock);
 		}
 		s->backoff_attempt = 0;
 		set_state(s, PIPE_STATE_LIVE, NULL);
@@ -372,6 +376,7 @@ static void check_live(struct pipe_source *s)
 static gboolean check_live_cb(gpointer data)
 {
 	struct pipe_source *s = data;
+	DET_HANDOFF_ACQUIRE(s);
 	if (!s->stopped)
 		check_live(s);
 	return G_SOURCE_REMOVE;
@@ -386,9 +391,9 @@ static void unref_notify(gpointer data)
 
 static void count_drop(struct pipe_source *s, enum pipe_drop_reason r)
 {
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	s->dropped[r]++;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 }
 
 static int64_t buffer_time(GstBuffer *buf)
@@ -401,9 +406,8 @@ static int64_t buffer_time(GstBuffer *buf)
 
 /* On videoscale's sink pad: count decoded frames, decimate to fps, learn the
  * original size from the caps. */
-static GstPadProbeReturn head_probe(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+static GstPadProbeReturn head_probe_run(GstPadProbeInfo *info, struct pipe_run *run)
 {
-	struct pipe_run *run = data;
 	struct pipe_source *s = run->src;
 
 	if (info->type & GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM) {
@@ -421,13 +425,13 @@ static GstPadProbeReturn head_probe(GstPad *pad, GstPadProbeInfo *info, gpointer
 						     GST_VIDEO_INFO_PAR_N(&vi),
 						     GST_VIDEO_INFO_PAR_D(&vi), s->env->model_w,
 						     s->env->model_h, &m);
-				g_mutex_lock(&s->lock);
+				pthread_mutex_lock(&s->lock);
 				if (s->cur == run) {
 					s->orig_w = GST_VIDEO_INFO_WIDTH(&vi);
 					s->orig_h = GST_VIDEO_INFO_HEIGHT(&vi);
 					s->map = m;
 				}
-				g_mutex_unlock(&s->lock);
+				pthread_mutex_unlock(&s->lock);
 			}
 		} else if (GST_EVENT_TYPE(ev) == GST_EVENT_FLUSH_STOP ||
 			   GST_EVENT_TYPE(ev) == GST_EVENT_STREAM_START) {
@@ -457,23 +461,36 @@ static GstPadProbeReturn head_probe(GstPad *pad, GstPadProbeInfo *info, gpointer
 		}
 		run->last_t = t;
 	}
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	s->decoded++;
 	if (drop)
 		s->dropped[PIPE_DROP_RATE]++;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 	if (!drop && buf && det_picture_demanded())
 		gst_buffer_replace(&run->orig_buf, buf);
 	return drop ? GST_PAD_PROBE_DROP : GST_PAD_PROBE_OK;
+}
+
+/* The run's fields these callbacks keep (rate grid, original picture) are
+ * used by one streaming thread at a time, in data-flow order; the hand-off
+ * marks say so to TSan (common/handoff.h). */
+static GstPadProbeReturn head_probe(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+	(void)pad;
+	DET_HANDOFF_ACQUIRE(data);
+	GstPadProbeReturn r = head_probe_run(info, data);
+	DET_HANDOFF_RELEASE(data);
+	return r;
 }
 
 /* On the appsink's sink pad: what reaches the appsink, to see its drops. */
 static GstPadProbeReturn sink_probe(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
 	struct pipe_run *run = data;
-	g_mutex_lock(&run->src->lock);
+	DET_HANDOFF_ACQUIRE(run);
+	pthread_mutex_lock(&run->src->lock);
 	run->src->sink_in++;
-	g_mutex_unlock(&run->src->lock);
+	pthread_mutex_unlock(&run->src->lock);
 	return GST_PAD_PROBE_OK;
 }
 
@@ -505,24 +522,23 @@ static bool copy_frame(struct pipe_run *run, GstSample *sample, struct det_frame
 	return true;
 }
 
-static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
+static void new_sample_run(GstAppSink *sink, struct pipe_run *run)
 {
-	struct pipe_run *run = data;
 	struct pipe_source *s = run->src;
 	GstSample *sample = gst_app_sink_pull_sample(sink);
 	if (!sample)
-		return GST_FLOW_OK; /* flushing */
+		return; /* flushing */
 	int64_t mono = det_mono_ns(), wall = det_wall_ns();
 
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	s->pulled++;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 
 	struct det_frame *f = det_frame_new(s->env->model_w, s->env->model_h, 3);
 	if (!f) {
 		gst_sample_unref(sample);
 		count_drop(s, PIPE_DROP_ALLOC);
-		return GST_FLOW_OK;
+		return;
 	}
 	bool ok = copy_frame(run, sample, f);
 	/* The picture it came from, if the probe saw the same timestamp (it is
@@ -538,15 +554,15 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 	if (!ok) {
 		det_frame_unref(f);
 		count_drop(s, PIPE_DROP_MAP);
-		return GST_FLOW_OK;
+		return;
 	}
 	f->capture_mono_ns = mono;
 	f->capture_wall_ns = wall;
 	g_strlcpy(f->stream_id, s->id, sizeof(f->stream_id));
 
 	bool first = false;
-	g_mutex_lock(&s->deliver_lock);
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->deliver_lock);
+	pthread_mutex_lock(&s->lock);
 	bool current = !s->closing && s->cur == run;
 	if (current) {
 		f->stream_gen = s->gen;
@@ -560,7 +576,7 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 	} else {
 		s->dropped[PIPE_DROP_STOPPING]++;
 	}
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 	if (current) {
 		f->seq = ++s->seq;
 		f->enqueue_mono_ns = det_mono_ns();
@@ -570,12 +586,21 @@ static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
 			det_frame_unref(f);
 		f = NULL;
 	}
-	g_mutex_unlock(&s->deliver_lock);
+	pthread_mutex_unlock(&s->deliver_lock);
 	det_frame_unref(f);
 
-	if (first) /* tell the pipeline thread now rather than at its next tick */
+	if (first) { /* tell the pipeline thread now rather than at its next tick */
+		DET_HANDOFF_RELEASE(s);
 		g_main_context_invoke_full(s->env->ctx, G_PRIORITY_DEFAULT, check_live_cb,
 					   pipe_source_ref(s), unref_notify);
+	}
+}
+
+static GstFlowReturn on_new_sample(GstAppSink *sink, gpointer data)
+{
+	DET_HANDOFF_ACQUIRE(data);
+	new_sample_run(sink, data);
+	DET_HANDOFF_RELEASE(data);
 	return GST_FLOW_OK;
 }
 
@@ -602,6 +627,7 @@ static bool caps_are_video(GstPad *pad)
 static void on_pad_added(GstElement *el, GstPad *pad, gpointer data)
 {
 	struct pipe_run *run = data;
+	DET_HANDOFF_ACQUIRE(run);
 	if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC)
 		return;
 	if (caps_are_video(pad) && g_atomic_int_compare_and_exchange(&run->linked, 0, 1)) {
@@ -646,6 +672,7 @@ static void on_deep_element_added(GstBin *bin, GstBin *sub, GstElement *el, gpoi
 static void on_source_setup(GstElement *uridecodebin, GstElement *src, gpointer data)
 {
 	struct pipe_run *run = data;
+	DET_HANDOFF_ACQUIRE(run);
 	const struct cfg_stream *c = &run->src->cfg;
 	GstElementFactory *fac = gst_element_get_factory(src);
 	if (!fac || strcmp(GST_OBJECT_NAME(fac), "rtspsrc") != 0)
@@ -888,16 +915,17 @@ static void start_run(struct pipe_source *s)
 		return;
 	}
 	s->run = run;
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	s->cur = run;
 	s->run_got_frame = false;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 
 	GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(run->pipeline));
 	run->bus_watch = gst_bus_create_watch(bus);
 	g_source_set_callback(run->bus_watch, (GSourceFunc)(void (*)(void))bus_cb, run, NULL);
 	g_source_attach(run->bus_watch, s->env->ctx);
 
+	DET_HANDOFF_RELEASE(run); /* to the streaming threads */
 	GstStateChangeReturn r = gst_element_set_state(run->pipeline, GST_STATE_PLAYING);
 	if (r == GST_STATE_CHANGE_FAILURE) {
 		GstMessage *m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
@@ -915,23 +943,23 @@ static void start_run(struct pipe_source *s)
 	bool live = r == GST_STATE_CHANGE_NO_PREROLL || s->cfg.kind == CFG_SRC_V4L2 ||
 		    s->cfg.kind == CFG_SRC_TEST ||
 		    (s->cfg.kind == CFG_SRC_URI && g_str_has_prefix(s->cfg.uri, "rtsp"));
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	s->is_live = live;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 }
 
 static void bump_gen(struct pipe_source *s)
 {
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	s->gen++;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 }
 
 static void on_eos(struct pipe_source *s)
 {
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	bool live = s->is_live;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 	check_live(s); /* a short file may end before the first tick */
 	if (live) {
 		/* rtspsrc, for one, warns about the lost connection and then
@@ -950,9 +978,9 @@ static void on_eos(struct pipe_source *s)
 	}
 	/* Loop: a discontinuity for recurrent models, so a new generation. */
 	bump_gen(s);
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	s->run->loop_seek_delivered = s->delivered;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 	s->run->loop_seeking = true;
 	if (gst_element_seek_simple(s->run->pipeline, GST_FORMAT_TIME,
 				    GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_KEY_UNIT, 0))
@@ -967,9 +995,9 @@ static bool loop_seek_failed(struct pipe_source *s, struct pipe_run *run)
 {
 	if (!run->loop_seeking)
 		return false;
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	bool none_since = s->delivered == run->loop_seek_delivered && !s->is_live;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 	return none_since;
 }
 
@@ -1017,9 +1045,9 @@ void pipe_source_start(struct pipe_source *s)
 {
 	if (s->stopped || s->run || !s->cfg.enabled)
 		return;
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	s->gen++;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 	s->fps_mark_ns = det_mono_ns();
 	set_state(s, PIPE_STATE_STARTING, NULL);
 	start_run(s);
@@ -1035,11 +1063,11 @@ void pipe_source_tick(struct pipe_source *s, int64_t now)
 {
 	if (s->stopped)
 		return;
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	enum pipe_state st = s->state;
 	int64_t last = s->last_frame_ns;
 	uint64_t delivered = s->delivered;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 	int64_t stall_ns = (int64_t)(s->cfg.stall_timeout_s * 1e9);
 	char why[96];
 
@@ -1053,9 +1081,9 @@ void pipe_source_tick(struct pipe_source *s, int64_t now)
 	case PIPE_STATE_STARTING:
 	case PIPE_STATE_RECONNECTING:
 		check_live(s);
-		g_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->lock);
 		st = s->state;
-		g_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->lock);
 		if (st != PIPE_STATE_LIVE && s->run && now - s->state_since_ns > stall_ns) {
 			snprintf(why, sizeof(why), "no frame within %.1f s of starting",
 				 s->cfg.stall_timeout_s);
@@ -1064,10 +1092,10 @@ void pipe_source_tick(struct pipe_source *s, int64_t now)
 		break;
 	case PIPE_STATE_BACKOFF:
 		if (now >= s->backoff_until_ns) {
-			g_mutex_lock(&s->lock);
+			pthread_mutex_lock(&s->lock);
 			s->reconnects++;
 			s->gen++;
-			g_mutex_unlock(&s->lock);
+			pthread_mutex_unlock(&s->lock);
 			set_state(s, PIPE_STATE_RECONNECTING, NULL);
 			start_run(s);
 		}
@@ -1079,9 +1107,9 @@ void pipe_source_tick(struct pipe_source *s, int64_t now)
 	if (now - s->fps_mark_ns >= FPS_WINDOW_NS) {
 		double fps = (double)(delivered - s->fps_mark_frames) * 1e9 /
 			     (double)(now - s->fps_mark_ns);
-		g_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->lock);
 		s->fps = fps;
-		g_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->lock);
 		s->fps_mark_frames = delivered;
 		s->fps_mark_ns = now;
 	}
@@ -1092,7 +1120,7 @@ void pipe_source_stats(struct pipe_source *s, struct pipe_stream_stats *out)
 	memset(out, 0, sizeof(*out));
 	int64_t now = det_mono_ns();
 	g_strlcpy(out->id, s->id, sizeof(out->id));
-	g_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 	out->state = s->state;
 	out->is_live = s->is_live;
 	out->stream_gen = s->gen;
@@ -1111,5 +1139,5 @@ void pipe_source_stats(struct pipe_source *s, struct pipe_stream_stats *out)
 	out->backoff_s = s->backoff_s;
 	g_strlcpy(out->last_error, s->last_error, sizeof(out->last_error));
 	out->last_error_wall_ns = s->last_error_wall_ns;
-	g_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 }

@@ -12,9 +12,11 @@
  * progress, bounded by the backoff delays.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "handoff.h"
 #include "log.h"
 #include "source-internal.h"
 
@@ -23,7 +25,7 @@
 
 struct pipe_sources {
 	struct pipe_env env; /* first: retire() finds the set from it */
-	GMutex lock;         /* the list */
+	pthread_mutex_t lock; /* the list */
 	GPtrArray *list;     /* struct pipe_source *, one reference each */
 	GMainLoop *loop;
 	GSource *tick;
@@ -41,6 +43,7 @@ static gpointer reaper_main(gpointer data)
 		gpointer p = g_async_queue_pop(set->reap_q);
 		if (p == &reaper_stop)
 			break;
+		DET_HANDOFF_ACQUIRE(p);
 		gst_element_set_state(GST_ELEMENT(p), GST_STATE_NULL);
 		gst_object_unref(p); /* frees the run, which unrefs its source */
 	}
@@ -50,6 +53,7 @@ static gpointer reaper_main(gpointer data)
 static void retire(struct pipe_env *env, GstElement *pipeline)
 {
 	struct pipe_sources *set = (struct pipe_sources *)env;
+	DET_HANDOFF_RELEASE(pipeline);
 	g_async_queue_push(set->reap_q, pipeline);
 }
 
@@ -65,11 +69,11 @@ static gpointer loop_main(gpointer data)
 /* Copies the list with a reference on each source. */
 static GPtrArray *list_copy(struct pipe_sources *set)
 {
-	g_mutex_lock(&set->lock);
+	pthread_mutex_lock(&set->lock);
 	GPtrArray *a = g_ptr_array_new_full(set->list->len, (GDestroyNotify)pipe_source_unref);
 	for (guint i = 0; i < set->list->len; i++)
 		g_ptr_array_add(a, pipe_source_ref(g_ptr_array_index(set->list, i)));
-	g_mutex_unlock(&set->lock);
+	pthread_mutex_unlock(&set->lock);
 	return a;
 }
 
@@ -101,7 +105,7 @@ int pipe_sources_create(int model_w, int model_h, const struct pipe_callbacks *c
 		set->env.cb = *cb;
 	set->env.retire = retire;
 	set->env.ctx = g_main_context_new();
-	g_mutex_init(&set->lock);
+	pthread_mutex_init(&set->lock, NULL);
 	set->list = g_ptr_array_new_with_free_func((GDestroyNotify)pipe_source_unref);
 	set->loop = g_main_loop_new(set->env.ctx, FALSE);
 	set->reap_q = g_async_queue_new();
@@ -133,6 +137,7 @@ struct stop_all {
 static gboolean stop_all_and_quit_cb(gpointer data)
 {
 	struct stop_all *sa = data;
+	DET_HANDOFF_ACQUIRE(sa);
 	for (guint i = 0; i < sa->sources->len; i++)
 		pipe_source_stop(g_ptr_array_index(sa->sources, i));
 	g_main_loop_quit(sa->set->loop);
@@ -144,16 +149,17 @@ void pipe_sources_destroy(struct pipe_sources *set)
 	if (!set)
 		return;
 	struct stop_all sa = { set, NULL };
-	g_mutex_lock(&set->lock);
+	pthread_mutex_lock(&set->lock);
 	sa.sources = set->list;
 	set->list = g_ptr_array_new_with_free_func((GDestroyNotify)pipe_source_unref);
-	g_mutex_unlock(&set->lock);
+	pthread_mutex_unlock(&set->lock);
 	for (guint i = 0; i < sa.sources->len; i++)
 		pipe_source_close(g_ptr_array_index(sa.sources, i));
 
 	if (set->loop_thread) {
 		/* Sources leave in the order they were added, after everything
 		 * queued to the pipeline thread before. */
+		DET_HANDOFF_RELEASE(&sa);
 		g_main_context_invoke(set->env.ctx, stop_all_and_quit_cb, &sa);
 		g_thread_join(set->loop_thread);
 	} else {
@@ -173,7 +179,7 @@ void pipe_sources_destroy(struct pipe_sources *set)
 	 * streaming thread can queue more. */
 	g_main_context_unref(set->env.ctx);
 	g_async_queue_unref(set->reap_q);
-	g_mutex_clear(&set->lock);
+	pthread_mutex_destroy(&set->lock);
 	free(set);
 	/* GStreamer's task pool parks finished streaming threads in GLib's
 	 * pool of unused threads; let them go rather than linger for 15 s. */
@@ -212,14 +218,18 @@ static int validate(const struct cfg_stream *c)
 	return -EINVAL;
 }
 
+/* Objects queued to the pipeline thread come with a hand-off mark for TSan
+ * (common/handoff.h): GLib's queue synchronises them with a GMutex. */
 static gboolean start_cb(gpointer data)
 {
+	DET_HANDOFF_ACQUIRE(data);
 	pipe_source_start(data);
 	return G_SOURCE_REMOVE;
 }
 
 static gboolean stop_cb(gpointer data)
 {
+	DET_HANDOFF_ACQUIRE(data);
 	pipe_source_stop(data);
 	return G_SOURCE_REMOVE;
 }
@@ -245,14 +255,15 @@ int pipe_sources_add(struct pipe_sources *set, const struct cfg_stream *cfg)
 	struct pipe_source *s = pipe_source_new(&set->env, cfg);
 	if (!s)
 		return -ENOMEM;
-	g_mutex_lock(&set->lock);
+	pthread_mutex_lock(&set->lock);
 	if (find_locked(set, cfg->id) >= 0) {
-		g_mutex_unlock(&set->lock);
+		pthread_mutex_unlock(&set->lock);
 		pipe_source_unref(s);
 		return -EEXIST;
 	}
 	g_ptr_array_add(set->list, pipe_source_ref(s));
-	g_mutex_unlock(&set->lock);
+	pthread_mutex_unlock(&set->lock);
+	DET_HANDOFF_RELEASE(s);
 	if (cfg->enabled)
 		g_main_context_invoke_full(set->env.ctx, G_PRIORITY_DEFAULT, start_cb, s,
 					   unref_notify);
@@ -265,34 +276,35 @@ int pipe_sources_remove(struct pipe_sources *set, const char *id)
 {
 	if (!id)
 		return -ENOENT;
-	g_mutex_lock(&set->lock);
+	pthread_mutex_lock(&set->lock);
 	gint i = find_locked(set, id);
 	struct pipe_source *s = i >= 0 ? g_ptr_array_steal_index(set->list, (guint)i) : NULL;
-	g_mutex_unlock(&set->lock);
+	pthread_mutex_unlock(&set->lock);
 	if (!s)
 		return -ENOENT;
 	pipe_source_close(s);
 	/* Hands the list's reference to the pipeline thread. */
+	DET_HANDOFF_RELEASE(s);
 	g_main_context_invoke_full(set->env.ctx, G_PRIORITY_DEFAULT, stop_cb, s, unref_notify);
 	return 0;
 }
 
 size_t pipe_sources_count(struct pipe_sources *set)
 {
-	g_mutex_lock(&set->lock);
+	pthread_mutex_lock(&set->lock);
 	size_t n = set->list->len;
-	g_mutex_unlock(&set->lock);
+	pthread_mutex_unlock(&set->lock);
 	return n;
 }
 
 int pipe_sources_stats(struct pipe_sources *set, const char *id, struct pipe_stream_stats *out)
 {
 	struct pipe_source *s = NULL;
-	g_mutex_lock(&set->lock);
+	pthread_mutex_lock(&set->lock);
 	gint i = id ? find_locked(set, id) : -1;
 	if (i >= 0)
 		s = pipe_source_ref(g_ptr_array_index(set->list, (guint)i));
-	g_mutex_unlock(&set->lock);
+	pthread_mutex_unlock(&set->lock);
 	if (!s)
 		return -ENOENT;
 	pipe_source_stats(s, out);

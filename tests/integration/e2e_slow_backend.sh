@@ -20,8 +20,8 @@ wait_for ".engine.drops.stale > $(jqs '.engine.drops.stale') + 20" 30
 rss2=$(rss_kb "$DETD_PID")
 echo "RSS $rss1 kB -> $rss2 kB; $(jqs '.engine | {results, drops, backend_health}' | jq -c .)"
 # ~60 frames of 196 kB each arrived meanwhile: leaking them would add > 10 MB
-# (not under AddressSanitizer: its quarantine keeps freed memory resident)
-if ldd "$DETD" | grep libasan >/dev/null; then
+# (not under a sanitizer: quarantine and shadow memory stay resident)
+if sanitizer_build; then
 	echo "RSS check skipped: sanitizer build"
 else
 	[ $((rss2 - rss1)) -lt 8192 ] || fail "RSS grew from $rss1 kB to $rss2 kB"

@@ -30,7 +30,7 @@ grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
 [ -f "$SHARED/traffic/traffic_model.tflite" ] || skip "no test model in $SHARED/traffic"
 # The ASan/UBSan build links its runtime and needs its own environment; the
 # plain build of the same code runs this test.
-ldd "$DETD" | grep libasan >/dev/null && skip "sanitizer build (the plain build runs this test)"
+ldd "$DETD" | grep -E 'lib(asan|tsan)' >/dev/null && skip "sanitizer build (the plain build runs this test)"
 DETCTL=$(find "$BUILD/tools" -maxdepth 1 -name detctl -type f -perm -u+x | head -n 1)
 [ -n "$DETCTL" ] || { echo "FAIL: detctl not built" >&2; exit 1; }
 

@@ -123,7 +123,10 @@ fi
 curl -s --max-time 4 -D "$T/mh" -o "$T/live.mjpeg" "$URL/streams/live0/mjpeg?fps=5" || true
 grep -qi 'content-type: multipart/x-mixed-replace; boundary=detdframe' "$T/mh" || fail "mjpeg type"
 parts=$(grep -ac -- '^--detdframe' "$T/live.mjpeg" || true)
-[ "$parts" -ge 8 ] || fail "only $parts MJPEG parts in 4 s at 5 fps"
+# a sanitizer build (TSan: 5-15x slower) may make fewer than 5 results a second
+min_parts=8
+if sanitizer_build; then min_parts=3; fi
+[ "$parts" -ge "$min_parts" ] || fail "only $parts MJPEG parts in 4 s at 5 fps"
 [ "$parts" -le 26 ] || fail "$parts parts in 4 s: ?fps=5 not applied"
 ok "MJPEG: $parts parts in 4 s at ?fps=5"
 
@@ -146,7 +149,7 @@ for _ in $(seq 1 150); do [ "$(drops)" -gt 0 ] && break; sleep 0.1; done
 for _ in $(seq 1 100); do [ "$(viewers)" -eq 0 ] && break; sleep 0.1; done
 [ "$(viewers)" -eq 0 ] || fail "the stuck viewer was not cut"
 rss1=$(rss)
-if ! ldd "$DETD" | grep libasan >/dev/null; then
+if ! sanitizer_build; then
 	[ "$rss1" -lt $((rss0 + 8192)) ] || fail "RSS grew from $rss0 to $rss1 kB"
 fi
 ok "a viewer that never reads: $(drops) frames dropped, then cut; RSS $rss0 → $rss1 kB"
