@@ -12,7 +12,10 @@
  *   test_models corpus  — every generated model of tests/data/modelgen
  *                         (its MANIFEST lists model, post-process input
  *                         tensors and reference directory) against the
- *                         oracle outputs committed beside it.
+ *                         oracle outputs committed beside it: post-process
+ *                         inputs and detections for every input, and where
+ *                         ref/NAME/tensors exists, every activation tensor
+ *                         of the first input.
  */
 #include <check.h>
 #include <dirent.h>
@@ -175,6 +178,39 @@ static bool same_detections(const struct eng_detections *d, json_object *dets, c
 	return ok;
 }
 
+/*
+ * ref_dir/tensors/STEM.tINDEX.NAME.bin (tools/modelgen/make-tensors.sh): the
+ * oracle's value of every activation for input STEM.  Compares each with the
+ * engine's tensor INDEX; returns how many differ (each one is reported, so a
+ * mismatch names the first op that departs from TFLite).
+ */
+static int tensors_differ(const struct eng_ctx *c, const char *tdir, const char *stem,
+			  const char *what, int ulps, int *seen)
+{
+	struct dirent **ents = NULL;
+	int ne = scandir(tdir, &ents, NULL, versionsort);
+	if (ne < 0)
+		return 0;
+	char prefix[300];
+	snprintf(prefix, sizeof(prefix), "%s.t", stem);
+	int bad = 0;
+	for (int i = 0; i < ne; i++) {
+		const char *fn = ents[i]->d_name;
+		int index;
+		if (strncmp(fn, prefix, strlen(prefix)) == 0 &&
+		    sscanf(fn + strlen(prefix), "%d.", &index) == 1) {
+			char p[2400], w[1300];
+			snprintf(p, sizeof(p), "%s/%s", tdir, fn);
+			snprintf(w, sizeof(w), "%s (%s)", what, fn);
+			bad += !same_tensor(c, index, p, w, ulps);
+			(*seen)++;
+		}
+		free(ents[i]);
+	}
+	free(ents);
+	return bad;
+}
+
 /* Run a case on one kernel set; returns the number of inputs that differ. */
 static int run_case(const struct parity_case *pc, bool reference)
 {
@@ -190,6 +226,12 @@ static int run_case(const struct parity_case *pc, bool reference)
 		ck_assert_int_eq(eng_ctx_watch(c, pc->box_tensor), 0);
 	if (pc->class_tensor >= 0)
 		ck_assert_int_eq(eng_ctx_watch(c, pc->class_tensor), 0);
+	char tdir[2048];
+	snprintf(tdir, sizeof(tdir), "%s/tensors", pc->ref_dir);
+	bool per_tensor = access(tdir, R_OK) == 0;
+	int tensors_seen = 0;
+	if (per_tensor)
+		ck_assert_int_eq(eng_ctx_watch(c, -1), 0);
 
 	char p[2048];
 	snprintf(p, sizeof(p), "%s/detections.jsonl", pc->ref_dir);
@@ -234,10 +276,23 @@ static int run_case(const struct parity_case *pc, bool reference)
 		}
 		ok = same_detections(d, json_object_object_get(ref, "detections"), what, pc->ulps) &&
 		     ok;
+		if (per_tensor) {
+			int nt = tensors_differ(c, tdir, pc->names[i], what, pc->ulps,
+						&tensors_seen);
+			if (nt)
+				fprintf(stderr, "%s: %d activation tensors differ from TFLite\n", what,
+					nt);
+			ok = nt == 0 && ok;
+		}
 		bad += !ok;
 		json_object_put(ref);
 		free(img);
 	}
+	ck_assert_msg(!per_tensor || tensors_seen > 0, "%s: no tensor files in %s", pc->model,
+		      tdir);
+	if (per_tensor)
+		fprintf(stderr, "%s [%s kernels]: %d activation tensors compared\n", pc->model,
+			reference ? "reference" : "selected", tensors_seen);
 	free(line);
 	fclose(jf);
 	free(d);

@@ -18,12 +18,13 @@ written as one of:
 
 --probe NAME truncates the model after the op that writes tensor NAME and
 feeds that tensor (reshaped to [1,N,4]) to both post-process inputs, so that
-the oracle's dump of the post-process inputs is that tensor's bytes (int8
+the oracle's dump of the post-process inputs is that tensor's bytes (a size
+that is not a multiple of 4 goes in as the class input [1,N,K] only; int8
 tensors pass through a DEQUANTIZE first: the post-process takes only uint8
 and float).  Use it to bisect a mismatch.
 
 Usage: modelgen.py --seed S --quant f32|u8|i8 [--nms fast|regular] [--deep]
-                   [--probe NAME] [--list] -o OUT.tflite
+                   [--probe NAME] [--list | --tensors] -o OUT.tflite
 """
 import argparse
 import math
@@ -337,7 +338,8 @@ def quantize_arr(v, scale, zp, ttype):
     return q.astype(np.uint8 if ttype == T_UINT8 else np.int8)
 
 
-def emit(g, box, cls, anc, quant, nms, seed, probe=None):
+def emit(g, box, cls, anc, quant, nms, seed, probe=None, info=None):
+    """The flatbuffer; info (a dict), if given, gets name -> (index, (scale, zp) or None)."""
     w = Writer()
     at = qtype(quant)
     qof = {}  # activation name -> (scale, zp) or None
@@ -443,23 +445,40 @@ def emit(g, box, cls, anc, quant, nms, seed, probe=None):
     # post-process inputs
     if probe:
         t = g.val[probe]
-        n = t.size // 4
-        assert t.size % 4 == 0, 'probe tensor size must be a multiple of 4'
-        g.val['probe_flat'] = t.reshape(1, n, 4)
-        shp = g.c([1, n, 4], 'int32')
+        # [1,N,4] as both post-process inputs; a size that is not a multiple
+        # of 4 goes in as the class input [1,N,K] (K its last dimension) with
+        # constant zero boxes, and the oracle's class-input dump holds it
+        as_class = t.size % 4 != 0
+        k = t.shape[-1] if as_class else 4
+        assert k > 1, 'probe tensor: last dimension 1 and size not a multiple of 4'
+        n = t.size // k
+        g.val['probe_flat'] = t.reshape(1, n, k)
+        shp = g.c([1, n, k], 'int32')
         w.ops.append(('RESHAPE', [w.index[probe], const_tensor(shp)],
                       [act_tensor('probe_flat', src=probe if quant != 'f32' else None)],
-                      dict(shape=(1, n, 4))))
+                      dict(shape=(1, n, k))))
         box = cls = 'probe_flat'
         n_classes = 3
+        if as_class:
+            n_classes = k - 1
+            zeros = np.zeros((1, n, 4))
+            if quant == 'u8':
+                w.tensor('probe_box', zeros.shape, T_UINT8, bytes(zeros.size),
+                         (np.array([1 / 255], np.float32), np.array([0], np.int64), 0))
+            else:
+                w.tensor('probe_box', zeros.shape, T_FLOAT32, zeros.astype(np.float32).tobytes())
+            box = 'probe_box'
+            g.val[box] = zeros
         anc = np.tile(np.array([[0.5, 0.5, 0.3, 0.3]]), (n, 1))
     else:
         n_classes = g.val[cls].shape[2] - 1
     if quant == 'i8':
         for nm in (box, cls) if box != cls else (box,):
+            if nm == 'probe_box':
+                continue  # a float constant already
             g.val[nm + '_f'] = g.val[nm]
             w.ops.append(('DEQUANTIZE', [w.index[nm]], [act_tensor(nm + '_f', ttype=T_FLOAT32)], {}))
-        box, cls = box + '_f', cls + '_f'
+        box, cls = [nm if nm == 'probe_box' else nm + '_f' for nm in (box, cls)]
     n = g.val[box].shape[1]
     if quant == 'u8':
         s, zp = np.float32(1.0 / 255), 0
@@ -474,6 +493,10 @@ def emit(g, box, cls, anc, quant, nms, seed, probe=None):
             w.tensor('num_detections', [1], T_FLOAT32)]
     opts = pp_options(seed, nms, n_classes, max_det)
     w.ops.append(('PP', [w.index[box], w.index[cls], anc_i], outs, dict(custom=opts)))
+    if info is not None:
+        for nm, i in w.index.items():
+            if nm in qof:
+                info[nm] = (i, qof[nm])
     return serialize(w, [w.index['input']], outs)
 
 
@@ -697,6 +720,9 @@ def main():
     ap.add_argument('--probe', help='truncate after the op writing this tensor (see --list)')
     ap.add_argument('--deep', action='store_true', help='add a 1x1 convolution over 1024 channels')
     ap.add_argument('--list', action='store_true', help='list the activation tensors and exit')
+    ap.add_argument('--tensors', action='store_true',
+                    help='list the activation tensors with their index in the written model '
+                         'and quantization (NAME OP SHAPE INDEX SCALE ZP; - - for float) and exit')
     ap.add_argument('-o', '--out')
     a = ap.parse_args()
     g, box, cls, anc = build(a.seed, a.quant, a.nms, deep=a.deep)
@@ -704,6 +730,15 @@ def main():
         for op, ins, outs, _ in g.ops:
             for o in outs:
                 print(o, op, 'x'.join(str(s) for s in g.val[o].shape))
+        return 0
+    if a.tensors:
+        info = {}
+        emit(g, box, cls, anc, a.quant, a.nms, a.seed, info=info)
+        for op, ins, outs, _ in g.ops:
+            for o in outs:
+                i, q = info[o]
+                qs = '- -' if q is None else '%r %d' % (float(q[0]), int(q[1]))
+                print(o, op, 'x'.join(str(s) for s in g.val[o].shape), i, qs)
         return 0
     if not a.out:
         ap.error('-o is required')
