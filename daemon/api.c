@@ -120,79 +120,6 @@ static bool token_eq(const char *a, const char *b)
 	return d == 0;
 }
 
-/* Same address, textually or as parsed IPv4/IPv6. */
-static bool same_ip(const char *a, const char *b)
-{
-	unsigned char x[16], y[16];
-	if (strcasecmp(a, b) == 0)
-		return true;
-	if (inet_pton(AF_INET, a, x) == 1 && inet_pton(AF_INET, b, y) == 1)
-		return memcmp(x, y, 4) == 0;
-	if (inet_pton(AF_INET6, a, x) == 1 && inet_pton(AF_INET6, b, y) == 1)
-		return memcmp(x, y, 16) == 0;
-	return false;
-}
-
-/* The address the request arrived on (getsockname), as text; "" if unknown. */
-static void local_addr(struct evhttp_request *req, char *out, size_t cap)
-{
-	struct evhttp_connection *c = evhttp_request_get_connection(req);
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	int fd = c ? bufferevent_getfd(evhttp_connection_get_bufferevent(c)) : -1;
-	out[0] = '\0';
-	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-		return;
-	if (ss.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)cap);
-	else if (ss.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)cap);
-}
-
-/*
- * DNS rebinding defence: a page on evil.example whose name later resolves to
- * 127.0.0.1 is "same origin" for the browser, but its requests still say
- * Host: evil.example.  Mutations accept only names that cannot be rebound:
- * localhost, loopback literals, the configured listen address and the
- * address the connection actually arrived on (each with an optional port).
- */
-static bool host_ok(struct api *a, struct evhttp_request *req, const char *host)
-{
-	char h[256], local[INET6_ADDRSTRLEN];
-	const char *port = NULL, *end;
-	if (host[0] == '[') { /* [v6]:port */
-		host++;
-		if (!(end = strchr(host, ']')) || (end[1] && end[1] != ':'))
-			return false;
-		port = end[1] ? end + 2 : NULL;
-	} else {
-		end = strchr(host, ':');
-		if (end && strchr(end + 1, ':'))
-			return false; /* a bare IPv6 literal must be bracketed */
-		port = end ? end + 1 : NULL;
-		if (!end)
-			end = host + strlen(host);
-	}
-	if (end == host || (size_t)(end - host) >= sizeof(h))
-		return false;
-	memcpy(h, host, (size_t)(end - host));
-	h[end - host] = '\0';
-	if (port && (!*port || strspn(port, "0123456789") != strlen(port)))
-		return false;
-	unsigned char v4[4];
-	struct in6_addr v6;
-	if (strcasecmp(h, "localhost") == 0)
-		return true;
-	if (inet_pton(AF_INET, h, v4) == 1 && v4[0] == 127)
-		return true;
-	if (inet_pton(AF_INET6, h, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6))
-		return true;
-	if (a->address && same_ip(h, a->address))
-		return true;
-	local_addr(req, local, sizeof(local));
-	return local[0] && same_ip(h, local);
-}
-
 /* "application/json", optionally with parameters ("; charset=utf-8"). */
 static bool is_json_type(const char *ct)
 {
@@ -210,7 +137,7 @@ static bool is_json_type(const char *ct)
 /*
  * The mutation policy (README "Security policy"), in this order:
  *  1. http.allow_mutations, else 403;
- *  2. Host must be a name that cannot be rebound (host_ok), else 403;
+ *  2. Host must be a name that cannot be rebound (http_request_host_ok), else 403;
  *  3. an Origin header, if present, must be this very origin, else 403 (a
  *     browser always sends Origin on cross-origin POSTs);
  *  4. POST needs Content-Type: application/json, DELETE none or that, else
@@ -229,7 +156,7 @@ static bool authorized(struct api *a, struct evhttp_request *req)
 		return false;
 	}
 	const char *host = evhttp_find_header(in, "Host");
-	if (!host || !host_ok(a, req, host)) {
+	if (!host || !http_request_host_ok(req, host, a->address)) {
 		http_reply_error(req, 403, "mutations need a Host that is localhost, a loopback "
 					   "address or the listen address");
 		return false;

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -212,6 +213,93 @@ bool http_request_is_loopback(struct evhttp_request *req)
 		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
 	}
 	return ss.ss_family == AF_UNIX;
+}
+
+/* Same address, textually or as parsed IPv4/IPv6. */
+static bool same_ip(const char *a, const char *b)
+{
+	unsigned char x[16], y[16];
+	if (strcasecmp(a, b) == 0)
+		return true;
+	if (inet_pton(AF_INET, a, x) == 1 && inet_pton(AF_INET, b, y) == 1)
+		return memcmp(x, y, 4) == 0;
+	if (inet_pton(AF_INET6, a, x) == 1 && inet_pton(AF_INET6, b, y) == 1)
+		return memcmp(x, y, 16) == 0;
+	return false;
+}
+
+/* The address the request arrived on (getsockname), as text; "" if unknown. */
+static void local_addr(struct evhttp_request *req, char *out, size_t cap)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd = c ? bufferevent_getfd(evhttp_connection_get_bufferevent(c)) : -1;
+	out[0] = '\0';
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)cap);
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)cap);
+}
+
+/*
+ * DNS rebinding defence: a page on evil.example whose name later resolves to
+ * 127.0.0.1 is "same origin" for the browser, but its requests still say
+ * Host: evil.example.  Names that cannot be rebound: localhost and
+ * *.localhost, loopback literals, the configured listen address and the
+ * address the connection actually arrived on (each with an optional port).
+ */
+/* The connection came in on a loopback address (getsockname). */
+static bool arrived_on_loopback(struct evhttp_request *req)
+{
+	char local[INET6_ADDRSTRLEN];
+	unsigned char v4[4];
+	struct in6_addr v6;
+	local_addr(req, local, sizeof(local));
+	if (inet_pton(AF_INET, local, v4) == 1)
+		return v4[0] == 127;
+	return inet_pton(AF_INET6, local, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+bool http_request_host_ok(struct evhttp_request *req, const char *host, const char *address)
+{
+	char h[256], local[INET6_ADDRSTRLEN];
+	const char *port = NULL, *end;
+	if (host[0] == '[') { /* [v6]:port */
+		host++;
+		if (!(end = strchr(host, ']')) || (end[1] && end[1] != ':'))
+			return false;
+		port = end[1] ? end + 2 : NULL;
+	} else {
+		end = strchr(host, ':');
+		if (end && strchr(end + 1, ':'))
+			return false; /* a bare IPv6 literal must be bracketed */
+		port = end ? end + 1 : NULL;
+		if (!end)
+			end = host + strlen(host);
+	}
+	if (end == host || (size_t)(end - host) >= sizeof(h))
+		return false;
+	memcpy(h, host, (size_t)(end - host));
+	h[end - host] = '\0';
+	if (port && (!*port || strspn(port, "0123456789") != strlen(port)))
+		return false;
+	unsigned char v4[4];
+	struct in6_addr v6;
+	size_t hl = strlen(h);
+	if (strcasecmp(h, "localhost") == 0 ||
+	    (hl > 10 && strcasecmp(h + hl - 10, ".localhost") == 0)) /* RFC 6761 */
+		return true;
+	if (inet_pton(AF_INET, h, v4) == 1 && v4[0] == 127)
+		return true;
+	if (inet_pton(AF_INET6, h, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6))
+		return true;
+	if (address && same_ip(h, address))
+		return true;
+	local_addr(req, local, sizeof(local));
+	return local[0] && same_ip(h, local);
 }
 
 /* ---- connection policy --------------------------------------------------------- */
@@ -521,6 +609,18 @@ static void dispatch(struct evhttp_request *req, void *arg)
 	}
 	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > h->max_body_bytes) {
 		http_reply_error(req, 413, "request body larger than %zu bytes", h->max_body_bytes);
+		return;
+	}
+	/* A loopback listener is reachable only from this machine, where
+	 * clients say localhost or an address; any other name is a web page
+	 * that had its DNS name rebound to 127.0.0.1 to read the API (and the
+	 * camera pictures) with the browser's permission.  Non-browser clients
+	 * that send no Host are let through. */
+	const char *host = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
+	if (host && arrived_on_loopback(req) && !http_request_host_ok(req, host, NULL)) {
+		http_reply_error(req, 403, "Host \"%.64s\" is refused: a loopback listener "
+					   "answers only localhost and loopback addresses",
+				 host);
 		return;
 	}
 	r = match(h, path);

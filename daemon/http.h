@@ -77,5 +77,13 @@ void http_reply_error(struct evhttp_request *req, int code, const char *fmt, ...
 const char *http_request_path(struct evhttp_request *req);
 /* True when the peer is a loopback address (for mutation authorisation). */
 bool http_request_is_loopback(struct evhttp_request *req);
+/*
+ * True when a Host header value names this server in a way DNS rebinding
+ * cannot fake: localhost or *.localhost, a loopback literal, address (the
+ * configured listen address; may be NULL) or the address the connection
+ * arrived on, each with an optional port.  Every request on a loopback
+ * listener is held to it; mutations on any listener.
+ */
+bool http_request_host_ok(struct evhttp_request *req, const char *host, const char *address);
 
 #endif

@@ -44,6 +44,20 @@ code=$(curl -s -o "$T/out" -w '%{http_code}' --data-binary @"$T/body" "$URL/stat
 [ "$(json_get "$(cat "$T/out")" 'd["error"]["code"]')" = 413 ] || fail "413 body: $(cat "$T/out")"
 ok "oversized body -> 413 JSON"
 
+# DNS rebinding: a page whose name now resolves to 127.0.0.1 reads nothing
+for h in evil.example evil.example:$PORT 127.0.0.1.evil.example localhost.evil.example; do
+	code=$(curl -s -o "$T/out" -w '%{http_code}' -H "Host: $h" "$URL/status")
+	[ "$code" = 403 ] || fail "GET /status with Host: $h -> $code"
+done
+grep -q 'loopback listener' "$T/out" || fail "Host refusal body: $(cat "$T/out")"
+for h in localhost "localhost:$PORT" cam.localhost 127.0.0.1 "127.0.0.1:$PORT" 127.0.0.2 '[::1]:8080'; do
+	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $h" "$URL/status")
+	[ "$code" = 200 ] || fail "GET /status with Host: $h -> $code"
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host:' "$URL/status")
+[ "$code" = 200 ] || fail "GET /status without a Host header -> $code"
+ok "loopback listener: Host names that could be rebound -> 403; localhost, loopback literals, no Host -> 200"
+
 # still serving after the rude requests
 curl -sf "$URL/healthz" >/dev/null || fail "/healthz after errors"
 stop_detd

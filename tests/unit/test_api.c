@@ -499,7 +499,7 @@ START_TEST(sse_with_curl)
 	f.ic.max_clients = 1;
 	api_reload(f.api, NULL, &f.ic);
 	struct pt_client *one = tcp_connect(f.port);
-	pt_send(f.base, one, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+	pt_send(f.base, one, "GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n");
 	end = pt_ms() + 5000;
 	while (api_sse_count(f.api) == 0 && pt_ms() < end)
 		pt_pump(f.base, &one, 1, 2);
@@ -517,8 +517,8 @@ START_TEST(sse_slow_client)
 	struct fx f;
 	fx_init(&f, "127.0.0.1", false, NULL);
 	struct pt_client *fast = tcp_connect(f.port), *slow = tcp_connect_buf(f.port, 16384);
-	pt_send(f.base, fast, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
-	pt_send(f.base, slow, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+	pt_send(f.base, fast, "GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n");
+	pt_send(f.base, slow, "GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n");
 	int64_t end = pt_ms() + 5000;
 	while (api_sse_count(f.api) < 2 && pt_ms() < end)
 		pt_pump(f.base, &fast, 1, 2);
