@@ -36,6 +36,13 @@ struct eng_backend_ops {
 	int (*info)(void *priv, struct eng_backend_info *out);
 	/* Optional: where node i runs, "cpu" or the device's name (detd-bench tables). */
 	const char *(*placement)(void *priv, int node);
+	/* CoDeNet models (optional; without it a backend opens TFLite models
+	 * only): called before CoDeNet layer `layer` runs, with its int8 input,
+	 * the offsets of a deformable layer (else NULL) and its output buffer;
+	 * 0 = the device produced out, 1 = run it on the cpu, -errno = the frame
+	 * fails (see cdn_ctx_set_offload).  node numbers of placement() and
+	 * info() are layer numbers for these models. */
+	int (*cdn_layer)(void *priv, int layer, const int8_t *in, const int8_t *aux, int8_t *out);
 };
 
 extern const struct eng_backend_ops eng_backend_cpu;

@@ -470,6 +470,16 @@ int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *back
 	return eng_ctx_create_opts(m, backend, NULL, threads, out, err, errlen);
 }
 
+/* cdn_offload_fn: a CoDeNet layer on the context's device backend. */
+static int cdn_device_layer(void *user, int layer, const struct cdn_ten *in,
+			    const struct cdn_ten *aux, struct cdn_ten *out)
+{
+	struct eng_ctx *c = user;
+	if (!in->q || !out->q) /* float models: cpu */
+		return 1;
+	return c->be->cdn_layer(c->be_priv, layer, in->q, aux ? aux->q : NULL, out->q);
+}
+
 int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops *backend,
 			const struct eng_backend_opts *bo, int threads, struct eng_ctx **out,
 			char *err, size_t errlen)
@@ -486,9 +496,11 @@ int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops 
 	int r = -ENOMEM;
 	c->m = m;
 	if (m->cdn) {
-		/* CoDeNet runs on engine/codenet's own CPU operators */
-		if (backend && backend != &eng_backend_cpu) {
-			seterr(err, errlen, "engine: CoDeNet models run on the cpu backend only");
+		/* CoDeNet runs on engine/codenet's own CPU operators, and a
+		 * device backend takes the layers it can (cdn_layer) */
+		if (backend && backend != &eng_backend_cpu && !backend->cdn_layer) {
+			seterr(err, errlen, "engine: backend %s cannot run CoDeNet models",
+			       backend->name);
 			free(c);
 			return -ENOTSUP;
 		}
@@ -498,6 +510,15 @@ int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops 
 			seterr(err, errlen, "engine: out of memory");
 			eng_ctx_destroy(c);
 			return r;
+		}
+		if (backend && backend != &eng_backend_cpu) {
+			if ((r = backend->open(m, bo ? bo : &no_opts, threads, &c->be_priv, err,
+					       errlen))) {
+				eng_ctx_destroy(c);
+				return r;
+			}
+			c->be = backend;
+			cdn_ctx_set_offload(c->cdn, cdn_device_layer, c);
 		}
 		for (int i = 0; i < nl; i++) {
 			c->timings[i].op_name = cdn_model_layer(m->cdn, i)->name;

@@ -66,6 +66,8 @@ struct cdn_ctx {
 	struct cdn_ten *traces; /* n_layers */
 	int64_t *ns;            /* n_layers */
 	float *deq[3];
+	cdn_offload_fn offload; /* a device's layers (engine/xrt); NULL: all cpu */
+	void *offload_user;
 };
 
 struct walker {
@@ -223,6 +225,22 @@ static struct cdn_layer *spec_add(struct walker *w, const char *name, enum cdn_l
 	return L;
 }
 
+/* The device's turn first: 0 it made out, 1 the cpu operator runs, < 0 error. */
+static int offload(struct walker *w, int li, const struct cdn_ten *x, const struct cdn_ten *aux,
+		   struct cdn_ten *out)
+{
+	struct cdn_ctx *c = w->c;
+	if (!c->offload)
+		return 1;
+	int r = c->offload(c->offload_user, li, x, aux, out);
+	if (r < 0) {
+		w->err = r;
+		snprintf(w->errmsg, sizeof(w->errmsg), "layer %s on the device: %s",
+			 w->m->layers[li].name, strerror(-r));
+	}
+	return r;
+}
+
 static struct cdn_ten w_conv(struct walker *w, const char *name, const struct cdn_ten *x, int k,
 			     int stride, bool dw, bool relu, int cout)
 {
@@ -246,8 +264,10 @@ static struct cdn_ten w_conv(struct walker *w, const char *name, const struct cd
 	if (w->err || !ten_ok(x))
 		return out;
 	int64_t t0 = now_ns();
-	int r = cdn_op_conv_ws(L, x, &out, w->c->threads, w->c->ws);
-	if (r < 0)
+	int r = offload(w, li, x, NULL, &out);
+	if (r > 0)
+		r = cdn_op_conv_ws(L, x, &out, w->c->threads, w->c->ws);
+	if (r < 0 && !w->err)
 		w->err = r;
 	trace_out(w, li, &out, t0);
 	return out;
@@ -281,8 +301,10 @@ static struct cdn_ten w_dcn(struct walker *w, const char *n, const struct cdn_te
 		plan_scratch(w, cdn_op_dcn_scratch(L, m->desc.quant, x, &out));
 	else if (!w->err && ten_ok(x) && ten_ok(&off)) {
 		int64_t t0 = now_ns();
-		int r = cdn_op_dcn_ws(L, &m->dcn, x, &off, &out, w->c->threads, w->c->ws);
-		if (r < 0)
+		int r = offload(w, li, x, &off, &out);
+		if (r > 0)
+			r = cdn_op_dcn_ws(L, &m->dcn, x, &off, &out, w->c->threads, w->c->ws);
+		if (r < 0 && !w->err)
 			w->err = r;
 		trace_out(w, li, &out, t0);
 	}
@@ -1043,6 +1065,12 @@ void cdn_ctx_destroy(struct cdn_ctx *c)
 void cdn_ctx_set_trace(struct cdn_ctx *c, bool on)
 {
 	c->trace = on;
+}
+
+void cdn_ctx_set_offload(struct cdn_ctx *c, cdn_offload_fn fn, void *user)
+{
+	c->offload = fn;
+	c->offload_user = user;
 }
 
 int cdn_run(struct cdn_ctx *c, const uint8_t *rgb, struct eng_detections *out)

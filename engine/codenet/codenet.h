@@ -165,6 +165,19 @@ int cdn_ctx_create(const struct cdn_model *m, int threads, struct cdn_ctx **out)
 void cdn_ctx_destroy(struct cdn_ctx *c);
 /* Keep a copy of every layer's output of the next runs (tests). */
 void cdn_ctx_set_trace(struct cdn_ctx *c, bool on);
+/*
+ * A device that runs some layers instead of the cpu operators (engine/xrt's
+ * backends).  Before each conv / deformable layer of a run, fn(user, layer,
+ * in, aux, out): in is the layer's input, aux the offsets of a deformable
+ * layer (else NULL), out its allocated output.  It returns 0 when the device
+ * produced out, 1 to let the cpu operator run, or -errno to fail the run.  A
+ * device block of two layers (1×1 conv + its depthwise) may leave the first
+ * layer's out unwritten (its only reader is the second layer, also on the
+ * device): traces then hold the cpu's garbage for it.  fn NULL: all cpu.
+ */
+typedef int (*cdn_offload_fn)(void *user, int layer, const struct cdn_ten *in,
+			      const struct cdn_ten *aux, struct cdn_ten *out);
+void cdn_ctx_set_offload(struct cdn_ctx *c, cdn_offload_fn fn, void *user);
 /* rgb: height×width×3 bytes. */
 int cdn_run(struct cdn_ctx *c, const uint8_t *rgb, struct eng_detections *out);
 /* After a run: head 0 hm, 1 wh, 2 reg, NHWC; float path f, int path q. */

@@ -13,6 +13,9 @@
  * syncs it, runs the kernel with the block's descriptors (tiled by the plan
  * to the kernel's limits), waits with a timeout, checks the run state, syncs
  * back and unpacks into the arena; every other node runs on the cpu kernels.
+ * CoDeNet models run on engine/codenet's walk instead, which offers each
+ * layer to xb_cdn_layer() (cdn_ctx_set_offload): a block runs at its first
+ * layer, and a two-layer block's output waits in `deferred` for the second.
  * A failing or late kernel fails the frame: the batcher's health path
  * (engine/health.h) re-runs it on cpu.
  *
@@ -151,26 +154,31 @@ static int xb_open(const struct eng_model *m, const struct eng_backend_opts *bo,
 {
 	(void)threads;
 	*priv = NULL;
-	if (m->cdn) {
-		snprintf(err, errlen, "%s: CoDeNet models are not wired to the device yet", be_name);
-		return -ENOTSUP;
-	}
 	struct xb *b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	b->ops = bo->device_ops ? bo->device_ops : dev_ops;
 	b->u = b->ops->user;
 	b->be_name = be_name;
-	b->g = &m->g;
+	b->g = m->cdn ? NULL : &m->g;
 	b->timeout_ms = bo->timeout_ms > 0 ? (unsigned)bo->timeout_ms : DEFAULT_TIMEOUT_MS;
 	const struct xrt_dev_ops *o = b->ops;
 	int r, group[ACCEL_NARGS];
 	uint8_t uuid[16];
 
-	if ((r = plan_tflite(&m->g, &b->plan, err, errlen)))
+	if (m->cdn) {
+		if ((r = plan_codenet(m->cdn, &b->plan, err, errlen)))
+			goto fail;
+		if (b->plan->n_blocks == 0) {
+			snprintf(err, errlen, "%s: no layer of this model fits the kernel "
+				 "(only W4A8 CoDeNet models have device layers)", be_name);
+			r = -ENOTSUP;
+			goto fail;
+		}
+	} else if ((r = plan_tflite(&m->g, &b->plan, err, errlen)) ||
+		   (r = check_plan(&m->g, b->plan, err, errlen))) {
 		goto fail;
-	if ((r = check_plan(&m->g, b->plan, err, errlen)))
-		goto fail;
+	}
 	if ((r = o->dev_open(b->u, bo->device, &b->dev, err, errlen)))
 		goto fail;
 	o->dev_name(b->u, b->dev, b->dev_name, sizeof(b->dev_name));
@@ -207,23 +215,31 @@ static int xb_open(const struct eng_model *m, const struct eng_backend_opts *bo,
 			goto fail_dev;
 		size_t ni = plan_tensor_bytes(pb->in_h, pb->in_w, pb->in_c);
 		size_t no = plan_tensor_bytes(pb->out_h, pb->out_w, pb->out_c);
+		size_t na = pb->aux_c ? plan_tensor_bytes(pb->in_h, pb->in_w, pb->aux_c) : 0;
 		b->in_cap = ni > b->in_cap ? ni : b->in_cap;
 		b->out_cap = no > b->out_cap ? no : b->out_cap;
+		b->aux_cap = na > b->aux_cap ? na : b->aux_cap;
 	}
 	if (!(b->deferred = calloc(nb, sizeof(uint8_t *)))) {
 		r = -ENOMEM;
 		goto fail_dev;
 	}
 	for (int i = 0; i < p->n_blocks; i++) {
+		/* CoDeNet: every two-layer block keeps its output until the
+		 * walk reaches its second layer */
 		const struct plan_block *pb = &p->blocks[i];
-		if (pb->n_units == 2 && pb->units[1] != pb->units[0] + 1 &&
-		    !(b->deferred[i] = malloc(m->g.tensors[pb->out_tensor].bytes))) {
+		size_t out_bytes = m->cdn ? (size_t)pb->out_h * pb->out_w * pb->out_c
+					  : m->g.tensors[pb->out_tensor].bytes;
+		if (pb->n_units == 2 && (m->cdn || pb->units[1] != pb->units[0] + 1) &&
+		    !(b->deferred[i] = malloc(out_bytes))) {
 			r = -ENOMEM;
 			goto fail_dev;
 		}
 	}
-	b->aux_cap = ACCEL_WORD_BYTES; /* TFLite blocks are never deformable */
+	if (b->aux_cap < ACCEL_WORD_BYTES) /* TFLite blocks are never deformable */
+		b->aux_cap = ACCEL_WORD_BYTES;
 	size_t st = b->in_cap > b->out_cap ? b->in_cap : b->out_cap;
+	st = b->aux_cap > st ? b->aux_cap : st;
 	if ((r = alloc_bo(b, b->in_cap, group[ACCEL_ARG_IN], &b->bo_in)) ||
 	    (r = alloc_bo(b, b->aux_cap, group[ACCEL_ARG_AUX], &b->bo_aux)) ||
 	    (r = alloc_bo(b, b->out_cap, group[ACCEL_ARG_OUT], &b->bo_out)))
@@ -244,10 +260,10 @@ static int xb_open(const struct eng_model *m, const struct eng_backend_opts *bo,
 		else
 			b->nodes_cpu++;
 	}
-	log_info(TOPIC, "%s: %s, xclbin %s: %d of %d nodes in %d blocks on the device "
-		 "(%d with non-adjacent nodes), %zu KiB weights resident", be_name, b->dev_name,
-		 b->uuid, b->nodes_device, p->n_units, p->n_blocks, n_deferred,
-		 p->params_bytes >> 10);
+	log_info(TOPIC, "%s: %s, xclbin %s: %d of %d %s in %d blocks on the device "
+		 "(%d with non-adjacent %s), %zu KiB weights resident", be_name, b->dev_name,
+		 b->uuid, b->nodes_device, p->n_units, m->cdn ? "layers" : "nodes", p->n_blocks,
+		 n_deferred, m->cdn ? "layers" : "nodes", p->params_bytes >> 10);
 	*priv = b;
 	return 0;
 fail_dev:
@@ -259,22 +275,29 @@ fail:
 	return r;
 }
 
-/* One block on the device: in → kernel → out, all through the arena. */
-static int run_block(struct xb *b, int bi, uint8_t *arena)
+/* One block on the device: in (and aux, deformable blocks) → kernel → out,
+ * host tensors in NHWC. */
+static int run_block_io(struct xb *b, int bi, const void *in, const void *aux, void *out)
 {
 	const struct xrt_dev_ops *o = b->ops;
 	const struct plan_block *pb = &b->plan->blocks[bi];
-	const struct eng_tensor *ti = &b->g->tensors[pb->in_tensor];
-	const struct eng_tensor *to = &b->g->tensors[pb->out_tensor];
 	size_t ni = plan_tensor_bytes(pb->in_h, pb->in_w, pb->in_c);
 	size_t no = plan_tensor_bytes(pb->out_h, pb->out_w, pb->out_c);
 	void *run = NULL;
 	uint32_t status = 0;
 	int r;
 
-	plan_pack(arena + ti->offset, pb->in_h, pb->in_w, pb->in_c, b->stage);
+	plan_pack(in, pb->in_h, pb->in_w, pb->in_c, b->stage);
 	if ((r = upload(b, b->bo_in, b->stage, ni)))
 		return r;
+	if (pb->aux_c) {
+		if (!aux)
+			return -EINVAL;
+		plan_pack(aux, pb->in_h, pb->in_w, pb->aux_c, b->stage);
+		if ((r = upload(b, b->bo_aux, b->stage,
+				plan_tensor_bytes(pb->in_h, pb->in_w, pb->aux_c))))
+			return r;
+	}
 	if ((r = o->run_open(b->u, b->kernel, &run)))
 		return r;
 	/* argument order of accel_desc.h */
@@ -313,8 +336,7 @@ static int run_block(struct xb *b, int bi, uint8_t *arena)
 	if ((r = o->bo_sync(b->u, b->bo_out, XRT_SYNC_FROM_DEVICE, no, 0)) ||
 	    (r = o->bo_read(b->u, b->bo_out, b->stage, no, 0)))
 		goto out;
-	plan_unpack(b->stage, pb->out_h, pb->out_w, pb->out_c,
-		    b->deferred[bi] ? b->deferred[bi] : arena + to->offset);
+	plan_unpack(b->stage, pb->out_h, pb->out_w, pb->out_c, out);
 out:
 	if (r && r != -ETIMEDOUT && r != -EPROTO && r != -EIO)
 		log_error(TOPIC, "%s: block %d: %s", b->be_name, bi, strerror(-r));
@@ -322,6 +344,32 @@ out:
 		b->failures++;
 	o->run_close(b->u, run);
 	return r;
+}
+
+/* A TFLite block: from and to the arena (or its deferred copy). */
+static int run_block(struct xb *b, int bi, uint8_t *arena)
+{
+	const struct plan_block *pb = &b->plan->blocks[bi];
+	const struct eng_tensor *ti = &b->g->tensors[pb->in_tensor];
+	const struct eng_tensor *to = &b->g->tensors[pb->out_tensor];
+	return run_block_io(b, bi, arena + ti->offset, NULL,
+			    b->deferred[bi] ? b->deferred[bi] : arena + to->offset);
+}
+
+/* A CoDeNet layer (struct eng_backend_ops.cdn_layer). */
+static int xb_cdn_layer(void *priv, int layer, const int8_t *in, const int8_t *aux, int8_t *out)
+{
+	struct xb *b = priv;
+	const struct plan *p = b->plan;
+	if (b->g || layer < 0 || layer >= p->n_units || p->where[layer] != PLAN_ACCEL)
+		return 1;
+	int bi = p->block_of[layer];
+	const struct plan_block *pb = &p->blocks[bi];
+	if (pb->units[0] != layer) { /* the second layer: made at the first */
+		memcpy(out, b->deferred[bi], (size_t)pb->out_h * pb->out_w * pb->out_c);
+		return 0;
+	}
+	return run_block_io(b, bi, in, aux, b->deferred[bi] ? (void *)b->deferred[bi] : out);
 }
 
 static int xb_run(void *priv, const struct eng_graph *g, const struct eng_exec *x, int64_t *op_ns,
@@ -394,6 +442,7 @@ const struct eng_backend_ops eng_backend_xrt_sim = {
 	.close = xb_close,
 	.info = xb_info,
 	.placement = xb_placement,
+	.cdn_layer = xb_cdn_layer,
 };
 
 #if DETD_HAVE_XRT
@@ -410,5 +459,6 @@ const struct eng_backend_ops eng_backend_xrt = {
 	.close = xb_close,
 	.info = xb_info,
 	.placement = xb_placement,
+	.cdn_layer = xb_cdn_layer,
 };
 #endif

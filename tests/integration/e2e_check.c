@@ -93,7 +93,8 @@ int main(int argc, char **argv)
 	long min_results = atol(argv[6]);
 	char err[256] = "";
 	struct eng_model *m;
-	struct eng_model_opts mo = {.path = argv[1], .labels_path = argv[2]};
+	/* LABELS "": the model's own (CoDeNet models carry theirs) */
+	struct eng_model_opts mo = {.path = argv[1], .labels_path = *argv[2] ? argv[2] : NULL};
 	if (eng_model_load(&mo, &m, err, sizeof(err)) < 0) {
 		fprintf(stderr, "model: %s\n", err);
 		return 1;

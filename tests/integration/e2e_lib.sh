@@ -41,12 +41,14 @@ streams_json() {
 	done
 }
 
-# write_config FILE ENGINE_JSON STREAMS_JSON
+# write_config FILE ENGINE_JSON STREAMS_JSON  (MODEL_CFG, if set, replaces
+# the "model" object)
 write_config() {
+	local model=${MODEL_CFG:-"{ \"path\": \"$MODEL\", \"labels\": \"$LABELS\" }"}
 	cat >"$1" <<JSON
 {
   "log": { "level": "info" },
-  "model": { "path": "$MODEL", "labels": "$LABELS" },
+  "model": $model,
   "engine": $2,
   "http": { "address": "127.0.0.1", "port": 0 },
   "ipc": { "enabled": false, "path": "$T/detd.sock" },

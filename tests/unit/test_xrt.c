@@ -69,6 +69,7 @@ struct rec {
 	struct rbo bos[MAX_BOS];
 	int n_bos;
 	int runs, multi_desc_runs, max_desc;
+	int deform_runs; /* runs of deformable blocks (offsets in aux) */
 	int fail_run_at;          /* 1-based run that times out (0: none) */
 	bool refuse_run;          /* runs report a refused descriptor */
 	bool arg1_is_buffer;      /* lie about the kernel's argument layout */
@@ -254,6 +255,13 @@ static void check_descs(const struct rrun *r)
 	if (in_need > r->arg[3]->bytes || out_need > r->arg[5]->bytes)
 		violation("in/out buffers (%zu/%zu bytes) smaller than the tensors (%zu/%zu)",
 			  r->arg[3]->bytes, r->arg[5]->bytes, in_need, out_need);
+	if (d0->deform != ACCEL_DEF_NONE) {
+		size_t aux_need = (size_t)d0->in_h * d0->in_w * d0->aux_cw * ACCEL_WORD_BYTES;
+		if (!r->arg[4] || aux_need > r->arg[4]->bytes || r->arg[4]->writes == 0)
+			violation("deformable run: aux buffer missing, unwritten or smaller than "
+				  "the %zu-byte offsets", aux_need);
+		R.deform_runs++;
+	}
 	size_t cmax = (size_t)d0->out_cw * ACCEL_VEC;
 	size_t cells = (size_t)d0->out_h * d0->out_w * cmax;
 	uint8_t *cover = calloc(cells ? cells : 1, 1);
@@ -670,9 +678,98 @@ START_TEST(noop_shim_host_path)
 END_TEST
 #endif
 
-int main(void)
+/*
+ * CoDeNet through the same host path: every W4A8 model of the generated
+ * fixtures (plain, bounded, square and rounded deformable decoders, 256² and
+ * 512²) on xrt-sim behind the recorder, its detections bit-identical to the
+ * cpu engine's on the same input, the device's layers counted, deformable
+ * blocks fed their offsets through aux.  SKIP without the fixtures (they need
+ * /usr/bin/python3 with torch).
+ */
+static const char *const cdn_models[] = {"s256_dw_q", "s256_2x_square_q", "s512_full_q",
+					 "t_dw_q", "t_dw_bound_q", "t_dw_square_q",
+					 "t_dwconv_q", "t_full_rounded_square_q"};
+
+START_TEST(codenet_through_device)
+{
+	const char *fx = getenv("CDN_FIXTURES");
+	ck_assert_ptr_nonnull(fx);
+	rec_reset();
+	char p[1200], err[256] = "";
+	snprintf(p, sizeof(p), "%s/%s.json", fx, cdn_models[_i]);
+	struct eng_model_opts o = {.path = p};
+	struct eng_model *m = NULL;
+	ck_assert_msg(eng_model_load(&o, &m, err, sizeof(err)) == 0, "%s: %s", p, err);
+	const struct eng_model_info *inf = eng_model_info(m);
+	snprintf(p, sizeof(p), "%s/input_%dx%d.rgb", fx, inf->input_height, inf->input_width);
+	size_t n;
+	uint8_t *img = read_all(p, &n);
+	ck_assert_uint_eq(n, (size_t)inf->input_width * inf->input_height * 3);
+
+	const struct eng_backend_ops *sim = eng_backend_find("xrt-sim");
+	struct eng_backend_opts bo = {.device = 0, .timeout_ms = 60000, .device_ops = &rec_ops};
+	struct eng_ctx *x = NULL, *c = NULL;
+	ck_assert_msg(eng_ctx_create_opts(m, sim, &bo, 1, &x, err, sizeof(err)) == 0, "%s: %s",
+		      cdn_models[_i], err);
+	ck_assert_int_eq(eng_ctx_create(m, NULL, 1, &c, err, sizeof(err)), 0);
+	int resident = writes_to_resident();
+	struct eng_detections *dx = malloc(sizeof(*dx)), *dc = malloc(sizeof(*dc));
+	ck_assert(dx && dc);
+	const uint8_t *in[1] = {img};
+	for (int rep = 0; rep < 2; rep++) { /* the second run reuses every buffer */
+		ck_assert_int_eq(eng_run(x, 1, in, NULL, dx), 0);
+		ck_assert_int_eq(eng_run(c, 1, in, NULL, dc), 0);
+		ck_assert_int_gt(dc->n, 0);
+		ck_assert_int_eq(dx->n, dc->n);
+		ck_assert_msg(memcmp(dx->d, dc->d, (size_t)dx->n * sizeof(dx->d[0])) == 0,
+			      "%s run %d: xrt-sim detections differ from cpu", cdn_models[_i], rep);
+	}
+	ck_assert_msg(R.violations == 0, "%d violations, first: %s", R.violations, R.first);
+	ck_assert_int_eq(writes_to_resident(), resident);
+	struct eng_backend_info info;
+	ck_assert_int_eq(eng_ctx_backend_info(x, &info), 0);
+	ck_assert_int_gt(info.nodes_device, 0);
+	ck_assert_int_gt(info.nodes_cpu, 0); /* the first conv at least */
+	ck_assert_uint_eq(info.runs, (uint64_t)R.runs);
+	ck_assert_int_eq(R.runs, 2 * info.blocks);
+	ck_assert_uint_eq(info.failures, 0);
+	/* decoders with bounded depthwise deformable layers run them on the device */
+	bool dcn_dw = strstr(cdn_models[_i], "_dw_bound") || strstr(cdn_models[_i], "_dw_square") ||
+		      strstr(cdn_models[_i], "2x_square") || strcmp(cdn_models[_i], "s256_dw_q") == 0;
+	if (dcn_dw)
+		ck_assert_msg(R.deform_runs > 0, "%s: no deformable block on the device",
+			      cdn_models[_i]);
+	fprintf(stderr, "%s: %d of %d layers on xrt-sim in %d blocks (%d deformable runs), "
+		"%d detections equal to cpu\n", cdn_models[_i], info.nodes_device,
+		info.nodes_device + info.nodes_cpu, info.blocks, R.deform_runs / 2, dx->n);
+	free(dx);
+	free(dc);
+	free(img);
+	eng_ctx_destroy(x);
+	eng_ctx_destroy(c);
+	eng_model_destroy(m);
+	for (int i = 0; i < R.n_bos; i++)
+		ck_assert_ptr_null(R.bos[i].inner);
+}
+END_TEST
+
+int main(int argc, char **argv)
 {
 	log_set_level(LOG_LVL_ERROR);
+	if (argc > 1 && strcmp(argv[1], "codenet") == 0) {
+		if (!getenv("CDN_FIXTURES")) {
+			fprintf(stderr, "SKIP: no CoDeNet fixtures (CDN_FIXTURES unset: "
+					"/usr/bin/python3 without torch)\n");
+			return 77;
+		}
+		Suite *s = suite_create("xrt-codenet");
+		TCase *tc = tcase_create("codenet");
+		tcase_set_timeout(tc, 900);
+		tcase_add_loop_test(tc, codenet_through_device, 0,
+				    (int)(sizeof(cdn_models) / sizeof(cdn_models[0])));
+		suite_add_tcase(s, tc);
+		return run_suite(s);
+	}
 	Suite *s = suite_create("xrt");
 	TCase *tc = tcase_create("host");
 	tcase_set_timeout(tc, 600);
