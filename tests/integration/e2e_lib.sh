@@ -1,25 +1,14 @@
 # e2e_lib.sh — helpers for the end-to-end data path tests (sourced).
 # Each test gets a private temp dir ($T), writes a config with streams of the
-# sample video and starts the real detd on port 0 (--port-file).
-set -euo pipefail
+# sample video and starts the real detd on port 0 (--port-file).  Built on
+# lib.sh (temp dir, cleanup, ok/skip, sanitizer_build); the functions below
+# replace its fail/write_config/start_detd/stop_detd with the e2e variants.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-DETD=${DETD:?DETD must point at the detd binary}
-SHARED=$(realpath "${DETD_SHARED_DATA:-$(dirname "$0")/../../../shared/data}")
+SHARED=$(realpath "$SHARED")
 MODEL="$SHARED/traffic/traffic_model.tflite"
 LABELS="$SHARED/traffic/traffic_label_map.pbtxt"
 VIDEO="$SHARED/traffic/traffic_frames.mp4"
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/detd-e2e.XXXXXX")
-DETD_PID=""
-
-cleanup() {
-	if [ -n "$DETD_PID" ]; then
-		kill "$DETD_PID" 2>/dev/null || true
-		wait "$DETD_PID" 2>/dev/null || true
-	fi
-	rm -rf "$T"
-}
-trap cleanup EXIT
 
 fail() {
 	echo "FAIL: $*" >&2
@@ -29,7 +18,6 @@ fail() {
 	fi
 	exit 1
 }
-ok() { echo "ok: $*"; }
 
 # streams_json N LOOP FPS: N streams cam0..cam{N-1} of the sample video.
 streams_json() {
