@@ -86,3 +86,41 @@ wait_for() {
 
 # rss_kb PID
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# xrt_sim_matches_cpu WHAT CHECK_MODEL CHECK_LABELS: run one looping stream of
+# the sample video on backend "xrt-sim" (model from MODEL/LABELS or
+# MODEL_CFG), then require that every published result came from xrt-sim
+# (no cpu fallback), that kernel runs happened with nodes split between the
+# device and cpu, and that each result equals the cpu engine's output on the
+# dumped frame, bit for bit (e2e_check on CHECK_MODEL; CHECK_LABELS "" = the
+# model's own labels).
+xrt_sim_matches_cpu() {
+	local what=$1 check_model=$2 check_labels=$3 h results objs
+	: "${E2E_CHECK:?E2E_CHECK must point at e2e_check}"
+	mkdir -p "$T/dump"
+	write_config "$T/detd.json" \
+		'{ "backend": "xrt-sim", "workers": 1, "max_batch": 1, "max_wait_ms": 0, "min_score": 0.3 }' \
+		"$(streams_json 1 true 10)"
+	start_detd "$T/detd.json" --print-detections=json --dump-frames "$T/dump"
+	wait_for '.engine.results >= 4' 480 # the C-sim under ASan: ~40 s per traffic frame
+	h=$(status | jq -c '.engine.backend_health')
+	stop_detd
+	echo "backend_health: $h"
+	[ "$(jq -r '.healthy' <<<"$h")" = true ] || fail "xrt-sim unhealthy: $h"
+	[ "$(jq -r '.failures + .open_failures + .fallback_runs' <<<"$h")" = 0 ] ||
+		fail "xrt-sim fell back: $h"
+	[ "$(jq -r '.device.xclbin_uuid | test("^[0-9a-f-]{36}$")' <<<"$h")" = true ] ||
+		fail "no xclbin UUID: $h"
+	[ "$(jq -r '.device.runs > 0 and .device.placement.device_nodes > 0 and
+		.device.placement.cpu_nodes > 0' <<<"$h")" = true ] ||
+		fail "no kernel runs, or not split between device and cpu: $h"
+	results=$(grep -c '"stream"' "$T/out.txt" || true)
+	[ "$results" -ge 4 ] || fail "only $results results printed"
+	[ "$(jq -s 'all(.backend == "xrt-sim")' "$T/out.txt")" = true ] || fail "results not from xrt-sim"
+	objs=$(jq -s 'map(.objects | length) | add' "$T/out.txt")
+	[ "$objs" -gt 0 ] || fail "no objects detected on the sample video"
+	ok "$what: $results results with $objs objects from xrt-sim ($(jq -c '.device.placement' <<<"$h"))"
+	"$E2E_CHECK" "$check_model" "$check_labels" "$T/dump" "$T/out.txt" 0.3 "$results" ||
+		fail "$what: xrt-sim detections differ from the cpu engine's output"
+	ok "$what: every xrt-sim result equals the cpu engine's output on the dumped frame"
+}
