@@ -192,7 +192,9 @@ const char *http_request_path(struct evhttp_request *req)
 	return p && *p ? p : "/";
 }
 
-bool http_request_is_loopback(struct evhttp_request *req)
+/* The connection's peer (getpeername) or local (getsockname) address is
+ * loopback; a Unix socket counts as local. */
+static bool conn_addr_is_loopback(struct evhttp_request *req, bool local)
 {
 	struct evhttp_connection *c = evhttp_request_get_connection(req);
 	int fd;
@@ -202,7 +204,8 @@ bool http_request_is_loopback(struct evhttp_request *req)
 	if (!c)
 		return false;
 	fd = bufferevent_getfd(evhttp_connection_get_bufferevent(c));
-	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+	if (fd < 0 || (local ? getsockname(fd, (struct sockaddr *)&ss, &len)
+			     : getpeername(fd, (struct sockaddr *)&ss, &len)) < 0)
 		return false;
 	if (ss.ss_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
@@ -213,6 +216,11 @@ bool http_request_is_loopback(struct evhttp_request *req)
 		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
 	}
 	return ss.ss_family == AF_UNIX;
+}
+
+bool http_request_is_loopback(struct evhttp_request *req)
+{
+	return conn_addr_is_loopback(req, false);
 }
 
 /* Same address, textually or as parsed IPv4/IPv6. */
@@ -251,18 +259,6 @@ static void local_addr(struct evhttp_request *req, char *out, size_t cap)
  * *.localhost, loopback literals, the configured listen address and the
  * address the connection actually arrived on (each with an optional port).
  */
-/* The connection came in on a loopback address (getsockname). */
-static bool arrived_on_loopback(struct evhttp_request *req)
-{
-	char local[INET6_ADDRSTRLEN];
-	unsigned char v4[4];
-	struct in6_addr v6;
-	local_addr(req, local, sizeof(local));
-	if (inet_pton(AF_INET, local, v4) == 1)
-		return v4[0] == 127;
-	return inet_pton(AF_INET6, local, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
-}
-
 bool http_request_host_ok(struct evhttp_request *req, const char *host, const char *address)
 {
 	char h[256], local[INET6_ADDRSTRLEN];
@@ -617,7 +613,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
 	 * camera pictures) with the browser's permission.  Non-browser clients
 	 * that send no Host are let through. */
 	const char *host = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
-	if (host && arrived_on_loopback(req) && !http_request_host_ok(req, host, NULL)) {
+	if (host && conn_addr_is_loopback(req, true) && !http_request_host_ok(req, host, NULL)) {
 		http_reply_error(req, 403, "Host \"%.64s\" is refused: a loopback listener "
 					   "answers only localhost and loopback addresses",
 				 host);

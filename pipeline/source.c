@@ -43,7 +43,6 @@
 
 #include "handoff.h"
 #include "picture.h"
-#include "handoff.h"
 #include "log.h"
 
 #define TOPIC "pipeline"

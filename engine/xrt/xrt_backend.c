@@ -148,6 +148,12 @@ static int alloc_bo(struct xb *b, size_t bytes, int group, void **bo)
 	return b->ops->bo_alloc(b->u, b->dev, bytes ? bytes : ACCEL_WORD_BYTES, group, bo);
 }
 
+/* Bytes of a CoDeNet block's output, int8 NHWC. */
+static size_t cdn_out_bytes(const struct plan_block *pb)
+{
+	return (size_t)pb->out_h * pb->out_w * pb->out_c;
+}
+
 static int xb_open(const struct eng_model *m, const struct eng_backend_opts *bo, int threads,
 		   void **priv, const struct xrt_dev_ops *dev_ops, const char *be_name, char *err,
 		   size_t errlen)
@@ -228,8 +234,7 @@ static int xb_open(const struct eng_model *m, const struct eng_backend_opts *bo,
 		/* CoDeNet: every two-layer block keeps its output until the
 		 * walk reaches its second layer */
 		const struct plan_block *pb = &p->blocks[i];
-		size_t out_bytes = m->cdn ? (size_t)pb->out_h * pb->out_w * pb->out_c
-					  : m->g.tensors[pb->out_tensor].bytes;
+		size_t out_bytes = m->cdn ? cdn_out_bytes(pb) : m->g.tensors[pb->out_tensor].bytes;
 		if (pb->n_units == 2 && (m->cdn || pb->units[1] != pb->units[0] + 1) &&
 		    !(b->deferred[i] = malloc(out_bytes))) {
 			r = -ENOMEM;
@@ -366,7 +371,7 @@ static int xb_cdn_layer(void *priv, int layer, const int8_t *in, const int8_t *a
 	int bi = p->block_of[layer];
 	const struct plan_block *pb = &p->blocks[bi];
 	if (pb->units[0] != layer) { /* the second layer: made at the first */
-		memcpy(out, b->deferred[bi], (size_t)pb->out_h * pb->out_w * pb->out_c);
+		memcpy(out, b->deferred[bi], cdn_out_bytes(pb));
 		return 0;
 	}
 	return run_block_io(b, bi, in, aux, b->deferred[bi] ? (void *)b->deferred[bi] : out);

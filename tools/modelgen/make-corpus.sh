@@ -10,19 +10,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 oracle=${1:-$root/../shared/tools/tflite-oracle/tfl_bench}
 out=$root/tests/data/modelgen
-# name seed quant nms ulps (0: bit-exact) [generator flags]
-models="u8_s1 1 u8 fast 0
-u8_s2 2 u8 fast 0
-u8_s3_regular 3 u8 regular 0
-i8_s1 1 i8 fast 0
-i8_s2 2 i8 fast 0
-i8_s4_regular 4 i8 regular 0
-f32_s1 1 f32 fast 0
-f32_s2_regular 2 f32 regular 0
-f32_s1_deep 1 f32 fast 0 --deep"
 rm -rf "$out/ref" "$out"/*.tflite
 : > "$out/MANIFEST.new"
-echo "$models" | while read -r name seed quant nms ulps extra; do
+grep -v '^#' "$here/corpus.list" | while read -r name seed quant nms ulps _tensors extra; do
 	# shellcheck disable=SC2086 # extra: zero or more generator flags
 	/usr/bin/python3 "$here/modelgen.py" --seed "$seed" --quant "$quant" --nms "$nms" $extra \
 		-o "$out/$name.tflite"
@@ -35,3 +25,5 @@ echo "$models" | while read -r name seed quant nms ulps extra; do
 done
 mv "$out/MANIFEST.new" "$out/MANIFEST"
 cat "$out/MANIFEST"
+# ref/ was wiped above: the per-tensor values of the models marked for them
+"$here/make-tensors.sh" "$oracle"

@@ -24,14 +24,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/in"
 cp "$out/inputs/in0.rgb" "$tmp/in/"
-# name seed quant nms [generator flags]: as in make-corpus.sh
-models="u8_s1 1 u8 fast
-u8_s3_regular 3 u8 regular
-i8_s1 1 i8 fast
-i8_s4_regular 4 i8 regular
-f32_s1 1 f32 fast
-f32_s2_regular 2 f32 regular"
-echo "$models" | while read -r name seed quant nms extra; do
+grep -v '^#' "$here/corpus.list" | while read -r name seed quant nms _ulps tensors extra; do
+	[ "$tensors" = yes ] || continue
 	# shellcheck disable=SC2086 # extra: zero or more generator flags
 	/usr/bin/python3 "$here/modelgen.py" --seed "$seed" --quant "$quant" --nms "$nms" $extra \
 		-o "$tmp/full.tflite"
