@@ -40,7 +40,6 @@ struct conv_vnni {
 	/* depthwise */
 	struct vk_dw d;
 	vk_dw_fn dwfn;
-	uint8_t *zrow, *zero;
 };
 
 void conv_vnni_free(struct conv_prep *p)
@@ -52,8 +51,6 @@ void conv_vnni_free(struct conv_prep *p)
 	free(v->cterm);
 	free(v->dwc);
 	vk_rq_free(&v->rq);
-	free(v->zrow);
-	free(v->zero);
 	free(v);
 	p->vnni = NULL;
 }
@@ -135,11 +132,13 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
 }
 
 /*
- * Depthwise: the same algebra per channel over its taps; the taps of one
- * channel go 4 to an int32 lane (vk_dw_pack_index for vectors of vl lanes).
- * zrow holds the input zero point and zero the byte whose u is 0, both as
- * stored in the tensor (the kernel flips int8 bytes itself).
+ * Depthwise: the same algebra per channel over its taps; 4 horizontal taps of
+ * a channel share an int32 lane (vk_dw_pack_index for vectors of vl lanes,
+ * zero weights past kw).  The kernel interleaves the input rows it needs into
+ * the per-thread scratch (x86/vk.h).
  */
+#define DW_MAX_SLOT ((size_t)16 << 20) /* per thread; past it the node keeps the AVX2 kernel */
+
 int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, int vl)
 {
 	const int taps = p->kh * p->kw;
@@ -149,20 +148,31 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 	for (int o = 0; o < p->oc; o++)
 		if (p->mult[o] == INT32_MIN)
 			return 0;
+	const bool s8 = p->type == ENG_DT_I8;
+	const int C = p->oc, CP = (C + 15) / 16 * 16, ng = (p->kw + 3) / 4;
+	struct vk_dw d = {
+		.C = C, .CP = CP, .ng = ng,
+		.ih = p->ih, .iw = p->iw, .oh = p->oh, .ow = p->ow,
+		.kh = p->kh, .kw = p->kw, .sh = p->sh, .sw = p->sw, .dh = p->dh, .dw = p->dwl,
+		.pt = p->pt, .pl = p->pl,
+		.wq = (p->ow - 1) * p->sw + (ng - 1) * 4 * p->dwl + 1,
+		.flip = s8,
+		.pad = (uint8_t)((uint8_t)p->in_zp ^ (s8 ? 0x80 : 0)),
+	};
+	size_t slot = (vk_dw_scratch_bytes(&d) + 63) & ~(size_t)63;
+	if (slot > DW_MAX_SLOT)
+		return 0;
 	struct conv_vnni *v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	p->vnni = v;
-	const bool s8 = p->type == ENG_DT_I8;
-	const int C = p->oc, CP = (C + 63) / 64 * 64, nq = (taps + 3) / 4;
 	const int32_t ox = s8 ? 128 : 0;
+	const size_t wbytes = (size_t)CP * p->kh * ng * 4;
 	v->dwfn = fn;
-	v->w = aligned_alloc(64, (size_t)CP * nq * 4);
+	v->w = aligned_alloc(64, (wbytes + 63) & ~(size_t)63);
 	v->cterm = calloc((size_t)CP, sizeof(int32_t));
 	v->dwc = calloc((size_t)CP, sizeof(int32_t));
-	v->zrow = malloc((size_t)CP);
-	v->zero = malloc((size_t)CP);
-	int rc = v->w && v->cterm && v->dwc && v->zrow && v->zero
+	int rc = v->w && v->cterm && v->dwc
 			 ? vk_rq_fill(&v->rq, CP, C, p->mult, p->shift, p->out_zp, p->act_lo,
 				      p->act_hi, s8, p->round_up)
 			 : -ENOMEM;
@@ -170,9 +180,7 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 		conv_vnni_free(p);
 		return rc == -ENOMEM ? rc : 0; /* -ERANGE: the node keeps the other kernels */
 	}
-	memset(v->w, 0, (size_t)CP * nq * 4);
-	memset(v->zrow, (uint8_t)p->in_zp, (size_t)CP);
-	memset(v->zero, s8 ? 0x80 : 0, (size_t)CP);
+	memset(v->w, 0, wbytes);
 	const void *w = n->in[1]->const_data;
 	const int32_t *bias = (n->n_in > 2 && n->in[2]) ? n->in[2]->const_data : NULL;
 	bool any_d = false;
@@ -180,30 +188,26 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 		bool fits = true;
 		int64_t wsum = 0;
 		for (int t = 0; t < taps; t++) {
-			int32_t d = q8_get(p->type, w, (size_t)t * C + c) - p->w_zp;
-			wsum += d;
-			fits = fits && d >= -128 && d <= 127;
+			int32_t dv = q8_get(p->type, w, (size_t)t * C + c) - p->w_zp;
+			wsum += dv;
+			fits = fits && dv >= -128 && dv <= 127;
 		}
 		int32_t dshift = fits ? 0 : (s8 ? -p->w_zp : 128 - p->w_zp);
 		for (int t = 0; t < taps; t++)
-			v->w[vk_dw_pack_index(vl, nq, c, t)] =
+			v->w[vk_dw_pack_index(vl, p->kh, ng, c, t / p->kw, t % p->kw)] =
 				(int8_t)(q8_get(p->type, w, (size_t)t * C + c) - p->w_zp - dshift);
 		int64_t cc = (bias ? bias[c] : 0) - (int64_t)(ox + p->in_zp) * wsum;
 		v->cterm[c] = (int32_t)(uint32_t)(uint64_t)cc;
 		v->dwc[c] = dshift;
 		any_d = any_d || dshift != 0;
 	}
-	v->d = (struct vk_dw){
-		.C = C, .CP = CP, .nq = nq,
-		.ih = p->ih, .iw = p->iw, .oh = p->oh, .ow = p->ow,
-		.kh = p->kh, .kw = p->kw, .sh = p->sh, .sw = p->sw, .dh = p->dh, .dw = p->dwl,
-		.pt = p->pt, .pl = p->pl,
-		.flip = s8,
-		.zrow = v->zrow, .zero = v->zero,
-		.w = v->w,
-		.cterm = v->cterm, .dwc = any_d ? v->dwc : NULL,
-		.rq = v->rq,
-	};
+	d.w = v->w;
+	d.cterm = v->cterm;
+	d.dwc = any_d ? v->dwc : NULL;
+	d.rq = v->rq;
+	v->d = d;
+	v->slot_bytes = slot;
+	n->scratch_bytes = (size_t)OPS_MAX_THREADS * slot;
 	return 0;
 }
 
@@ -277,8 +281,8 @@ static void vnni_job_run(void *ctx, size_t begin, size_t end, int slot)
 static void dw_job_run(void *ctx, size_t begin, size_t end, int slot)
 {
 	const struct vnni_job *j = ctx;
-	(void)slot;
-	j->p->vnni->dwfn(&j->p->vnni->d, j->x, j->y, begin, end);
+	const struct conv_vnni *v = j->p->vnni;
+	v->dwfn(&v->d, j->x, j->y, begin, end, j->scratch + (size_t)slot * v->slot_bytes);
 }
 
 int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x)
@@ -286,7 +290,7 @@ int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x)
 	const struct conv_prep *p = n->prep;
 	int threads = n->macs >= OPS_PARALLEL_MIN_MACS ? x->threads : 1;
 	if (p->dw) {
-		struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), NULL, 0};
+		struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), x->scratch, 0};
 		ops_parallel_for(x, threads, (size_t)p->nb * p->oh, dw_job_run, &j);
 		return 0;
 	}
@@ -332,13 +336,6 @@ static int dw_prepare_with(struct eng_node *n, vk_dw_fn fn, int vl, char *err, s
 	if (rc)
 		return rc;
 	struct conv_prep *p = n->prep;
-	/* Measured (tools: detd-bench engine, per op): the VNNI depthwise wins only
-	 * with whole chunks of 4·vl channels and many of them; the AVX2 one (two
-	 * taps per vpmaddwd, no lane shuffles) is faster on narrow layers. */
-	if (p->oc % (4 * vl) != 0 || p->oc < 128) {
-		conv_release(n);
-		return dwconv_prepare_fast(n, err, errlen);
-	}
 	rc = conv_vnni_dw_prepare(n, p, fn, vl);
 	if (rc) {
 		conv_release(n);

@@ -89,39 +89,55 @@ typedef void (*vk_gemm_fn)(const struct vk_gemm *g, const uint8_t *a, size_t lda
 			   uint8_t *y, size_t ldy, uint8_t *scratch);
 
 /*
- * Depthwise (depth multiplier 1) on vpdpbusd: 4 taps of one channel per
- * int32 lane.  Input rows (NHWC, C bytes per pixel) are read directly; a tap
- * outside the image reads zrow (C bytes of the padding value u), the taps
- * added to fill the last quad read zero (a zeroed row) with weight 0.
- * Weights by vk_dw_pack_index(); cterm/dwc/mult/left/right as in vk_gemm,
- * dwc multiplying Σ_taps u of the channel.
+ * Depthwise (depth multiplier 1) on vpdpbusd, 4 horizontal taps of one
+ * channel per int32 lane.  Each input row the call needs is interleaved once
+ * into the per-thread scratch: entry xi of the row holds, for every channel,
+ * the bytes u of pixels x, x+dw, x+2dw, x+3dw (x = xi − pl; a pixel outside
+ * the image is the padding value pad).  An output pixel is then kh·ng plain
+ * loads and vpdpbusd per vector of channels — no shuffles in the inner loop —
+ * and an interleaved row serves every output row that needs it (a ring of
+ * (kh−1)·dh + 1 rows).  Lanes stay in channel order.  Taps past kw in the
+ * last group have weight 0 and are left out of Σu.  Weights by
+ * vk_dw_pack_index(); cterm/dwc/rq as in vk_gemm, dwc multiplying Σ_taps u.
  */
 struct vk_dw {
-	int C, CP;            /* channels; CP = C rounded up to 64 */
-	int nq;               /* tap quads: ceil(kh·kw / 4) */
+	int C, CP;            /* channels; CP = C rounded up to 16 (the packing stride) */
+	int ng;               /* horizontal tap groups: ceil(kw / 4) */
 	int ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl;
+	int wq;               /* interleaved entries per row: (ow−1)·sw + (ng−1)·4·dw + 1 */
 	bool flip;            /* int8 input: u = x ^ 0x80 */
-	const uint8_t *zrow;  /* CP bytes of the padding value */
-	const uint8_t *zero;  /* CP zero bytes */
-	const int8_t *w;      /* CP · nq · 4 bytes */
+	uint8_t pad;          /* u of a padding tap */
+	const int8_t *w;      /* CP · kh · ng · 4 bytes */
 	const int32_t *cterm, *dwc; /* [CP]; dwc may be NULL */
 	struct vk_rq rq;
 };
 
-/* Byte offset of the weight of channel c, tap t, for vectors of vl int32 lanes. */
-static inline size_t vk_dw_pack_index(int vl, int nq, int c, int t)
+/* Byte offset of the weight of channel c, tap (ky, kx), for vectors of vl int32 lanes. */
+static inline size_t vk_dw_pack_index(int vl, int kh, int ng, int c, int ky, int kx)
 {
-	int chunk = 4 * vl, G = c / chunk, cc = c % chunk;
-	int lane = (cc / 16) * 4 + cc % 4, j = (cc % 16) / 4;
-	return ((((size_t)G * (size_t)nq + (size_t)(t / 4)) * 4 + (size_t)j) * (size_t)vl +
-		(size_t)lane) * 4 + (size_t)(t % 4);
+	return ((((size_t)(c / vl) * (size_t)kh + (size_t)ky) * (size_t)ng + (size_t)(kx / 4)) *
+			(size_t)vl + (size_t)(c % vl)) * 4 + (size_t)(kx % 4);
 }
 
-/* Output rows [r0, r1) over all images (row r: image r / oh, y = r % oh). */
+/* Bytes of one interleaved row, and of the scratch one call needs. */
+static inline size_t vk_dw_row_bytes(const struct vk_dw *d)
+{
+	return ((size_t)d->wq * (size_t)d->CP * 4 + 63) & ~(size_t)63;
+}
+static inline size_t vk_dw_scratch_bytes(const struct vk_dw *d)
+{
+	size_t ring = (size_t)(d->kh - 1) * (size_t)d->dh + 1;
+	/* the ring, one row of padding, the ring's tags */
+	return (ring + 1) * vk_dw_row_bytes(d) + ((ring * sizeof(long) + 63) & ~(size_t)63);
+}
+
+/* Output rows [r0, r1) over all images (row r: image r / oh, y = r % oh);
+ * scratch: vk_dw_scratch_bytes(d) bytes, 64-byte aligned. */
 typedef void (*vk_dw_fn)(const struct vk_dw *d, const uint8_t *x, uint8_t *y, size_t r0,
-			 size_t r1);
+			 size_t r1, uint8_t *scratch);
 #define VK_DECLARE_DW(fn)                                                                 \
-	void fn(const struct vk_dw *d, const uint8_t *x, uint8_t *y, size_t r0, size_t r1)
+	void fn(const struct vk_dw *d, const uint8_t *x, uint8_t *y, size_t r0, size_t r1, \
+		uint8_t *scratch)
 VK_DECLARE_DW(vk512_dw);
 VK_DECLARE_DW(vk256_dw);
 VK_DECLARE_DW(vk512s_dw);

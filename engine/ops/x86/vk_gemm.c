@@ -44,21 +44,16 @@ typedef __m512i vec;
 #define V_ADD(a, b) _mm512_add_epi32(a, b)
 #define V_MULLO(a, b) _mm512_mullo_epi32(a, b)
 #define V_DP(acc, u, w) _mm512_dpbusd_epi32(acc, u, w)
-#define V_XOR(a, b) _mm512_xor_si512(a, b)
-#define V_UNLO8(a, b) _mm512_unpacklo_epi8(a, b)
-#define V_UNHI8(a, b) _mm512_unpackhi_epi8(a, b)
-#define V_UNLO16(a, b) _mm512_unpacklo_epi16(a, b)
-#define V_UNHI16(a, b) _mm512_unpackhi_epi16(a, b)
-/* a[j] lane L*4+i holds channel L*16+4j+i; afterwards a[j] holds channels 16j.. in order */
-static inline void chan_order(__m512i a[4])
-{
-	__m512i t0 = _mm512_shuffle_i32x4(a[0], a[1], 0x44), t1 = _mm512_shuffle_i32x4(a[0], a[1], 0xEE);
-	__m512i t2 = _mm512_shuffle_i32x4(a[2], a[3], 0x44), t3 = _mm512_shuffle_i32x4(a[2], a[3], 0xEE);
-	a[0] = _mm512_shuffle_i32x4(t0, t2, 0x88);
-	a[1] = _mm512_shuffle_i32x4(t0, t2, 0xDD);
-	a[2] = _mm512_shuffle_i32x4(t1, t3, 0x88);
-	a[3] = _mm512_shuffle_i32x4(t1, t3, 0xDD);
-}
+#define V_OR(a, b) _mm512_or_si512(a, b)
+#define V_SLLI(a, n) _mm512_slli_epi32(a, n)
+#define V_STORE(p, v) _mm512_storeu_si512((void *)(p), v)
+#ifdef VK_SIMDE /* SIMDe has no 512-bit vpmovzxbd: two 256-bit halves */
+#define V_WIDEN(b)                                                                        \
+	_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepu8_epi32(b)),               \
+			   _mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)), 1)
+#else
+#define V_WIDEN(b) _mm512_cvtepu8_epi32(b)
+#endif
 #elif VK_W == 256
 typedef __m256i vec;
 #define VL 8
@@ -74,23 +69,10 @@ typedef __m256i vec;
 #else
 #define V_DP(acc, u, w) _mm256_dpbusd_avx_epi32(acc, u, w)
 #endif
-#define V_XOR(a, b) _mm256_xor_si256(a, b)
-#define V_UNLO8(a, b) _mm256_unpacklo_epi8(a, b)
-#define V_UNHI8(a, b) _mm256_unpackhi_epi8(a, b)
-#define V_UNLO16(a, b) _mm256_unpacklo_epi16(a, b)
-#define V_UNHI16(a, b) _mm256_unpackhi_epi16(a, b)
-/* a[j] lane L*4+i holds channel L*16+4j+i; afterwards a[j] holds channels 8j.. in order */
-static inline void chan_order(__m256i a[4])
-{
-	__m256i o0 = _mm256_permute2x128_si256(a[0], a[1], 0x20);
-	__m256i o1 = _mm256_permute2x128_si256(a[2], a[3], 0x20);
-	__m256i o2 = _mm256_permute2x128_si256(a[0], a[1], 0x31);
-	__m256i o3 = _mm256_permute2x128_si256(a[2], a[3], 0x31);
-	a[0] = o0;
-	a[1] = o1;
-	a[2] = o2;
-	a[3] = o3;
-}
+#define V_OR(a, b) _mm256_or_si256(a, b)
+#define V_SLLI(a, n) _mm256_slli_epi32(a, n)
+#define V_STORE(p, v) _mm256_storeu_si256((__m256i *)(void *)(p), v)
+#define V_WIDEN(b) _mm256_cvtepu8_epi32(b)
 #else
 #error "VK_W must be 256 or 512"
 #endif
@@ -374,79 +356,153 @@ void VK_NAME(gemm)(const struct vk_gemm *gp, const uint8_t *a, size_t lda, int m
 	}
 }
 
-/* 4·VL bytes at p, or the n < 4·VL that exist (the rest zero). */
-static inline vec load_chunk(const uint8_t *p, bool whole, int n)
+/* ---- depthwise ------------------------------------------------------------ */
+
+/* The u of VL channels of one pixel at p (n of them real: the rest are left
+ * out of every store), one per int32 lane, in channel order. */
+static inline vec widen_px(const uint8_t *p, int n, bool safe, bool flip)
 {
-	if (whole)
-		return V_LOAD(p);
-	uint8_t tmp[4 * VL] = {0};
-	memcpy(tmp, p, (size_t)n);
-	return V_LOAD(tmp);
+	__m128i b;
+	if (safe) {
+		b = VL == 16 ? _mm_loadu_si128((const __m128i *)(const void *)p)
+			     : _mm_loadl_epi64((const __m128i *)(const void *)p);
+	} else { /* never read past the tensor */
+		uint8_t tmp[16] = {0};
+		memcpy(tmp, p, (size_t)n);
+		b = _mm_loadu_si128((const __m128i *)(const void *)tmp);
+	}
+	if (flip)
+		b = _mm_xor_si128(b, _mm_set1_epi8((char)0x80));
+	return V_WIDEN(b);
 }
 
-void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0, size_t r1)
+/*
+ * Interleave one input row (src: its first pixel, NULL for a padding row is
+ * not used here) into q: entry xi, channels c0.., lane c = the bytes of pixels
+ * x, x+dw, x+2dw, x+3dw (x = xi − pl).  xend: end of the input tensor.
+ */
+static void dw_build_row(const struct vk_dw *d, const uint8_t *src, const uint8_t *xend,
+			 uint8_t *q)
+{
+	const int C = d->C, dw = d->dw, iw = d->iw, pl = d->pl, wq = d->wq;
+	const size_t qstride = (size_t)d->CP * 4;
+	const vec padv = V_SET1((int32_t)d->pad);
+	for (int c0 = 0; c0 < C; c0 += VL) {
+		const int n = C - c0 < VL ? C - c0 : VL;
+#define E_AT(x_)                                                                          \
+	((x_) < 0 || (x_) >= iw                                                           \
+		 ? padv                                                                   \
+		 : widen_px(src + (size_t)(x_) * C + c0, n,                               \
+			    n == VL || xend - (src + (size_t)(x_) * C + c0) >= 16, d->flip))
+		/* residue classes of xi mod dw: consecutive entries of a class share 3 pixels */
+		for (int r = 0; r < dw && r < wq; r++) {
+			int x = r - pl;
+			vec e0 = E_AT(x), e1 = E_AT(x + dw), e2 = E_AT(x + 2 * dw);
+			for (int xi = r; xi < wq; xi += dw, x += dw) {
+				vec e3 = E_AT(x + 3 * dw);
+				vec v = V_OR(V_OR(e0, V_SLLI(e1, 8)), V_OR(V_SLLI(e2, 16), V_SLLI(e3, 24)));
+				V_STORE(q + (size_t)xi * qstride + (size_t)c0 * 4, v);
+				e0 = e1;
+				e1 = e2;
+				e2 = e3;
+			}
+		}
+#undef E_AT
+	}
+}
+
+/*
+ * One output row, channels c0.. (n real): KH, NG compile-time constants for
+ * the common shapes (the compiler then keeps the weights in registers), 0 for
+ * the generic loop.  qr[ky]: the interleaved row of tap row ky.
+ */
+static inline __attribute__((always_inline)) void
+dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *dst,
+       const int KH, const int NG)
+{
+	const int kh = KH ? KH : d->kh, ng = NG ? NG : d->ng;
+	const size_t qstride = (size_t)d->CP * 4, xstep = (size_t)d->sw * qstride;
+	const size_t gstep = (size_t)4 * d->dw * qstride;
+	const int8_t *wc = d->w + (size_t)(c0 / VL) * (size_t)kh * ng * VL * 4;
+	/* Σu masks: 1 in the bytes of real taps */
+	enum { NG_MAX = 2, W_MAX = 10 }; /* the largest specialisation: 5×5 */
+	vec mask[NG_MAX];
+	for (int g = 0; g < (NG ? NG : 1); g++) {
+		int real = d->kw - 4 * g;
+		mask[g] = V_SET1(real >= 4 ? 0x01010101 : (int32_t)(0x01010101u >> (8 * (4 - real))));
+	}
+	vec wr[W_MAX];
+	if (KH && NG)
+		for (int i = 0; i < KH * NG; i++)
+			wr[i] = V_LOAD(wc + (size_t)i * VL * 4);
+	const bool has_d = d->dwc != NULL;
+	size_t xo = (size_t)c0 * 4;
+	for (int ox = 0; ox < d->ow; ox++, xo += xstep) {
+		vec acc = V_ZERO(), rs = V_ZERO();
+		for (int ky = 0; ky < kh; ky++) {
+			const uint8_t *qp = qr[ky] + xo;
+			for (int g = 0; g < ng; g++, qp += gstep) {
+				vec u = V_LOAD(qp);
+				vec wv = KH && NG ? wr[ky * NG + g]
+						  : V_LOAD(wc + ((size_t)ky * ng + g) * VL * 4);
+				acc = V_DP(acc, u, wv);
+				if (has_d) {
+					vec m;
+					if (NG) {
+						m = mask[g];
+					} else {
+						int real = d->kw - 4 * g;
+						m = V_SET1(real >= 4 ? 0x01010101
+								     : (int32_t)(0x01010101u >> (8 * (4 - real))));
+					}
+					rs = V_DP(rs, u, m);
+				}
+			}
+		}
+		FINISH(d, acc, c0, rs, dst + (size_t)ox * d->C + c0, n);
+	}
+}
+
+void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0, size_t r1,
+		 uint8_t *scratch)
 {
 	const struct vk_dw dl = *dp, *d = &dl; /* see VK_NAME(gemm) */
-	enum { CHUNK = 4 * VL };
-	const int C = d->C, nq = d->nq;
+	const int C = d->C, R = (d->kh - 1) * d->dh + 1;
+	const size_t rowb = vk_dw_row_bytes(d);
 	const size_t xbytes = (size_t)d->ih * d->iw * (size_t)C; /* one image */
-	const vec ones = V_SET1(0x01010101), flipv = V_SET1((int32_t)0x80808080u);
-	const uint8_t *tp[64];
-	bool inside[64]; /* tp[t] points into the image (else at a CP-byte padding row) */
+	uint8_t *qpad = scratch, *ring = scratch + rowb;
+	long *tag = (long *)(void *)(ring + (size_t)R * rowb);
+	const uint8_t *xend = x + (size_t)(r1 + d->oh - 1) / (size_t)d->oh * xbytes;
+	memset(qpad, d->pad, rowb); /* all four taps of every lane: the padding value */
+	for (int i = 0; i < R; i++)
+		tag[i] = -1;
+	const uint8_t *qr[64];
 	for (size_t row = r0; row < r1; row++) {
 		const int b = (int)(row / (size_t)d->oh), oy = (int)(row % (size_t)d->oh);
-		const uint8_t *img = x + (size_t)b * xbytes, *img_end = img + xbytes;
-		for (int ox = 0; ox < d->ow; ox++) {
-			const int iy0 = oy * d->sh - d->pt, ix0 = ox * d->sw - d->pl;
-			int t = 0;
-			for (int ky = 0; ky < d->kh; ky++) {
-				const int iy = iy0 + d->dh * ky;
-				for (int kx = 0; kx < d->kw; kx++, t++) {
-					const int ix = ix0 + d->dw * kx;
-					inside[t] = iy >= 0 && iy < d->ih && ix >= 0 && ix < d->iw;
-					tp[t] = inside[t] ? img + ((size_t)iy * d->iw + ix) * C : d->zrow;
-				}
+		const uint8_t *img = x + (size_t)b * xbytes;
+		for (int ky = 0; ky < d->kh; ky++) {
+			const int iy = oy * d->sh - d->pt + ky * d->dh;
+			if (iy < 0 || iy >= d->ih) {
+				qr[ky] = qpad;
+				continue;
 			}
-			for (; t < nq * 4; t++) {
-				tp[t] = d->zero;
-				inside[t] = false;
+			const long key = (long)b * d->ih + iy;
+			uint8_t *slot = ring + (size_t)(key % R) * rowb;
+			if (tag[key % R] != key) {
+				dw_build_row(d, img + (size_t)iy * d->iw * C, xend, slot);
+				tag[key % R] = key;
 			}
-			uint8_t *dst = y + (((size_t)b * d->oh + oy) * d->ow + ox) * C;
-			for (int c0 = 0; c0 < C; c0 += CHUNK) {
-				const int n = C - c0 < CHUNK ? C - c0 : CHUNK;
-				const int8_t *wq = d->w + (size_t)(c0 / CHUNK) * (size_t)nq * CHUNK * 4;
-				vec acc[4] = {V_ZERO(), V_ZERO(), V_ZERO(), V_ZERO()};
-				vec rs[4] = {V_ZERO(), V_ZERO(), V_ZERO(), V_ZERO()};
-				for (int q = 0; q < nq; q++) {
-					vec tv[4];
-					for (int i = 0; i < 4; i++) {
-						const uint8_t *p = tp[4 * q + i] + c0;
-						/* the padding rows hold CP bytes; the image may end early */
-						bool whole = n == CHUNK || !inside[4 * q + i] ||
-							     (size_t)(img_end - p) >= CHUNK;
-						tv[i] = load_chunk(p, whole, n);
-						if (d->flip)
-							tv[i] = V_XOR(tv[i], flipv);
-					}
-					vec l01 = V_UNLO8(tv[0], tv[1]), h01 = V_UNHI8(tv[0], tv[1]);
-					vec l23 = V_UNLO8(tv[2], tv[3]), h23 = V_UNHI8(tv[2], tv[3]);
-					vec u[4] = {V_UNLO16(l01, l23), V_UNHI16(l01, l23), V_UNLO16(h01, h23),
-						    V_UNHI16(h01, h23)};
-					const int8_t *wv = wq + (size_t)q * CHUNK * 4;
-					for (int j = 0; j < 4; j++) {
-						acc[j] = V_DP(acc[j], u[j], V_LOAD(wv + (size_t)j * VL * 4));
-						if (d->dwc)
-							rs[j] = V_DP(rs[j], u[j], ones);
-					}
-				}
-				chan_order(acc);
-				if (d->dwc)
-					chan_order(rs);
-				for (int j = 0; j < 4 && j * VL < n; j++) {
-					const int c = c0 + j * VL, cnt = n - j * VL;
-					FINISH(d, acc[j], c, rs[j], dst + c, cnt < VL ? cnt : VL);
-				}
-			}
+			qr[ky] = slot;
+		}
+		uint8_t *dst = y + ((size_t)b * d->oh + oy) * (size_t)d->ow * C;
+		for (int c0 = 0; c0 < C; c0 += VL) {
+			const int n = C - c0 < VL ? C - c0 : VL;
+			if (d->kh == 3 && d->ng == 1)
+				dw_row(d, qr, c0, n, dst, 3, 1);
+			else if (d->kh == 5 && d->ng == 2)
+				dw_row(d, qr, c0, n, dst, 5, 2);
+			else
+				dw_row(d, qr, c0, n, dst, 0, 0);
 		}
 	}
 }
