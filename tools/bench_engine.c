@@ -208,8 +208,8 @@ static int bench_engine(const struct bench_opts *o)
 	       mi->arena_bytes / 1024);
 	printf("backend %s, threads %d, batch %d, runs %d, inputs %d, kernels %s\n", o->backend,
 	       o->threads, o->batch, o->runs, n_inputs, mi->kernels ? mi->kernels : "n/a");
-	printf("\n%-5s %-30s %-8s %10s %10s %10s %7s\n", "op", "name", "where", "median_ms",
-	       "min_ms", "max_ms", "share");
+	printf("\n%-5s %-30s %-8s %10s %10s %10s %7s %8s\n", "op", "name", "where", "median_ms",
+	       "min_ms", "max_ms", "share", "GOP/s");
 	const struct eng_op_timing *t = NULL;
 	int nt = 0;
 	eng_ctx_op_timings(c, &t, &nt);
@@ -222,9 +222,12 @@ static int bench_engine(const struct bench_opts *o)
 	}
 	for (int k = 0; k < nt && k < mi->n_ops; k++) {
 		double *v = per_op + (size_t)k * o->runs;
-		printf("%-5d %-30s %-8s %10.3f %10.3f %10.3f %6.1f%%\n", t[k].index, t[k].op_name,
+		printf("%-5d %-30s %-8s %10.3f %10.3f %10.3f %6.1f%%", t[k].index, t[k].op_name,
 		       eng_ctx_placement(c, k), meds[k], v[0], v[o->runs - 1],
 		       sum_med > 0 ? 100.0 * meds[k] / sum_med : 0.0);
+		if (t[k].macs > 0 && meds[k] > 0)
+			printf(" %8.1f", 2.0 * (double)t[k].macs / (meds[k] * 1e6));
+		printf("\n");
 	}
 	/* per op type: sum of the per-op medians; GOP/s = 2 · MACs / time (one frame per
 	 * lane: the per-op times are those of one frame) */

@@ -14,6 +14,7 @@
 
 #include "kernels.h"
 #include "simd.h"
+#include "x86/vk.h"
 
 /* ---- broadcasting ------------------------------------------------------ */
 
@@ -96,6 +97,9 @@ struct arith_prep {
 	/* fast paths (8-bit, AVX2): which operand repeats, and its period */
 	enum { SIMD_NONE, SIMD_SAME, SIMD_B_REPEATS, SIMD_A_REPEATS } simd;
 	size_t period; /* elements of the repeating operand (1: scalar, C: per channel) */
+	/* ADD of same-shape 8-bit tensors on a VNNI kernel set (x86/vk.h), or NULL */
+	struct vk_add *vk;
+	vk_add_fn vkfn;
 };
 
 static void release_prep(struct eng_node *n)
@@ -722,7 +726,103 @@ const struct eng_kernel eng_k_hard_swish_lut = {"HARD_SWISH", hard_swish_prepare
 const struct eng_kernel eng_k_quantize_lut = {"QUANTIZE", quantize_prepare_lut, quantize_eval_lut,
 					      release_prep};
 
+/* ---- ADD on the VNNI kernel sets ----------------------------------------- */
+
+static void release_add_vnni(struct eng_node *n)
+{
+	struct arith_prep *p = n->prep;
+	if (p && p->vk) {
+		vk_rq_free(&p->vk->q1);
+		vk_rq_free(&p->vk->q2);
+		vk_rq_free(&p->vk->qo);
+		free(p->vk);
+	}
+	release_prep(n);
+}
+
+/* Same-shape 8-bit ADDs get fn; others (broadcasts, float, a right shift past
+ * 31) keep the AVX2 kernel. */
+int add_vnni_prepare(struct eng_node *n, vk_add_fn fn, char *err, size_t errlen)
+{
+	int rc = add_prepare(n, err, errlen);
+	if (rc)
+		return rc;
+	struct arith_prep *p = n->prep;
+	if (p->simd != SIMD_SAME)
+		return 0;
+	struct vk_add *a = calloc(1, sizeof(*a));
+	if (!a) {
+		release_prep(n);
+		KERR(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	const bool s8 = p->t == ENG_DT_I8;
+	*a = (struct vk_add){.zx = p->zp1, .zr = p->zp2, .s8 = s8};
+	int r1 = vk_rq_fill(&a->q1, 1, 1, &p->m1, &p->s1, 0, INT32_MIN, INT32_MAX, true, false);
+	int r2 = r1 ? r1 : vk_rq_fill(&a->q2, 1, 1, &p->m2, &p->s2, 0, INT32_MIN, INT32_MAX, true, false);
+	int r3 = r1 || r2 ? -1 : vk_rq_fill(&a->qo, 1, 1, &p->mo, &p->so, p->out_zp, p->lo, p->hi, s8, false);
+	p->vk = a;
+	if (r1 == -ENOMEM || r2 == -ENOMEM || r3 == -ENOMEM) {
+		release_add_vnni(n);
+		KERR(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (r1 || r2 || r3) { /* -ERANGE: keep the AVX2 kernel */
+		vk_rq_free(&a->q1);
+		vk_rq_free(&a->q2);
+		vk_rq_free(&a->qo);
+		free(a);
+		p->vk = NULL;
+		return 0;
+	}
+	p->vkfn = fn;
+	return 0;
+}
+
+static int add_prepare_512(struct eng_node *n, char *err, size_t errlen)
+{
+	return add_vnni_prepare(n, vk512_add, err, errlen);
+}
+
+static int add_prepare_256(struct eng_node *n, char *err, size_t errlen)
+{
+	return add_vnni_prepare(n, vk256_add, err, errlen);
+}
+
+struct add_job {
+	const struct arith_prep *p;
+	const uint8_t *a, *b;
+	uint8_t *y;
+};
+
+/* Slices in blocks of 4096 elements (a multiple of every vector width). */
+#define ADD_BLOCK 4096
+static void add_job_run(void *ctx, size_t begin, size_t end, int slot)
+{
+	const struct add_job *j = ctx;
+	(void)slot;
+	size_t i0 = begin * ADD_BLOCK, i1 = end * ADD_BLOCK;
+	if (i1 > j->p->bc.total)
+		i1 = j->p->bc.total;
+	j->p->vkfn(j->p->vk, j->a + i0, j->b + i0, j->y + i0, i1 - i0);
+}
+
+static int add_eval_vnni(const struct eng_node *n, const struct eng_exec *x)
+{
+	const struct arith_prep *p = n->prep;
+	if (!p->vk)
+		return add_eval_fast(n, x);
+	struct add_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->in[1]), eng_tdata(x, n->out[0])};
+	int threads = n->macs >= OPS_PARALLEL_MIN_MACS / 8 ? x->threads : 1;
+	ops_parallel_for(x, threads, (p->bc.total + ADD_BLOCK - 1) / ADD_BLOCK, add_job_run, &j);
+	return 0;
+}
+
 const struct eng_kernel eng_k_add = {"ADD", add_prepare, add_eval, release_prep};
+const struct eng_kernel eng_k_add_avx512vnni = {"ADD", add_prepare_512, add_eval_vnni,
+						release_add_vnni};
+const struct eng_kernel eng_k_add_avxvnni = {"ADD", add_prepare_256, add_eval_vnni,
+					     release_add_vnni};
 const struct eng_kernel eng_k_add_fast = {"ADD", add_prepare, add_eval_fast, release_prep};
 const struct eng_kernel eng_k_mul = {"MUL", mul_prepare, mul_eval, release_prep};
 const struct eng_kernel eng_k_mul_fast = {"MUL", mul_prepare, mul_eval_fast, release_prep};

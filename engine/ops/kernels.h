@@ -113,6 +113,13 @@ extern const struct eng_kernel eng_k_conv_avxvnni, eng_k_conv_avx512vnni;
 extern const struct eng_kernel eng_k_dwconv_avxvnni, eng_k_dwconv_avx512vnni;
 extern const struct eng_kernel eng_k_dwconv_ref, eng_k_dwconv_fast;
 extern const struct eng_kernel eng_k_add, eng_k_add_fast, eng_k_mul, eng_k_mul_fast;
+extern const struct eng_kernel eng_k_add_avxvnni, eng_k_add_avx512vnni;
+/* eng_k_add_*vnni's prepare with the given vk_add_fn (x86/vk.h; tests run the
+ * SIMDe builds through it); eval and release are those of eng_k_add_avx512vnni. */
+struct vk_add;
+int add_vnni_prepare(struct eng_node *n,
+		     void (*fn)(const struct vk_add *, const uint8_t *, const uint8_t *, uint8_t *, size_t),
+		     char *err, size_t errlen);
 extern const struct eng_kernel eng_k_concat, eng_k_split, eng_k_reshape;
 extern const struct eng_kernel eng_k_logistic, eng_k_relu, eng_k_relu6, eng_k_hard_swish;
 extern const struct eng_kernel eng_k_avgpool, eng_k_maxpool, eng_k_mean;

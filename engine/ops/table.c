@@ -92,7 +92,7 @@ static const struct eng_kernel *kernel_get_avx2(enum eng_op_type type)
 	}
 }
 
-/* The VNNI sets differ from the AVX2 set in CONV_2D and DEPTHWISE_CONV_2D. */
+/* The VNNI sets differ from the AVX2 set in CONV_2D, DEPTHWISE_CONV_2D and ADD. */
 const struct eng_kernel *eng_kernel_get_set(enum eng_op_type type, enum eng_kset ks)
 {
 	switch (ks) {
@@ -103,12 +103,16 @@ const struct eng_kernel *eng_kernel_get_set(enum eng_op_type type, enum eng_kset
 			return &eng_k_conv_avx512vnni;
 		if (type == ENG_OP_DEPTHWISE_CONV_2D)
 			return &eng_k_dwconv_avx512vnni;
+		if (type == ENG_OP_ADD)
+			return &eng_k_add_avx512vnni;
 		return kernel_get_avx2(type);
 	case ENG_KS_AVXVNNI:
 		if (type == ENG_OP_CONV_2D)
 			return &eng_k_conv_avxvnni;
 		if (type == ENG_OP_DEPTHWISE_CONV_2D)
 			return &eng_k_dwconv_avxvnni;
+		if (type == ENG_OP_ADD)
+			return &eng_k_add_avxvnni;
 		return kernel_get_avx2(type);
 	default:
 		return kernel_get_avx2(type);

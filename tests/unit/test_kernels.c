@@ -85,6 +85,7 @@ struct vfns {
 	vk_gemm_fn gemm;
 	vk_dw_fn dw;
 	int vl;
+	vk_add_fn add;
 };
 
 /* NULL fns: the variant cannot run here. */
@@ -93,22 +94,22 @@ static struct vfns variant_fns(enum variant v)
 	switch (v) {
 	case V_512:
 		if (eng_kset_usable(ENG_KS_AVX512VNNI))
-			return (struct vfns){vk512_gemm, vk512_dw, 16};
+			return (struct vfns){vk512_gemm, vk512_dw, 16, vk512_add};
 		break;
 	case V_256:
 		if (eng_kset_usable(ENG_KS_AVXVNNI))
-			return (struct vfns){vk256_gemm, vk256_dw, 8};
+			return (struct vfns){vk256_gemm, vk256_dw, 8, vk256_add};
 		break;
 #ifdef HAVE_SIMDE
 	case V_512_SIMDE:
-		return (struct vfns){vk512s_gemm, vk512s_dw, 16};
+		return (struct vfns){vk512s_gemm, vk512s_dw, 16, vk512s_add};
 	case V_256_SIMDE:
-		return (struct vfns){vk256s_gemm, vk256s_dw, 8};
+		return (struct vfns){vk256s_gemm, vk256s_dw, 8, vk256s_add};
 #endif
 	default:
 		break;
 	}
-	return (struct vfns){NULL, NULL, 0};
+	return (struct vfns){NULL, NULL, 0, NULL};
 }
 
 /* Run a conv node on the VNNI path of fns (it must qualify). */
@@ -329,6 +330,69 @@ START_TEST(every_kernel_set_conv_matches_reference)
 }
 END_TEST
 
+/*
+ * ADD of two same-shape tensors on the VNNI variant _i (through the kernel
+ * entry's prepare) against the reference: lengths across the vector widths
+ * and the parallel blocks, both types, scales from tiny to large (left and
+ * right shifts), zero points at the ends, with and without RELU6, 1-3 threads.
+ */
+START_TEST(vnni_add_matches_reference)
+{
+	struct vfns fn = variant_fns((enum variant)_i);
+	if (!fn.add) {
+		fprintf(stderr, "SKIP: ADD %s: %s\n", vnames[_i],
+			_i >= V_512_SIMDE ? "built without libsimde-dev"
+					  : "this CPU lacks the instructions");
+		return;
+	}
+	const int runs = 300;
+	srand(77);
+	for (int it = 0; it < runs; it++) {
+		nslots = 0;
+		int len = it % 10 == 0 ? 4096 * (1 + rand() % 3) + rand() % 100 : 1 + rand() % 200;
+		bool s8 = rand() % 2;
+		enum eng_dtype t = s8 ? ENG_DT_I8 : ENG_DT_U8;
+		uint8_t *a = malloc((size_t)len), *b = malloc((size_t)len), *y0 = malloc((size_t)len),
+			*y1 = malloc((size_t)len);
+		for (int i = 0; i < len; i++) {
+			a[i] = (uint8_t)rand();
+			b[i] = (uint8_t)rand();
+		}
+		float sa = 0.0005f + (float)(rand() % 1000) / 400.0f, sb = 0.0005f + (float)(rand() % 1000) / 300.0f;
+		float so = rand() % 5 == 0 ? 0.0002f : 0.002f + (float)(rand() % 1000) / 200.0f;
+		int64_t off = s8 ? 128 : 0;
+		int64_t za = pick((const int[]){0, 255, rand() % 256}, 3) - off;
+		int64_t zb = pick((const int[]){0, 255, rand() % 256}, 3) - off;
+		int64_t zo = rand() % 256 - off;
+		struct eng_tensor *in[2] = {mk(t, (const int[]){1, 1, len, 1}, 4, sa, za, a),
+					    mk(t, (const int[]){1, 1, len, 1}, 4, sb, zb, b)};
+		struct eng_tensor *o0[1] = {mk(t, (const int[]){1, 1, len, 1}, 4, so, zo, y0)};
+		struct eng_tensor *o1[1] = {mk(t, (const int[]){1, 1, len, 1}, 4, so, zo, y1)};
+		struct eng_node n0 = {.type = ENG_OP_ADD, .n_in = 2, .in = in, .n_out = 1, .out = o0};
+		n0.opts.act.act = rand() % 3 == 0 ? ENG_ACT_RELU6 : ENG_ACT_NONE;
+		struct eng_node n1 = n0;
+		n1.out = o1;
+		run_kernel(eng_kernel_get_ref(ENG_OP_ADD), &n0, 1);
+		char err[200] = "";
+		ck_assert_msg(add_vnni_prepare(&n1, fn.add, err, sizeof(err)) == 0, "prepare: %s", err);
+		memset(y1, 0xA5, (size_t)len);
+		eval_node(&eng_k_add_avx512vnni, &n1, 1 + it % 3);
+		eng_k_add_avx512vnni.release(&n1);
+		for (int i = 0; i < len; i++)
+			if (y0[i] != y1[i])
+				ck_abort_msg("ADD %s run %d: element %d ref %u got %u (%s len %d sa %g sb %g "
+					     "so %g za %lld zb %lld zo %lld)",
+					     vnames[_i], it, i, y0[i], y1[i], s8 ? "int8" : "uint8", len, sa,
+					     sb, so, (long long)za, (long long)zb, (long long)zo);
+		free(a);
+		free(b);
+		free(y0);
+		free(y1);
+	}
+	fprintf(stderr, "%s: %d random ADDs byte-identical to the reference\n", vnames[_i], runs);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("kernels");
@@ -337,6 +401,7 @@ int main(void)
 	tcase_add_test(tc, kernel_set_names_and_selection);
 	tcase_add_loop_test(tc, vnni_conv_matches_reference, 0, V__COUNT);
 	tcase_add_loop_test(tc, every_kernel_set_conv_matches_reference, ENG_KS_AVX2, ENG_KS__COUNT);
+	tcase_add_loop_test(tc, vnni_add_matches_reference, 0, V__COUNT);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

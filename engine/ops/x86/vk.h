@@ -143,6 +143,26 @@ VK_DECLARE_DW(vk256_dw);
 VK_DECLARE_DW(vk512s_dw);
 VK_DECLARE_DW(vk256s_dw);
 
+/*
+ * Quantized ADD of two same-shape 8-bit tensors, TFLite's recipe: each input
+ * centred and shifted left by 20, requantized by q1 / q2 (uniform, out_zp 0,
+ * int8: the exact q_mul_by_qm() value), summed, requantized by qo (the output
+ * zero point, activation clamp and type).
+ */
+struct vk_add {
+	int32_t zx, zr;       /* zero points of x and r */
+	bool s8;              /* int8 tensors (else uint8) */
+	struct vk_rq q1, q2, qo;
+};
+typedef void (*vk_add_fn)(const struct vk_add *a, const uint8_t *x, const uint8_t *r,
+			  uint8_t *y, size_t n);
+#define VK_DECLARE_ADD(fn)                                                                \
+	void fn(const struct vk_add *a, const uint8_t *x, const uint8_t *r, uint8_t *y, size_t n)
+VK_DECLARE_ADD(vk512_add);
+VK_DECLARE_ADD(vk256_add);
+VK_DECLARE_ADD(vk512s_add);
+VK_DECLARE_ADD(vk256s_add);
+
 #define VK_DECLARE(fn)                                                                    \
 	void fn(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, uint8_t *y, \
 		size_t ldy, uint8_t *scratch)

@@ -45,14 +45,19 @@ typedef __m512i vec;
 #define V_MULLO(a, b) _mm512_mullo_epi32(a, b)
 #define V_DP(acc, u, w) _mm512_dpbusd_epi32(acc, u, w)
 #define V_OR(a, b) _mm512_or_si512(a, b)
+#define V_ADD64(a, b) _mm512_add_epi64(a, b)
+#define V_SUB(a, b) _mm512_sub_epi32(a, b)
+#define V_SAD(a, b) _mm512_sad_epu8(a, b)
 #define V_SLLI(a, n) _mm512_slli_epi32(a, n)
 #define V_STORE(p, v) _mm512_storeu_si512((void *)(p), v)
-#ifdef VK_SIMDE /* SIMDe has no 512-bit vpmovzxbd: two 256-bit halves */
-#define V_WIDEN(b)                                                                        \
-	_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_cvtepu8_epi32(b)),               \
-			   _mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)), 1)
+#ifdef VK_SIMDE /* SIMDe has no 512-bit vpmovzxbd/vpmovsxbd: two 256-bit halves */
+#define V_WIDEN_2(b, f)                                                                   \
+	_mm512_inserti64x4(_mm512_castsi256_si512(f(b)), f(_mm_srli_si128(b, 8)), 1)
+#define V_WIDEN(b) V_WIDEN_2(b, _mm256_cvtepu8_epi32)
+#define V_WIDEN_S(b) V_WIDEN_2(b, _mm256_cvtepi8_epi32)
 #else
 #define V_WIDEN(b) _mm512_cvtepu8_epi32(b)
+#define V_WIDEN_S(b) _mm512_cvtepi8_epi32(b)
 #endif
 #elif VK_W == 256
 typedef __m256i vec;
@@ -70,9 +75,13 @@ typedef __m256i vec;
 #define V_DP(acc, u, w) _mm256_dpbusd_avx_epi32(acc, u, w)
 #endif
 #define V_OR(a, b) _mm256_or_si256(a, b)
+#define V_ADD64(a, b) _mm256_add_epi64(a, b)
+#define V_SUB(a, b) _mm256_sub_epi32(a, b)
+#define V_SAD(a, b) _mm256_sad_epu8(a, b)
 #define V_SLLI(a, n) _mm256_slli_epi32(a, n)
 #define V_STORE(p, v) _mm256_storeu_si256((__m256i *)(void *)(p), v)
 #define V_WIDEN(b) _mm256_cvtepu8_epi32(b)
+#define V_WIDEN_S(b) _mm256_cvtepi8_epi32(b)
 #else
 #error "VK_W must be 256 or 512"
 #endif
@@ -115,8 +124,8 @@ static inline __m512i rq_half(__m512i ab, __m512i b, __m512i sh, __m512i c)
 	return _mm512_srlv_epi64(t, sh);
 }
 
-/* Requantize 16 lanes of channels n0.., add zadd, clamp, narrow, store cnt bytes. */
-static inline void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
+/* Requantize 16 lanes of channels n0.. and add zadd. */
+static inline __m512i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 {
 	__m512i ae, ao, re, ro, zadd;
 	if (q->uniform) { /* constants in registers */
@@ -142,8 +151,13 @@ static inline void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst
 	}
 	/* the low dwords of re and ro, interleaved */
 	const __m512i idx = _mm512_set_epi32(30, 14, 28, 12, 26, 10, 24, 8, 22, 6, 20, 4, 18, 2, 16, 0);
-	__m512i r = _mm512_permutex2var_epi32(re, idx, ro);
-	r = _mm512_add_epi32(r, zadd);
+	return _mm512_add_epi32(_mm512_permutex2var_epi32(re, idx, ro), zadd);
+}
+
+/* rq_lanes, clamp, narrow, store cnt bytes. */
+static inline void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
+{
+	__m512i r = rq_lanes(q, acc, n0);
 	r = _mm512_max_epi32(r, _mm512_set1_epi32(q->lo));
 	r = _mm512_min_epi32(r, _mm512_set1_epi32(q->hi));
 	__m128i bytes = _mm512_cvtsepi32_epi8(r); /* in int8 range after the clamp */
@@ -158,23 +172,11 @@ static inline void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst
 	}
 }
 
-/* Σ of n bytes. */
-static inline int32_t row_sum(const uint8_t *p, int n)
+/* The two 64-bit halves of a 512-bit sum of sad lanes, added into 128 bits. */
+static inline __m128i sum_to_128(__m512i v)
 {
-	__m512i s = _mm512_setzero_si512();
-	int k = 0;
-	for (; k + 64 <= n; k += 64)
-		s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512((const void *)(p + k)),
-							_mm512_setzero_si512()));
-	if (k < n) { /* the tail through a zeroed copy: never read past the row */
-		uint8_t tmp[64] = {0};
-		memcpy(tmp, p + k, (size_t)(n - k));
-		s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512((const void *)tmp),
-							_mm512_setzero_si512()));
-	}
-	int64_t l[8];
-	_mm512_storeu_si512((void *)l, s);
-	return (int32_t)(l[0] + l[1] + l[2] + l[3] + l[4] + l[5] + l[6] + l[7]);
+	__m256i h = _mm256_add_epi64(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+	return _mm_add_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 #else
 static inline __m256i rq_half(__m256i ab, __m256i b, __m256i sh, __m256i c)
@@ -185,7 +187,7 @@ static inline __m256i rq_half(__m256i ab, __m256i b, __m256i sh, __m256i c)
 	return _mm256_srlv_epi64(t, sh);
 }
 
-static inline void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
+static inline __m256i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 {
 	__m256i ae, ao, re, ro, zadd;
 	if (q->uniform) { /* constants in registers */
@@ -209,8 +211,12 @@ static inline void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst
 			     V_LOAD(q->c_odd + n0 / 2));
 		zadd = V_LOAD(q->zadd + n0);
 	}
-	__m256i r = _mm256_blend_epi32(re, _mm256_slli_epi64(ro, 32), 0xAA);
-	r = _mm256_add_epi32(r, zadd);
+	return _mm256_add_epi32(_mm256_blend_epi32(re, _mm256_slli_epi64(ro, 32), 0xAA), zadd);
+}
+
+static inline void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
+{
+	__m256i r = rq_lanes(q, acc, n0);
 	r = _mm256_max_epi32(r, _mm256_set1_epi32(q->lo));
 	r = _mm256_min_epi32(r, _mm256_set1_epi32(q->hi));
 	/* in int8 range after the clamp, so the saturating packs are plain narrowing */
@@ -227,24 +233,38 @@ static inline void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst
 	}
 }
 
-static inline int32_t row_sum(const uint8_t *p, int n)
+static inline __m128i sum_to_128(__m256i v)
 {
-	__m256i s = _mm256_setzero_si256();
-	int k = 0;
-	for (; k + 32 <= n; k += 32)
-		s = _mm256_add_epi64(s, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i *)(const void *)(p + k)),
-							_mm256_setzero_si256()));
-	if (k < n) { /* the tail through a zeroed copy: never read past the row */
-		uint8_t tmp[32] = {0};
-		memcpy(tmp, p + k, (size_t)(n - k));
-		s = _mm256_add_epi64(s, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i *)(const void *)tmp),
-							_mm256_setzero_si256()));
-	}
-	int64_t l[4];
-	_mm256_storeu_si256((__m256i *)(void *)l, s);
-	return (int32_t)(l[0] + l[1] + l[2] + l[3]);
+	return _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
 }
 #endif
+
+/*
+ * Σ of n bytes (n a multiple of 4), never reading past them: whole vectors,
+ * then 16-, 8- and 4-byte loads (a zeroed copy for the tail would cost a
+ * store-forwarding stall per row).
+ */
+static inline int32_t row_sum(const uint8_t *p, int n)
+{
+	vec s = V_ZERO();
+	int k = 0;
+	for (; k + 4 * VL <= n; k += 4 * VL)
+		s = V_ADD64(s, V_SAD(V_LOAD(p + k), V_ZERO()));
+	__m128i t = sum_to_128(s);
+	const __m128i z = _mm_setzero_si128();
+	for (; k + 16 <= n; k += 16)
+		t = _mm_add_epi64(t, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(const void *)(p + k)), z));
+	if (k + 8 <= n) {
+		t = _mm_add_epi64(t, _mm_sad_epu8(_mm_loadl_epi64((const __m128i *)(const void *)(p + k)), z));
+		k += 8;
+	}
+	if (k < n) {
+		int32_t v;
+		memcpy(&v, p + k, 4);
+		t = _mm_add_epi64(t, _mm_sad_epu8(_mm_cvtsi32_si128(v), z));
+	}
+	return (int32_t)(_mm_cvtsi128_si64(t) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(t, t)));
+}
 
 /* Bias, row-sum term, requantization and store of one vector of channels n0..
  * (G: struct vk_gemm or struct vk_dw, which share the names). */
@@ -504,5 +524,37 @@ void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0
 			else
 				dw_row(d, qr, c0, n, dst, 0, 0);
 		}
+	}
+}
+
+/* ---- ADD ------------------------------------------------------------------ */
+
+/* VL bytes at p as int32 lanes (sign- or zero-extended); n < VL: a copy of n. */
+static inline vec load_lanes(const uint8_t *p, int n, bool s8)
+{
+	__m128i b;
+	if (n >= VL) {
+		b = VL == 16 ? _mm_loadu_si128((const __m128i *)(const void *)p)
+			     : _mm_loadl_epi64((const __m128i *)(const void *)p);
+	} else {
+		uint8_t tmp[16] = {0};
+		memcpy(tmp, p, (size_t)n);
+		b = _mm_loadu_si128((const __m128i *)(const void *)tmp);
+	}
+	return s8 ? V_WIDEN_S(b) : V_WIDEN(b);
+}
+
+void VK_NAME(add)(const struct vk_add *ap, const uint8_t *x, const uint8_t *r, uint8_t *y,
+		  size_t n)
+{
+	const struct vk_add al = *ap, *a = &al; /* see VK_NAME(gemm) */
+	const vec zx = V_SET1(a->zx), zr = V_SET1(a->zr);
+	for (size_t i = 0; i < n; i += VL) {
+		const int cnt = n - i < VL ? (int)(n - i) : VL;
+		vec vx = V_SLLI(V_SUB(load_lanes(x + i, cnt, a->s8), zx), 20);
+		vec vr = V_SLLI(V_SUB(load_lanes(r + i, cnt, a->s8), zr), 20);
+		/* q1, q2 carry no offsets: rq_lanes is q_mul_by_qm() exactly */
+		vec sum = V_ADD(rq_lanes(&a->q1, vx, 0), rq_lanes(&a->q2, vr, 0));
+		rq_store(&a->qo, sum, 0, y + i, cnt);
 	}
 }
