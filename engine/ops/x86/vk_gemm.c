@@ -19,6 +19,8 @@
 
 #include <string.h>
 
+#define INLINE static inline __attribute__((always_inline))
+
 #ifdef VK_SIMDE
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
@@ -116,7 +118,7 @@ typedef simde__mmask8 mask8;
 typedef __mmask8 mask8;
 #endif
 
-static inline __m512i rq_half(__m512i ab, __m512i b, __m512i sh, __m512i c)
+INLINE __m512i rq_half(__m512i ab, __m512i b, __m512i sh, __m512i c)
 {
 	mask8 neg = _mm512_cmpgt_epi64_mask(_mm512_set1_epi64(RQ_NEG_T), ab);
 	__m512i t = _mm512_add_epi64(ab, b);
@@ -125,7 +127,7 @@ static inline __m512i rq_half(__m512i ab, __m512i b, __m512i sh, __m512i c)
 }
 
 /* Requantize 16 lanes of channels n0.. and add zadd. */
-static inline __m512i rq_lanes(const struct vk_rq *q, vec acc, int n0)
+INLINE __m512i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 {
 	__m512i ae, ao, re, ro, zadd;
 	if (q->uniform) { /* constants in registers */
@@ -155,7 +157,7 @@ static inline __m512i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 }
 
 /* rq_lanes, clamp, narrow, store cnt bytes. */
-static inline void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
+INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
 {
 	__m512i r = rq_lanes(q, acc, n0);
 	r = _mm512_max_epi32(r, _mm512_set1_epi32(q->lo));
@@ -179,7 +181,7 @@ static inline __m128i sum_to_128(__m512i v)
 	return _mm_add_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 #else
-static inline __m256i rq_half(__m256i ab, __m256i b, __m256i sh, __m256i c)
+INLINE __m256i rq_half(__m256i ab, __m256i b, __m256i sh, __m256i c)
 {
 	__m256i neg = _mm256_cmpgt_epi64(_mm256_set1_epi64x(RQ_NEG_T), ab);
 	__m256i t = _mm256_add_epi64(ab, b);
@@ -187,7 +189,7 @@ static inline __m256i rq_half(__m256i ab, __m256i b, __m256i sh, __m256i c)
 	return _mm256_srlv_epi64(t, sh);
 }
 
-static inline __m256i rq_lanes(const struct vk_rq *q, vec acc, int n0)
+INLINE __m256i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 {
 	__m256i ae, ao, re, ro, zadd;
 	if (q->uniform) { /* constants in registers */
@@ -214,7 +216,7 @@ static inline __m256i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 	return _mm256_add_epi32(_mm256_blend_epi32(re, _mm256_slli_epi64(ro, 32), 0xAA), zadd);
 }
 
-static inline void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
+INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
 {
 	__m256i r = rq_lanes(q, acc, n0);
 	r = _mm256_max_epi32(r, _mm256_set1_epi32(q->lo));
@@ -276,7 +278,7 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 		rq_store(&(G)->rq, f_, (n0_), (dst_), (cnt_));                            \
 	} while (0)
 
-static inline void finish(const struct vk_gemm *g, vec acc, int n0, int32_t rs, uint8_t *dst)
+INLINE void finish(const struct vk_gemm *g, vec acc, int n0, int32_t rs, uint8_t *dst)
 {
 	int cnt = g->N - n0;
 	if (g->dwc_uniform) { /* the row-sum term is already in acc (tile) */
