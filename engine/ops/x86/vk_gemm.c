@@ -163,8 +163,7 @@ INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int c
 	r = _mm512_max_epi32(r, _mm512_set1_epi32(q->lo));
 	r = _mm512_min_epi32(r, _mm512_set1_epi32(q->hi));
 	__m128i bytes = _mm512_cvtsepi32_epi8(r); /* in int8 range after the clamp */
-	if (!q->s8out)
-		bytes = _mm_xor_si128(bytes, _mm_set1_epi8((char)0x80));
+	bytes = _mm_xor_si128(bytes, _mm_set1_epi32(q->flip8)); /* branch-free: uint8 out */
 	if (cnt >= 16) {
 		_mm_storeu_si128((__m128i *)(void *)dst, bytes);
 	} else {
@@ -224,8 +223,7 @@ INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int c
 	/* in int8 range after the clamp, so the saturating packs are plain narrowing */
 	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
 	__m128i bytes = _mm_packs_epi16(w, w);
-	if (!q->s8out)
-		bytes = _mm_xor_si128(bytes, _mm_set1_epi8((char)0x80));
+	bytes = _mm_xor_si128(bytes, _mm_set1_epi32(q->flip8)); /* branch-free: uint8 out */
 	if (cnt >= 8) {
 		_mm_storel_epi64((__m128i *)(void *)dst, bytes);
 	} else {
@@ -440,7 +438,7 @@ static void dw_build_row(const struct vk_dw *d, const uint8_t *src, const uint8_
  */
 static inline __attribute__((always_inline)) void
 dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *dst,
-       const int KH, const int NG)
+       const int KH, const int NG, const bool has_d)
 {
 	const int kh = KH ? KH : d->kh, ng = NG ? NG : d->ng;
 	const size_t qstride = (size_t)d->CP * 4, xstep = (size_t)d->sw * qstride;
@@ -457,7 +455,6 @@ dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *
 	if (KH && NG)
 		for (int i = 0; i < KH * NG; i++)
 			wr[i] = V_LOAD(wc + (size_t)i * VL * 4);
-	const bool has_d = d->dwc != NULL;
 	size_t xo = (size_t)c0 * 4;
 	for (int ox = 0; ox < d->ow; ox++, xo += xstep) {
 		vec acc = V_ZERO(), rs = V_ZERO();
@@ -481,7 +478,10 @@ dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *
 				}
 			}
 		}
-		FINISH(d, acc, c0, rs, dst + (size_t)ox * d->C + c0, n);
+		vec f = V_ADD(acc, V_LOAD(d->cterm + c0));
+		if (has_d)
+			f = V_ADD(f, V_MULLO(V_LOAD(d->dwc + c0), rs));
+		rq_store(&d->rq, f, c0, dst + (size_t)ox * d->C + c0, n);
 	}
 }
 
@@ -519,12 +519,18 @@ void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0
 		uint8_t *dst = y + ((size_t)b * d->oh + oy) * (size_t)d->ow * C;
 		for (int c0 = 0; c0 < C; c0 += VL) {
 			const int n = C - c0 < VL ? C - c0 : VL;
-			if (d->kh == 3 && d->ng == 1)
-				dw_row(d, qr, c0, n, dst, 3, 1);
+			/* the common shapes with constants: weights in registers, no per-pixel tests */
+			const bool hd = d->dwc != NULL;
+			if (d->kh == 3 && d->ng == 1 && hd)
+				dw_row(d, qr, c0, n, dst, 3, 1, true);
+			else if (d->kh == 3 && d->ng == 1)
+				dw_row(d, qr, c0, n, dst, 3, 1, false);
+			else if (d->kh == 5 && d->ng == 2 && hd)
+				dw_row(d, qr, c0, n, dst, 5, 2, true);
 			else if (d->kh == 5 && d->ng == 2)
-				dw_row(d, qr, c0, n, dst, 5, 2);
+				dw_row(d, qr, c0, n, dst, 5, 2, false);
 			else
-				dw_row(d, qr, c0, n, dst, 0, 0);
+				dw_row(d, qr, c0, n, dst, 0, 0, hd);
 		}
 	}
 }

@@ -77,6 +77,7 @@ int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *s
 	q->lo = clamp32((int64_t)act_lo - (s8 ? 0 : 128));
 	q->hi = clamp32((int64_t)act_hi - (s8 ? 0 : 128));
 	q->s8out = s8;
+	q->flip8 = s8 ? 0 : (int32_t)0x80808080u;
 	q->mem = mem;
 	return 0;
 }
