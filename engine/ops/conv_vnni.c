@@ -26,6 +26,8 @@
  */
 #include "conv.h"
 
+#define IM2COL_SLACK 16
+
 struct conv_vnni {
 	struct vk_gemm g;
 	vk_gemm_fn fn;
@@ -125,7 +127,8 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
 	/* rows per block: about 96 KiB of rows stays in L2 next to the weights */
 	int mb = (96 * 1024 / K4) / 24 * 24; /* whole tiles of 8 and of 6 rows */
 	v->mb = mb < 24 ? 24 : mb > 240 ? 240 : mb;
-	size_t slot = vk_scratch_bytes(K4) + (v->direct ? 0 : (size_t)v->mb * K4);
+	/* + IM2COL_SLACK: the 16-byte copies of im2col_block may run past the last row */
+	size_t slot = vk_scratch_bytes(K4) + (v->direct ? 0 : (size_t)v->mb * K4 + IM2COL_SLACK);
 	v->slot_bytes = (slot + 63) & ~(size_t)63;
 	n->scratch_bytes = (size_t)OPS_MAX_THREADS * v->slot_bytes;
 	return 0;
@@ -211,21 +214,27 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 	return 0;
 }
 
-/* im2col row of output pixel m: K bytes of u, then zeros up to K4. */
-static void im2col_u8(const struct conv_prep *p, const struct conv_vnni *v, const uint8_t *x,
-		      size_t m, uint8_t *row)
+/* im2col row of output pixel (b, oy, ox): K bytes of u, then zeros up to K4.
+ * xbytes: size of the input tensor (the 16-byte copies never read past it). */
+static inline void im2col_u8(const struct conv_prep *p, const struct conv_vnni *v, const uint8_t *x,
+			     size_t xbytes, int b, int oy, int ox, uint8_t *row)
 {
-	const int ohw = p->oh * p->ow, ic = p->ic;
-	int b = (int)(m / (size_t)ohw), rem = (int)(m % (size_t)ohw);
-	int oy = rem / p->ow, ox = rem % p->ow;
+	const int ic = p->ic;
 	int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
 	uint8_t *d = row;
 	if (!v->flip && p->dwl == 1 && iy0 >= 0 && ix0 >= 0 && iy0 + (p->kh - 1) * p->dh < p->ih &&
 	    ix0 + p->kw - 1 < p->iw) {
-		/* inside the image: a kernel row is kw·ic contiguous input bytes */
+		/* inside the image: a kernel row is kw·ic contiguous input bytes; short
+		 * spans (the RGB first layer: 9 bytes) as one 16-byte copy that the
+		 * next span, the zero tail or the next row overwrites (IM2COL_SLACK) */
 		const size_t span = (size_t)p->kw * ic;
-		for (int ky = 0; ky < p->kh; ky++, d += span)
-			memcpy(d, x + (((size_t)b * p->ih + iy0 + p->dh * ky) * p->iw + ix0) * ic, span);
+		for (int ky = 0; ky < p->kh; ky++, d += span) {
+			size_t at = (((size_t)b * p->ih + iy0 + p->dh * ky) * p->iw + ix0) * ic;
+			if (span <= IM2COL_SLACK && at + IM2COL_SLACK <= xbytes)
+				memcpy(d, x + at, IM2COL_SLACK);
+			else
+				memcpy(d, x + at, span);
+		}
 		memset(row + v->K, 0, (size_t)(v->g.K4 - v->K));
 		return;
 	}
@@ -254,6 +263,7 @@ struct vnni_job {
 	uint8_t *y;
 	uint8_t *scratch;
 	size_t M;
+	size_t xbytes; /* of the input tensor */
 };
 
 static void vnni_job_run(void *ctx, size_t begin, size_t end, int slot)
@@ -272,8 +282,19 @@ static void vnni_job_run(void *ctx, size_t begin, size_t end, int slot)
 			v->fn(&v->g, j->x + m0 * (size_t)p->ic, (size_t)p->ic, mb, y, (size_t)p->oc, s);
 			continue;
 		}
-		for (int r = 0; r < mb; r++)
-			im2col_u8(p, v, j->x, m0 + (size_t)r, rows + (size_t)r * K4);
+		/* the block's first pixel, then step along the rows */
+		const size_t ohw = (size_t)p->oh * p->ow;
+		int b = (int)(m0 / ohw), oy = (int)(m0 % ohw) / p->ow, ox = (int)(m0 % ohw) % p->ow;
+		for (int r = 0; r < mb; r++) {
+			im2col_u8(p, v, j->x, j->xbytes, b, oy, ox, rows + (size_t)r * K4);
+			if (++ox == p->ow) {
+				ox = 0;
+				if (++oy == p->oh) {
+					oy = 0;
+					b++;
+				}
+			}
+		}
 		v->fn(&v->g, rows, K4, mb, y, (size_t)p->oc, s);
 	}
 }
@@ -290,12 +311,12 @@ int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x)
 	const struct conv_prep *p = n->prep;
 	int threads = n->macs >= OPS_PARALLEL_MIN_MACS ? x->threads : 1;
 	if (p->dw) {
-		struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), x->scratch, 0};
+		struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), x->scratch, 0, 0};
 		ops_parallel_for(x, threads, (size_t)p->nb * p->oh, dw_job_run, &j);
 		return 0;
 	}
 	struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), x->scratch,
-			     (size_t)p->nb * p->oh * p->ow};
+			     (size_t)p->nb * p->oh * p->ow, n->in[0]->bytes};
 	size_t blocks = (j.M + (size_t)p->vnni->mb - 1) / (size_t)p->vnni->mb;
 	ops_parallel_for(x, threads, blocks, vnni_job_run, &j);
 	return 0;
