@@ -470,6 +470,25 @@ int eng_ctx_create(const struct eng_model *m, const struct eng_backend_ops *back
 	return eng_ctx_create_opts(m, backend, NULL, threads, out, err, errlen);
 }
 
+/* CoDeNet's operators on the context's pool: cdn_par_fn chunks as pool slices
+ * (slot = chunk index, which selects the chunk's scratch). */
+struct cdn_pool_job {
+	cdn_par_fn fn;
+	void *arg;
+};
+
+static void cdn_pool_slice(void *ctx, size_t begin, size_t end, int slot)
+{
+	const struct cdn_pool_job *j = ctx;
+	j->fn(j->arg, slot, (int)begin, (int)end);
+}
+
+static void cdn_pool_run(void *user, int threads, int n, cdn_par_fn fn, void *arg)
+{
+	struct cdn_pool_job j = {fn, arg};
+	eng_pool_run(user, threads, n > 0 ? (size_t)n : 0, cdn_pool_slice, &j);
+}
+
 /* cdn_offload_fn: a CoDeNet layer on the context's device backend. */
 static int cdn_device_layer(void *user, int layer, const struct cdn_ten *in,
 			    const struct cdn_ten *aux, struct cdn_ten *out)
@@ -510,6 +529,16 @@ int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops 
 			seterr(err, errlen, "engine: out of memory");
 			eng_ctx_destroy(c);
 			return r;
+		}
+		/* the operators split rows over the context's pool (no thread per operator) */
+		if (threads > 1) {
+			if ((r = eng_pool_create(threads, &c->pool))) {
+				seterr(err, errlen, "engine: cannot start %d compute threads: %s",
+				       threads, strerror(-r));
+				eng_ctx_destroy(c);
+				return r;
+			}
+			cdn_ctx_set_runner(c->cdn, cdn_pool_run, c->pool); /* NULL: all on the caller */
 		}
 		if (backend && backend != &eng_backend_cpu) {
 			if ((r = backend->open(m, bo ? bo : &no_opts, threads, &c->be_priv, err,

@@ -55,6 +55,7 @@ struct cdn_slot {
 struct cdn_ctx {
 	const struct cdn_model *m;
 	int threads;
+	struct cdn_par par; /* .threads == threads */
 	bool trace;
 	struct cdn_slot *slots;
 	int n_slots;
@@ -266,7 +267,7 @@ static struct cdn_ten w_conv(struct walker *w, const char *name, const struct cd
 	int64_t t0 = now_ns();
 	int r = offload(w, li, x, NULL, &out);
 	if (r > 0)
-		r = cdn_op_conv_ws(L, x, &out, w->c->threads, w->c->ws);
+		r = cdn_op_conv_ws(L, x, &out, &w->c->par, w->c->ws);
 	if (r < 0 && !w->err)
 		w->err = r;
 	trace_out(w, li, &out, t0);
@@ -303,7 +304,7 @@ static struct cdn_ten w_dcn(struct walker *w, const char *n, const struct cdn_te
 		int64_t t0 = now_ns();
 		int r = offload(w, li, x, &off, &out);
 		if (r > 0)
-			r = cdn_op_dcn_ws(L, &m->dcn, x, &off, &out, w->c->threads, w->c->ws);
+			r = cdn_op_dcn_ws(L, &m->dcn, x, &off, &out, &w->c->par, w->c->ws);
 		if (r < 0 && !w->err)
 			w->err = r;
 		trace_out(w, li, &out, t0);
@@ -1024,6 +1025,7 @@ int cdn_ctx_create(const struct cdn_model *m, int threads, struct cdn_ctx **out)
 		return -ENOMEM;
 	c->m = m;
 	c->threads = threads < 1 ? 1 : threads;
+	c->par = (struct cdn_par){.threads = c->threads};
 	c->traces = calloc((size_t)m->n_layers, sizeof(*c->traces));
 	c->ns = calloc((size_t)m->n_layers, sizeof(*c->ns));
 	int r = c->traces && c->ns ? plan_arena(c) : -ENOMEM;
@@ -1071,6 +1073,14 @@ void cdn_ctx_set_offload(struct cdn_ctx *c, cdn_offload_fn fn, void *user)
 {
 	c->offload = fn;
 	c->offload_user = user;
+}
+
+void cdn_ctx_set_runner(struct cdn_ctx *c,
+			void (*run)(void *user, int threads, int n, cdn_par_fn fn, void *arg),
+			void *user)
+{
+	c->par.run = run;
+	c->par.user = user;
 }
 
 int cdn_run(struct cdn_ctx *c, const uint8_t *rgb, struct eng_detections *out)

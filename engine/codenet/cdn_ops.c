@@ -55,8 +55,7 @@ static void *par_main(void *p)
 	return NULL;
 }
 
-int cdn_parallel(int threads, int n, void (*fn)(void *arg, int tid, int begin, int end),
-		 void *arg)
+int cdn_parallel(int threads, int n, cdn_par_fn fn, void *arg)
 {
 	if (threads > n)
 		threads = n;
@@ -652,16 +651,25 @@ size_t cdn_op_conv_scratch(const struct cdn_layer *L, bool quant, const struct c
 	return 0;
 }
 
+/* fn over [0, n) as par says. */
+static void par_run(const struct cdn_par *par, int threads, int n, cdn_par_fn fn, void *arg)
+{
+	if (par->run)
+		par->run(par->user, threads, n, fn, arg);
+	else
+		cdn_parallel(threads, n, fn, arg);
+}
+
 int cdn_op_conv_ws(const struct cdn_layer *L, const struct cdn_ten *in, struct cdn_ten *out,
-		   int threads, void *ws)
+		   const struct cdn_par *par, void *ws)
 {
 	struct conv_job j = {.L = L, .in = in, .out = out};
-	threads = clamp_threads(threads);
+	int threads = clamp_threads(par->threads);
 	j.scratch_bytes = cdn_op_conv_scratch(L, !in->f, in, out);
 	if (j.scratch_bytes && !ws)
 		return -EINVAL;
 	ws_split(ws, j.scratch_bytes, threads, j.scratch);
-	cdn_parallel(threads, out->h, L->kind == CDN_L_DW ? dw_rows : conv_rows, &j);
+	par_run(par, threads, out->h, L->kind == CDN_L_DW ? dw_rows : conv_rows, &j);
 	return 0;
 }
 
@@ -670,8 +678,9 @@ int cdn_op_conv(const struct cdn_layer *L, const struct cdn_ten *in, struct cdn_
 {
 	int r;
 	void *ws = ws_alloc(cdn_op_conv_scratch(L, !in->f, in, out), threads, &r);
+	const struct cdn_par par = {.threads = threads};
 	if (r == 0)
-		r = cdn_op_conv_ws(L, in, out, threads, ws);
+		r = cdn_op_conv_ws(L, in, out, &par, ws);
 	free(ws);
 	return r;
 }
@@ -911,15 +920,15 @@ size_t cdn_op_dcn_scratch(const struct cdn_layer *L, bool quant, const struct cd
 
 int cdn_op_dcn_ws(const struct cdn_layer *L, const struct cdn_dcn_cfg *cfg,
 		  const struct cdn_ten *in, const struct cdn_ten *off, struct cdn_ten *out,
-		  int threads, void *ws)
+		  const struct cdn_par *par, void *ws)
 {
 	struct dcn_job j = {.L = L, .cfg = cfg, .in = in, .off = off, .out = out};
-	threads = clamp_threads(threads);
+	int threads = clamp_threads(par->threads);
 	size_t b = cdn_op_dcn_scratch(L, !in->f, in, out);
 	if (b && !ws)
 		return -EINVAL;
 	ws_split(ws, b, threads, j.scratch);
-	cdn_parallel(threads, out->h, L->kind == CDN_L_DCN_DW ? dcn_dw_rows : dcn_full_rows, &j);
+	par_run(par, threads, out->h, L->kind == CDN_L_DCN_DW ? dcn_dw_rows : dcn_full_rows, &j);
 	return 0;
 }
 
@@ -928,8 +937,9 @@ int cdn_op_dcn(const struct cdn_layer *L, const struct cdn_dcn_cfg *cfg, const s
 {
 	int r;
 	void *ws = ws_alloc(cdn_op_dcn_scratch(L, !in->f, in, out), threads, &r);
+	const struct cdn_par par = {.threads = threads};
 	if (r == 0)
-		r = cdn_op_dcn_ws(L, cfg, in, off, out, threads, ws);
+		r = cdn_op_dcn_ws(L, cfg, in, off, out, &par, ws);
 	free(ws);
 	return r;
 }

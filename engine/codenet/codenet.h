@@ -90,6 +90,25 @@ struct cdn_layer {
 	float oscale;     /* w4a8 heads: dequantization scale of the output */
 };
 
+/* Run op-parallel work: fn(arg, tid, begin, end) over [0, n) split into at most
+ * `threads` contiguous chunks (tid 0..threads-1; chunk 0 runs on the caller).
+ * Returns 0, or -errno if a helper thread could not start (its chunk then
+ * runs on the caller: the result is complete either way). */
+typedef void (*cdn_par_fn)(void *arg, int tid, int begin, int end);
+int cdn_parallel(int threads, int n, cdn_par_fn fn, void *arg);
+
+/*
+ * How the operators of a context split their work: at most `threads` chunks,
+ * run by `run` when set (the engine's persistent pool: run(user, threads, n,
+ * fn, arg) has cdn_parallel's contract and returns when every chunk is done),
+ * else by cdn_parallel (a helper thread per chunk: tools and tests).
+ */
+struct cdn_par {
+	int threads;
+	void (*run)(void *user, int threads, int n, cdn_par_fn fn, void *arg);
+	void *user;
+};
+
 /* Operators.  Output tensors are allocated by the caller (h, w, c, sgn set,
  * buffer of the right type).  threads ≥ 1.  Return 0 or -ENOMEM. */
 int cdn_op_conv(const struct cdn_layer *L, const struct cdn_ten *in, struct cdn_ten *out,
@@ -107,10 +126,10 @@ size_t cdn_op_dcn_scratch(const struct cdn_layer *L, bool quant, const struct cd
 			  const struct cdn_ten *out);
 size_t cdn_op_ws_bytes(size_t per_thread, int threads);
 int cdn_op_conv_ws(const struct cdn_layer *L, const struct cdn_ten *in, struct cdn_ten *out,
-		   int threads, void *ws);
+		   const struct cdn_par *par, void *ws);
 int cdn_op_dcn_ws(const struct cdn_layer *L, const struct cdn_dcn_cfg *cfg,
 		  const struct cdn_ten *in, const struct cdn_ten *off, struct cdn_ten *out,
-		  int threads, void *ws);
+		  const struct cdn_par *par, void *ws);
 void cdn_op_maxpool3s2(const struct cdn_ten *in, struct cdn_ten *out);
 void cdn_op_upsample2(const struct cdn_ten *in, struct cdn_ten *out);
 void cdn_op_split(const struct cdn_ten *in, struct cdn_ten *a, struct cdn_ten *b);
@@ -129,12 +148,6 @@ float cdn_sigmoid(float x);
 int cdn_decode(const float *hm, const float *wh, const float *reg, int H, int W, int C,
 	       int in_w, int in_h, int max_det, float thresh, struct eng_detections *out);
 
-/* Run op-parallel work: fn(arg, tid, begin, end) over [0, n) split into at most
- * `threads` contiguous chunks (tid 0..threads-1; chunk 0 runs on the caller).
- * Returns 0, or -errno if a helper thread could not start (its chunk then
- * runs on the caller: the result is complete either way). */
-int cdn_parallel(int threads, int n, void (*fn)(void *arg, int tid, int begin, int end),
-		 void *arg);
 
 /* ---- model and context -------------------------------------------------- */
 struct cdn_model;
@@ -178,6 +191,11 @@ void cdn_ctx_set_trace(struct cdn_ctx *c, bool on);
 typedef int (*cdn_offload_fn)(void *user, int layer, const struct cdn_ten *in,
 			      const struct cdn_ten *aux, struct cdn_ten *out);
 void cdn_ctx_set_offload(struct cdn_ctx *c, cdn_offload_fn fn, void *user);
+/* The context's operators split their work through run (struct cdn_par; the
+ * engine passes its persistent pool), not a thread per operator. */
+void cdn_ctx_set_runner(struct cdn_ctx *c,
+			void (*run)(void *user, int threads, int n, cdn_par_fn fn, void *arg),
+			void *user);
 /* rgb: height×width×3 bytes. */
 int cdn_run(struct cdn_ctx *c, const uint8_t *rgb, struct eng_detections *out);
 /* After a run: head 0 hm, 1 wh, 2 reg, NHWC; float path f, int path q. */
