@@ -14,7 +14,7 @@
  * int16: |w| ≤ 7 (the loader checks it) and |q| ≤ 255 bound a sum by
  * 9·7·255 = 16065, so int16 is exact and the loops run 16 lanes wide.
  *
- * Work is split by output rows over the context's threads (cdn_parallel);
+ * Work is split by output rows (struct cdn_par: the engine's pool, or cdn_parallel);
  * each thread gets its own scratch.  Everything here is reentrant.
  */
 #include "codenet.h"

@@ -30,6 +30,9 @@ struct concat_prep {
 	enum eng_dtype t;
 	int32_t out_zp;
 	float out_inv;
+	/* 8-bit inputs quantized unlike the output: the rescale of every byte value,
+	 * computed at prepare with the reference's float expression (exact); else NULL */
+	uint8_t (*lut)[256]; /* [n_in] */
 };
 
 static int concat_prepare(struct eng_node *n, char *err, size_t errlen)
@@ -83,7 +86,38 @@ static int concat_prepare(struct eng_node *n, char *err, size_t errlen)
 	p->out_zp = t_zp(out);
 	p->out_inv = dt_is_q8(out->type) ? 1.0f / t_scale(out) : 0.0f;
 	n->prep = p;
+	if (!dt_is_q8(p->t))
+		return 0;
+	p->lut = calloc((size_t)n->n_in, sizeof(*p->lut));
+	if (!p->lut) {
+		free(p);
+		n->prep = NULL;
+		KERR(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	int32_t lo, hi;
+	q_type_range(p->t, &lo, &hi);
+	for (int i = 0; i < n->n_in; i++) {
+		const struct eng_tensor *t = n->in[i];
+		float scale = t_scale(t) * p->out_inv;
+		float bias = (float)(-t_zp(t)) * scale;
+		for (int b = 0; b < 256; b++) {
+			uint8_t byte = (uint8_t)b;
+			float f = (float)q8_get(p->t, &byte, 0) * scale + bias;
+			int32_t v = (int32_t)roundf(f) + p->out_zp;
+			q8_put(p->t, &p->lut[i][b], 0, clamp_i32(v, lo, hi));
+		}
+	}
 	return 0;
+}
+
+static void concat_release(struct eng_node *n)
+{
+	struct concat_prep *p = n->prep;
+	if (p)
+		free(p->lut);
+	free(p);
+	n->prep = NULL;
 }
 
 static int concat_eval(const struct eng_node *n, const struct eng_exec *x)
@@ -98,22 +132,16 @@ static int concat_eval(const struct eng_node *n, const struct eng_exec *x)
 		size_t row = t_numel(t) / (p->outer ? p->outer : 1) * p->esize;
 		bool requant = dt_is_q8(p->t) &&
 			       (t_zp(t) != p->out_zp || t_scale(t) != t_scale(out));
-		float scale = t_scale(t) * p->out_inv;
-		float bias = (float)(-t_zp(t)) * scale;
-		int32_t lo, hi;
-		q_type_range(p->t, &lo, &hi);
+		const uint8_t *lut = requant ? p->lut[i] : NULL;
 		for (size_t o = 0; o < p->outer; o++) {
 			uint8_t *dst = y + o * p->out_row + col;
 			const uint8_t *s = src + o * row;
-			if (!requant) {
+			if (!lut) {
 				memcpy(dst, s, row);
 				continue;
 			}
-			for (size_t j = 0; j < row; j++) {
-				float f = (float)q8_get(p->t, s, j) * scale + bias;
-				int32_t v = (int32_t)roundf(f) + p->out_zp;
-				q8_put(p->t, dst, j, clamp_i32(v, lo, hi));
-			}
+			for (size_t j = 0; j < row; j++)
+				dst[j] = lut[s[j]];
 		}
 		col += row;
 	}
@@ -401,7 +429,7 @@ static int resize_bilinear_eval(const struct eng_node *n, const struct eng_exec 
 }
 
 const struct eng_kernel eng_k_concat = {"CONCATENATION", concat_prepare, concat_eval,
-					release_prep};
+					concat_release};
 const struct eng_kernel eng_k_split = {"SPLIT", split_prepare, split_eval, release_prep};
 const struct eng_kernel eng_k_reshape = {"RESHAPE", reshape_prepare, reshape_eval,
 					 reshape_release};
