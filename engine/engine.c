@@ -19,7 +19,9 @@
 #include <sys/stat.h>
 
 #include "codenet.h"
+#include "kset.h"
 #include "pool.h"
+#include "x86/vk.h"
 #include "log.h"
 #include "model.h"
 #include "tflite.h"
@@ -277,6 +279,22 @@ static int load_codenet(struct eng_model *m, const char *path, const char *label
 	inf->n_ops = d->n_layers;
 	inf->weight_bytes = d->weight_bytes;
 	inf->gmac = d->gmac;
+	/* W4A8 GEMM layers on the VNNI kernel set the host has (DETD_KERNELS may
+	 * force another); otherwise engine/codenet's AVX2 or portable GEMM */
+	enum eng_kset ks = ENG_KS_REF;
+	char why[160] = "";
+	if (!m->g.reference_kernels && (r = eng_kset_select(&ks, why, sizeof(why)))) {
+		seterr(err, errlen, "model: %s", why);
+		return r;
+	}
+	cdn_vk_fn vk = ks == ENG_KS_AVX512VNNI ? vk512_gemm_acc
+		       : ks == ENG_KS_AVXVNNI  ? vk256_gemm_acc
+					       : NULL;
+	if (d->quant && vk) {
+		if ((r = cdn_model_set_vk(m->cdn, vk)))
+			return r;
+		inf->kernels = eng_kset_name(ks);
+	}
 	if (labels_path || !cdn_model_label(m->cdn, 0))
 		return 0; /* a label file given to the engine wins over the JSON's labels */
 	if (!(m->labels = calloc((size_t)d->classes, sizeof(char *))))

@@ -892,6 +892,7 @@ void cdn_model_destroy(struct cdn_model *m)
 		free(L->bf);
 		free(L->wq);
 		free(L->wq2);
+		cdn_layer_vk_free(L);
 		free(L->mq);
 		free(L->bq);
 	}
@@ -912,6 +913,17 @@ const char *cdn_model_label(const struct cdn_model *m, int class_id)
 	if (!m->labels || class_id < 0 || class_id >= m->desc.classes)
 		return NULL;
 	return m->labels[class_id];
+}
+
+int cdn_model_set_vk(struct cdn_model *m, cdn_vk_fn fn)
+{
+	int r = 0;
+	for (int i = 0; fn && !r && i < m->n_layers; i++)
+		r = cdn_layer_pack_vk(&m->layers[i], fn);
+	if (!fn || r)
+		for (int i = 0; i < m->n_layers; i++)
+			cdn_layer_vk_free(&m->layers[i]);
+	return r;
 }
 
 const struct cdn_layer *cdn_model_layer(const struct cdn_model *m, int i)

@@ -18,6 +18,7 @@
  * each thread gets its own scratch.  Everything here is reentrant.
  */
 #include "codenet.h"
+#include "ops/x86/vk.h"
 
 #include <errno.h>
 #if defined(__x86_64__)
@@ -456,6 +457,89 @@ int cdn_layer_pack(struct cdn_layer *L)
 	return 0;
 }
 
+int cdn_layer_pack_vk(struct cdn_layer *L, cdn_vk_fn fn)
+{
+	if (!L->wq || !fn || (L->kind != CDN_L_CONV && L->kind != CDN_L_DCN_FULL))
+		return 0;
+	cdn_layer_vk_free(L);
+	const int K = L->k * L->k * L->cin, K4 = (K + 3) & ~3, N = L->cout;
+	const int NP = (N + VK_NALIGN - 1) / VK_NALIGN * VK_NALIGN;
+	int8_t *w = aligned_alloc(64, ((size_t)NP * K4 + 63) & ~(size_t)63);
+	int32_t *ct = calloc(2 * (size_t)NP, sizeof(int32_t));
+	L->vk[0] = calloc(1, sizeof(struct vk_gemm));
+	L->vk[1] = calloc(1, sizeof(struct vk_gemm));
+	if (!w || !ct || !L->vk[0] || !L->vk[1]) {
+		free(w);
+		free(ct);
+		free(L->vk[0]);
+		free(L->vk[1]);
+		L->vk[0] = L->vk[1] = NULL;
+		return -ENOMEM;
+	}
+	memset(w, 0, (size_t)NP * K4);
+	for (int n = 0; n < N; n++) {
+		int32_t sum = 0;
+		for (int k = 0; k < K; k++) {
+			int16_t v = L->wq[(size_t)k * N + n]; /* |v| <= 7: the loader checks it */
+			w[vk_pack_index(K4, k, n)] = (int8_t)v;
+			sum += v;
+		}
+		ct[NP + n] = -128 * sum; /* signed inputs go in as q + 128 */
+	}
+	for (int i = 0; i < 2; i++)
+		*L->vk[i] = (struct vk_gemm){.K4 = K4, .N = N, .NP = NP, .w = w, .cterm = ct + i * NP};
+	L->vkfn = fn;
+	return 0;
+}
+
+void cdn_layer_vk_free(struct cdn_layer *L)
+{
+	if (L->vk[0]) {
+		free((void *)L->vk[0]->w);
+		free((void *)L->vk[0]->cterm);
+	}
+	free(L->vk[0]);
+	free(L->vk[1]);
+	L->vk[0] = L->vk[1] = NULL;
+	L->vkfn = NULL;
+}
+
+/* Rows per VNNI call, and the bytes gemm_q needs beyond the int16 columns. */
+#define VKQ_ROWS 64
+static size_t vkq_scratch(const struct cdn_layer *L, size_t K)
+{
+	size_t K4 = (K + 3) & ~(size_t)3;
+	return L->vk[0] ? (size_t)(VKQ_ROWS + VK_MR_MAX) * K4 : 0;
+}
+
+/* acc[n][cout] = the int16 columns · the layer's weights: on the VNNI GEMM
+ * when the layer is packed for it (the columns narrowed to bytes, VKQ_ROWS
+ * at a time, in u8), else gemm_i16.  Exact either way. */
+static void gemm_q(const struct cdn_layer *L, bool sgn, int n, int K, const int16_t *col,
+		   int32_t *acc, uint8_t *u8)
+{
+	if (!L->vk[0]) {
+		gemm_i16(n, K, L->cout, col, K, L->wq, L->wq2, acc);
+		return;
+	}
+	const struct vk_gemm *g = L->vk[sgn];
+	const int K4 = g->K4;
+	const int16_t off = sgn ? 128 : 0;
+	uint8_t *tail = u8 + (size_t)VKQ_ROWS * K4;
+	for (int r0 = 0; r0 < n; r0 += VKQ_ROWS) {
+		int m = n - r0 < VKQ_ROWS ? n - r0 : VKQ_ROWS;
+		for (int r = 0; r < m; r++) {
+			const int16_t *src = col + (size_t)(r0 + r) * K;
+			uint8_t *d = u8 + (size_t)r * K4;
+			for (int k = 0; k < K; k++)
+				d[k] = (uint8_t)(src[k] + off);
+			for (int k = K; k < K4; k++)
+				d[k] = 0;
+		}
+		L->vkfn(g, u8, (size_t)K4, m, acc + (size_t)r0 * L->cout, (size_t)L->cout, tail);
+	}
+}
+
 static void requant_row(const int32_t *acc, int n, const struct cdn_layer *L, int8_t *out)
 {
 	for (int i = 0; i < n; i++)
@@ -539,10 +623,12 @@ static void conv_rows(void *arg, int tid, int y0, int y1)
 			}
 		} else {
 			int16_t *col = j->scratch[tid];
-			int32_t *acc = (int32_t *)(void *)((char *)j->scratch[tid] +
-							   ((ow * K * sizeof(int16_t) + 63) & ~(size_t)63));
+			size_t colb = (ow * K * sizeof(int16_t) + 63) & ~(size_t)63;
+			int32_t *acc = (int32_t *)(void *)((char *)j->scratch[tid] + colb);
+			uint8_t *u8 = (uint8_t *)j->scratch[tid] + colb +
+				      (((size_t)ow * L->cout * sizeof(int32_t) + 63) & ~(size_t)63);
 			im2col_q(in, L, y, ow, col);
-			gemm_i16(ow, (int)K, L->cout, col, K, L->wq, L->wq2, acc);
+			gemm_q(L, in->sgn, ow, (int)K, col, acc, u8);
 			requant_row(acc, ow, L, out->q + (size_t)y * ow * L->cout);
 		}
 	}
@@ -645,7 +731,8 @@ size_t cdn_op_conv_scratch(const struct cdn_layer *L, bool quant, const struct c
 		return quant ? (sizeof(int32_t) + sizeof(int16_t)) * in->c : 0;
 	if (quant)
 		return ((out->w * K * sizeof(int16_t) + 63) & ~(size_t)63) +
-		       (size_t)out->w * L->cout * sizeof(int32_t);
+		       (((size_t)out->w * L->cout * sizeof(int32_t) + 63) & ~(size_t)63) +
+		       vkq_scratch(L, K);
 	if (!(L->k == 1 && L->stride == 1))
 		return out->w * K * sizeof(float);
 	return 0;
@@ -832,8 +919,10 @@ CDN_VEC static void dcn_full_rows(void *arg, int tid, int y0, int y1)
 				 out->f + (size_t)y * W * L->cout, L->relu);
 		} else {
 			int16_t *col = j->scratch[tid];
-			int32_t *acc = (int32_t *)(void *)((char *)j->scratch[tid] +
-							   ((W * K * sizeof(int16_t) + 63) & ~(size_t)63));
+			size_t colb = (W * K * sizeof(int16_t) + 63) & ~(size_t)63;
+			int32_t *acc = (int32_t *)(void *)((char *)j->scratch[tid] + colb);
+			uint8_t *u8 = (uint8_t *)j->scratch[tid] + colb +
+				      (((size_t)W * L->cout * sizeof(int32_t) + 63) & ~(size_t)63);
 			for (int x = 0; x < W; x++) {
 				const int8_t *o = off->q + ((size_t)y * off->w + x) * off->c;
 				for (int t = 0; t < 9; t++) {
@@ -848,7 +937,7 @@ CDN_VEC static void dcn_full_rows(void *arg, int tid, int y0, int y1)
 						d[c] = qval(p[c], in->sgn);
 				}
 			}
-			gemm_i16(W, (int)K, L->cout, col, K, L->wq, L->wq2, acc);
+			gemm_q(L, in->sgn, W, (int)K, col, acc, u8);
 			requant_row(acc, W, L, out->q + (size_t)y * W * L->cout);
 		}
 	}
@@ -915,7 +1004,8 @@ size_t cdn_op_dcn_scratch(const struct cdn_layer *L, bool quant, const struct cd
 	if (!quant)
 		return out->w * K * sizeof(float);
 	return ((out->w * K * sizeof(int16_t) + 63) & ~(size_t)63) +
-	       (size_t)out->w * L->cout * sizeof(int32_t);
+	       (((size_t)out->w * L->cout * sizeof(int32_t) + 63) & ~(size_t)63) +
+	       vkq_scratch(L, K);
 }
 
 int cdn_op_dcn_ws(const struct cdn_layer *L, const struct cdn_dcn_cfg *cfg,

@@ -75,6 +75,11 @@ struct cdn_dcn_cfg {
 	float bound;  /* 0: unbounded; else offsets clamped to ±bound (square: d ≤ bound) */
 };
 
+/* A u8×s8 GEMM with int32 output: vk_gemm_acc_fn (engine/ops/x86/vk.h). */
+struct vk_gemm;
+typedef void (*cdn_vk_fn)(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m,
+			  int32_t *acc, size_t ldacc, uint8_t *scratch);
+
 struct cdn_layer {
 	char name[CDN_NAME_MAX];
 	enum cdn_lkind kind;
@@ -88,6 +93,11 @@ struct cdn_layer {
 	int16_t *wq2;     /* w4a8 GEMM layers: wq as [K/2][cout][2] pairs (cdn_layer_pack) */
 	int32_t *mq, *bq; /* w4a8: 16-bit multiplier and bias per output channel */
 	float oscale;     /* w4a8 heads: dequantization scale of the output */
+	/* w4a8 GEMM layers on a VNNI kernel set (cdn_model_set_vk): the weights
+	 * packed for vpdpbusd, [0] for unsigned inputs (q = a + 128 as a byte),
+	 * [1] for signed ones (q + 128, with −128·Σw in cterm); NULL: AVX2/ref */
+	struct vk_gemm *vk[2];
+	cdn_vk_fn vkfn;
 };
 
 /* Run op-parallel work: fn(arg, tid, begin, end) over [0, n) split into at most
@@ -137,6 +147,10 @@ void cdn_op_concat_shuffle(const struct cdn_ten *a, const struct cdn_ten *b, str
 /* Derive wq2 from wq (GEMM layers of W4A8 models; optional: without it the
  * portable kernel runs).  0 or -ENOMEM; the caller frees wq2. */
 int cdn_layer_pack(struct cdn_layer *L);
+/* Pack a W4A8 GEMM layer (CONV, DCN_FULL) for fn (L->vk, L->vkfn; other
+ * layers: nothing).  0 or -ENOMEM; cdn_layer_vk_free() releases it. */
+int cdn_layer_pack_vk(struct cdn_layer *L, cdn_vk_fn fn);
+void cdn_layer_vk_free(struct cdn_layer *L);
 /* the requantization of codenet_quant.py */
 int8_t cdn_requant(int32_t acc, int32_t m, int32_t bias, bool relu);
 float cdn_sigmoid(float x);
@@ -171,6 +185,10 @@ void cdn_model_destroy(struct cdn_model *m);
 const struct cdn_desc *cdn_model_desc(const struct cdn_model *m);
 const char *cdn_model_label(const struct cdn_model *m, int class_id); /* NULL if none */
 const struct cdn_layer *cdn_model_layer(const struct cdn_model *m, int i);
+/* Run the W4A8 GEMM layers on fn (a VNNI kernel set, chosen by the caller),
+ * before any context is created (their scratch grows).  fn NULL: back to the
+ * AVX2/portable GEMM.  0 or -ENOMEM (the model then keeps the old kernels). */
+int cdn_model_set_vk(struct cdn_model *m, cdn_vk_fn fn);
 /* The deformable sampling variant of the decoder (engine/xrt/plan.c). */
 const struct cdn_dcn_cfg *cdn_model_dcn(const struct cdn_model *m);
 

@@ -20,7 +20,9 @@
 #include <unistd.h>
 
 #include "codenet.h"
+#include "kset.h"
 #include "testutil.h"
+#include "x86/vk.h"
 
 static const char *fixtures(void)
 {
@@ -77,6 +79,9 @@ struct fx {
 	struct eng_detections det;
 };
 
+/* When set, fx_open() runs the model's W4A8 GEMM layers on it (cdn_model_set_vk). */
+static cdn_vk_fn fx_vk;
+
 static bool fx_open(struct fx *f, const char *name, bool trace, int threads)
 {
 	char p[512], err[512];
@@ -86,6 +91,13 @@ static bool fx_open(struct fx *f, const char *name, bool trace, int threads)
 		return false; /* not every fixture has every variant: callers decide */
 	int r = cdn_model_load(p, &f->m, err, sizeof(err));
 	ck_assert_msg(r == 0, "%s: %s", name, err);
+	if (fx_vk && cdn_model_desc(f->m)->quant) {
+		ck_assert_int_eq(cdn_model_set_vk(f->m, fx_vk), 0);
+		bool packed = false;
+		for (int l = 0; l < cdn_model_desc(f->m)->n_layers; l++)
+			packed = packed || cdn_model_layer(f->m, l)->vk[0] != NULL;
+		ck_assert_msg(packed, "%s: no layer on the VNNI GEMM", name);
+	}
 	snprintf(p, sizeof(p), "%s/%s.expected.safetensors", fixtures(), name);
 	r = cdn_st_open(p, &f->ex, err, sizeof(err));
 	ck_assert_msg(r == 0, "%s", err);
@@ -205,8 +217,43 @@ START_TEST(test_float_parity)
 }
 END_TEST
 
+/* The W4A8 GEMM variants of test_int_bitexact: engine/codenet's own, then the
+ * VNNI ones (native where the CPU has them, SIMDe builds everywhere). */
+static const char *const gemm_names[] = {"codenet's own", "avx512vnni", "avxvnni",
+					 "avx512vnni (SIMDe)", "avxvnni (SIMDe)"};
+static bool gemm_variant(int i, cdn_vk_fn *fn)
+{
+	*fn = NULL;
+	switch (i) {
+	case 0:
+		return true;
+	case 1:
+		*fn = eng_kset_usable(ENG_KS_AVX512VNNI) ? vk512_gemm_acc : NULL;
+		break;
+	case 2:
+		*fn = eng_kset_usable(ENG_KS_AVXVNNI) ? vk256_gemm_acc : NULL;
+		break;
+#ifdef HAVE_SIMDE
+	case 3:
+		*fn = vk512s_gemm_acc;
+		break;
+	case 4:
+		*fn = vk256s_gemm_acc;
+		break;
+#endif
+	default:
+		break;
+	}
+	return *fn != NULL;
+}
+
 START_TEST(test_int_bitexact)
 {
+	if (!gemm_variant(_i, &fx_vk)) {
+		fprintf(stderr, "SKIP: W4A8 GEMM on %s: %s\n", gemm_names[_i],
+			_i >= 3 ? "built without libsimde-dev" : "this CPU lacks the instructions");
+		return;
+	}
 	char names[64][64], q[80];
 	int n = fixture_names(names, 64);
 	int tested = 0;
@@ -243,6 +290,7 @@ START_TEST(test_int_bitexact)
 		tested++;
 	}
 	ck_assert_int_gt(tested, 0);
+	fx_vk = NULL;
 }
 END_TEST
 
@@ -698,7 +746,7 @@ static Suite *fixtures_suite(void)
 	suite_add_tcase(s, t);
 	t = tcase_create("parity");
 	tcase_add_test(t, test_float_parity);
-	tcase_add_test(t, test_int_bitexact);
+	tcase_add_loop_test(t, test_int_bitexact, 0, 5);
 	tcase_add_test(t, test_threads_identical);
 	tcase_add_test(t, test_arena_reuse);
 	tcase_add_test(t, test_int_portable);

@@ -173,4 +173,19 @@ VK_DECLARE(vk256_gemm);
 VK_DECLARE(vk512s_gemm);
 VK_DECLARE(vk256s_gemm);
 
+/*
+ * The same GEMM without requantization (CoDeNet's W4A8 layers, which finish
+ * with their own): acc[r][n] = dot(a_r, w_n) + cterm[n], int32, row r at
+ * acc + r * ldacc (N entries).  g->dwc must be NULL; g->rq is not used.
+ */
+typedef void (*vk_gemm_acc_fn)(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m,
+			       int32_t *acc, size_t ldacc, uint8_t *scratch);
+#define VK_DECLARE_ACC(fn)                                                                \
+	void fn(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, int32_t *acc, \
+		size_t ldacc, uint8_t *scratch)
+VK_DECLARE_ACC(vk512_gemm_acc);
+VK_DECLARE_ACC(vk256_gemm_acc);
+VK_DECLARE_ACC(vk512s_gemm_acc);
+VK_DECLARE_ACC(vk256s_gemm_acc);
+
 #endif

@@ -287,6 +287,20 @@ INLINE void finish(const struct vk_gemm *g, vec acc, int n0, int32_t rs, uint8_t
 	FINISH(g, acc, n0, V_SET1(rs), dst, cnt < VL ? cnt : VL);
 }
 
+/* Raw accumulators of channels n0.. plus cterm (no row-sum term: vk_gemm_acc). */
+INLINE void store_acc(const struct vk_gemm *g, vec acc, int n0, int32_t *dst)
+{
+	int cnt = g->N - n0;
+	acc = V_ADD(acc, V_LOAD(g->cterm + n0));
+	if (cnt >= VL) {
+		V_STORE(dst, acc);
+	} else {
+		int32_t tmp[VL];
+		V_STORE(tmp, acc);
+		memcpy(dst, tmp, (size_t)cnt * sizeof(int32_t));
+	}
+}
+
 /*
  * MR rows × TN channels.  b0/b1: the packed weights of the tile's two vectors
  * (consecutive K groups 64 bytes apart).  Always computes MR rows (a holds
@@ -295,8 +309,9 @@ INLINE void finish(const struct vk_gemm *g, vec acc, int n0, int32_t rs, uint8_t
 static inline __attribute__((always_inline)) void tile(const struct vk_gemm *g, const uint8_t *a,
 							size_t lda, const int8_t *b0,
 							const int8_t *b1, int n0, const int32_t *rs,
-							uint8_t *y, size_t ldy, int mr,
-							const bool two)
+							uint8_t *y, size_t ldy, int32_t *ya,
+							size_t ldya, int mr, const bool two,
+							const bool raw)
 {
 	/* named accumulators and row pointers: arrays made gcc spill */
 	/* a uniform row-sum term starts the accumulators (int32 wrap-around, like the rest) */
@@ -323,7 +338,12 @@ static inline __attribute__((always_inline)) void tile(const struct vk_gemm *g, 
 #undef STEP
 	}
 #define FIN(r)                                                                            \
-	if ((r) < mr) {                                                                   \
+	if ((r) < mr && raw) {                                                            \
+		int32_t *d = ya + (size_t)(r) * ldya + n0;                                \
+		store_acc(g, c0_##r, n0, d);                                              \
+		if (two)                                                                  \
+			store_acc(g, c1_##r, n0 + VL, d + VL);                            \
+	} else if ((r) < mr) {                                                            \
 		uint8_t *d = y + (size_t)(r) * ldy + n0;                                  \
 		finish(g, c0_##r, n0, rs[r], d);                                          \
 		if (two)                                                                  \
@@ -333,8 +353,9 @@ static inline __attribute__((always_inline)) void tile(const struct vk_gemm *g, 
 #undef FIN
 }
 
-void VK_NAME(gemm)(const struct vk_gemm *gp, const uint8_t *a, size_t lda, int m, uint8_t *y,
-		   size_t ldy, uint8_t *scratch)
+/* y (bytes, requantized) or, raw, ya (int32 accumulators + cterm). */
+INLINE void gemm_body(const struct vk_gemm *gp, const uint8_t *a, size_t lda, int m, uint8_t *y,
+		      size_t ldy, int32_t *ya, size_t ldya, uint8_t *scratch, const bool raw)
 {
 	/* a local copy: stores through uint8_t * may alias *gp and would force reloads */
 	const struct vk_gemm gl = *gp, *g = &gl;
@@ -358,22 +379,34 @@ void VK_NAME(gemm)(const struct vk_gemm *gp, const uint8_t *a, size_t lda, int m
 #else
 		const int8_t *b1 = b0 + 32; /* the upper 8 channels of the same panel */
 #endif
+#define TILE(m0_, a_, lda_, mr_, two_)                                                    \
+	tile(g, a_, lda_, b0, b1, n0, rs + (m0_), raw ? NULL : y + (size_t)(m0_) * ldy, ldy,     \
+	     raw ? ya + (size_t)(m0_) * ldya : NULL, ldya, mr_, two_, raw)
 		if (n0 + VL < g->N) {
 			for (int m0 = 0; m0 < mfull; m0 += MR)
-				tile(g, a + (size_t)m0 * lda, lda, b0, b1, n0, rs + m0,
-				     y + (size_t)m0 * ldy, ldy, MR, true);
+				TILE(m0, a + (size_t)m0 * lda, lda, MR, true);
 			if (mtail)
-				tile(g, scratch, (size_t)g->K4, b0, b1, n0, rs + mfull,
-				     y + (size_t)mfull * ldy, ldy, mtail, true);
+				TILE(mfull, scratch, (size_t)g->K4, mtail, true);
 		} else { /* the last VL channels or fewer: one vector per row */
 			for (int m0 = 0; m0 < mfull; m0 += MR)
-				tile(g, a + (size_t)m0 * lda, lda, b0, b1, n0, rs + m0,
-				     y + (size_t)m0 * ldy, ldy, MR, false);
+				TILE(m0, a + (size_t)m0 * lda, lda, MR, false);
 			if (mtail)
-				tile(g, scratch, (size_t)g->K4, b0, b1, n0, rs + mfull,
-				     y + (size_t)mfull * ldy, ldy, mtail, false);
+				TILE(mfull, scratch, (size_t)g->K4, mtail, false);
 		}
+#undef TILE
 	}
+}
+
+void VK_NAME(gemm)(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, uint8_t *y,
+		   size_t ldy, uint8_t *scratch)
+{
+	gemm_body(g, a, lda, m, y, ldy, NULL, 0, scratch, false);
+}
+
+void VK_NAME(gemm_acc)(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, int32_t *acc,
+		       size_t ldacc, uint8_t *scratch)
+{
+	gemm_body(g, a, lda, m, NULL, 0, acc, ldacc, scratch, true);
 }
 
 /* ---- depthwise ------------------------------------------------------------ */
