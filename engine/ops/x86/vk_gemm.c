@@ -19,7 +19,14 @@
 
 #include <string.h>
 
+/* Forced inlining keeps accumulators and constants in registers in the
+ * native builds; the SIMDe builds (tests) leave it to the compiler, which
+ * otherwise spends minutes per file on SIMDe's emulated intrinsics. */
+#ifdef VK_SIMDE
+#define INLINE static inline
+#else
 #define INLINE static inline __attribute__((always_inline))
+#endif
 
 #ifdef VK_SIMDE
 #define SIMDE_ENABLE_NATIVE_ALIASES
@@ -306,7 +313,7 @@ INLINE void store_acc(const struct vk_gemm *g, vec acc, int n0, int32_t *dst)
  * (consecutive K groups 64 bytes apart).  Always computes MR rows (a holds
  * them), stores the first mr.  Inlined so the accumulators stay in registers.
  */
-static inline __attribute__((always_inline)) void tile(const struct vk_gemm *g, const uint8_t *a,
+INLINE void tile(const struct vk_gemm *g, const uint8_t *a,
 							size_t lda, const int8_t *b0,
 							const int8_t *b1, int n0, const int32_t *rs,
 							uint8_t *y, size_t ldy, int32_t *ya,
@@ -469,7 +476,7 @@ static void dw_build_row(const struct vk_dw *d, const uint8_t *src, const uint8_
  * the common shapes (the compiler then keeps the weights in registers), 0 for
  * the generic loop.  qr[ky]: the interleaved row of tap row ky.
  */
-static inline __attribute__((always_inline)) void
+INLINE void
 dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *dst,
        const int KH, const int NG, const bool has_d)
 {
