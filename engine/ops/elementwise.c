@@ -789,6 +789,11 @@ static int add_prepare_256(struct eng_node *n, char *err, size_t errlen)
 	return add_vnni_prepare(n, vk256_add, err, errlen);
 }
 
+static int add_prepare_avx2(struct eng_node *n, char *err, size_t errlen)
+{
+	return add_vnni_prepare(n, vk2_add, err, errlen);
+}
+
 struct add_job {
 	const struct arith_prep *p;
 	const uint8_t *a, *b;
@@ -822,6 +827,9 @@ const struct eng_kernel eng_k_add = {"ADD", add_prepare, add_eval, release_prep}
 const struct eng_kernel eng_k_add_avx512vnni = {"ADD", add_prepare_512, add_eval_vnni,
 						release_add_vnni};
 const struct eng_kernel eng_k_add_avxvnni = {"ADD", add_prepare_256, add_eval_vnni,
+					     release_add_vnni};
+/* the same 64-bit requantization in 256-bit AVX2 (vk2_add), for the avx2 set */
+const struct eng_kernel eng_k_add_vk_avx2 = {"ADD", add_prepare_avx2, add_eval_vnni,
 					     release_add_vnni};
 const struct eng_kernel eng_k_add_fast = {"ADD", add_prepare, add_eval_fast, release_prep};
 const struct eng_kernel eng_k_mul = {"MUL", mul_prepare, mul_eval, release_prep};

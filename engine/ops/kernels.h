@@ -113,7 +113,7 @@ extern const struct eng_kernel eng_k_conv_avxvnni, eng_k_conv_avx512vnni;
 extern const struct eng_kernel eng_k_dwconv_avxvnni, eng_k_dwconv_avx512vnni;
 extern const struct eng_kernel eng_k_dwconv_ref, eng_k_dwconv_fast;
 extern const struct eng_kernel eng_k_add, eng_k_add_fast, eng_k_mul, eng_k_mul_fast;
-extern const struct eng_kernel eng_k_add_avxvnni, eng_k_add_avx512vnni;
+extern const struct eng_kernel eng_k_add_avxvnni, eng_k_add_avx512vnni, eng_k_add_vk_avx2;
 /* eng_k_add_*vnni's prepare with the given vk_add_fn (x86/vk.h; tests run the
  * SIMDe builds through it); eval and release are those of eng_k_add_avx512vnni. */
 struct vk_add;

@@ -74,7 +74,7 @@ static const struct eng_kernel *kernel_get_avx2(enum eng_op_type type)
 	case ENG_OP_DEPTHWISE_CONV_2D:
 		return &eng_k_dwconv_fast;
 	case ENG_OP_ADD:
-		return &eng_k_add_fast;
+		return &eng_k_add_vk_avx2;
 	case ENG_OP_MUL:
 		return &eng_k_mul_fast;
 	case ENG_OP_RELU:

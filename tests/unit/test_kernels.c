@@ -336,15 +336,8 @@ END_TEST
  * and the parallel blocks, both types, scales from tiny to large (left and
  * right shifts), zero points at the ends, with and without RELU6, 1-3 threads.
  */
-START_TEST(vnni_add_matches_reference)
+static void random_adds(vk_add_fn add, const char *name)
 {
-	struct vfns fn = variant_fns((enum variant)_i);
-	if (!fn.add) {
-		fprintf(stderr, "SKIP: ADD %s: %s\n", vnames[_i],
-			_i >= V_512_SIMDE ? "built without libsimde-dev"
-					  : "this CPU lacks the instructions");
-		return;
-	}
 	const int runs = 300;
 	srand(77);
 	for (int it = 0; it < runs; it++) {
@@ -374,7 +367,7 @@ START_TEST(vnni_add_matches_reference)
 		n1.out = o1;
 		run_kernel(eng_kernel_get_ref(ENG_OP_ADD), &n0, 1);
 		char err[200] = "";
-		ck_assert_msg(add_vnni_prepare(&n1, fn.add, err, sizeof(err)) == 0, "prepare: %s", err);
+		ck_assert_msg(add_vnni_prepare(&n1, add, err, sizeof(err)) == 0, "prepare: %s", err);
 		memset(y1, 0xA5, (size_t)len);
 		eval_node(&eng_k_add_avx512vnni, &n1, 1 + it % 3);
 		eng_k_add_avx512vnni.release(&n1);
@@ -382,14 +375,37 @@ START_TEST(vnni_add_matches_reference)
 			if (y0[i] != y1[i])
 				ck_abort_msg("ADD %s run %d: element %d ref %u got %u (%s len %d sa %g sb %g "
 					     "so %g za %lld zb %lld zo %lld)",
-					     vnames[_i], it, i, y0[i], y1[i], s8 ? "int8" : "uint8", len, sa,
+					     name, it, i, y0[i], y1[i], s8 ? "int8" : "uint8", len, sa,
 					     sb, so, (long long)za, (long long)zb, (long long)zo);
 		free(a);
 		free(b);
 		free(y0);
 		free(y1);
 	}
-	fprintf(stderr, "%s: %d random ADDs byte-identical to the reference\n", vnames[_i], runs);
+	fprintf(stderr, "%s: %d random ADDs byte-identical to the reference\n", name, runs);
+}
+
+START_TEST(vnni_add_matches_reference)
+{
+	struct vfns fn = variant_fns((enum variant)_i);
+	if (!fn.add) {
+		fprintf(stderr, "SKIP: ADD %s: %s\n", vnames[_i],
+			_i >= V_512_SIMDE ? "built without libsimde-dev"
+					  : "this CPU lacks the instructions");
+		return;
+	}
+	random_adds(fn.add, vnames[_i]);
+}
+END_TEST
+
+/* The avx2 set's ADD: the same source built for AVX2 alone (vk2_add). */
+START_TEST(avx2_add_matches_reference)
+{
+	if (!eng_kset_usable(ENG_KS_AVX2)) {
+		fprintf(stderr, "SKIP: ADD avx2: this CPU lacks the instructions\n");
+		return;
+	}
+	random_adds(vk2_add, "avx2");
 }
 END_TEST
 
@@ -402,6 +418,7 @@ int main(void)
 	tcase_add_loop_test(tc, vnni_conv_matches_reference, 0, V__COUNT);
 	tcase_add_loop_test(tc, every_kernel_set_conv_matches_reference, ENG_KS_AVX2, ENG_KS__COUNT);
 	tcase_add_loop_test(tc, vnni_add_matches_reference, 0, V__COUNT);
+	tcase_add_test(tc, avx2_add_matches_reference);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

@@ -161,6 +161,7 @@ typedef void (*vk_add_fn)(const struct vk_add *a, const uint8_t *x, const uint8_
 	void fn(const struct vk_add *a, const uint8_t *x, const uint8_t *r, uint8_t *y, size_t n)
 VK_DECLARE_ADD(vk512_add);
 VK_DECLARE_ADD(vk256_add);
+VK_DECLARE_ADD(vk2_add); /* AVX2 only */
 VK_DECLARE_ADD(vk512s_add);
 VK_DECLARE_ADD(vk256s_add);
 

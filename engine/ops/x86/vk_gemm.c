@@ -4,7 +4,8 @@
  *
  * Built several times from this one source (engine/ops/x86/meson.build):
  * VK_W=512 with -mavx512vnni (vk512_gemm), VK_W=256 with -mavxvnni
- * (vk256_gemm), and in the unit tests both again against SIMDe (VK_SIMDE:
+ * (vk256_gemm), VK_W=256 with VK_NO_DP and -mavx2 (vk2_add: the ADD alone,
+ * for the avx2 set), and in the unit tests the first two again against SIMDe (VK_SIMDE:
  * vk512s_gemm, vk256s_gemm) so that the same code is checked on machines
  * without the instructions.  VK_PREFIX names the entry points.
  *
@@ -80,7 +81,7 @@ typedef __m256i vec;
 #define V_MULLO(a, b) _mm256_mullo_epi32(a, b)
 #ifdef VK_SIMDE
 #define V_DP(acc, u, w) _mm256_dpbusd_epi32(acc, u, w) /* SIMDe: the AVX512VL spelling */
-#else
+#elif !defined(VK_NO_DP)
 #define V_DP(acc, u, w) _mm256_dpbusd_avx_epi32(acc, u, w)
 #endif
 #define V_OR(a, b) _mm256_or_si256(a, b)
@@ -273,6 +274,7 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 	return (int32_t)(_mm_cvtsi128_si64(t) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(t, t)));
 }
 
+#ifndef VK_NO_DP /* the AVX2-only build (vk2_*) has ADD alone */
 /* Bias, row-sum term, requantization and store of one vector of channels n0..
  * (G: struct vk_gemm or struct vk_dw, which share the names). */
 #define FINISH(G, acc_, n0_, rsv_, dst_, cnt_)                                             \
@@ -574,6 +576,8 @@ void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0
 		}
 	}
 }
+
+#endif /* VK_NO_DP */
 
 /* ---- ADD ------------------------------------------------------------------ */
 
