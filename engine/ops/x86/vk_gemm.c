@@ -456,6 +456,21 @@ static void dw_build_row(const struct vk_dw *d, const uint8_t *src, const uint8_
 		 ? padv                                                                   \
 		 : widen_px(src + (size_t)(x_) * C + c0, n,                               \
 			    n == VL || xend - (src + (size_t)(x_) * C + c0) >= 16, d->flip))
+		if (d->sw == 2 && dw == 1) {
+			/* stride 2: only the even entries are read (xi = 2·ox + 4g), the
+			 * window of 4 pixels sliding by 2 */
+			int x = -pl;
+			vec e0 = E_AT(x), e1 = E_AT(x + 1), e2 = E_AT(x + 2), e3 = E_AT(x + 3);
+			for (int xi = 0; xi < wq; xi += 2, x += 2) {
+				vec v = V_OR(V_OR(e0, V_SLLI(e1, 8)), V_OR(V_SLLI(e2, 16), V_SLLI(e3, 24)));
+				V_STORE(q + (size_t)xi * qstride + (size_t)c0 * 4, v);
+				e0 = e2;
+				e1 = e3;
+				e2 = E_AT(x + 4);
+				e3 = E_AT(x + 5);
+			}
+			continue;
+		}
 		/* residue classes of xi mod dw: consecutive entries of a class share 3 pixels */
 		for (int r = 0; r < dw && r < wq; r++) {
 			int x = r - pl;
