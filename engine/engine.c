@@ -43,7 +43,9 @@ struct eng_ctx {
 	const struct eng_model *m;
 	const struct eng_backend_ops *be;
 	void *be_priv;
-	int n_lanes;
+	int n_lanes; /* lanes run_parallel spreads frames over (one per thread) */
+	int n_alloc; /* lanes with an arena: n_lanes, more once a layered batch needed them */
+	bool layered; /* batches of distinct streams run layer by layer (run_layered) */
 	struct lane lanes[CTX_MAX_LANES]; /* lanes[0] is the sequential path */
 	struct eng_op_timing *timings;
 	int have_run;
@@ -585,9 +587,14 @@ int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops 
 	c->timings = calloc((size_t)m->g.n_nodes, sizeof(*c->timings));
 	if (!c->timings)
 		goto oom;
-	for (int i = 0; i < c->n_lanes; i++)
+	for (int i = 0; i < c->n_lanes; i++, c->n_alloc++)
 		if (lane_init(&c->lanes[i], m, i == 0 ? threads : 1))
 			goto oom;
+	/* DETD_BATCH=layers: a batch of frames of different streams runs layer by
+	 * layer (run_layered).  Not the default: on the hosts measured it is no
+	 * faster than lanes and needs an arena per frame (bench/README.md). */
+	const char *bm = getenv("DETD_BATCH");
+	c->layered = c->be == &eng_backend_cpu && bm && strcmp(bm, "layers") == 0;
 	/* one pool for the lanes of a batch and the operators of lane 0 */
 	if (c->n_lanes > 1 && (r = eng_pool_create(threads, &c->pool))) {
 		seterr(err, errlen, "engine: cannot start %d compute threads: %s", threads,
@@ -624,7 +631,7 @@ void eng_ctx_destroy(struct eng_ctx *c)
 		for (int i = 0; i < c->m->g.n_tensors; i++)
 			free(c->watch[i]);
 	free(c->watch);
-	for (int i = 0; i < c->n_lanes; i++)
+	for (int i = 0; i < c->n_alloc; i++)
 		lane_free(&c->lanes[i]);
 	free(c->timings);
 	free(c);
@@ -853,6 +860,90 @@ static int run_parallel(struct eng_ctx *c, int n, const uint8_t *const *inputs,
 	return r;
 }
 
+/*
+ * A batch of frames of different streams as one computation: every frame in
+ * its own lane (arena) and the graph run layer by layer over the frames
+ * (eng_graph_run_batch), so each layer's weights are read once while they are
+ * in cache.  With T compute threads the frames are cut into T contiguous
+ * groups, each run layer by layer on one thread: no barrier per layer
+ * (measured: one per layer cost 15% at 2 threads, bench/README.md).
+ * n <= CTX_MAX_LANES.
+ */
+struct layered_job {
+	const struct eng_graph *g;
+	const struct eng_exec *xs;
+	struct lane *lanes;
+	int n, groups;
+	int rc[CTX_MAX_LANES], bad[CTX_MAX_LANES];
+};
+
+static void layered_slice(void *ctx, size_t begin, size_t end, int slot)
+{
+	struct layered_job *j = ctx;
+	(void)slot;
+	for (size_t k = begin; k < end; k++) {
+		int f0 = (int)(k * (size_t)j->n / (size_t)j->groups);
+		int f1 = (int)((k + 1) * (size_t)j->n / (size_t)j->groups);
+		j->rc[k] = eng_graph_run_batch(j->g, j->xs + f0, f1 - f0, NULL, j->lanes[f0].op_ns,
+					       &j->bad[k]);
+		j->bad[k] += f0;
+	}
+}
+
+static int run_layered(struct eng_ctx *c, int n, const uint8_t *const *inputs,
+		       struct eng_state *const *states, struct eng_detections *out)
+{
+	const struct eng_model *m = c->m;
+	for (; c->n_alloc < n; c->n_alloc++) /* arenas for this many frames, once */
+		if (lane_init(&c->lanes[c->n_alloc], m, 1)) {
+			lane_free(&c->lanes[c->n_alloc]);
+			log_error("engine", "%s: no memory for %d arenas: batch runs frame by frame",
+				  m->name, n);
+			c->layered = false;
+			return -EAGAIN;
+		}
+	struct eng_exec xs[CTX_MAX_LANES];
+	for (int f = 0; f < n; f++) {
+		stage_inputs(c, &c->lanes[f], inputs[f], states ? states[f] : NULL);
+		xs[f] = c->lanes[f].x;
+		xs[f].threads = 1; /* the parallelism is across frames */
+		xs[f].pool = NULL;
+	}
+	int threads = eng_pool_threads(c->pool);
+	struct layered_job j = {&m->g, xs, c->lanes, n, threads < n ? threads : n, {0}, {0}};
+	eng_pool_run(c->pool, j.groups, (size_t)j.groups, layered_slice, &j);
+	for (int k = 0; k < j.groups; k++)
+		if (j.rc[k]) {
+			log_error("engine", "%s: frame %d of %d failed: %s", m->name, j.bad[k], n,
+				  strerror(-j.rc[k]));
+			return j.rc[k];
+		}
+	for (int f = 0; f < n; f++) {
+		struct eng_state *st = states ? states[f] : NULL;
+		for (int s = 0; st && s < m->n_state; s++) {
+			const struct eng_state_slot *sl = &m->state[s];
+			memcpy(st->data + sl->offset, c->lanes[f].arena + m->g.tensors[sl->out].offset,
+			       sl->bytes);
+		}
+		get_detections(m, c->lanes[f].arena, &out[f]);
+	}
+	for (int i = 0; i < m->g.n_nodes; i++)
+		c->timings[i].ns = c->lanes[0].op_ns[i];
+	c->have_run = 1;
+	c->last_lane = n - 1;
+	return 0;
+}
+
+/* Every frame's state differs from the others' (a stream at most once). */
+static bool states_distinct(int n, struct eng_state *const *states)
+{
+	for (int f = 0; states && f < n; f++)
+		for (int g = 0; states[f] && g < f; g++)
+			if (states[g] == states[f])
+				return false;
+	return true;
+}
+
 int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_state *const *states,
 	    struct eng_detections *out)
 {
@@ -880,6 +971,18 @@ int eng_run(struct eng_ctx *c, int n, const uint8_t *const *inputs, struct eng_s
 		if (!inputs[f] || (states && states[f] && states[f]->m != m))
 			return -EINVAL;
 	/* Watched tensors are copied from lane 0: debugging runs sequentially. */
+	if (c->layered && n > 1 && !c->watch && states_distinct(n, states)) {
+		for (int f0 = 0; f0 < n; f0 += CTX_MAX_LANES) {
+			int k = n - f0 < CTX_MAX_LANES ? n - f0 : CTX_MAX_LANES;
+			int r = run_layered(c, k, inputs + f0, states ? states + f0 : NULL, out + f0);
+			if (r == -EAGAIN) /* no arenas: the rest as before (c->layered is now off) */
+				return eng_run(c, n - f0, inputs + f0, states ? states + f0 : NULL,
+					       out + f0);
+			if (r)
+				return r;
+		}
+		return 0;
+	}
 	if (c->n_lanes > 1 && n > 1 && !c->watch)
 		return run_parallel(c, n, inputs, states, out);
 	struct lane *l = &c->lanes[0];

@@ -11,6 +11,7 @@
  * set of simultaneously live tensors instead of the sum of all of them.
  */
 #include "graph.h"
+#include "pool.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -402,4 +403,54 @@ int eng_graph_run(const struct eng_graph *g, const struct eng_exec *x, int64_t *
 			obs(obs_user, n, x);
 	}
 	return 0;
+}
+
+/* Nodes below this many MACs per frame run their frames in turn on the caller:
+ * handing them to the pool costs more than they take. */
+#define BATCH_PARALLEL_MIN_MACS 200000
+
+struct batch_job {
+	const struct eng_kernel *k;
+	const struct eng_node *n;
+	const struct eng_exec *xs;
+	int *rc; /* per frame */
+};
+
+static void batch_slice(void *ctx, size_t begin, size_t end, int slot)
+{
+	const struct batch_job *j = ctx;
+	(void)slot;
+	for (size_t f = begin; f < end; f++) {
+		int r = j->k->eval(j->n, &j->xs[f]);
+		j->rc[f] = r > 0 ? -EIO : r;
+	}
+}
+
+int eng_graph_run_batch(const struct eng_graph *g, const struct eng_exec *xs, int nf,
+			struct eng_pool *pool, int64_t *op_ns, int *bad_frame)
+{
+	int *rc = calloc(nf > 0 ? (size_t)nf : 1, sizeof(*rc));
+	if (!rc)
+		return -ENOMEM;
+	const int threads = eng_pool_threads(pool);
+	int r = 0;
+	for (int i = 0; i < g->n_nodes && !r; i++) {
+		const struct eng_node *n = &g->nodes[i];
+		struct batch_job j = {g->kernels[i], n, xs, rc};
+		int64_t t0 = op_ns ? now_ns() : 0;
+		if (threads > 1 && nf > 1 && n->macs >= BATCH_PARALLEL_MIN_MACS)
+			eng_pool_run(pool, threads, (size_t)nf, batch_slice, &j);
+		else
+			batch_slice(&j, 0, (size_t)nf, 0);
+		for (int f = 0; f < nf && !r; f++)
+			if (rc[f]) {
+				r = rc[f];
+				if (bad_frame)
+					*bad_frame = f;
+			}
+		if (op_ns)
+			op_ns[i] = (now_ns() - t0) / (nf > 0 ? nf : 1);
+	}
+	free(rc);
+	return r;
 }

@@ -76,4 +76,16 @@ typedef void (*eng_node_observer)(void *user, const struct eng_node *n,
 int eng_graph_run(const struct eng_graph *g, const struct eng_exec *x, int64_t *op_ns,
 		  eng_node_observer obs, void *obs_user);
 
+/*
+ * Run all nodes in order over nf frames at once (xs[f]: frame f's arena and
+ * scratch, threads 1): node i runs on every frame before node i+1 starts, so
+ * a layer's weights are read once per batch while they are in cache.  The
+ * frames of a large node are split over pool's threads (NULL pool: in
+ * turn on the caller).  op_ns receives each node's wall time divided by nf.
+ * Returns 0 or the first kernel error (-errno), the frame in *bad_frame.
+ */
+struct eng_pool;
+int eng_graph_run_batch(const struct eng_graph *g, const struct eng_exec *xs, int nf,
+			struct eng_pool *pool, int64_t *op_ns, int *bad_frame);
+
 #endif

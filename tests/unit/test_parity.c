@@ -582,15 +582,21 @@ START_TEST(api_edges)
 END_TEST
 
 /* threads = 2: frames of two streams of one batch run at once, frames of one
- * stream stay in order; everything equals the sequential run. */
+ * stream stay in order; everything equals the sequential run.  _i: 0 lanes
+ * (the default), 1 layer by layer on 2 threads, 2 layer by layer on 1 thread
+ * (DETD_BATCH; a batch with a stream twice always takes the lanes). */
 START_TEST(batch_on_two_threads)
 {
+	static const char *const modes[] = {"lanes", "layers", "layers"};
 	struct eng_model *m = load();
 	struct eng_ctx *par = NULL, *seq = NULL;
 	struct eng_state *a = NULL, *b = NULL, *sa = NULL, *sb = NULL;
 	char err[256];
-	ck_assert_int_eq(eng_ctx_create(m, NULL, 2, &par, err, sizeof(err)), 0);
+	unsetenv("DETD_BATCH"); /* seq: frame after frame */
 	ck_assert_int_eq(eng_ctx_create(m, NULL, 1, &seq, err, sizeof(err)), 0);
+	setenv("DETD_BATCH", modes[_i], 1); /* this test's forked process only */
+	ck_assert_int_eq(eng_ctx_create(m, NULL, _i == 2 ? 1 : 2, &par, err, sizeof(err)), 0);
+	unsetenv("DETD_BATCH");
 	ck_assert_int_eq(eng_state_create(m, &a), 0);
 	ck_assert_int_eq(eng_state_create(m, &b), 0);
 	ck_assert_int_eq(eng_state_create(m, &sa), 0);
@@ -622,6 +628,20 @@ START_TEST(batch_on_two_threads)
 	const void *o1, *o2;
 	size_t b1, b2;
 	ck_assert_int_eq(eng_ctx_tensor(par, 316, &o1, &b1), 0); /* last frame's boxes */
+	ck_assert_int_eq(eng_ctx_tensor(seq, 316, &o2, &b2), 0);
+	ck_assert(b1 == b2 && memcmp(o1, o2, b1) == 0);
+	/* streams a and b once each, and a stateless frame: with "layers" the
+	 * batch runs layer by layer; states carried on from the batch above */
+	const uint8_t *ins2[3] = {img[0], img[2], img[1]};
+	struct eng_state *ps2[3] = {b, a, NULL}, *ss2[3] = {sb, sa, NULL};
+	ck_assert_int_eq(eng_run(par, 3, ins2, ps2, dp), 0);
+	ck_assert_int_eq(eng_run(seq, 3, ins2, ss2, ds), 0);
+	for (int f = 0; f < 3; f++) {
+		ck_assert_int_eq(dp[f].n, ds[f].n);
+		ck_assert_msg(memcmp(dp[f].d, ds[f].d, (size_t)ds[f].n * sizeof(dp[f].d[0])) == 0,
+			      "%s: frame %d of the distinct-stream batch differs", modes[_i], f);
+	}
+	ck_assert_int_eq(eng_ctx_tensor(par, 316, &o1, &b1), 0);
 	ck_assert_int_eq(eng_ctx_tensor(seq, 316, &o2, &b2), 0);
 	ck_assert(b1 == b2 && memcmp(o1, o2, b1) == 0);
 	for (int f = 0; f < 3; f++)
@@ -661,7 +681,7 @@ static Suite *parity_suite(void)
 	tcase_add_test(tc, contexts_in_parallel);
 	tcase_add_test(tc, failing_backend_reports_error);
 	tcase_add_test(tc, api_edges);
-	tcase_add_test(tc, batch_on_two_threads);
+	tcase_add_loop_test(tc, batch_on_two_threads, 0, 3);
 	suite_add_tcase(s, tc);
 	return s;
 }
