@@ -17,6 +17,19 @@
 #include <time.h>
 
 #include "codenet.h"
+#include "kset.h"
+#include "x86/vk.h"
+
+/* The W4A8 GEMM the engine would pick here (DETD_KERNELS or the CPU): a VNNI
+ * one, or NULL for engine/codenet's own. */
+static cdn_vk_fn vk_gemm(void)
+{
+	enum eng_kset ks = ENG_KS_REF;
+	char err[160];
+	if (eng_kset_select(&ks, err, sizeof(err)))
+		return NULL;
+	return ks == ENG_KS_AVX512VNNI ? vk512_gemm_acc : ks == ENG_KS_AVXVNNI ? vk256_gemm_acc : NULL;
+}
 
 /* DETD_BENCH_CPUTIME=1: process CPU time instead of wall time (a loaded
  * machine; meaningful for 1 thread only) */
@@ -114,7 +127,7 @@ static int run_ops(int H, int W, int cin, int cout, int threads, int reps)
 		int co = dw ? cin : cout;
 		struct cdn_layer L = {.kind = oc->kind, .cin = cin, .cout = co, .k = 3, .stride = 1,
 				      .relu = true, .wf = wf, .bf = bf, .wq = wq, .mq = mq, .bq = bq};
-		if (cdn_layer_pack(&L) < 0)
+		if (cdn_layer_pack(&L) < 0 || cdn_layer_pack_vk(&L, vk_gemm()) < 0)
 			return -ENOMEM;
 		double ms[2];
 		for (int q = 0; q < 2; q++) {
@@ -128,6 +141,7 @@ static int run_ops(int H, int W, int cin, int cout, int threads, int reps)
 			ms[q] = time_op(oc, &L, &in, &off, &out, threads, reps);
 		}
 		free(L.wq2);
+		cdn_layer_vk_free(&L);
 		printf("{\"op\":\"%s\",\"h\":%d,\"w\":%d,\"cin\":%d,\"cout\":%d,\"threads\":%d,"
 		       "\"fp32_ms\":%.3f,\"int8_ms\":%.3f}\n",
 		       oc->name, H, W, cin, co, threads, ms[0], ms[1]);
@@ -149,7 +163,8 @@ static int run_model(const char *path, int threads, int reps)
 		return r;
 	}
 	const struct cdn_desc *d = cdn_model_desc(m);
-	if ((r = cdn_ctx_create(m, threads, &c)) < 0)
+	if ((d->quant && (r = cdn_model_set_vk(m, vk_gemm())) < 0) ||
+	    (r = cdn_ctx_create(m, threads, &c)) < 0)
 		return r;
 	size_t n = (size_t)d->width * d->height * 3;
 	uint8_t *rgb = malloc(n);
