@@ -726,22 +726,28 @@ const struct eng_kernel eng_k_hard_swish_lut = {"HARD_SWISH", hard_swish_prepare
 const struct eng_kernel eng_k_quantize_lut = {"QUANTIZE", quantize_prepare_lut, quantize_eval_lut,
 					      release_prep};
 
-/* ---- ADD on the VNNI kernel sets ----------------------------------------- */
+/* ---- ADD on the VNNI kernels' requantization (x86/vk.h) ------------------ */
+
+static void vk_add_free(struct vk_add *a)
+{
+	if (!a)
+		return;
+	vk_rq_free(&a->q1);
+	vk_rq_free(&a->q2);
+	vk_rq_free(&a->qo);
+	free(a);
+}
 
 static void release_add_vnni(struct eng_node *n)
 {
 	struct arith_prep *p = n->prep;
-	if (p && p->vk) {
-		vk_rq_free(&p->vk->q1);
-		vk_rq_free(&p->vk->q2);
-		vk_rq_free(&p->vk->qo);
-		free(p->vk);
-	}
+	if (p)
+		vk_add_free(p->vk);
 	release_prep(n);
 }
 
 /* Same-shape 8-bit ADDs get fn; others (broadcasts, float, a right shift past
- * 31) keep the AVX2 kernel. */
+ * 31) keep arith_q8_avx2 or the reference loop. */
 int add_vnni_prepare(struct eng_node *n, vk_add_fn fn, char *err, size_t errlen)
 {
 	int rc = add_prepare(n, err, errlen);
@@ -758,23 +764,20 @@ int add_vnni_prepare(struct eng_node *n, vk_add_fn fn, char *err, size_t errlen)
 	}
 	const bool s8 = p->t == ENG_DT_I8;
 	*a = (struct vk_add){.zx = p->zp1, .zr = p->zp2, .s8 = s8};
-	int r1 = vk_rq_fill(&a->q1, 1, 1, &p->m1, &p->s1, 0, INT32_MIN, INT32_MAX, true, false);
-	int r2 = r1 ? r1 : vk_rq_fill(&a->q2, 1, 1, &p->m2, &p->s2, 0, INT32_MIN, INT32_MAX, true, false);
-	int r3 = r1 || r2 ? -1 : vk_rq_fill(&a->qo, 1, 1, &p->mo, &p->so, p->out_zp, p->lo, p->hi, s8, false);
-	p->vk = a;
-	if (r1 == -ENOMEM || r2 == -ENOMEM || r3 == -ENOMEM) {
-		release_add_vnni(n);
+	rc = vk_rq_fill(&a->q1, 1, 1, &p->m1, &p->s1, 0, INT32_MIN, INT32_MAX, true, false);
+	if (!rc)
+		rc = vk_rq_fill(&a->q2, 1, 1, &p->m2, &p->s2, 0, INT32_MIN, INT32_MAX, true, false);
+	if (!rc)
+		rc = vk_rq_fill(&a->qo, 1, 1, &p->mo, &p->so, p->out_zp, p->lo, p->hi, s8, false);
+	if (rc) {
+		vk_add_free(a);
+		if (rc != -ENOMEM)
+			return 0; /* -ERANGE */
+		release_prep(n);
 		KERR(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	if (r1 || r2 || r3) { /* -ERANGE: keep the AVX2 kernel */
-		vk_rq_free(&a->q1);
-		vk_rq_free(&a->q2);
-		vk_rq_free(&a->qo);
-		free(a);
-		p->vk = NULL;
-		return 0;
-	}
+	p->vk = a;
 	p->vkfn = fn;
 	return 0;
 }
