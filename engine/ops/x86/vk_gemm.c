@@ -439,9 +439,10 @@ static inline vec widen_px(const uint8_t *p, int n, bool safe, bool flip)
 }
 
 /*
- * Interleave one input row (src: its first pixel, NULL for a padding row is
- * not used here) into q: entry xi, channels c0.., lane c = the bytes of pixels
- * x, x+dw, x+2dw, x+3dw (x = xi − pl).  xend: end of the input tensor.
+ * Interleave one input row (src: its first pixel) into q: entry xi, channels
+ * c0.., lane c = the bytes of pixels x, x+dw, x+2dw, x+3dw (x = xi − pl; the
+ * padding value outside the row).  xend: end of the input tensor.  Padding
+ * rows are not built: the caller's all-padding row stands for them.
  */
 static void dw_build_row(const struct vk_dw *d, const uint8_t *src, const uint8_t *xend,
 			 uint8_t *q)
