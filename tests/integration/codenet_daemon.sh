@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The daemon end to end on a 256² W4A8 CoDeNet model (random weights from the
 # Python reference, made at build time): the sample video through the same
-# pipeline, batcher, workers and publishers as TFLite models.
+# pipeline, batcher, workers and publishers as TFLite models; 2 engine threads,
+# so the layers run on the context's pool.
 set -euo pipefail
 tmp=$(mktemp -d)
 pid=""
@@ -10,7 +11,7 @@ trap cleanup EXIT
 
 cat >"$tmp/detd.json" <<JSON
 { "model": { "path": "$CDN_FIXTURES/s256_dw_q.json", "format": "codenet" },
-  "engine": { "min_score": 0.0 },
+  "engine": { "min_score": 0.0, "threads": 2 },
   "http": { "address": "127.0.0.1", "port": 0 },
   "ipc": { "path": "$tmp/detd.sock" },
   "streams": [ { "id": "cam0", "type": "uri",
