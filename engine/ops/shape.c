@@ -103,9 +103,14 @@ static int concat_prepare(struct eng_node *n, char *err, size_t errlen)
 		float bias = (float)(-t_zp(t)) * scale;
 		for (int b = 0; b < 256; b++) {
 			uint8_t byte = (uint8_t)b;
-			float f = (float)q8_get(p->t, &byte, 0) * scale + bias;
-			int32_t v = (int32_t)roundf(f) + p->out_zp;
-			q8_put(p->t, &p->lut[i][b], 0, clamp_i32(v, lo, hi));
+			float r = roundf((float)q8_get(p->t, &byte, 0) * scale + bias);
+			/* clamped before the conversion: a corrupt model's scales may put r
+			 * outside int32 (or make it NaN); in range this is
+			 * clamp((int32_t)r + zp), the reference's expression */
+			int32_t v = !(r == r) || r <= (float)(lo - p->out_zp) ? lo
+				    : r >= (float)(hi - p->out_zp)	    ? hi
+									    : (int32_t)r + p->out_zp;
+			q8_put(p->t, &p->lut[i][b], 0, v);
 		}
 	}
 	return 0;
