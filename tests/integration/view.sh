@@ -44,7 +44,21 @@ done
 ok "the first snapshot request starts keeping pictures; the next frame has one"
 sleep 1
 
-# wait until still0 played to its end (no new result for a second)
+# wait until the reload has made a new still0, its play has ended and the
+# batcher holds none of its frames (under a sanitizer the last results trail
+# the pipeline's end by a second or more), then until no new result comes for
+# a second
+played_again() {
+	[ "$(curl -sf "$URL/status" | jq '.reloads.ok')" -ge 1 ] &&
+		curl -sf "$URL/streams/still0" | jq -e '.pipeline.state == "ended" and
+		   .batcher.waiting == 0 and (.batcher.in_flight | not) and
+		   .batcher.submitted == .batcher.results + ([.batcher.drops[]] | add)' >/dev/null
+}
+for _ in $(seq 1 300); do
+	played_again && break
+	sleep 0.2
+done
+played_again || fail "still0 did not play again to its end ($(curl -sf "$URL/streams/still0" | jq -c '.pipeline.state, .batcher'))"
 last=-1
 for _ in $(seq 1 100); do
 	seq=$(curl -sf "$URL/detections/latest?stream=still0" | jq -r .seq 2>/dev/null || echo -1)
