@@ -247,6 +247,7 @@ static inline __m128i sum_to_128(__m256i v)
 }
 #endif
 
+#ifndef VK_NO_DP /* the GEMM's; the AVX2-only build has no GEMM */
 /*
  * Σ of n bytes (n a multiple of 4), never reading past them: whole vectors,
  * then 16-, 8- and 4-byte loads (a zeroed copy for the tail would cost a
@@ -266,6 +267,7 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 		t = _mm_add_epi64(t, _mm_sad_epu8(_mm_loadl_epi64((const __m128i *)(const void *)(p + k)), z));
 		k += 8;
 	}
+#endif
 	if (k < n) {
 		int32_t v;
 		memcpy(&v, p + k, 4);
