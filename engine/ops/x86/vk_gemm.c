@@ -267,7 +267,6 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 		t = _mm_add_epi64(t, _mm_sad_epu8(_mm_loadl_epi64((const __m128i *)(const void *)(p + k)), z));
 		k += 8;
 	}
-#endif
 	if (k < n) {
 		int32_t v;
 		memcpy(&v, p + k, 4);
@@ -275,6 +274,7 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 	}
 	return (int32_t)(_mm_cvtsi128_si64(t) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(t, t)));
 }
+#endif
 
 #ifndef VK_NO_DP /* the AVX2-only build (vk2_*) has ADD alone */
 /* Bias, row-sum term, requantization and store of one vector of channels n0..
