@@ -241,10 +241,12 @@ INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int c
 	}
 }
 
+#ifndef VK_NO_DP /* row_sum's */
 static inline __m128i sum_to_128(__m256i v)
 {
 	return _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
 }
+#endif
 #endif
 
 #ifndef VK_NO_DP /* the GEMM's; the AVX2-only build has no GEMM */
