@@ -749,6 +749,18 @@ const char *eng_ctx_placement(const struct eng_ctx *c, int op)
 	return c->be->placement(c->be_priv, op);
 }
 
+/* After a successful run on lane l: the recurrent state back into st (if
+ * any), the post-process outputs into out. */
+static void finish_frame(const struct eng_model *m, const struct lane *l, struct eng_state *st,
+			 struct eng_detections *out)
+{
+	for (int s = 0; st && s < m->n_state; s++) {
+		const struct eng_state_slot *sl = &m->state[s];
+		memcpy(st->data + sl->offset, l->arena + m->g.tensors[sl->out].offset, sl->bytes);
+	}
+	get_detections(m, l->arena, out);
+}
+
 /* One frame on one lane: stage, run, copy the state back, convert the
  * detections. */
 static int run_frame(struct eng_ctx *c, struct lane *l, const struct eng_exec *x,
@@ -760,13 +772,7 @@ static int run_frame(struct eng_ctx *c, struct lane *l, const struct eng_exec *x
 	int r = c->be->run(c->be_priv, &m->g, x, l->op_ns, obs ? observe : NULL, c);
 	if (r)
 		return r; /* the batcher's health path decides what runs it instead */
-	if (st)
-		for (int s = 0; s < m->n_state; s++) {
-			const struct eng_state_slot *sl = &m->state[s];
-			memcpy(st->data + sl->offset, l->arena + m->g.tensors[sl->out].offset,
-			       sl->bytes);
-		}
-	get_detections(m, l->arena, out);
+	finish_frame(m, l, st, out);
 	return 0;
 }
 
@@ -919,13 +925,7 @@ static int run_layered(struct eng_ctx *c, int n, const uint8_t *const *inputs,
 			return j.rc[k];
 		}
 	for (int f = 0; f < n; f++) {
-		struct eng_state *st = states ? states[f] : NULL;
-		for (int s = 0; st && s < m->n_state; s++) {
-			const struct eng_state_slot *sl = &m->state[s];
-			memcpy(st->data + sl->offset, c->lanes[f].arena + m->g.tensors[sl->out].offset,
-			       sl->bytes);
-		}
-		get_detections(m, c->lanes[f].arena, &out[f]);
+		finish_frame(m, &c->lanes[f], states ? states[f] : NULL, &out[f]);
 	}
 	for (int i = 0; i < m->g.n_nodes; i++)
 		c->timings[i].ns = c->lanes[0].op_ns[i];
