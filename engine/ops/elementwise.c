@@ -427,9 +427,7 @@ static int logistic_prepare(struct eng_node *n, char *err, size_t errlen)
 		for (int32_t v = lo; v <= hi; v++) {
 			float deq = p->in_scale * (float)(v - p->in_zp);
 			float r = roundf(sigmoidf(deq) * inv);
-			int32_t q = (int32_t)(r + (float)p->out_zp);
-			q = clamp_i32(q, lo, hi);
-			p->lut[(uint8_t)v] = (uint8_t)q;
+			p->lut[(uint8_t)v] = (uint8_t)q_sat_i32(r + (float)p->out_zp, lo, hi);
 		}
 	}
 	n->prep = p;
@@ -480,13 +478,10 @@ static int relux_prepare(struct eng_node *n, float act_hi, char *err, size_t err
 	if (dt_is_q8(p->t)) {
 		int32_t tlo, thi;
 		q_type_range(p->t, &tlo, &thi);
-		int32_t z = p->out_zp + (int32_t)roundf(0.0f / p->out_scale);
-		p->lo = z > tlo ? z : tlo;
+		p->lo = q_quantize_sat(0.0f, p->out_scale, p->out_zp, tlo, INT32_MAX);
 		p->hi = thi;
-		if (act_hi > 0.0f) {
-			int32_t h = p->out_zp + (int32_t)roundf(act_hi / p->out_scale);
-			p->hi = h < thi ? h : thi;
-		}
+		if (act_hi > 0.0f)
+			p->hi = q_quantize_sat(act_hi, p->out_scale, p->out_zp, INT32_MIN, thi);
 		float m = p->in_scale / p->out_scale;
 		q_quantize_multiplier((double)m, &p->m, &p->s);
 	}
@@ -635,9 +630,11 @@ static int quantize_eval(const struct eng_node *n, const struct eng_exec *x)
 	for (size_t i = 0; i < p->count; i++) {
 		int32_t v;
 		if (p->t == ENG_DT_F32)
-			/* TFLite's AffineQuantize divides in double, rounds half away from 0 */
-			v = (int32_t)round((double)((const float *)in)[i] / (double)p->out_scale) +
-			    p->out_zp;
+			/* TFLite's AffineQuantize divides in double, rounds half away from 0;
+			 * saturated: the input may be any float (inf, NaN) */
+			v = q_sat_i32(round((double)((const float *)in)[i] / (double)p->out_scale) +
+					      (double)p->out_zp,
+				      p->lo, p->hi);
 		else
 			v = requant_q8(p, q8_get(p->t, in, i));
 		q8_put(p->to, out, i, clamp_i32(v, p->lo, p->hi));

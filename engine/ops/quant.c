@@ -13,6 +13,13 @@ void q_quantize_multiplier(double m, int32_t *qm, int *shift)
 		*shift = 0;
 		return;
 	}
+	if (!isfinite(m)) {
+		/* a ratio of finite scales with a zero divisor: the largest multiplier
+		 * (saturates), not an undefined conversion of inf or NaN */
+		*qm = INT32_MAX;
+		*shift = 31;
+		return;
+	}
 	int e = 0;
 	double q = frexp(m, &e);
 	int64_t q_fixed = (int64_t)round(q * (double)((int64_t)1 << 31));
@@ -52,9 +59,11 @@ void q_type_range(enum eng_dtype type, int32_t *lo, int32_t *hi)
 	}
 }
 
-static int32_t quantize_f(float f, float scale, int32_t zp)
+int32_t q_quantize_sat(float f, float scale, int32_t zp, int32_t lo, int32_t hi)
 {
-	return zp + (int32_t)roundf(f / scale);
+	/* in int64: zp plus a saturated int32 cannot overflow */
+	int64_t v = (int64_t)zp + q_sat_i32(roundf(f / scale), INT32_MIN, INT32_MAX);
+	return v < lo ? lo : v > hi ? hi : (int32_t)v;
 }
 
 void q_act_range(enum eng_act act, enum eng_dtype type, float scale, int32_t zp, int32_t *lo,
@@ -65,21 +74,18 @@ void q_act_range(enum eng_act act, enum eng_dtype type, float scale, int32_t zp,
 	*lo = qmin;
 	*hi = qmax;
 	switch (act) {
-	case ENG_ACT_RELU: {
-		int32_t z = quantize_f(0.0f, scale, zp);
-		*lo = z > qmin ? z : qmin;
+	/* lo = max(quantized bound, qmin), hi = min(…, qmax), as the reference */
+	case ENG_ACT_RELU:
+		*lo = q_quantize_sat(0.0f, scale, zp, qmin, INT32_MAX);
 		break;
-	}
 	case ENG_ACT_RELU6: {
-		int32_t z = quantize_f(0.0f, scale, zp), s = quantize_f(6.0f, scale, zp);
-		*lo = z > qmin ? z : qmin;
-		*hi = s < qmax ? s : qmax;
+		*lo = q_quantize_sat(0.0f, scale, zp, qmin, INT32_MAX);
+		*hi = q_quantize_sat(6.0f, scale, zp, INT32_MIN, qmax);
 		break;
 	}
 	case ENG_ACT_RELU_N1_TO_1: {
-		int32_t a = quantize_f(-1.0f, scale, zp), b = quantize_f(1.0f, scale, zp);
-		*lo = a > qmin ? a : qmin;
-		*hi = b < qmax ? b : qmax;
+		*lo = q_quantize_sat(-1.0f, scale, zp, qmin, INT32_MAX);
+		*hi = q_quantize_sat(1.0f, scale, zp, INT32_MIN, qmax);
 		break;
 	}
 	default:

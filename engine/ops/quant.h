@@ -69,6 +69,23 @@ static inline int32_t q_mul_by_qm_up(int32_t x, int32_t qm, int shift)
 /* frexp-based Q31 multiplier and power-of-two exponent (TFLite QuantizeMultiplier). */
 void q_quantize_multiplier(double m, int32_t *qm, int *shift);
 
+/* (int32_t)x clamped to [lo, hi], defined for every value: a corrupt model's scales
+ * can put x outside int32 or make it NaN (gives lo). Inside the range it is C's
+ * conversion (truncation), so the reference's expressions stay exact. A float
+ * argument converts to double exactly. */
+static inline int32_t q_sat_i32(double x, int32_t lo, int32_t hi)
+{
+	if (!(x > (double)lo))
+		return lo;
+	if (x >= (double)hi)
+		return hi;
+	return (int32_t)x;
+}
+
+/* clamp(zp + (int32_t)roundf(f / scale), lo, hi) — TFLite's quantization of an
+ * activation bound — for any scale (0, denormal or NaN included). */
+int32_t q_quantize_sat(float f, float scale, int32_t zp, int32_t lo, int32_t hi);
+
 /* Clamp range of a quantized output for a fused activation (type range ∩ act range). */
 void q_act_range(enum eng_act act, enum eng_dtype type, float scale, int32_t zp, int32_t *lo,
 		 int32_t *hi);

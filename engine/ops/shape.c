@@ -104,12 +104,8 @@ static int concat_prepare(struct eng_node *n, char *err, size_t errlen)
 		for (int b = 0; b < 256; b++) {
 			uint8_t byte = (uint8_t)b;
 			float r = roundf((float)q8_get(p->t, &byte, 0) * scale + bias);
-			/* clamped before the conversion: a corrupt model's scales may put r
-			 * outside int32 (or make it NaN); in range this is
-			 * clamp((int32_t)r + zp), the reference's expression */
-			int32_t v = !(r == r) || r <= (float)(lo - p->out_zp) ? lo
-				    : r >= (float)(hi - p->out_zp)	    ? hi
-									    : (int32_t)r + p->out_zp;
+			/* clamp((int32_t)r + zp), the reference's expression, saturated */
+			int32_t v = q_sat_i32(r, lo - p->out_zp, hi - p->out_zp) + p->out_zp;
 			q8_put(p->t, &p->lut[i][b], 0, v);
 		}
 	}

@@ -199,6 +199,54 @@ START_TEST(activation_ranges)
 }
 END_TEST
 
+/* A corrupt model's scales (0, denormal: finite, so the reader accepts them)
+ * must give saturated, defined ranges: under UBSan an unguarded float→int
+ * conversion here is a failure (the fuzzer found one in LOGISTIC's table). */
+START_TEST(saturating_conversions)
+{
+	ck_assert_int_eq(q_sat_i32(NAN, -128, 127), -128);
+	ck_assert_int_eq(q_sat_i32(INFINITY, -128, 127), 127);
+	ck_assert_int_eq(q_sat_i32(-INFINITY, 0, 255), 0);
+	ck_assert_int_eq(q_sat_i32(4.3e33, INT32_MIN, INT32_MAX), INT32_MAX);
+	ck_assert_int_eq(q_sat_i32(-3e9, INT32_MIN, INT32_MAX), INT32_MIN);
+	/* inside the range: C's truncation, as the reference's expressions */
+	ck_assert_int_eq(q_sat_i32(-127.5, -128, 127), -127);
+	ck_assert_int_eq(q_sat_i32(126.9f, -128, 127), 126);
+	ck_assert_int_eq(q_sat_i32(-0.5, 0, 255), 0);
+
+	int32_t lo, hi;
+	q_act_range(ENG_ACT_RELU6, ENG_DT_U8, 1e-40f, 3, &lo, &hi); /* 6 / 1e-40 = inf */
+	ck_assert_int_eq(lo, 3);
+	ck_assert_int_eq(hi, 255);
+	q_act_range(ENG_ACT_RELU_N1_TO_1, ENG_DT_I8, 0.0f, 0, &lo, &hi); /* ±1/0 = ±inf */
+	ck_assert_int_eq(lo, -128);
+	ck_assert_int_eq(hi, 127);
+	q_act_range(ENG_ACT_RELU, ENG_DT_U8, 0.0f, 7, &lo, &hi); /* 0/0 = NaN */
+	ck_assert_int_eq(lo, 0);
+	ck_assert_int_eq(hi, 255);
+	ck_assert_int_eq(q_quantize_sat(1.0f, 1e-40f, 100, INT32_MIN, INT32_MAX), INT32_MAX);
+	ck_assert_int_eq(q_quantize_sat(-1.0f, 1e-40f, -100, INT32_MIN, INT32_MAX), INT32_MIN);
+
+	int32_t m;
+	int s;
+	q_quantize_multiplier(INFINITY, &m, &s);
+	ck_assert_int_eq(m, INT32_MAX);
+	ck_assert_int_eq(s, 31);
+	q_quantize_multiplier(NAN, &m, &s);
+	ck_assert_int_eq(m, INT32_MAX);
+
+	/* LOGISTIC with an output scale that puts the table's values beyond int32 */
+	reset();
+	uint8_t x[3] = {0, 128, 255}, y[3];
+	struct eng_tensor *in[1] = {mk(ENG_DT_U8, 1, (int[]){3}, 1.0f / 16, 128, x)};
+	struct eng_tensor *out[1] = {mk(ENG_DT_U8, 1, (int[]){3}, 1e-38f, 0, y)};
+	struct eng_node n = node(ENG_OP_LOGISTIC, 1, in, 1, out);
+	ck_assert_int_eq(run(eng_kernel_get(ENG_OP_LOGISTIC), &n), 0);
+	ck_assert_int_eq(y[0], 255);
+	ck_assert_int_eq(y[2], 255);
+}
+END_TEST
+
 TGT static void requant8_lanes(const int32_t *acc, const int32_t *m, const int32_t *sh,
 			       int32_t *out)
 {
@@ -1347,6 +1395,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(q, quantize_multiplier_edges);
 	tcase_add_test(q, mul_by_qm_double_rounding);
 	tcase_add_test(q, activation_ranges);
+	tcase_add_test(q, saturating_conversions);
 	suite_add_tcase(s, q);
 	TCase *c = tcase_create("conv");
 	tcase_add_test(c, conv_same_padding_asymmetry);
