@@ -7,9 +7,11 @@
  * blocks of rows and several threads.
  *
  * The VNNI GEMM is checked twice: as built for the engine (native
- * instructions: runs only where the CPU has them, else SKIP is printed) and
- * built from the same source against SIMDe (portable: runs on every
- * machine where libsimde-dev is installed, else SKIP).
+ * instructions) and built from the same source against SIMDe (portable).
+ * One suite per kind, so that meson shows each as run or SKIP (exit 77):
+ *   (no argument)  kernel set names and selection: runs everywhere
+ *   simde          both VNNI widths through SIMDe: needs libsimde-dev
+ *   avx2, avxvnni, avx512vnni   that set natively: needs the CPU's instructions
  */
 #include <check.h>
 #include <stdio.h>
@@ -291,12 +293,7 @@ END_TEST
 START_TEST(vnni_conv_matches_reference)
 {
 	struct vfns fn = variant_fns((enum variant)_i);
-	if (!fn.gemm) {
-		fprintf(stderr, "SKIP: %s: %s\n", vnames[_i],
-			_i >= V_512_SIMDE ? "built without libsimde-dev"
-					  : "this CPU lacks the instructions");
-		return;
-	}
+	ck_assert_msg(fn.gemm, "%s cannot run here (the suite's check let it)", vnames[_i]);
 	const bool simde = _i >= V_512_SIMDE;
 	const unsigned n = simde ? 120 : 400;
 	for (int dw = 0; dw < 2; dw++) {
@@ -315,11 +312,7 @@ END_TEST
 START_TEST(every_kernel_set_conv_matches_reference)
 {
 	enum eng_kset ks = (enum eng_kset)_i;
-	if (!eng_kset_usable(ks)) {
-		fprintf(stderr, "SKIP: kernel set %s: this CPU lacks the instructions\n",
-			eng_kset_name(ks));
-		return;
-	}
+	ck_assert(eng_kset_usable(ks));
 	for (int dw = 0; dw < 2; dw++) {
 		const struct eng_kernel *k =
 			eng_kernel_get_set(dw ? ENG_OP_DEPTHWISE_CONV_2D : ENG_OP_CONV_2D, ks);
@@ -388,12 +381,7 @@ static void random_adds(vk_add_fn add, const char *name)
 START_TEST(vnni_add_matches_reference)
 {
 	struct vfns fn = variant_fns((enum variant)_i);
-	if (!fn.add) {
-		fprintf(stderr, "SKIP: ADD %s: %s\n", vnames[_i],
-			_i >= V_512_SIMDE ? "built without libsimde-dev"
-					  : "this CPU lacks the instructions");
-		return;
-	}
+	ck_assert_msg(fn.add, "ADD %s cannot run here", vnames[_i]);
 	random_adds(fn.add, vnames[_i]);
 }
 END_TEST
@@ -401,24 +389,98 @@ END_TEST
 /* The avx2 set's ADD: the same source built for AVX2 alone (vk2_add). */
 START_TEST(avx2_add_matches_reference)
 {
-	if (!eng_kset_usable(ENG_KS_AVX2)) {
-		fprintf(stderr, "SKIP: ADD avx2: this CPU lacks the instructions\n");
-		return;
-	}
+	ck_assert(eng_kset_usable(ENG_KS_AVX2));
 	random_adds(vk2_add, "avx2");
 }
 END_TEST
 
-int main(void)
+static TCase *kernels_tcase(Suite *s)
 {
-	Suite *s = suite_create("kernels");
 	TCase *tc = tcase_create("kernels");
 	tcase_set_timeout(tc, 300);
-	tcase_add_test(tc, kernel_set_names_and_selection);
-	tcase_add_loop_test(tc, vnni_conv_matches_reference, 0, V__COUNT);
-	tcase_add_loop_test(tc, every_kernel_set_conv_matches_reference, ENG_KS_AVX2, ENG_KS__COUNT);
-	tcase_add_loop_test(tc, vnni_add_matches_reference, 0, V__COUNT);
-	tcase_add_test(tc, avx2_add_matches_reference);
 	suite_add_tcase(s, tc);
-	return run_suite(s);
+	return tc;
+}
+
+static Suite *sets_suite(void)
+{
+	Suite *s = suite_create("kernels");
+	tcase_add_test(kernels_tcase(s), kernel_set_names_and_selection);
+	return s;
+}
+
+static Suite *simde_suite(void)
+{
+	Suite *s = suite_create("kernels-simde");
+	TCase *tc = kernels_tcase(s);
+	tcase_add_loop_test(tc, vnni_conv_matches_reference, V_512_SIMDE, V__COUNT);
+	tcase_add_loop_test(tc, vnni_add_matches_reference, V_512_SIMDE, V__COUNT);
+	return s;
+}
+
+static const char *simde_missing(void)
+{
+#ifdef HAVE_SIMDE
+	return NULL;
+#else
+	return "built without libsimde-dev (the portable VNNI builds)";
+#endif
+}
+
+/* One native kernel set: its model-facing CONV_2D/DEPTHWISE entries, and for
+ * the VNNI sets the GEMM, depthwise and ADD variants directly. */
+static Suite *set_suite(const char *name, enum eng_kset ks, enum variant v)
+{
+	Suite *s = suite_create(name); /* Check keeps the pointer: a literal */
+	TCase *tc = kernels_tcase(s);
+	tcase_add_loop_test(tc, every_kernel_set_conv_matches_reference, (int)ks, (int)ks + 1);
+	if (v == V__COUNT) {
+		tcase_add_test(tc, avx2_add_matches_reference);
+	} else {
+		tcase_add_loop_test(tc, vnni_conv_matches_reference, (int)v, (int)v + 1);
+		tcase_add_loop_test(tc, vnni_add_matches_reference, (int)v, (int)v + 1);
+	}
+	return s;
+}
+
+static Suite *avx2_suite(void)
+{
+	return set_suite("kernels-avx2", ENG_KS_AVX2, V__COUNT);
+}
+static Suite *avxvnni_suite(void)
+{
+	return set_suite("kernels-avxvnni", ENG_KS_AVXVNNI, V_256);
+}
+static Suite *avx512vnni_suite(void)
+{
+	return set_suite("kernels-avx512vnni", ENG_KS_AVX512VNNI, V_512);
+}
+
+static const char *set_missing(enum eng_kset ks)
+{
+	return eng_kset_usable(ks) ? NULL : "this CPU lacks the kernel set's instructions";
+}
+static const char *avx2_missing(void)
+{
+	return set_missing(ENG_KS_AVX2);
+}
+static const char *avxvnni_missing(void)
+{
+	return set_missing(ENG_KS_AVXVNNI);
+}
+static const char *avx512vnni_missing(void)
+{
+	return set_missing(ENG_KS_AVX512VNNI);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct tu_suite suites[] = {
+		{NULL, sets_suite, NULL},
+		{"simde", simde_suite, simde_missing},
+		{"avx2", avx2_suite, avx2_missing},
+		{"avxvnni", avxvnni_suite, avxvnni_missing},
+		{"avx512vnni", avx512vnni_suite, avx512vnni_missing},
+	};
+	return tu_main(argc, argv, suites, sizeof(suites) / sizeof(suites[0]));
 }
