@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h264dec.h"
 #include "handoff.h"
 #include "log.h"
 #include "source-internal.h"
@@ -96,6 +97,7 @@ int pipe_sources_create(int model_w, int model_h, const struct pipe_callbacks *c
 		return -EINVAL;
 	if (!gst_is_initialized())
 		gst_init(NULL, NULL);
+	pipe_h264dec_register();
 	struct pipe_sources *set = calloc(1, sizeof(*set));
 	if (!set)
 		return -ENOMEM;
