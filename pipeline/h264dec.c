@@ -33,7 +33,9 @@
 
 #if DETD_HAVE_AVCODEC
 
+#include <dlfcn.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,10 +47,98 @@
 #include <libavutil/frame.h>
 #include <libavutil/log.h>
 #include <libavutil/pixdesc.h>
+#include <libavutil/macros.h>
+#include <libavcodec/version_major.h>
+#include <libavutil/version.h>
 
 #include "log.h"
 
 #define TOPIC "h264dec"
+
+/*
+ * libavcodec and libavutil are opened with dlopen() when the first
+ * detdh264dec goes from NULL to READY, not linked: the libraries and their
+ * dependency tree cost ~17 MB of resident pages (13.7 MB of them file pages
+ * of ~90 libraries), which a daemon without an H.264 stream (test patterns,
+ * MJPEG cameras, CoDeNet) should not pay.  The sonames are the ones of the
+ * headers this was built with.  If they cannot be loaded the element refuses
+ * READY, and decodebin goes on to the next H.264 decoder (avdec_h264).
+ * Never closed: the functions stay valid for the life of the process.
+ */
+#define LAV_CODEC_FNS(X)                                                                  \
+	X(avcodec_find_decoder) X(avcodec_alloc_context3) X(avcodec_open2)               \
+	X(avcodec_free_context) X(avcodec_send_packet) X(avcodec_receive_frame)          \
+	X(avcodec_flush_buffers) X(av_packet_alloc) X(av_packet_free)
+#define LAV_UTIL_FNS(X)                                                                   \
+	X(av_frame_alloc) X(av_frame_free) X(av_frame_clone) X(av_frame_unref)           \
+	X(av_mallocz) X(av_realloc) X(av_freep) X(av_strerror) X(av_get_pix_fmt_name)    \
+	X(av_log_set_callback)
+
+static struct {
+#define LAV_MEMBER(f) __typeof__(&f) f;
+	LAV_CODEC_FNS(LAV_MEMBER) LAV_UTIL_FNS(LAV_MEMBER)
+#undef LAV_MEMBER
+} L;
+
+#define LAVCODEC_SONAME "libavcodec.so." AV_STRINGIFY(LIBAVCODEC_VERSION_MAJOR)
+#define LAVUTIL_SONAME "libavutil.so." AV_STRINGIFY(LIBAVUTIL_VERSION_MAJOR)
+
+static gsize lav_once;
+static gboolean lav_ok;
+static char lav_error[256];
+
+static void av_log_cb(void *avcl, int level, const char *fmt, va_list ap);
+
+static bool lav_sym(void *h, const char *lib, const char *name, void *slot)
+{
+	void *p = dlsym(h, name);
+	if (!p) {
+		snprintf(lav_error, sizeof(lav_error), "%s has no %s", lib, name);
+		return false;
+	}
+	memcpy(slot, &p, sizeof(p)); /* object to function pointer, as POSIX allows */
+	return true;
+}
+
+/* Once per process; true when every function is there. */
+static gboolean lav_load(void)
+{
+	if (g_once_init_enter(&lav_once)) {
+		/* DETD_TEST_AVCODEC: another name, for the test of the fallback */
+		const char *cname = getenv("DETD_TEST_AVCODEC");
+		void *u = dlopen(LAVUTIL_SONAME, RTLD_NOW | RTLD_LOCAL);
+		void *c = u ? dlopen(cname && *cname ? cname : LAVCODEC_SONAME, RTLD_NOW | RTLD_LOCAL)
+			    : NULL;
+		if (!u || !c) {
+			snprintf(lav_error, sizeof(lav_error), "%s", dlerror());
+		} else {
+			bool ok = true;
+#define LAV_LOAD_C(f) ok = ok && lav_sym(c, LAVCODEC_SONAME, #f, &L.f);
+#define LAV_LOAD_U(f) ok = ok && lav_sym(u, LAVUTIL_SONAME, #f, &L.f);
+			LAV_CODEC_FNS(LAV_LOAD_C)
+			LAV_UTIL_FNS(LAV_LOAD_U)
+#undef LAV_LOAD_C
+#undef LAV_LOAD_U
+			if (ok) {
+				L.av_log_set_callback(av_log_cb);
+				lav_ok = TRUE;
+			}
+		}
+		if (!lav_ok)
+			log_warn(TOPIC, "cannot load libavcodec (%s): H.264 goes to GStreamer's "
+					"decoders", lav_error);
+		g_once_init_leave(&lav_once, 1);
+	}
+	return lav_ok;
+}
+
+/* av_err2str() without its link-time reference to av_strerror. */
+static const char *errstr(int r, char *buf, size_t len)
+{
+	if (L.av_strerror(r, buf, len) < 0)
+		snprintf(buf, len, "error %d", r);
+	return buf;
+}
 
 #define DETD_TYPE_H264_DEC (detd_h264_dec_get_type())
 G_DECLARE_FINAL_TYPE(DetdH264Dec, detd_h264_dec, DETD, H264_DEC, GstVideoDecoder)
@@ -135,19 +225,19 @@ static void set_colorimetry(GstVideoInfo *info, const AVFrame *f, int full_range
 
 static void close_codec(DetdH264Dec *self)
 {
-	avcodec_free_context(&self->ctx); /* NULL-safe, frees extradata */
+	L.avcodec_free_context(&self->ctx); /* NULL-safe, frees extradata */
 	self->out_fmt = GST_VIDEO_FORMAT_UNKNOWN;
 }
 
 static gboolean open_codec(DetdH264Dec *self)
 {
 	close_codec(self);
-	const AVCodec *codec = avcodec_find_decoder(AV_CODEC_ID_H264);
+	const AVCodec *codec = L.avcodec_find_decoder(AV_CODEC_ID_H264);
 	if (!codec) {
 		GST_ELEMENT_ERROR(self, LIBRARY, INIT, ("libavcodec has no H.264 decoder"), (NULL));
 		return FALSE;
 	}
-	self->ctx = avcodec_alloc_context3(codec);
+	self->ctx = L.avcodec_alloc_context3(codec);
 	if (!self->ctx)
 		return FALSE;
 	self->ctx->thread_count = 1;
@@ -158,7 +248,7 @@ static gboolean open_codec(DetdH264Dec *self)
 		GstBuffer *b = gst_value_get_buffer(cd);
 		gsize n = gst_buffer_get_size(b);
 		if (n > 0 && n < (1u << 20)) {
-			self->ctx->extradata = av_mallocz(n + AV_INPUT_BUFFER_PADDING_SIZE);
+			self->ctx->extradata = L.av_mallocz(n + AV_INPUT_BUFFER_PADDING_SIZE);
 			if (!self->ctx->extradata) {
 				close_codec(self);
 				return FALSE;
@@ -167,10 +257,11 @@ static gboolean open_codec(DetdH264Dec *self)
 			self->ctx->extradata_size = (int)n;
 		}
 	}
-	int r = avcodec_open2(self->ctx, codec, NULL);
+	int r = L.avcodec_open2(self->ctx, codec, NULL);
 	if (r < 0) {
+		char eb[AV_ERROR_MAX_STRING_SIZE];
 		GST_ELEMENT_ERROR(self, LIBRARY, INIT, ("cannot open the H.264 decoder"),
-				  ("avcodec_open2: %s", av_err2str(r)));
+				  ("avcodec_open2: %s", errstr(r, eb, sizeof(eb))));
 		close_codec(self);
 		return FALSE;
 	}
@@ -183,7 +274,7 @@ static gboolean ensure_output_state(DetdH264Dec *self, const AVFrame *f)
 	int full = 0;
 	GstVideoFormat fmt = map_format(f->format, &full);
 	if (fmt == GST_VIDEO_FORMAT_UNKNOWN) {
-		const char *name = av_get_pix_fmt_name(f->format);
+		const char *name = L.av_get_pix_fmt_name(f->format);
 		GST_ELEMENT_ERROR(self, STREAM, FORMAT, ("unsupported H.264 picture format '%s'",
 							 name ? name : "?"),
 				  ("detdh264dec decodes 8-bit 4:2:0/4:2:2/4:4:4/gray and 10-bit "
@@ -223,7 +314,7 @@ static gboolean ensure_output_state(DetdH264Dec *self, const AVFrame *f)
 static void frame_unref_notify(gpointer data)
 {
 	AVFrame *f = data;
-	av_frame_free(&f);
+	L.av_frame_free(&f);
 }
 
 /* The planes of f as one GstBuffer of read-only memories that keep f's
@@ -243,7 +334,7 @@ static GstBuffer *wrap_frame(const AVFrame *f, const GstVideoInfo *info)
 		}
 		int ph = GST_VIDEO_FORMAT_INFO_SCALE_HEIGHT(info->finfo, i, f->height);
 		gsize size = (gsize)f->linesize[i] * (gsize)ph;
-		AVFrame *ref = av_frame_clone(f);
+		AVFrame *ref = L.av_frame_clone(f);
 		if (!ref) {
 			gst_buffer_unref(buf);
 			return NULL;
@@ -322,17 +413,18 @@ static GstFlowReturn push_frame(DetdH264Dec *self, const AVFrame *f)
 static GstFlowReturn receive_all(DetdH264Dec *self)
 {
 	for (;;) {
-		int r = avcodec_receive_frame(self->ctx, self->frame);
+		int r = L.avcodec_receive_frame(self->ctx, self->frame);
 		if (r == AVERROR(EAGAIN) || r == AVERROR_EOF)
 			return GST_FLOW_OK;
 		if (r < 0) {
 			GstFlowReturn fr = GST_FLOW_OK;
+			char eb[AV_ERROR_MAX_STRING_SIZE];
 			GST_VIDEO_DECODER_ERROR(self, 1, STREAM, DECODE, ("H.264 decoding failed"),
-						("avcodec_receive_frame: %s", av_err2str(r)), fr);
+						("avcodec_receive_frame: %s", errstr(r, eb, sizeof(eb))), fr);
 			return fr;
 		}
 		GstFlowReturn fr = push_frame(self, self->frame);
-		av_frame_unref(self->frame);
+		L.av_frame_unref(self->frame);
 		if (fr != GST_FLOW_OK)
 			return fr;
 	}
@@ -343,10 +435,10 @@ static GstFlowReturn drain(DetdH264Dec *self)
 	if (!self->ctx)
 		return GST_FLOW_OK;
 	GstFlowReturn fr = GST_FLOW_OK;
-	if (avcodec_send_packet(self->ctx, NULL) == 0)
+	if (L.avcodec_send_packet(self->ctx, NULL) == 0)
 		fr = receive_all(self);
 	/* After end of stream libavcodec accepts packets again only once flushed. */
-	avcodec_flush_buffers(self->ctx);
+	L.avcodec_flush_buffers(self->ctx);
 	return fr;
 }
 
@@ -366,7 +458,7 @@ static GstFlowReturn handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *fram
 	 * data, which must be zero: copy (compressed, so small). */
 	size_t need = m.size + AV_INPUT_BUFFER_PADDING_SIZE;
 	if (need > self->pad_cap) {
-		uint8_t *nb = av_realloc(self->pad_buf, need);
+		uint8_t *nb = L.av_realloc(self->pad_buf, need);
 		if (!nb) {
 			gst_buffer_unmap(frame->input_buffer, &m);
 			gst_video_decoder_drop_frame(dec, frame);
@@ -390,17 +482,18 @@ static GstFlowReturn handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *fram
 	 * it (push_frame) or a later one makes it stale. */
 	gst_video_codec_frame_unref(frame);
 
-	int r = avcodec_send_packet(self->ctx, pkt);
+	int r = L.avcodec_send_packet(self->ctx, pkt);
 	if (r == AVERROR(EAGAIN)) { /* pictures pending: take them, then retry */
 		GstFlowReturn fr = receive_all(self);
 		if (fr != GST_FLOW_OK)
 			return fr;
-		r = avcodec_send_packet(self->ctx, pkt);
+		r = L.avcodec_send_packet(self->ctx, pkt);
 	}
 	if (r < 0) {
 		GstFlowReturn fr = GST_FLOW_OK;
+		char eb[AV_ERROR_MAX_STRING_SIZE];
 		GST_VIDEO_DECODER_ERROR(self, 1, STREAM, DECODE, ("H.264 decoding failed"),
-					("avcodec_send_packet: %s", av_err2str(r)), fr);
+					("avcodec_send_packet: %s", errstr(r, eb, sizeof(eb))), fr);
 		if (fr != GST_FLOW_OK)
 			return fr;
 	}
@@ -431,7 +524,7 @@ static gboolean flush(GstVideoDecoder *dec)
 {
 	DetdH264Dec *self = DETD_H264_DEC(dec);
 	if (self->ctx)
-		avcodec_flush_buffers(self->ctx);
+		L.avcodec_flush_buffers(self->ctx);
 	return TRUE;
 }
 
@@ -448,8 +541,8 @@ static GstFlowReturn drain_vfunc(GstVideoDecoder *dec)
 static gboolean start(GstVideoDecoder *dec)
 {
 	DetdH264Dec *self = DETD_H264_DEC(dec);
-	self->pkt = av_packet_alloc();
-	self->frame = av_frame_alloc();
+	self->pkt = L.av_packet_alloc();
+	self->frame = L.av_frame_alloc();
 	return self->pkt && self->frame;
 }
 
@@ -457,9 +550,9 @@ static gboolean stop(GstVideoDecoder *dec)
 {
 	DetdH264Dec *self = DETD_H264_DEC(dec);
 	close_codec(self);
-	av_packet_free(&self->pkt);
-	av_frame_free(&self->frame);
-	av_freep(&self->pad_buf);
+	L.av_packet_free(&self->pkt);
+	L.av_frame_free(&self->frame);
+	L.av_freep(&self->pad_buf);
 	self->pad_cap = 0;
 	if (self->in_state) {
 		gst_video_codec_state_unref(self->in_state);
@@ -468,9 +561,19 @@ static gboolean stop(GstVideoDecoder *dec)
 	return TRUE;
 }
 
+static GstStateChangeReturn change_state(GstElement *el, GstStateChange t)
+{
+	/* No error message: decodebin takes a refused READY as "try the next
+	 * decoder"; lav_load() has logged why, once. */
+	if (t == GST_STATE_CHANGE_NULL_TO_READY && !lav_load())
+		return GST_STATE_CHANGE_FAILURE;
+	return GST_ELEMENT_CLASS(detd_h264_dec_parent_class)->change_state(el, t);
+}
+
 static void detd_h264_dec_class_init(DetdH264DecClass *klass)
 {
 	GstElementClass *ec = GST_ELEMENT_CLASS(klass);
+	ec->change_state = change_state;
 	GstVideoDecoderClass *vc = GST_VIDEO_DECODER_CLASS(klass);
 	gst_element_class_add_static_pad_template(ec, &sink_tmpl);
 	gst_element_class_add_static_pad_template(ec, &src_tmpl);
@@ -519,7 +622,6 @@ bool pipe_h264dec_register(void)
 	if (g_once_init_enter(&registered_once)) {
 		const char *env = getenv("DETD_H264DEC");
 		if (!env || (strcmp(env, "off") != 0 && strcmp(env, "0") != 0)) {
-			av_log_set_callback(av_log_cb);
 			registered = gst_element_register(NULL, PIPE_H264DEC_NAME,
 							  GST_RANK_PRIMARY + 1, DETD_TYPE_H264_DEC);
 			if (!registered)

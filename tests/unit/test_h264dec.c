@@ -204,39 +204,55 @@ START_TEST(byte_stream_input)
 }
 END_TEST
 
-static void collect_factory(GstBin *bin, GstBin *sub, GstElement *el, gpointer data)
+static void element_added(GstBin *bin, GstBin *sub, GstElement *el, gpointer data)
 {
 	(void)bin;
 	(void)sub;
 	GstElementFactory *f = gst_element_get_factory(el);
 	if (f)
-		g_string_append_printf(data, "%s ", GST_OBJECT_NAME(f));
+		g_hash_table_insert(data, el, g_strdup(GST_OBJECT_NAME(f)));
 }
 
-/* The H.264 decoder uridecodebin plugs for the sample video. */
+static void element_removed(GstBin *bin, GstBin *sub, GstElement *el, gpointer data)
+{
+	(void)bin;
+	(void)sub;
+	g_hash_table_remove(data, el);
+}
+
+/* The H.264 decoder in uridecodebin once the sample video prerolled (an
+ * element decodebin tried and removed again does not count), "none" if
+ * none; the pipeline must not have posted an error. */
 static char *decoder_chosen(void)
 {
 	char *uri = gst_filename_to_uri(video_path, NULL);
 	char *desc = g_strdup_printf("uridecodebin uri=\"%s\" ! fakesink name=out", uri);
 	GstElement *p = gst_parse_launch(desc, NULL);
 	ck_assert_ptr_nonnull(p);
-	GString *names = g_string_new(NULL);
-	g_signal_connect(p, "deep-element-added", G_CALLBACK(collect_factory), names);
+	GHashTable *live = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+	g_signal_connect(p, "deep-element-added", G_CALLBACK(element_added), live);
+	g_signal_connect(p, "deep-element-removed", G_CALLBACK(element_removed), live);
 	gst_element_set_state(p, GST_STATE_PAUSED);
 	ck_assert_int_eq(gst_element_get_state(p, NULL, NULL, 10 * GST_SECOND),
 			 GST_STATE_CHANGE_SUCCESS);
+	GstBus *bus = gst_element_get_bus(p);
+	GstMessage *err = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+	ck_assert_msg(err == NULL, "uridecodebin posted an error");
+	gst_object_unref(bus);
+	char *found = NULL;
+	GHashTableIter it;
+	gpointer name;
+	g_hash_table_iter_init(&it, live);
+	while (!found && g_hash_table_iter_next(&it, NULL, &name))
+		if (!strcmp(name, PIPE_H264DEC_NAME) || g_str_has_prefix(name, "avdec_h264") ||
+		    !strcmp(name, "openh264dec"))
+			found = g_strdup(name);
 	gst_element_set_state(p, GST_STATE_NULL);
+	g_signal_handlers_disconnect_by_data(p, live);
 	gst_object_unref(p);
+	g_hash_table_unref(live);
 	g_free(desc);
 	g_free(uri);
-	char *found = NULL;
-	char **v = g_strsplit(names->str, " ", -1);
-	for (char **i = v; *i && !found; i++)
-		if (!strcmp(*i, PIPE_H264DEC_NAME) || g_str_has_prefix(*i, "avdec_h264") ||
-		    !strcmp(*i, "openh264dec"))
-			found = g_strdup(*i);
-	g_strfreev(v);
-	g_string_free(names, TRUE);
 	return found ? found : g_strdup("none");
 }
 
@@ -245,6 +261,47 @@ START_TEST(uridecodebin_chooses_it)
 	ck_assert(pipe_h264dec_register());
 	char *dec = decoder_chosen();
 	ck_assert_str_eq(dec, PIPE_H264DEC_NAME);
+	g_free(dec);
+}
+END_TEST
+
+static bool libavcodec_mapped(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	ck_assert_ptr_nonnull(f);
+	char line[1024];
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, "/libavcodec.so") != NULL;
+	fclose(f);
+	return found;
+}
+
+/* libavcodec is loaded by the first H.264 decode, not before: a daemon
+ * without H.264 streams does not carry it. */
+START_TEST(libavcodec_loaded_on_first_use)
+{
+	ck_assert(pipe_h264dec_register());
+	ck_assert_msg(!libavcodec_mapped(), "libavcodec mapped before any H.264 stream");
+	struct seq s;
+	char *d = launch("", PIPE_H264DEC_NAME, "");
+	ck_assert(run_decode(d, &s));
+	g_free(d);
+	ck_assert_int_eq(s.n, 20);
+	ck_assert(libavcodec_mapped());
+	seq_clear(&s);
+}
+END_TEST
+
+/* When libavcodec cannot be loaded the element refuses READY without an
+ * error message, and uridecodebin decodes with the next H.264 decoder. */
+START_TEST(unloadable_libavcodec_falls_back)
+{
+	setenv("DETD_TEST_AVCODEC", "libavcodec-does-not-exist.so.0", 1);
+	ck_assert(pipe_h264dec_register());
+	char *dec = decoder_chosen();
+	ck_assert_str_ne(dec, PIPE_H264DEC_NAME);
+	ck_assert_str_ne(dec, "none");
 	g_free(dec);
 }
 END_TEST
@@ -325,6 +382,7 @@ static Suite *h264dec_suite(void)
 	tcase_add_test(tc, byte_stream_input);
 	tcase_add_test(tc, uridecodebin_chooses_it);
 	tcase_add_test(tc, off_in_environment);
+	tcase_add_test(tc, libavcodec_loaded_on_first_use);
 	tcase_add_test(tc, damaged_input_ends_cleanly);
 	suite_add_tcase(s, tc);
 	return s;
@@ -337,6 +395,7 @@ static Suite *avdec_suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, same_pictures_as_avdec_h264);
+	tcase_add_test(tc, unloadable_libavcodec_falls_back);
 	suite_add_tcase(s, tc);
 	return s;
 }
