@@ -167,16 +167,41 @@ INLINE __m512i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 /* rq_lanes, clamp, narrow, store cnt bytes. */
 INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
 {
-	__m512i r = rq_lanes(q, acc, n0);
-	r = _mm512_max_epi32(r, _mm512_set1_epi32(q->lo));
-	r = _mm512_min_epi32(r, _mm512_set1_epi32(q->hi));
-	__m128i bytes = _mm512_cvtsepi32_epi8(r); /* in int8 range after the clamp */
+	/* narrowed with saturation first, then clamped as bytes (see rq_store2) */
+	__m128i bytes = _mm512_cvtsepi32_epi8(rq_lanes(q, acc, n0));
+	bytes = _mm_max_epi8(bytes, _mm_set1_epi8(q->lo8));
+	bytes = _mm_min_epi8(bytes, _mm_set1_epi8(q->hi8));
 	bytes = _mm_xor_si128(bytes, _mm_set1_epi32(q->flip8)); /* branch-free: uint8 out */
 	if (cnt >= 16) {
 		_mm_storeu_si128((__m128i *)(void *)dst, bytes);
 	} else {
 		uint8_t tmp[16];
 		_mm_storeu_si128((__m128i *)(void *)tmp, bytes);
+		memcpy(dst, tmp, (size_t)cnt);
+	}
+}
+
+/*
+ * Two vectors (channels n0.. and n0+16..) at once: narrowed with saturating
+ * packs before the clamp, which then works on 32 bytes in one instruction
+ * (vk_rq_fill: the same result as clamping the int32 lanes).  packs work per
+ * 128-bit lane, so lane L holds r0[4L..4L+3], r1[4L..4L+3]; one dword
+ * permutation puts them in channel order.
+ */
+INLINE void rq_store2(const struct vk_rq *q, vec a0, vec a1, int n0, uint8_t *dst, int cnt)
+{
+	__m512i r0 = rq_lanes(q, a0, n0), r1 = rq_lanes(q, a1, n0 + VL);
+	__m512i b = _mm512_packs_epi16(_mm512_packs_epi32(r0, r1), _mm512_setzero_si512());
+	const __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 13, 9, 5, 1, 12, 8, 4, 0);
+	__m256i y = _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, b));
+	y = _mm256_max_epi8(y, _mm256_set1_epi8(q->lo8));
+	y = _mm256_min_epi8(y, _mm256_set1_epi8(q->hi8));
+	y = _mm256_xor_si256(y, _mm256_set1_epi32(q->flip8));
+	if (cnt >= 2 * VL) {
+		_mm256_storeu_si256((__m256i *)(void *)dst, y);
+	} else {
+		uint8_t tmp[32];
+		_mm256_storeu_si256((__m256i *)(void *)tmp, y);
 		memcpy(dst, tmp, (size_t)cnt);
 	}
 }
@@ -226,17 +251,36 @@ INLINE __m256i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
 {
 	__m256i r = rq_lanes(q, acc, n0);
-	r = _mm256_max_epi32(r, _mm256_set1_epi32(q->lo));
-	r = _mm256_min_epi32(r, _mm256_set1_epi32(q->hi));
-	/* in int8 range after the clamp, so the saturating packs are plain narrowing */
+	/* narrowed with saturation first, then clamped as bytes (see rq_store2) */
 	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
 	__m128i bytes = _mm_packs_epi16(w, w);
+	bytes = _mm_max_epi8(bytes, _mm_set1_epi8(q->lo8));
+	bytes = _mm_min_epi8(bytes, _mm_set1_epi8(q->hi8));
 	bytes = _mm_xor_si128(bytes, _mm_set1_epi32(q->flip8)); /* branch-free: uint8 out */
 	if (cnt >= 8) {
 		_mm_storel_epi64((__m128i *)(void *)dst, bytes);
 	} else {
 		uint8_t tmp[16];
 		_mm_storeu_si128((__m128i *)(void *)tmp, bytes);
+		memcpy(dst, tmp, (size_t)cnt);
+	}
+}
+
+/* rq_store2 of the 512-bit build on 8-lane vectors: 16 bytes. */
+INLINE void rq_store2(const struct vk_rq *q, vec a0, vec a1, int n0, uint8_t *dst, int cnt)
+{
+	__m256i r0 = rq_lanes(q, a0, n0), r1 = rq_lanes(q, a1, n0 + VL);
+	__m256i b = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_setzero_si256());
+	const __m256i idx = _mm256_set_epi32(0, 0, 0, 0, 5, 1, 4, 0);
+	__m128i y = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(b, idx));
+	y = _mm_max_epi8(y, _mm_set1_epi8(q->lo8));
+	y = _mm_min_epi8(y, _mm_set1_epi8(q->hi8));
+	y = _mm_xor_si128(y, _mm_set1_epi32(q->flip8));
+	if (cnt >= 2 * VL) {
+		_mm_storeu_si128((__m128i *)(void *)dst, y);
+	} else {
+		uint8_t tmp[16];
+		_mm_storeu_si128((__m128i *)(void *)tmp, y);
 		memcpy(dst, tmp, (size_t)cnt);
 	}
 }
@@ -300,6 +344,23 @@ INLINE void finish(const struct vk_gemm *g, vec acc, int n0, int32_t rs, uint8_t
 	FINISH(g, acc, n0, V_SET1(rs), dst, cnt < VL ? cnt : VL);
 }
 
+/* The accumulator plus bias and row-sum terms: what rq_lanes takes. */
+INLINE vec pre_rq(const struct vk_gemm *g, vec acc, int n0, int32_t rs)
+{
+	vec f = V_ADD(acc, V_LOAD(g->cterm + n0));
+	if (!g->dwc_uniform && g->dwc) /* uniform: already in acc (tile) */
+		f = V_ADD(f, V_MULLO(V_LOAD(g->dwc + n0), V_SET1(rs)));
+	return f;
+}
+
+/* Both vectors of a tile row, channels n0..n0+2·VL (fewer at the end). */
+INLINE void finish2(const struct vk_gemm *g, vec a0, vec a1, int n0, int32_t rs, uint8_t *dst)
+{
+	int cnt = g->N - n0;
+	rq_store2(&g->rq, pre_rq(g, a0, n0, rs), pre_rq(g, a1, n0 + VL, rs), n0, dst,
+		  cnt < 2 * VL ? cnt : 2 * VL);
+}
+
 /* Raw accumulators of channels n0.. plus cterm (no row-sum term: vk_gemm_acc). */
 INLINE void store_acc(const struct vk_gemm *g, vec acc, int n0, int32_t *dst)
 {
@@ -358,9 +419,10 @@ INLINE void tile(const struct vk_gemm *g, const uint8_t *a,
 			store_acc(g, c1_##r, n0 + VL, d + VL);                            \
 	} else if ((r) < mr) {                                                            \
 		uint8_t *d = y + (size_t)(r) * ldy + n0;                                  \
-		finish(g, c0_##r, n0, rs[r], d);                                          \
 		if (two)                                                                  \
-			finish(g, c1_##r, n0 + VL, rs[r], d + VL);                        \
+			finish2(g, c0_##r, c1_##r, n0, rs[r], d);                         \
+		else                                                                      \
+			finish(g, c0_##r, n0, rs[r], d);                                  \
 	}
 	ROWS(FIN)
 #undef FIN
@@ -500,7 +562,7 @@ static void dw_build_row(const struct vk_dw *d, const uint8_t *src, const uint8_
  */
 INLINE void
 dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *dst,
-       const int KH, const int NG, const bool has_d)
+       const int KH, const int NG, const bool has_d, const bool two)
 {
 	const int kh = KH ? KH : d->kh, ng = NG ? NG : d->ng;
 	const size_t qstride = (size_t)d->CP * 4, xstep = (size_t)d->sw * qstride;
@@ -513,20 +575,27 @@ dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *
 		int real = d->kw - 4 * g;
 		mask[g] = V_SET1(real >= 4 ? 0x01010101 : (int32_t)(0x01010101u >> (8 * (4 - real))));
 	}
-	vec wr[W_MAX];
+	vec wr[W_MAX], wr2[W_MAX];
+	const int8_t *wc2 = wc + (size_t)kh * ng * VL * 4; /* the next VL channels (two) */
 	if (KH && NG)
-		for (int i = 0; i < KH * NG; i++)
+		for (int i = 0; i < KH * NG; i++) {
 			wr[i] = V_LOAD(wc + (size_t)i * VL * 4);
+			if (two)
+				wr2[i] = V_LOAD(wc2 + (size_t)i * VL * 4);
+		}
 	size_t xo = (size_t)c0 * 4;
 	for (int ox = 0; ox < d->ow; ox++, xo += xstep) {
-		vec acc = V_ZERO(), rs = V_ZERO();
+		vec acc = V_ZERO(), rs = V_ZERO(), acc2 = V_ZERO(), rs2 = V_ZERO();
 		for (int ky = 0; ky < kh; ky++) {
 			const uint8_t *qp = qr[ky] + xo;
 			for (int g = 0; g < ng; g++, qp += gstep) {
-				vec u = V_LOAD(qp);
+				vec u = V_LOAD(qp), u2 = two ? V_LOAD(qp + VL * 4) : u;
 				vec wv = KH && NG ? wr[ky * NG + g]
 						  : V_LOAD(wc + ((size_t)ky * ng + g) * VL * 4);
 				acc = V_DP(acc, u, wv);
+				if (two)
+					acc2 = V_DP(acc2, u2, KH && NG ? wr2[ky * NG + g]
+							: V_LOAD(wc2 + ((size_t)ky * ng + g) * VL * 4));
 				if (has_d) {
 					vec m;
 					if (NG) {
@@ -537,13 +606,22 @@ dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *
 								     : (int32_t)(0x01010101u >> (8 * (4 - real))));
 					}
 					rs = V_DP(rs, u, m);
+					if (two)
+						rs2 = V_DP(rs2, u2, m);
 				}
 			}
 		}
 		vec f = V_ADD(acc, V_LOAD(d->cterm + c0));
 		if (has_d)
 			f = V_ADD(f, V_MULLO(V_LOAD(d->dwc + c0), rs));
-		rq_store(&d->rq, f, c0, dst + (size_t)ox * d->C + c0, n);
+		if (two) {
+			vec f2 = V_ADD(acc2, V_LOAD(d->cterm + c0 + VL));
+			if (has_d)
+				f2 = V_ADD(f2, V_MULLO(V_LOAD(d->dwc + c0 + VL), rs2));
+			rq_store2(&d->rq, f, f2, c0, dst + (size_t)ox * d->C + c0, n);
+		} else {
+			rq_store(&d->rq, f, c0, dst + (size_t)ox * d->C + c0, n);
+		}
 	}
 }
 
@@ -579,20 +657,31 @@ void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0
 			qr[ky] = slot;
 		}
 		uint8_t *dst = y + ((size_t)b * d->oh + oy) * (size_t)d->ow * C;
-		for (int c0 = 0; c0 < C; c0 += VL) {
-			const int n = C - c0 < VL ? C - c0 : VL;
-			/* the common shapes with constants: weights in registers, no per-pixel tests */
+		for (int c0 = 0; c0 < C;) {
+			/* the common shapes with constants: weights in registers, no per-pixel
+			 * tests; 3×3 two vectors of channels at a time (one narrowing store) */
 			const bool hd = d->dwc != NULL;
+			if (d->kh == 3 && d->ng == 1 && c0 + VL < C) {
+				const int n2 = C - c0 < 2 * VL ? C - c0 : 2 * VL;
+				if (hd)
+					dw_row(d, qr, c0, n2, dst, 3, 1, true, true);
+				else
+					dw_row(d, qr, c0, n2, dst, 3, 1, false, true);
+				c0 += 2 * VL;
+				continue;
+			}
+			const int n = C - c0 < VL ? C - c0 : VL;
 			if (d->kh == 3 && d->ng == 1 && hd)
-				dw_row(d, qr, c0, n, dst, 3, 1, true);
+				dw_row(d, qr, c0, n, dst, 3, 1, true, false);
 			else if (d->kh == 3 && d->ng == 1)
-				dw_row(d, qr, c0, n, dst, 3, 1, false);
+				dw_row(d, qr, c0, n, dst, 3, 1, false, false);
 			else if (d->kh == 5 && d->ng == 2 && hd)
-				dw_row(d, qr, c0, n, dst, 5, 2, true);
+				dw_row(d, qr, c0, n, dst, 5, 2, true, false);
 			else if (d->kh == 5 && d->ng == 2)
-				dw_row(d, qr, c0, n, dst, 5, 2, false);
+				dw_row(d, qr, c0, n, dst, 5, 2, false, false);
 			else
-				dw_row(d, qr, c0, n, dst, 0, 0, hd);
+				dw_row(d, qr, c0, n, dst, 0, 0, hd, false);
+			c0 += VL;
 		}
 	}
 }
