@@ -380,9 +380,11 @@ static GstFlowReturn push_frame(DetdH264Dec *self, const AVFrame *f)
 	GstVideoDecoder *dec = GST_VIDEO_DECODER(self);
 	/* After a flush libavcodec may still return a picture of a packet whose
 	 * GstVideoCodecFrame is gone: nothing to attach it to. */
-	if (f->pts == AV_NOPTS_VALUE || f->pts < 0 || f->pts > G_MAXINT)
+	if (f->pts == AV_NOPTS_VALUE || f->pts < 0 || f->pts > G_MAXUINT32)
 		return GST_FLOW_OK;
-	GstVideoCodecFrame *out = gst_video_decoder_get_frame(dec, (int)f->pts);
+	/* system_frame_number is a guint32 (past 2^31 after 2.3 years at 30 fps);
+	 * get_frame() compares it as one, through an int */
+	GstVideoCodecFrame *out = gst_video_decoder_get_frame(dec, (int)(guint32)f->pts);
 	if (!out)
 		return GST_FLOW_OK;
 	if (!ensure_output_state(self, f)) {
