@@ -34,6 +34,7 @@
 #if DETD_HAVE_AVCODEC
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +84,9 @@ static struct {
 #define LAVCODEC_SONAME "libavcodec.so." AV_STRINGIFY(LIBAVCODEC_VERSION_MAJOR)
 #define LAVUTIL_SONAME "libavutil.so." AV_STRINGIFY(LIBAVUTIL_VERSION_MAJOR)
 
-static gsize lav_once;
+/* pthread_once, not g_once: GLib's futex-based once is invisible to
+ * ThreadSanitizer, which then reports the readers of what it published. */
+static pthread_once_t lav_once = PTHREAD_ONCE_INIT;
 static gboolean lav_ok;
 static char lav_error[256];
 
@@ -100,35 +103,38 @@ static bool lav_sym(void *h, const char *lib, const char *name, void *slot)
 	return true;
 }
 
+static void lav_load_once(void)
+{
+	/* DETD_TEST_AVCODEC: another name, for the test of the fallback */
+	const char *cname = getenv("DETD_TEST_AVCODEC");
+	void *u = dlopen(LAVUTIL_SONAME, RTLD_NOW | RTLD_LOCAL);
+	void *c = u ? dlopen(cname && *cname ? cname : LAVCODEC_SONAME, RTLD_NOW | RTLD_LOCAL)
+		    : NULL;
+	if (!u || !c) {
+		const char *e = dlerror();
+		snprintf(lav_error, sizeof(lav_error), "%s", e ? e : "dlopen failed");
+	} else {
+		bool ok = true;
+#define LAV_LOAD_C(f) ok = ok && lav_sym(c, LAVCODEC_SONAME, #f, &L.f);
+#define LAV_LOAD_U(f) ok = ok && lav_sym(u, LAVUTIL_SONAME, #f, &L.f);
+		LAV_CODEC_FNS(LAV_LOAD_C)
+		LAV_UTIL_FNS(LAV_LOAD_U)
+#undef LAV_LOAD_C
+#undef LAV_LOAD_U
+		if (ok) {
+			L.av_log_set_callback(av_log_cb);
+			lav_ok = TRUE;
+		}
+	}
+	if (!lav_ok)
+		log_warn(TOPIC, "cannot load libavcodec (%s): H.264 goes to GStreamer's "
+				"decoders", lav_error);
+}
+
 /* Once per process; true when every function is there. */
 static gboolean lav_load(void)
 {
-	if (g_once_init_enter(&lav_once)) {
-		/* DETD_TEST_AVCODEC: another name, for the test of the fallback */
-		const char *cname = getenv("DETD_TEST_AVCODEC");
-		void *u = dlopen(LAVUTIL_SONAME, RTLD_NOW | RTLD_LOCAL);
-		void *c = u ? dlopen(cname && *cname ? cname : LAVCODEC_SONAME, RTLD_NOW | RTLD_LOCAL)
-			    : NULL;
-		if (!u || !c) {
-			snprintf(lav_error, sizeof(lav_error), "%s", dlerror());
-		} else {
-			bool ok = true;
-#define LAV_LOAD_C(f) ok = ok && lav_sym(c, LAVCODEC_SONAME, #f, &L.f);
-#define LAV_LOAD_U(f) ok = ok && lav_sym(u, LAVUTIL_SONAME, #f, &L.f);
-			LAV_CODEC_FNS(LAV_LOAD_C)
-			LAV_UTIL_FNS(LAV_LOAD_U)
-#undef LAV_LOAD_C
-#undef LAV_LOAD_U
-			if (ok) {
-				L.av_log_set_callback(av_log_cb);
-				lav_ok = TRUE;
-			}
-		}
-		if (!lav_ok)
-			log_warn(TOPIC, "cannot load libavcodec (%s): H.264 goes to GStreamer's "
-					"decoders", lav_error);
-		g_once_init_leave(&lav_once, 1);
-	}
+	pthread_once(&lav_once, lav_load_once);
 	return lav_ok;
 }
 
@@ -616,22 +622,24 @@ static void av_log_cb(void *avcl, int level, const char *fmt, va_list ap)
 	log_debug(TOPIC, "libavcodec: %s", line);
 }
 
-static gsize registered_once;
+static pthread_once_t registered_once = PTHREAD_ONCE_INIT; /* see lav_once */
 static gboolean registered;
+
+static void register_once(void)
+{
+	const char *env = getenv("DETD_H264DEC");
+	if (env && (!strcmp(env, "off") || !strcmp(env, "0")))
+		return;
+	registered = gst_element_register(NULL, PIPE_H264DEC_NAME, GST_RANK_PRIMARY + 1,
+					  DETD_TYPE_H264_DEC);
+	if (!registered)
+		log_warn(TOPIC, "cannot register %s; GStreamer's H.264 decoders are used",
+			 PIPE_H264DEC_NAME);
+}
 
 bool pipe_h264dec_register(void)
 {
-	if (g_once_init_enter(&registered_once)) {
-		const char *env = getenv("DETD_H264DEC");
-		if (!env || (strcmp(env, "off") != 0 && strcmp(env, "0") != 0)) {
-			registered = gst_element_register(NULL, PIPE_H264DEC_NAME,
-							  GST_RANK_PRIMARY + 1, DETD_TYPE_H264_DEC);
-			if (!registered)
-				log_warn(TOPIC, "cannot register %s; GStreamer's H.264 decoders are "
-						"used", PIPE_H264DEC_NAME);
-		}
-		g_once_init_leave(&registered_once, 1);
-	}
+	pthread_once(&registered_once, register_once);
 	return registered;
 }
 
