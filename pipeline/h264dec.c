@@ -7,8 +7,8 @@
  * libavcodec, and loading their dependency trees (flite voices, librsvg,
  * srt, libplacebo, …) costs every detd process ~20 MB of resident pages
  * (measured: dlopen of libavcodec alone 16.9 MB RSS, with libavformat and
- * libavfilter 37.4 MB).  And avdec_h264 copies nothing but keeps its own
- * output pool beside libavcodec's pictures.  This element:
+ * libavfilter 37.4 MB), and per 960×540 stream avdec_h264 measured ~12 MB
+ * of anonymous memory against ~9 MB here.  This element:
  *
  *  - depends on libavcodec and libavutil only;
  *  - decodes on the streaming thread (thread_count 1: the streams already
