@@ -266,6 +266,7 @@ INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int c
 	}
 }
 
+#ifndef VK_NO_DP /* the GEMM's and depthwise's; the AVX2-only build has ADD alone */
 /* rq_store2 of the 512-bit build on 8-lane vectors: 16 bytes. */
 INLINE void rq_store2(const struct vk_rq *q, vec a0, vec a1, int n0, uint8_t *dst, int cnt)
 {
@@ -284,6 +285,7 @@ INLINE void rq_store2(const struct vk_rq *q, vec a0, vec a1, int n0, uint8_t *ds
 		memcpy(dst, tmp, (size_t)cnt);
 	}
 }
+#endif
 
 #ifndef VK_NO_DP /* row_sum's */
 static inline __m128i sum_to_128(__m256i v)
