@@ -167,6 +167,10 @@ G_DEFINE_TYPE(DetdH264Dec, detd_h264_dec, GST_TYPE_VIDEO_DECODER)
 
 #define SRC_FORMATS "{ I420, Y42B, Y444, GRAY8, I420_10LE }"
 
+/* Largest access unit taken (no picture exceeds the coded picture buffer:
+ * 37.5 MB for High profile up to level 5.2, the 4K levels). */
+#define PACKET_MAX (64 << 20)
+
 static GstStaticPadTemplate sink_tmpl = GST_STATIC_PAD_TEMPLATE(
 	"sink", GST_PAD_SINK, GST_PAD_ALWAYS,
 	GST_STATIC_CAPS("video/x-h264, stream-format = (string) { avc, byte-stream }, "
@@ -357,28 +361,33 @@ static GstBuffer *wrap_frame(const AVFrame *f, const GstVideoInfo *info)
 	return buf;
 }
 
-/* Downstream without GstVideoMeta: copy into the negotiated layout. */
+/* Downstream without GstVideoMeta: the wrapped planes copied into a buffer
+ * of the negotiated layout (gst_video_frame_copy). */
 static GstFlowReturn copy_frame(DetdH264Dec *self, const AVFrame *f, GstVideoCodecFrame *out,
 				const GstVideoInfo *info)
 {
-	GstFlowReturn fr = gst_video_decoder_allocate_output_frame(GST_VIDEO_DECODER(self), out);
-	if (fr != GST_FLOW_OK)
-		return fr;
-	GstVideoFrame vf;
-	if (!gst_video_frame_map(&vf, (GstVideoInfo *)info, out->output_buffer, GST_MAP_WRITE))
+	GstBuffer *src = wrap_frame(f, info);
+	if (!src)
 		return GST_FLOW_ERROR;
-	for (guint i = 0; i < GST_VIDEO_INFO_N_PLANES(info); i++) {
-		guint8 *d = GST_VIDEO_FRAME_PLANE_DATA(&vf, i);
-		gint ds = GST_VIDEO_FRAME_PLANE_STRIDE(&vf, i);
-		int rows = GST_VIDEO_FRAME_COMP_HEIGHT(&vf, i);
-		gsize row = (gsize)GST_VIDEO_FRAME_COMP_WIDTH(&vf, i) *
-			    (gsize)GST_VIDEO_FRAME_COMP_PSTRIDE(&vf, i);
-		for (int y = 0; y < rows; y++)
-			memcpy(d + (gsize)y * (gsize)ds, f->data[i] + (ptrdiff_t)y * f->linesize[i],
-			       row);
+	GstFlowReturn fr = gst_video_decoder_allocate_output_frame(GST_VIDEO_DECODER(self), out);
+	GstVideoFrame sf, df;
+	if (fr == GST_FLOW_OK) {
+		if (!gst_video_frame_map(&sf, (GstVideoInfo *)info, src, GST_MAP_READ)) {
+			fr = GST_FLOW_ERROR;
+		} else {
+			if (gst_video_frame_map(&df, (GstVideoInfo *)info, out->output_buffer,
+						GST_MAP_WRITE)) {
+				if (!gst_video_frame_copy(&df, &sf))
+					fr = GST_FLOW_ERROR;
+				gst_video_frame_unmap(&df);
+			} else {
+				fr = GST_FLOW_ERROR;
+			}
+			gst_video_frame_unmap(&sf);
+		}
 	}
-	gst_video_frame_unmap(&vf);
-	return GST_FLOW_OK;
+	gst_buffer_unref(src);
+	return fr;
 }
 
 static GstFlowReturn push_frame(DetdH264Dec *self, const AVFrame *f)
@@ -462,6 +471,16 @@ static GstFlowReturn handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *fram
 		gst_video_decoder_drop_frame(dec, frame);
 		return GST_FLOW_ERROR;
 	}
+	/* One access unit beyond any level's coded picture buffer is not H.264:
+	 * refuse it rather than grow pad_buf without a limit. */
+	if (m.size > PACKET_MAX) {
+		gst_buffer_unmap(frame->input_buffer, &m);
+		gst_video_decoder_drop_frame(dec, frame);
+		GstFlowReturn fr = GST_FLOW_OK;
+		GST_VIDEO_DECODER_ERROR(self, 1, STREAM, DECODE, ("H.264 access unit too large"),
+					("%zu bytes, at most %d", (size_t)m.size, PACKET_MAX), fr);
+		return fr;
+	}
 	/* libavcodec reads up to AV_INPUT_BUFFER_PADDING_SIZE bytes past the
 	 * data, which must be zero: copy (compressed, so small). */
 	size_t need = m.size + AV_INPUT_BUFFER_PADDING_SIZE;
@@ -513,8 +532,8 @@ static gboolean set_format(GstVideoDecoder *dec, GstVideoCodecState *state)
 	DetdH264Dec *self = DETD_H264_DEC(dec);
 	/* New caps (new SPS/PPS in codec_data): finish what the old context
 	 * holds, then start over with the new extradata. */
-	if (self->ctx)
-		drain(self);
+	if (self->ctx && drain(self) != GST_FLOW_OK)
+		GST_DEBUG_OBJECT(self, "pictures of the old caps dropped (flushing or downstream error)");
 	if (self->in_state)
 		gst_video_codec_state_unref(self->in_state);
 	self->in_state = gst_video_codec_state_ref(state);
@@ -536,11 +555,7 @@ static gboolean flush(GstVideoDecoder *dec)
 	return TRUE;
 }
 
-static GstFlowReturn finish(GstVideoDecoder *dec)
-{
-	return drain(DETD_H264_DEC(dec));
-}
-
+/* drain (before new caps from upstream) and finish (end of stream) alike */
 static GstFlowReturn drain_vfunc(GstVideoDecoder *dec)
 {
 	return drain(DETD_H264_DEC(dec));
@@ -595,7 +610,7 @@ static void detd_h264_dec_class_init(DetdH264DecClass *klass)
 	vc->handle_frame = handle_frame;
 	vc->flush = flush;
 	vc->drain = drain_vfunc;
-	vc->finish = finish;
+	vc->finish = drain_vfunc;
 	vc->decide_allocation = decide_allocation;
 }
 

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <gst/app/gstappsink.h>
+#include <gst/app/gstappsrc.h>
 #include <gst/gst.h>
 #include <gst/video/video.h>
 
@@ -373,39 +374,73 @@ START_TEST(damaged_input_ends_cleanly)
 }
 END_TEST
 
+/* An access unit larger than any coded picture buffer is refused with an
+ * error (max-errors 0: the first one is posted), not copied. */
+START_TEST(oversized_access_unit_refused)
+{
+	ck_assert(pipe_h264dec_register());
+	GstElement *p = gst_parse_launch(
+		"appsrc name=src format=time caps=video/x-h264,stream-format=byte-stream,"
+		"alignment=au,width=64,height=64,framerate=30/1 ! " PIPE_H264DEC_NAME
+		" max-errors=0 ! fakesink",
+		NULL);
+	ck_assert_ptr_nonnull(p);
+	GstElement *src = gst_bin_get_by_name(GST_BIN(p), "src");
+	gst_element_set_state(p, GST_STATE_PLAYING);
+	/* not written: refused before it is read */
+	GstBuffer *b = gst_buffer_new_allocate(NULL, ((gsize)64 << 20) + 1, NULL);
+	GST_BUFFER_PTS(b) = 0;
+	gst_app_src_push_buffer(GST_APP_SRC(src), b);
+	GstBus *bus = gst_element_get_bus(p);
+	GstMessage *m = gst_bus_timed_pop_filtered(bus, 20 * GST_SECOND, GST_MESSAGE_ERROR);
+	ck_assert_msg(m != NULL, "no error for a 64 MiB access unit");
+	GError *e = NULL;
+	gst_message_parse_error(m, &e, NULL);
+	ck_assert_msg(e && strstr(e->message, "too large"), "error: %s", e ? e->message : "?");
+	g_clear_error(&e);
+	gst_message_unref(m);
+	gst_object_unref(bus);
+	gst_element_set_state(p, GST_STATE_NULL);
+	gst_object_unref(src);
+	gst_object_unref(p);
+}
+END_TEST
+
+/* A test case of s with the fixture and timeout every test here uses. */
+static TCase *add_tcase(Suite *s, const char *name)
+{
+	TCase *tc = tcase_create(name);
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
 static Suite *h264dec_suite(void)
 {
 	Suite *s = suite_create("h264dec");
-	TCase *tc = tcase_create("decode");
-	tcase_add_checked_fixture(tc, setup, NULL);
-	tcase_set_timeout(tc, 120);
+	TCase *tc = add_tcase(s, "decode");
 	tcase_add_test(tc, byte_stream_input);
 	tcase_add_test(tc, uridecodebin_chooses_it);
 	tcase_add_test(tc, off_in_environment);
 	tcase_add_test(tc, libavcodec_loaded_on_first_use);
 	tcase_add_test(tc, damaged_input_ends_cleanly);
-	suite_add_tcase(s, tc);
+	tcase_add_test(tc, oversized_access_unit_refused);
 	return s;
 }
 
 static Suite *avdec_suite(void)
 {
 	Suite *s = suite_create("h264dec-avdec");
-	TCase *tc = tcase_create("avdec");
-	tcase_add_checked_fixture(tc, setup, NULL);
-	tcase_set_timeout(tc, 120);
+	TCase *tc = add_tcase(s, "avdec");
 	tcase_add_test(tc, same_pictures_as_avdec_h264);
 	tcase_add_test(tc, unloadable_libavcodec_falls_back);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 static const char *data_missing(void)
 {
-	const char *d = getenv("DETD_SHARED_DATA");
-	char p[4096];
-	snprintf(p, sizeof(p), "%s/traffic/traffic_frames.mp4", d ? d : "");
-	if (!d || access(p, R_OK) != 0)
+	if (!tu_shared_data_has("traffic/traffic_frames.mp4"))
 		return "no sample video in DETD_SHARED_DATA";
 	if (!DETD_HAVE_AVCODEC)
 		return "built without libavcodec (meson -Davcodec=disabled or no libavcodec-dev)";

@@ -660,10 +660,9 @@ END_TEST
 
 static const char *data_missing(void)
 {
-	const char *d = getenv("DETD_SHARED_DATA");
-	char p[4096];
-	snprintf(p, sizeof(p), "%s/traffic/reference/detections.json", d ? d : "");
-	return d && access(p, R_OK) == 0 ? NULL : "no traffic reference in DETD_SHARED_DATA";
+	return tu_shared_data_has("traffic/reference/detections.json")
+		       ? NULL
+		       : "no traffic reference in DETD_SHARED_DATA";
 }
 
 static Suite *parity_suite(void)

@@ -1104,10 +1104,8 @@ static const char *http_missing(void)
 
 static const char *data_missing(void)
 {
-	const char *d = getenv("DETD_SHARED_DATA");
-	char p[4096];
-	snprintf(p, sizeof(p), "%s/traffic/traffic_frames.mp4", d ? d : "");
-	return d && access(p, R_OK) == 0 ? NULL : "no sample video in DETD_SHARED_DATA";
+	return tu_shared_data_has("traffic/traffic_frames.mp4") ? NULL
+								: "no sample video in DETD_SHARED_DATA";
 }
 
 static const char *rtsp_or_data_missing(void)

@@ -16,9 +16,11 @@
 #define DETD_TESTUTIL_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TU_EXIT_SKIP 77
 
@@ -60,6 +62,17 @@ static inline int tu_main(int argc, char **argv, const struct tu_suite *v, size_
 	}
 	fprintf(stderr, "%s: no suite \"%s\"\n", argv[0], want ? want : "(default)");
 	return EXIT_FAILURE;
+}
+
+/* True when DETD_SHARED_DATA is set and the file rel under it is readable
+ * (for the "missing" functions of suites that need ../shared/data). */
+static inline bool tu_shared_data_has(const char *rel)
+{
+	const char *d = getenv("DETD_SHARED_DATA");
+	char p[4096];
+	if (!d || snprintf(p, sizeof(p), "%s/%s", d, rel) >= (int)sizeof(p))
+		return false;
+	return access(p, R_OK) == 0;
 }
 
 #endif

@@ -119,6 +119,29 @@ typedef __m256i vec;
  */
 #define RQ_NEG_T (-((int64_t)1 << 30))
 
+/* Narrowed bytes clamped to [lo8, hi8] (the same as clamping the int32 lanes
+ * before a saturating narrow: vk_rq_fill) and flipped to uint8 if need be. */
+INLINE __m128i clamp_bytes(const struct vk_rq *q, __m128i b)
+{
+	b = _mm_max_epi8(b, _mm_set1_epi8(q->lo8));
+	b = _mm_min_epi8(b, _mm_set1_epi8(q->hi8));
+	return _mm_xor_si128(b, _mm_set1_epi32(q->flip8)); /* branch-free: uint8 out */
+}
+
+/* The first cnt of the full (8 or 16) bytes of b. */
+INLINE void store_bytes(uint8_t *dst, __m128i b, int cnt, const int full)
+{
+	if (cnt >= full && full == 16) {
+		_mm_storeu_si128((__m128i *)(void *)dst, b);
+	} else if (cnt >= full) {
+		_mm_storel_epi64((__m128i *)(void *)dst, b);
+	} else {
+		uint8_t tmp[16];
+		_mm_storeu_si128((__m128i *)(void *)tmp, b);
+		memcpy(dst, tmp, (size_t)cnt);
+	}
+}
+
 #if VK_W == 512
 #ifdef VK_SIMDE
 typedef simde__mmask8 mask8;
@@ -167,18 +190,8 @@ INLINE __m512i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 /* rq_lanes, clamp, narrow, store cnt bytes. */
 INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
 {
-	/* narrowed with saturation first, then clamped as bytes (see rq_store2) */
-	__m128i bytes = _mm512_cvtsepi32_epi8(rq_lanes(q, acc, n0));
-	bytes = _mm_max_epi8(bytes, _mm_set1_epi8(q->lo8));
-	bytes = _mm_min_epi8(bytes, _mm_set1_epi8(q->hi8));
-	bytes = _mm_xor_si128(bytes, _mm_set1_epi32(q->flip8)); /* branch-free: uint8 out */
-	if (cnt >= 16) {
-		_mm_storeu_si128((__m128i *)(void *)dst, bytes);
-	} else {
-		uint8_t tmp[16];
-		_mm_storeu_si128((__m128i *)(void *)tmp, bytes);
-		memcpy(dst, tmp, (size_t)cnt);
-	}
+	/* narrowed with saturation first, then clamped as bytes */
+	store_bytes(dst, clamp_bytes(q, _mm512_cvtsepi32_epi8(rq_lanes(q, acc, n0))), cnt, 16);
 }
 
 /*
@@ -251,19 +264,9 @@ INLINE __m256i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
 {
 	__m256i r = rq_lanes(q, acc, n0);
-	/* narrowed with saturation first, then clamped as bytes (see rq_store2) */
+	/* narrowed with saturation first, then clamped as bytes */
 	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-	__m128i bytes = _mm_packs_epi16(w, w);
-	bytes = _mm_max_epi8(bytes, _mm_set1_epi8(q->lo8));
-	bytes = _mm_min_epi8(bytes, _mm_set1_epi8(q->hi8));
-	bytes = _mm_xor_si128(bytes, _mm_set1_epi32(q->flip8)); /* branch-free: uint8 out */
-	if (cnt >= 8) {
-		_mm_storel_epi64((__m128i *)(void *)dst, bytes);
-	} else {
-		uint8_t tmp[16];
-		_mm_storeu_si128((__m128i *)(void *)tmp, bytes);
-		memcpy(dst, tmp, (size_t)cnt);
-	}
+	store_bytes(dst, clamp_bytes(q, _mm_packs_epi16(w, w)), cnt, 8);
 }
 
 #ifndef VK_NO_DP /* the GEMM's and depthwise's; the AVX2-only build has ADD alone */
@@ -274,16 +277,7 @@ INLINE void rq_store2(const struct vk_rq *q, vec a0, vec a1, int n0, uint8_t *ds
 	__m256i b = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_setzero_si256());
 	const __m256i idx = _mm256_set_epi32(0, 0, 0, 0, 5, 1, 4, 0);
 	__m128i y = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(b, idx));
-	y = _mm_max_epi8(y, _mm_set1_epi8(q->lo8));
-	y = _mm_min_epi8(y, _mm_set1_epi8(q->hi8));
-	y = _mm_xor_si128(y, _mm_set1_epi32(q->flip8));
-	if (cnt >= 2 * VL) {
-		_mm_storeu_si128((__m128i *)(void *)dst, y);
-	} else {
-		uint8_t tmp[16];
-		_mm_storeu_si128((__m128i *)(void *)tmp, y);
-		memcpy(dst, tmp, (size_t)cnt);
-	}
+	store_bytes(dst, clamp_bytes(q, y), cnt, 16);
 }
 #endif
 
@@ -325,41 +319,33 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 #endif
 
 #ifndef VK_NO_DP /* the AVX2-only build (vk2_*) has ADD alone */
-/* Bias, row-sum term, requantization and store of one vector of channels n0..
- * (G: struct vk_gemm or struct vk_dw, which share the names). */
-#define FINISH(G, acc_, n0_, rsv_, dst_, cnt_)                                             \
-	do {                                                                              \
-		vec f_ = V_ADD((acc_), V_LOAD((G)->cterm + (n0_)));                        \
-		if ((G)->dwc)                                                             \
-			f_ = V_ADD(f_, V_MULLO(V_LOAD((G)->dwc + (n0_)), (rsv_)));          \
-		rq_store(&(G)->rq, f_, (n0_), (dst_), (cnt_));                            \
-	} while (0)
+/*
+ * What rq_lanes takes: the accumulator of channels n_.. plus the bias term
+ * and, with_dwc, the zero-point term dwc·Σu (G: struct vk_gemm or struct
+ * vk_dw, which share the names).  A macro, not a function: one returning a
+ * 256-bit vector out of line trips -Wpsabi in the SIMDe builds, which have
+ * no -mavx and no forced inlining.
+ */
+#define WITH_TERMS(G, acc_, n_, rsv_, with_dwc_)                                          \
+	((with_dwc_) ? V_ADD(V_ADD((acc_), V_LOAD((G)->cterm + (n_))),                    \
+			     V_MULLO(V_LOAD((G)->dwc + (n_)), (rsv_)))                     \
+		     : V_ADD((acc_), V_LOAD((G)->cterm + (n_))))
+/* the GEMM: a uniform zero-point term is already in acc (tile) */
+#define GEMM_TERMS(g_, acc_, n_, rs_)                                                     \
+	WITH_TERMS(g_, acc_, n_, V_SET1(rs_), !(g_)->dwc_uniform && (g_)->dwc)
 
+/* One vector of a tile row, channels n0.. (fewer at the end). */
 INLINE void finish(const struct vk_gemm *g, vec acc, int n0, int32_t rs, uint8_t *dst)
 {
 	int cnt = g->N - n0;
-	if (g->dwc_uniform) { /* the row-sum term is already in acc (tile) */
-		acc = V_ADD(acc, V_LOAD(g->cterm + n0));
-		rq_store(&g->rq, acc, n0, dst, cnt < VL ? cnt : VL);
-		return;
-	}
-	FINISH(g, acc, n0, V_SET1(rs), dst, cnt < VL ? cnt : VL);
-}
-
-/* The accumulator plus bias and row-sum terms: what rq_lanes takes. */
-INLINE vec pre_rq(const struct vk_gemm *g, vec acc, int n0, int32_t rs)
-{
-	vec f = V_ADD(acc, V_LOAD(g->cterm + n0));
-	if (!g->dwc_uniform && g->dwc) /* uniform: already in acc (tile) */
-		f = V_ADD(f, V_MULLO(V_LOAD(g->dwc + n0), V_SET1(rs)));
-	return f;
+	rq_store(&g->rq, GEMM_TERMS(g, acc, n0, rs), n0, dst, cnt < VL ? cnt : VL);
 }
 
 /* Both vectors of a tile row, channels n0..n0+2·VL (fewer at the end). */
 INLINE void finish2(const struct vk_gemm *g, vec a0, vec a1, int n0, int32_t rs, uint8_t *dst)
 {
 	int cnt = g->N - n0;
-	rq_store2(&g->rq, pre_rq(g, a0, n0, rs), pre_rq(g, a1, n0 + VL, rs), n0, dst,
+	rq_store2(&g->rq, GEMM_TERMS(g, a0, n0, rs), GEMM_TERMS(g, a1, n0 + VL, rs), n0, dst,
 		  cnt < 2 * VL ? cnt : 2 * VL);
 }
 
@@ -613,17 +599,12 @@ dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *
 				}
 			}
 		}
-		vec f = V_ADD(acc, V_LOAD(d->cterm + c0));
-		if (has_d)
-			f = V_ADD(f, V_MULLO(V_LOAD(d->dwc + c0), rs));
-		if (two) {
-			vec f2 = V_ADD(acc2, V_LOAD(d->cterm + c0 + VL));
-			if (has_d)
-				f2 = V_ADD(f2, V_MULLO(V_LOAD(d->dwc + c0 + VL), rs2));
-			rq_store2(&d->rq, f, f2, c0, dst + (size_t)ox * d->C + c0, n);
-		} else {
-			rq_store(&d->rq, f, c0, dst + (size_t)ox * d->C + c0, n);
-		}
+		uint8_t *out = dst + (size_t)ox * d->C + c0;
+		if (two)
+			rq_store2(&d->rq, WITH_TERMS(d, acc, c0, rs, has_d),
+				  WITH_TERMS(d, acc2, c0 + VL, rs2, has_d), c0, out, n);
+		else
+			rq_store(&d->rq, WITH_TERMS(d, acc, c0, rs, has_d), c0, out, n);
 	}
 }
 
