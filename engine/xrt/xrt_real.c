@@ -7,17 +7,26 @@
  * (the device shim it loads at run time) is missing, its C functions throw
  * a C++ exception nothing catches and the process aborts.  A daemon must not
  * die because a card is missing, so dev_open first checks that environment
- * and then asks a forked child to open the device (and load the xclbin):
+ * and then asks a child process to open the device (and load the xclbin):
  * only when the child comes back clean does the daemon itself call XRT.  A
  * child that aborts or hangs costs a log line and a /status reason.
  *
- * Threads: as xrt_dev.h; the probe child only calls XRT and _exit()s.
+ * The child is this same executable started afresh (/proc/self/exe), not a
+ * bare fork: the daemon probes again while its streams and workers run, and
+ * a forked copy of a threaded process inherits every lock some other thread
+ * held at that instant (the allocator's, the dynamic loader's, libstdc++'s)
+ * with nobody left to release it — XRT's first malloc or dlopen in such a
+ * child can wait forever.  A constructor below recognises the child by its
+ * argv[0] and runs the probe before main().
+ *
+ * Threads: as xrt_dev.h.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +42,13 @@
 #include "xrt_dev.h"
 
 #define PROBE_TIMEOUT_MS 20000
+/* How the probe child is told apart from a normal start (argv[0]) and what
+ * it is asked (environment: the device index, the xclbin if any). */
+#define PROBE_ARGV0 "detd-xrt-probe"
+#define PROBE_ENV_INDEX "DETD_XRT_PROBE_INDEX"
+#define PROBE_ENV_XCLBIN "DETD_XRT_PROBE_XCLBIN"
+
+extern char **environ;
 
 /* Exit codes of the probe child. */
 enum { PROBE_OK = 0, PROBE_NO_DEVICE = 10, PROBE_XCLBIN = 11 };
@@ -68,7 +84,115 @@ static int check_env(char *err, size_t errlen)
 	return 0;
 }
 
-/* Fork, try what the parent is about to do, report how it went. */
+/*
+ * The probe child's whole life, before main(): glibc passes an ELF
+ * constructor the program's argc/argv, so nothing of the program proper
+ * (its own main, GStreamer, threads) runs in it.  XRT's chatter goes to the
+ * pipe the parent reads; an abort inside XRT ends only the child.
+ */
+__attribute__((constructor)) static void probe_child(int argc, char **argv, char **envp)
+{
+	(void)envp;
+	if (argc < 1 || !argv || !argv[0] || strcmp(argv[0], PROBE_ARGV0) != 0)
+		return;
+	const char *idx = getenv(PROBE_ENV_INDEX);
+	const char *xclbin = getenv(PROBE_ENV_XCLBIN);
+	char *end = NULL;
+	long index = idx ? strtol(idx, &end, 10) : -1;
+	if (!idx || end == idx || *end || index < 0 || index > INT_MAX)
+		_exit(2);
+	xrtDeviceHandle d = xrtDeviceOpen((unsigned)index);
+	if (!d)
+		_exit(PROBE_NO_DEVICE);
+	if (xclbin && *xclbin && xrtDeviceLoadXclbinFile(d, xclbin) != 0)
+		_exit(PROBE_XCLBIN);
+	_exit(PROBE_OK);
+}
+
+/* The environment of the child: ours (XRT reads XILINX_XRT and its own
+ * settings from it) without any stale probe variables, plus the request. */
+static char **probe_env(int index, const char *xclbin)
+{
+	size_t n = 0;
+	while (environ && environ[n])
+		n++;
+	char **env = calloc(n + 3, sizeof(*env));
+	if (!env)
+		return NULL;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], PROBE_ENV_INDEX "=", sizeof(PROBE_ENV_INDEX)) != 0 &&
+		    strncmp(environ[i], PROBE_ENV_XCLBIN "=", sizeof(PROBE_ENV_XCLBIN)) != 0)
+			env[k++] = environ[i];
+	char *a = malloc(sizeof(PROBE_ENV_INDEX) + 16);
+	char *b = xclbin ? malloc(sizeof(PROBE_ENV_XCLBIN) + strlen(xclbin) + 1) : NULL;
+	if (!a || (xclbin && !b)) {
+		free(a);
+		free(b);
+		free(env);
+		return NULL;
+	}
+	sprintf(a, PROBE_ENV_INDEX "=%d", index);
+	env[k++] = a;
+	if (b) {
+		sprintf(b, PROBE_ENV_XCLBIN "=%s", xclbin);
+		env[k++] = b;
+	}
+	env[k] = NULL;
+	return env;
+}
+
+/* Free what probe_env allocated: the request strings at the tail. */
+static void probe_env_free(char **env)
+{
+	if (!env)
+		return;
+	size_t k = 0;
+	while (env[k])
+		k++;
+	for (size_t i = 0; i < k; i++)
+		if (strncmp(env[i], PROBE_ENV_INDEX "=", sizeof(PROBE_ENV_INDEX)) == 0 ||
+		    strncmp(env[i], PROBE_ENV_XCLBIN "=", sizeof(PROBE_ENV_XCLBIN)) == 0)
+			free(env[i]);
+	free(env);
+}
+
+/* Start the probe child: this executable again, stdout/stderr on the pipe,
+ * default signal handling and no blocked signals whatever ours are. */
+static int probe_spawn(int index, const char *xclbin, int out_fd, pid_t *pid, char *err,
+		       size_t errlen)
+{
+	char **env = probe_env(index, xclbin);
+	if (!env) {
+		snprintf(err, errlen, "probe: out of memory");
+		return -ENOMEM;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	int r = posix_spawn_file_actions_init(&fa);
+	if (!r && !(r = posix_spawnattr_init(&at))) {
+		if (!(r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0)) &&
+		    !(r = posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO)) &&
+		    !(r = posix_spawn_file_actions_adddup2(&fa, out_fd, STDERR_FILENO)) &&
+		    !(r = posix_spawnattr_setsigmask(&at, &none)) &&
+		    !(r = posix_spawnattr_setsigdefault(&at, &all)) &&
+		    !(r = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))) {
+			char *argv[] = {PROBE_ARGV0, NULL};
+			r = posix_spawn(pid, "/proc/self/exe", &fa, &at, argv, env);
+		}
+		posix_spawnattr_destroy(&at);
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	probe_env_free(env);
+	if (r)
+		snprintf(err, errlen, "probe: cannot start /proc/self/exe: %s", strerror(r));
+	return -r;
+}
+
+/* Start the child, let it try what we are about to do, report how it went. */
 static int probe(int index, const char *xclbin, char *err, size_t errlen)
 {
 	int fds[2];
@@ -77,25 +201,12 @@ static int probe(int index, const char *xclbin, char *err, size_t errlen)
 		snprintf(err, errlen, "probe: pipe: %s", strerror(e));
 		return -e;
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
+	pid_t pid;
+	int r = probe_spawn(index, xclbin, fds[1], &pid, err, errlen);
+	if (r) {
 		close(fds[0]);
 		close(fds[1]);
-		snprintf(err, errlen, "probe: fork: %s", strerror(e));
-		return -e;
-	}
-	if (pid == 0) {
-		/* child: XRT's chatter goes to the pipe, its abort ends only us */
-		dup2(fds[1], STDOUT_FILENO);
-		dup2(fds[1], STDERR_FILENO);
-		signal(SIGABRT, SIG_DFL);
-		xrtDeviceHandle d = xrtDeviceOpen((unsigned)index);
-		if (!d)
-			_exit(PROBE_NO_DEVICE);
-		if (xclbin && xrtDeviceLoadXclbinFile(d, xclbin) != 0)
-			_exit(PROBE_XCLBIN);
-		_exit(PROBE_OK);
+		return r;
 	}
 	close(fds[1]);
 	char buf[4096];
