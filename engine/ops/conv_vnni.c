@@ -38,6 +38,7 @@ struct conv_vnni {
 	size_t slot_bytes;
 	int8_t *w;
 	int32_t *cterm, *dwc;
+	uint8_t *dvec; /* depthwise: vk_dw.dvec */
 	struct vk_rq rq;
 	/* depthwise */
 	struct vk_dw d;
@@ -52,6 +53,7 @@ void conv_vnni_free(struct conv_prep *p)
 	free(v->w);
 	free(v->cterm);
 	free(v->dwc);
+	free(v->dvec);
 	vk_rq_free(&v->rq);
 	free(v);
 	p->vnni = NULL;
@@ -179,7 +181,8 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 	v->w = aligned_alloc(64, (wbytes + 63) & ~(size_t)63);
 	v->cterm = calloc((size_t)CP, sizeof(int32_t));
 	v->dwc = calloc((size_t)CP, sizeof(int32_t));
-	int rc = v->w && v->cterm && v->dwc
+	v->dvec = calloc((size_t)CP / (size_t)vl, 1);
+	int rc = v->w && v->cterm && v->dwc && v->dvec
 			 ? vk_rq_fill(&v->rq, CP, C, p->mult, p->shift, p->out_zp, p->act_lo,
 				      p->act_hi, s8, p->round_up)
 			 : -ENOMEM;
@@ -207,10 +210,12 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 		v->cterm[c] = (int32_t)(uint32_t)(uint64_t)cc;
 		v->dwc[c] = dshift;
 		any_d = any_d || dshift != 0;
+		v->dvec[c / vl] |= dshift != 0;
 	}
 	d.w = v->w;
 	d.cterm = v->cterm;
 	d.dwc = any_d ? v->dwc : NULL;
+	d.dvec = any_d ? v->dvec : NULL;
 	d.rq = v->rq;
 	v->d = d;
 	v->slot_bytes = slot;

@@ -183,8 +183,11 @@ static void random_case(unsigned seed, const struct vfns *fn, const struct eng_k
 			  : pick((const int[]){0, 128, 255, rand() % 256}, 4);
 	int64_t zy = s.s8 ? rand() % 256 - 128 : rand() % 256;
 	int64_t zw = s.s8 ? 0 : pick((const int[]){0, 128, 255, rand() % 256}, 4);
-	/* weights: full range (w - zw may leave int8: the row-sum term) or near zw */
-	bool narrow = rand() % 2;
+	/* weights: full range (w - zw may leave int8: the row-sum term), near zw,
+	 * or near zw with a few at the ends of the range, as in real models (only
+	 * some channels need the row-sum term: per vector in the depthwise) */
+	int wmode = rand() % 3;
+	bool narrow = wmode != 0;
 	size_t nx = (size_t)s.nb * s.ih * s.iw * s.ic, K = (size_t)s.kh * s.kw * s.ic;
 	size_t nw = dw ? (size_t)s.oc * s.kh * s.kw : (size_t)s.oc * K, ny = (size_t)s.nb * oh * ow * s.oc;
 	uint8_t *x = malloc(nx), *w = malloc(nw), *y0 = malloc(ny), *y1 = malloc(ny);
@@ -193,6 +196,8 @@ static void random_case(unsigned seed, const struct vfns *fn, const struct eng_k
 		x[i] = (uint8_t)rand();
 	for (size_t i = 0; i < nw; i++) {
 		int v = narrow ? (int)zw + rand() % 161 - 80 : rand() % 256;
+		if (wmode == 2 && rand() % 40 == 0)
+			v = rand() % 2 ? 0 : 255;
 		if (s.s8)
 			v = narrow ? rand() % 161 - 80 : rand() % 256 - 128;
 		w[i] = (uint8_t)(s.s8 ? v : (v < 0 ? 0 : v > 255 ? 255 : v));

@@ -111,6 +111,9 @@ struct vk_dw {
 	uint8_t pad;          /* u of a padding tap */
 	const int8_t *w;      /* CP · kh · ng · 4 bytes */
 	const int32_t *cterm, *dwc; /* [CP]; dwc may be NULL */
+	/* [CP / VL]: 1 where some channel of the VL-lane vector has dwc ≠ 0 (only those
+	 * compute Σu: a real layer has one or two such channels); NULL with dwc */
+	const uint8_t *dvec;
 	struct vk_rq rq;
 };
 

@@ -642,11 +642,12 @@ void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0
 		uint8_t *dst = y + ((size_t)b * d->oh + oy) * (size_t)d->ow * C;
 		for (int c0 = 0; c0 < C;) {
 			/* the common shapes with constants: weights in registers, no per-pixel
-			 * tests; 3×3 two vectors of channels at a time (one narrowing store) */
-			const bool hd = d->dwc != NULL;
+			 * tests; 3×3 two vectors of channels at a time (one narrowing store).
+			 * Σu only for the vectors with a channel that needs it (dvec). */
+			bool hd = d->dvec && d->dvec[c0 / VL];
 			if (d->kh == 3 && d->ng == 1 && c0 + VL < C) {
 				const int n2 = C - c0 < 2 * VL ? C - c0 : 2 * VL;
-				if (hd)
+				if (hd || (d->dvec && d->dvec[c0 / VL + 1]))
 					dw_row(d, qr, c0, n2, dst, 3, 1, true, true);
 				else
 					dw_row(d, qr, c0, n2, dst, 3, 1, false, true);
