@@ -458,7 +458,7 @@ static void waiter_done(struct waiter *w, const struct det_result *r, const char
 		if (code == 503)
 			evhttp_add_header(evhttp_request_get_output_headers(w->req), "Retry-After",
 					  "1");
-		http_reply_error(w->req, code, "%s", why);
+		http_reply_error(w->req, code, "%s", why ? why : "no picture");
 	}
 	free(w);
 }

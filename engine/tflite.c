@@ -127,7 +127,7 @@ static int fb_field(struct fb *f, const struct fbt *t, int idx, unsigned w, uint
 static int fb_scalar(struct fb *f, const struct fbt *t, int idx, unsigned w, uint64_t def,
 		     uint64_t *v, const char *what)
 {
-	uint64_t p;
+	uint64_t p = 0; /* set when fb_field returns 1; -O3 cannot see it */
 	int r = fb_field(f, t, idx, w, &p, what);
 	if (r < 0)
 		return r;
@@ -156,7 +156,7 @@ static int fb_u8(struct fb *f, const struct fbt *t, int idx, uint8_t def, uint8_
 /* Follow the offset in field idx; 0 absent, 1 present (*target set), <0 error. */
 static int fb_ref(struct fb *f, const struct fbt *t, int idx, uint64_t *target, const char *what)
 {
-	uint64_t p;
+	uint64_t p = 0; /* set when fb_field returns 1; -O3 cannot see it */
 	int r = fb_field(f, t, idx, 4, &p, what);
 	if (r <= 0)
 		return r;
