@@ -10,8 +10,10 @@
  *     bounded, 256² 2.0× square, 512² 1.0× (full DCN: its decoder stays cpu);
  *   - the uint8 traffic model and the Coral SSD-MobileNet-v2 COCO model
  *     (../shared/data), W8 weights with TFLite's requantization.
- * Missing material is reported on stderr as skipped (the convention of
- * tests/unit).  Also: descriptor refusal codes and the W4 packing.
+ * Three suites (testutil.h): the kernel's own checks (descriptor refusal
+ * codes, tiled layers against scalar loops) always run; "codenet" says SKIP
+ * without the fixtures and "tflite" without ../shared/data, and inside them
+ * the material is asserted, never returned from.
  */
 #include <check.h>
 #include <stdio.h>
@@ -285,10 +287,7 @@ static int check_codenet(const char *name, int *n_dcn)
 
 static void codenet_case(const char *name, bool expect_dcn)
 {
-	if (!fixtures()) {
-		fprintf(stderr, "CDN_FIXTURES not set (no torch): CoDeNet C-sim case %s skipped\n", name);
-		return;
-	}
+	ck_assert_msg(fixtures() != NULL, "CDN_FIXTURES not set (the suite's check let it)");
 	int n_dcn = 0;
 	ck_assert_int_gt(check_codenet(name, &n_dcn), 0);
 	if (expect_dcn)
@@ -333,20 +332,14 @@ END_TEST
 static int check_tflite(const char *model_rel, const char *input_rel, int min_blocks)
 {
 	const char *sd = getenv("DETD_SHARED_DATA");
-	if (!sd) {
-		fprintf(stderr, "DETD_SHARED_DATA not set: %s skipped\n", model_rel);
-		return -1;
-	}
+	ck_assert_msg(sd != NULL, "DETD_SHARED_DATA not set (the suite's check let it)");
 	char mp[1200], ip[1200], err[512] = "";
 	snprintf(mp, sizeof(mp), "%s/%s", sd, model_rel);
 	snprintf(ip, sizeof(ip), "%s/%s", sd, input_rel);
 	struct eng_model_opts o = {.path = mp};
 	struct eng_model *m = NULL;
 	log_set_level(LOG_LVL_ERROR);
-	if (eng_model_load(&o, &m, err, sizeof(err)) != 0) {
-		fprintf(stderr, "%s does not load (%s): its C-sim blocks are skipped\n", model_rel, err);
-		return -1;
-	}
+	ck_assert_msg(eng_model_load(&o, &m, err, sizeof(err)) == 0, "%s: %s", model_rel, err);
 	size_t n;
 	uint8_t *img = read_all(ip, &n);
 	ck_assert_msg(img != NULL, "cannot read %s", ip);
@@ -409,10 +402,7 @@ END_TEST
 START_TEST(test_tfl_traffic_vs_tflite)
 {
 	const char *sd = getenv("DETD_SHARED_DATA");
-	if (!sd) {
-		fprintf(stderr, "DETD_SHARED_DATA not set: traffic vs TFLite skipped\n");
-		return;
-	}
+	ck_assert_msg(sd != NULL, "DETD_SHARED_DATA not set (the suite's check let it)");
 	char p[1200], err[512] = "";
 	snprintf(p, sizeof(p), "%s/traffic/traffic_model.tflite", sd);
 	struct eng_model_opts o = {.path = p};
@@ -498,10 +488,7 @@ static void keep_outputs(void *user, const struct eng_node *n, const struct eng_
 static void check_tflite_prefix(const char *model_rel, const char *input_rel, int min_blocks)
 {
 	const char *sd = getenv("DETD_SHARED_DATA");
-	if (!sd) {
-		fprintf(stderr, "DETD_SHARED_DATA not set: %s skipped\n", model_rel);
-		return;
-	}
+	ck_assert_msg(sd != NULL, "DETD_SHARED_DATA not set (the suite's check let it)");
 	char mp[1200], ip[1200], err[512] = "";
 	snprintf(mp, sizeof(mp), "%s/%s", sd, model_rel);
 	snprintf(ip, sizeof(ip), "%s/%s", sd, input_rel);
@@ -510,16 +497,7 @@ static void check_tflite_prefix(const char *model_rel, const char *input_rel, in
 	ck_assert_msg(buf && img, "cannot read %s / %s", mp, ip);
 	struct eng_graph g;
 	memset(&g, 0, sizeof(g));
-	if (eng_tflite_parse(buf, n, &g, err, sizeof(err)) != 0) {
-		/* the reader of this branch's base refuses the COCO model's
-		 * post-process options; the fix is another branch's */
-		fprintf(stderr, "%s does not parse (%s): its C-sim blocks are SKIPPED\n", model_rel,
-			err);
-		eng_graph_free(&g);
-		free(buf);
-		free(img);
-		return;
-	}
+	ck_assert_msg(eng_tflite_parse(buf, n, &g, err, sizeof(err)) == 0, "%s: %s", model_rel, err);
 	int full = g.n_nodes, pp = -1;
 	for (int i = 0; i < g.n_nodes; i++)
 		if (g.nodes[i].type == ENG_OP_DETECTION_POSTPROCESS)
@@ -871,7 +849,7 @@ START_TEST(test_dw_tiles_vs_scalar)
 }
 END_TEST
 
-static Suite *suite(void)
+static Suite *suite_kernel(void)
 {
 	Suite *s = suite_create("hls");
 	TCase *k = tcase_create("kernel");
@@ -879,6 +857,12 @@ static Suite *suite(void)
 	tcase_add_test(k, test_tiled_pw_w8_vs_scalar);
 	tcase_add_test(k, test_dw_tiles_vs_scalar);
 	suite_add_tcase(s, k);
+	return s;
+}
+
+static Suite *suite_codenet(void)
+{
+	Suite *s = suite_create("hls-codenet");
 	TCase *c = tcase_create("codenet");
 	tcase_set_timeout(c, 600);
 	tcase_add_test(c, test_cdn_small);
@@ -886,6 +870,18 @@ static Suite *suite(void)
 	tcase_add_test(c, test_cdn_s256_2x_square);
 	tcase_add_test(c, test_cdn_s512_full);
 	suite_add_tcase(s, c);
+	return s;
+}
+
+static const char *codenet_missing(void)
+{
+	return fixtures() ? NULL
+			  : "no CoDeNet fixtures (CDN_FIXTURES unset: /usr/bin/python3 without torch)";
+}
+
+static Suite *suite_tflite(void)
+{
+	Suite *s = suite_create("hls-tflite");
 	TCase *t = tcase_create("tflite");
 	tcase_set_timeout(t, 600);
 	tcase_add_test(t, test_tfl_traffic);
@@ -895,7 +891,21 @@ static Suite *suite(void)
 	return s;
 }
 
-int main(void)
+static const char *tflite_missing(void)
 {
-	return run_suite(suite());
+	if (!tu_shared_data_has("traffic/reference/frame1-tensors/index.jsonl"))
+		return "no ../shared/data traffic model and reference tensors (DETD_SHARED_DATA)";
+	if (!tu_shared_data_has("coco/mobilenet_ssd_v2_coco_quant_postprocess.tflite"))
+		return "no ../shared/data COCO model (DETD_SHARED_DATA)";
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct tu_suite suites[] = {
+		{NULL, suite_kernel, NULL},
+		{"codenet", suite_codenet, codenet_missing},
+		{"tflite", suite_tflite, tflite_missing},
+	};
+	return tu_main(argc, argv, suites, sizeof(suites) / sizeof(suites[0]));
 }

@@ -100,8 +100,8 @@ def main():
         return 77
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, HLS_DUMP_DIR=tmp, CDN_FIXTURES=fixtures, CK_RUN_CASE="codenet")
-        run = subprocess.run([exe], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env = dict(os.environ, HLS_DUMP_DIR=tmp, CDN_FIXTURES=fixtures)
+        run = subprocess.run([exe, "codenet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
         if run.returncode != 0:
             print(run.stdout)
