@@ -109,9 +109,18 @@ __attribute__((constructor)) static void probe_child(int argc, char **argv, char
 	_exit(PROBE_OK);
 }
 
+/* A probe variable, whatever its value. */
+static bool is_probe_var(const char *e)
+{
+	return strncmp(e, PROBE_ENV_INDEX "=", sizeof(PROBE_ENV_INDEX)) == 0 ||
+	       strncmp(e, PROBE_ENV_XCLBIN "=", sizeof(PROBE_ENV_XCLBIN)) == 0;
+}
+
 /* The environment of the child: ours (XRT reads XILINX_XRT and its own
- * settings from it) without any stale probe variables, plus the request. */
-static char **probe_env(int index, const char *xclbin)
+ * settings from it) without any stale probe variables, plus the request
+ * (req: up to two "NAME=value" strings the caller owns, NULL for none).
+ * Only the array is allocated. */
+static char **probe_env(char *req0, char *req1)
 {
 	size_t n = 0;
 	while (environ && environ[n])
@@ -121,40 +130,13 @@ static char **probe_env(int index, const char *xclbin)
 		return NULL;
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], PROBE_ENV_INDEX "=", sizeof(PROBE_ENV_INDEX)) != 0 &&
-		    strncmp(environ[i], PROBE_ENV_XCLBIN "=", sizeof(PROBE_ENV_XCLBIN)) != 0)
+		if (!is_probe_var(environ[i]))
 			env[k++] = environ[i];
-	char *a = malloc(sizeof(PROBE_ENV_INDEX) + 16);
-	char *b = xclbin ? malloc(sizeof(PROBE_ENV_XCLBIN) + strlen(xclbin) + 1) : NULL;
-	if (!a || (xclbin && !b)) {
-		free(a);
-		free(b);
-		free(env);
-		return NULL;
-	}
-	sprintf(a, PROBE_ENV_INDEX "=%d", index);
-	env[k++] = a;
-	if (b) {
-		sprintf(b, PROBE_ENV_XCLBIN "=%s", xclbin);
-		env[k++] = b;
-	}
-	env[k] = NULL;
+	if (req0)
+		env[k++] = req0;
+	if (req1)
+		env[k++] = req1;
 	return env;
-}
-
-/* Free what probe_env allocated: the request strings at the tail. */
-static void probe_env_free(char **env)
-{
-	if (!env)
-		return;
-	size_t k = 0;
-	while (env[k])
-		k++;
-	for (size_t i = 0; i < k; i++)
-		if (strncmp(env[i], PROBE_ENV_INDEX "=", sizeof(PROBE_ENV_INDEX)) == 0 ||
-		    strncmp(env[i], PROBE_ENV_XCLBIN "=", sizeof(PROBE_ENV_XCLBIN)) == 0)
-			free(env[i]);
-	free(env);
 }
 
 /* Start the probe child: this executable again, stdout/stderr on the pipe,
@@ -162,8 +144,13 @@ static void probe_env_free(char **env)
 static int probe_spawn(int index, const char *xclbin, int out_fd, pid_t *pid, char *err,
 		       size_t errlen)
 {
-	char **env = probe_env(index, xclbin);
+	char ivar[sizeof(PROBE_ENV_INDEX) + 16], *xvar = NULL;
+	snprintf(ivar, sizeof(ivar), PROBE_ENV_INDEX "=%d", index);
+	if (xclbin && asprintf(&xvar, PROBE_ENV_XCLBIN "=%s", xclbin) < 0)
+		xvar = NULL; /* undefined after a failed asprintf */
+	char **env = !xclbin || xvar ? probe_env(ivar, xvar) : NULL;
 	if (!env) {
+		free(xvar);
 		snprintf(err, errlen, "probe: out of memory");
 		return -ENOMEM;
 	}
@@ -186,7 +173,8 @@ static int probe_spawn(int index, const char *xclbin, int out_fd, pid_t *pid, ch
 		posix_spawnattr_destroy(&at);
 	}
 	posix_spawn_file_actions_destroy(&fa);
-	probe_env_free(env);
+	free(env);
+	free(xvar);
 	if (r)
 		snprintf(err, errlen, "probe: cannot start /proc/self/exe: %s", strerror(r));
 	return -r;
