@@ -67,6 +67,19 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The per-op table's shape column (detd-bench engine): output <- input, kernel, stride. */
+static void conv_shape(const struct eng_node *n, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if ((n->type != ENG_OP_CONV_2D && n->type != ENG_OP_DEPTHWISE_CONV_2D) || n->n_in < 2 ||
+	    n->n_out < 1 || !n->in[0] || !n->in[1] || n->in[0]->ndim != 4 ||
+	    n->out[0]->ndim != 4 || n->in[1]->ndim != 4)
+		return;
+	const int *o = n->out[0]->dims, *i = n->in[0]->dims, *w = n->in[1]->dims;
+	snprintf(buf, len, "%dx%dx%d<-%dx%dx%d k%dx%d s%d", o[1], o[2], o[3], i[1], i[2], i[3],
+		 w[1], w[2], n->opts.conv.stride_h);
+}
+
 static int read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen)
 {
 	FILE *fp = fopen(path, "rb");
@@ -608,6 +621,7 @@ int eng_ctx_create_opts(const struct eng_model *m, const struct eng_backend_ops 
 		c->timings[i].op_name = eng_op_name(m->g.nodes[i].type);
 		c->timings[i].index = i;
 		c->timings[i].macs = m->g.nodes[i].macs;
+		conv_shape(&m->g.nodes[i], c->timings[i].shape, sizeof(c->timings[i].shape));
 	}
 	*out = c;
 	return 0;

@@ -169,6 +169,7 @@ struct eng_op_timing {
 	int index;
 	int64_t ns;
 	int64_t macs; /* multiply-accumulates of the op per frame (TFLite models; else 0) */
+	char shape[48]; /* convolutions: "HxWxC<-HxWxC kKxK sS" (TFLite models; else "") */
 };
 int eng_ctx_op_timings(const struct eng_ctx *c, const struct eng_op_timing **t, int *n);
 

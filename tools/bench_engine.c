@@ -227,7 +227,9 @@ static int bench_engine(const struct bench_opts *o)
 		       sum_med > 0 ? 100.0 * meds[k] / sum_med : 0.0);
 		if (t[k].macs > 0 && meds[k] > 0)
 			printf(" %8.1f", 2.0 * (double)t[k].macs / (meds[k] * 1e6));
-		printf("\n");
+		else if (t[k].shape[0])
+			printf(" %8s", "");
+		printf("%s%s\n", t[k].shape[0] ? "  " : "", t[k].shape);
 	}
 	/* per op type: sum of the per-op medians; GOP/s = 2 · MACs / time (one frame per
 	 * lane: the per-op times are those of one frame) */

@@ -58,10 +58,12 @@ bool eng_kset_usable(enum eng_kset ks)
 	case ENG_KS_AVX2:
 		return __builtin_cpu_supports("avx2");
 	case ENG_KS_AVXVNNI:
-		return __builtin_cpu_supports("avx2") && cpu_has_avxvnni();
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		       cpu_has_avxvnni();
 	case ENG_KS_AVX512VNNI:
 		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-		       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+		       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+		       __builtin_cpu_supports("avx512vnni");
 	default:
 		return false;
 	}

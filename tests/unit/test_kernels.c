@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
+
 #include "conv.h"
 #include "kset.h"
 #include "testutil.h"
@@ -208,6 +210,15 @@ static void random_case(unsigned seed, const struct vfns *fn, const struct eng_k
 	float sx = 0.005f + (float)(rand() % 100) / 1000.0f, sw = 0.002f + (float)(rand() % 50) / 1000.0f;
 	/* output scales from tiny (left shifts) to large (right shifts) */
 	float sy = rand() % 4 == 0 ? 0.0004f : 0.02f + (float)(rand() % 200) / 100.0f;
+	/* or scales whose ratio is c·2^-k (multiplier 2^30 or 3·2^29): most outputs
+	 * then sit on exact ties, where the float requantization must defer to
+	 * the 64-bit one (vk_gemm.c) and rounding differs by sign */
+	bool ties = rand() % 3 == 0;
+	if (ties) {
+		sx = ldexpf(1.0f, -(4 + rand() % 4));
+		sw = ldexpf((float)(1 + rand() % 3), -(4 + rand() % 4));
+		sy = ldexpf(1.0f, -(rand() % 3));
+	}
 
 	struct eng_tensor *in[3];
 	in[0] = mk(t, (const int[]){s.nb, s.ih, s.iw, s.ic}, 4, sx, zx, x);
@@ -217,7 +228,8 @@ static void random_case(unsigned seed, const struct vfns *fn, const struct eng_k
 	if (s.s8) { /* per-channel filter scales */
 		struct tslot *ws = (struct tslot *)in[1];
 		for (int i = 0; i < s.oc; i++) {
-			ws->scale[i] = 0.0005f + (float)(rand() % 100) / 2000.0f;
+			ws->scale[i] = ties ? ldexpf((float)(1 + rand() % 3), -(4 + rand() % 4))
+					    : 0.0005f + (float)(rand() % 100) / 2000.0f;
 			ws->zp[i] = 0;
 		}
 		in[1]->q.n = s.oc;
@@ -242,11 +254,12 @@ static void random_case(unsigned seed, const struct vfns *fn, const struct eng_k
 	for (size_t i = 0; i < ny; i++)
 		if (y0[i] != y1[i])
 			ck_abort_msg("%s %s seed %u: byte %zu ref %u got %u (%s b%d %dx%dx%d -> %d k%dx%d "
-				     "s%d d%d %s zx%lld zw%lld %s threads %d)",
+				     "s%d d%d %s zx%lld zw%lld %s%s threads %d)",
 				     dw ? "depthwise" : "conv", what, seed, i, y0[i], y1[i], s.s8 ? "int8" : "uint8", s.nb, s.ih,
 				     s.iw, s.ic, s.oc, s.kh, s.kw, s.st, s.dil,
 				     s.pad == ENG_PAD_SAME ? "same" : "valid", (long long)zx,
-				     (long long)zw, narrow ? "narrow" : "full", threads);
+				     (long long)zw, narrow ? "narrow" : "full", ties ? " ties" : "",
+				     threads);
 	free(x);
 	free(w);
 	free(y0);

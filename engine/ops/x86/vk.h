@@ -43,8 +43,25 @@ struct vk_rq {
 	bool uniform;
 	int32_t u_mult, u_left, u_zadd;
 	int64_t u_b, u_s, u_c;
+	/*
+	 * The single-precision path of the narrowing stores (vk_gemm.c, "Requantization
+	 * in float"), when every channel shifts right and none left (fast): per channel
+	 * fr = mult / 2^(31+n), fc = the rounding offset + output zero point + ε, fcn =
+	 * fc less the negative-tie correction, taken where acc < fthr (fneg: some channel
+	 * has a correction).  Filled for all channels or none.
+	 */
+	bool fast, fneg;
+	const float *fr, *fc, *fcn;
+	const int32_t *fthr;
+	float u_fr, u_fc, u_fcn;
+	int32_t u_fthr;
 	void *mem;       /* owner of the arrays (vk_rq_fill) */
 };
+
+/* ε of the float path, and the fractional part below which its lane is redone
+ * exactly (2ε): vk_gemm.c derives the error bound it must exceed. */
+#define VK_RQ_EPS (1.0 / 16384.0)
+#define VK_RQ_FRAC_MIN (2.0f / 16384.0f)
 
 /*
  * Fill q for np channels (n of them real) from TFLite's multipliers and

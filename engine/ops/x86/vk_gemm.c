@@ -119,6 +119,30 @@ typedef __m256i vec;
  */
 #define RQ_NEG_T (-((int64_t)1 << 30))
 
+/*
+ * Requantization in float, for the narrowing stores.  The exact result above
+ * is floor(x) with x = acc·r + β + zq - γ·[neg], r = mult/2^(31+n), β = 1/2 +
+ * 2^-(n+1), γ = 2^-n (0 when rounding half up), zq the output zero point (less
+ * 128 for uint8: |zq| ≤ 128) and neg = [acc < fthr] (vk_rq.c).  One FMA gives
+ * f = fl(fl(acc)·fl(r) + c), c = fl(β + zq + ε - γ·[neg]), ε = VK_RQ_EPS = 2^-14,
+ * each rounding at most 2^-24 relative.  The stored byte is sat8(floor(x)), so
+ * floor(x) matters exactly only for x in [-129, 128):
+ *
+ *  - there |c| < 129 and |acc·r| < 258, so the error e = f - (x + ε) is at most
+ *    258·2^-23 (acc, r) + 2^-17 (c) + 2^-17 (the FMA) < 2^-14.4 < ε: so
+ *    0 < ε + e < 2ε, and where
+ *    frac(f) ≥ 2ε, floor(f) = floor(x).  Where not, the lane may be one off and
+ *    the whole store is redone on the 64-bit path (rq_lanes);
+ *  - above, x ≥ 128 gives f > 127.99 (the error is ~2^-22 relative), so both
+ *    saturate to 127; below -129, f < -128.9 and both give -128.
+ *
+ * n ≥ 1 keeps |acc·r| < 2^30, inside cvtps2dq's range.  A lane is redone with
+ * probability about 2ε, and always at an exact tie (x an integer): on the
+ * traffic model 0.55% of the two-vector stores.  7 instructions per vector
+ * instead of 13, none of them 64-bit multiplies.  (ε = 2^-11 and 2^-13 were
+ * measured slower: the redo's mispredicted branch is what a redo costs.)
+ */
+
 /* Narrowed bytes clamped to [lo8, hi8] (the same as clamping the int32 lanes
  * before a saturating narrow: vk_rq_fill) and flipped to uint8 if need be. */
 INLINE __m128i clamp_bytes(const struct vk_rq *q, __m128i b)
@@ -145,8 +169,10 @@ INLINE void store_bytes(uint8_t *dst, __m128i b, int cnt, const int full)
 #if VK_W == 512
 #ifdef VK_SIMDE
 typedef simde__mmask8 mask8;
+typedef simde__mmask16 mask16;
 #else
 typedef __mmask8 mask8;
+typedef __mmask16 mask16;
 #endif
 
 INLINE __m512i rq_half(__m512i ab, __m512i b, __m512i sh, __m512i c)
@@ -187,44 +213,71 @@ INLINE __m512i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 	return _mm512_add_epi32(_mm512_permutex2var_epi32(re, idx, ro), zadd);
 }
 
-/* rq_lanes, clamp, narrow, store cnt bytes. */
-INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
+/* floor(f) as int32, and f - floor(f).  SIMDe has neither vcvtps2dq with a
+ * rounding override nor vreduceps: round to an integral float first (imm 0x01
+ * alone: SIMDe 0.7 reads bit 3, "suppress exceptions", as a fraction bit).  Nor
+ * the 512-bit int32 <-> float conversions: two 256-bit halves. */
+#ifdef VK_SIMDE
+INLINE __m512 cvt_i2f(__m512i a)
 {
-	/* narrowed with saturation first, then clamped as bytes */
-	store_bytes(dst, clamp_bytes(q, _mm512_cvtsepi32_epi8(rq_lanes(q, acc, n0))), cnt, 16);
+	__m256 lo = _mm256_cvtepi32_ps(_mm512_castsi512_si256(a));
+	__m256 hi = _mm256_cvtepi32_ps(_mm512_extracti64x4_epi64(a, 1));
+	return _mm512_castsi512_ps(_mm512_inserti64x4(
+		_mm512_castsi256_si512(_mm256_castps_si256(lo)), _mm256_castps_si256(hi), 1));
 }
-
-/*
- * Two vectors (channels n0.. and n0+16..) at once: narrowed with saturating
- * packs before the clamp, which then works on 32 bytes in one instruction
- * (vk_rq_fill: the same result as clamping the int32 lanes).  packs work per
- * 128-bit lane, so lane L holds r0[4L..4L+3], r1[4L..4L+3]; one dword
- * permutation puts them in channel order.
- */
-INLINE void rq_store2(const struct vk_rq *q, vec a0, vec a1, int n0, uint8_t *dst, int cnt)
+INLINE __m512i cvt_f2i(__m512 f)
 {
-	__m512i r0 = rq_lanes(q, a0, n0), r1 = rq_lanes(q, a1, n0 + VL);
-	__m512i b = _mm512_packs_epi16(_mm512_packs_epi32(r0, r1), _mm512_setzero_si512());
-	const __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 13, 9, 5, 1, 12, 8, 4, 0);
-	__m256i y = _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, b));
-	y = _mm256_max_epi8(y, _mm256_set1_epi8(q->lo8));
-	y = _mm256_min_epi8(y, _mm256_set1_epi8(q->hi8));
-	y = _mm256_xor_si256(y, _mm256_set1_epi32(q->flip8));
-	if (cnt >= 2 * VL) {
-		_mm256_storeu_si256((__m256i *)(void *)dst, y);
+	__m512i a = _mm512_castps_si512(f);
+	__m256i lo = _mm256_cvtps_epi32(_mm256_castsi256_ps(_mm512_castsi512_si256(a)));
+	__m256i hi = _mm256_cvtps_epi32(_mm256_castsi256_ps(_mm512_extracti64x4_epi64(a, 1)));
+	return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+#define FLOOR_SPLIT(f, y, fr)                                                             \
+	do {                                                                              \
+		__m512 fl_ = _mm512_roundscale_ps(f, SIMDE_MM_FROUND_TO_NEG_INF);  \
+		y = cvt_f2i(fl_);                                                         \
+		fr = _mm512_sub_ps(f, fl_);                                               \
+	} while (0)
+#else
+#define cvt_i2f _mm512_cvtepi32_ps
+#define FLOOR_SPLIT(f, y, fr)                                                             \
+	do {                                                                              \
+		y = _mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); \
+		fr = _mm512_reduce_ps(f, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);       \
+	} while (0)
+#endif
+
+/* rq_lanes through float ("Requantization in float"); *bad: the lanes to redo. */
+typedef mask16 rq_bad; /* lanes rq_fast may have wrong */
+INLINE __m512i rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
+{
+	__m512 r, c;
+	mask16 neg = 0;
+	if (q->uniform) {
+		r = _mm512_set1_ps(q->u_fr);
+		c = _mm512_set1_ps(q->u_fc);
+		if (q->fneg) {
+			neg = _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(q->u_fthr), acc);
+			c = _mm512_mask_blend_ps(neg, c, _mm512_set1_ps(q->u_fcn));
+		}
 	} else {
-		uint8_t tmp[32];
-		_mm256_storeu_si256((__m256i *)(void *)tmp, y);
-		memcpy(dst, tmp, (size_t)cnt);
+		r = _mm512_loadu_ps(q->fr + n0);
+		c = _mm512_loadu_ps(q->fc + n0);
+		if (q->fneg) {
+			neg = _mm512_cmpgt_epi32_mask(V_LOAD(q->fthr + n0), acc);
+			c = _mm512_mask_blend_ps(neg, c, _mm512_loadu_ps(q->fcn + n0));
+		}
 	}
+	__m512 f = _mm512_fmadd_ps(cvt_i2f(acc), r, c);
+	__m512i y;
+	__m512 fr;
+	FLOOR_SPLIT(f, y, fr);
+	*bad = _mm512_cmp_ps_mask(fr, _mm512_set1_ps(VK_RQ_FRAC_MIN), _CMP_LT_OQ);
+	return y;
 }
+#undef FLOOR_SPLIT
+#undef cvt_i2f
 
-/* The two 64-bit halves of a 512-bit sum of sad lanes, added into 128 bits. */
-static inline __m128i sum_to_128(__m512i v)
-{
-	__m256i h = _mm256_add_epi64(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-	return _mm_add_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-}
 #else
 INLINE __m256i rq_half(__m256i ab, __m256i b, __m256i sh, __m256i c)
 {
@@ -261,9 +314,112 @@ INLINE __m256i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 	return _mm256_add_epi32(_mm256_blend_epi32(re, _mm256_slli_epi64(ro, 32), 0xAA), zadd);
 }
 
+#ifndef VK_NO_DP /* the AVX2-only ADD: no FMA assumed, the 64-bit path alone */
+/* rq_lanes through float ("Requantization in float"); *bad: the lanes to redo. */
+typedef int rq_bad; /* lanes rq_fast may have wrong */
+INLINE __m256i rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
+{
+	__m256 r, c;
+	if (q->uniform) {
+		r = _mm256_set1_ps(q->u_fr);
+		c = _mm256_set1_ps(q->u_fc);
+		if (q->fneg) {
+			__m256i neg = _mm256_cmpgt_epi32(_mm256_set1_epi32(q->u_fthr), acc);
+			c = _mm256_blendv_ps(c, _mm256_set1_ps(q->u_fcn), _mm256_castsi256_ps(neg));
+		}
+	} else {
+		r = _mm256_loadu_ps(q->fr + n0);
+		c = _mm256_loadu_ps(q->fc + n0);
+		if (q->fneg) {
+			__m256i neg = _mm256_cmpgt_epi32(V_LOAD(q->fthr + n0), acc);
+			c = _mm256_blendv_ps(c, _mm256_loadu_ps(q->fcn + n0), _mm256_castsi256_ps(neg));
+		}
+	}
+	__m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), r, c);
+	__m256 fl = _mm256_floor_ps(f);
+	*bad = _mm256_movemask_ps(
+		_mm256_cmp_ps(_mm256_sub_ps(f, fl), _mm256_set1_ps(VK_RQ_FRAC_MIN), _CMP_LT_OQ));
+	return _mm256_cvtps_epi32(fl); /* integral already */
+}
+#endif
+#endif
+
+#ifdef VK_NO_DP
+#define rq_narrow_lanes rq_lanes
+#else
+/* The requantized int32 lanes of a narrowing store: rq_fast, or rq_lanes where
+ * it may be off (rare; the branch is laid out for the common case). */
+INLINE vec rq_narrow_lanes(const struct vk_rq *q, vec acc, int n0)
+{
+	if (q->fast) {
+		rq_bad bad;
+		vec y = rq_fast(q, acc, n0, &bad);
+		if (__builtin_expect(bad == 0, 1))
+			return y;
+	}
+	return rq_lanes(q, acc, n0);
+}
+
+/* rq_narrow_lanes of two vectors (channels n0.. and n0+VL..), redone together. */
+INLINE void rq_pair(const struct vk_rq *q, vec a0, vec a1, int n0, vec *r0, vec *r1)
+{
+	rq_bad bad0 = 1, bad1 = 1;
+	if (q->fast) {
+		*r0 = rq_fast(q, a0, n0, &bad0);
+		*r1 = rq_fast(q, a1, n0 + VL, &bad1);
+	}
+	if (__builtin_expect((bad0 | bad1) != 0, 0)) {
+		*r0 = rq_lanes(q, a0, n0);
+		*r1 = rq_lanes(q, a1, n0 + VL);
+	}
+}
+#endif
+
+#if VK_W == 512
+/* rq_lanes, clamp, narrow, store cnt bytes. */
 INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
 {
-	__m256i r = rq_lanes(q, acc, n0);
+	/* narrowed with saturation first, then clamped as bytes */
+	store_bytes(dst, clamp_bytes(q, _mm512_cvtsepi32_epi8(rq_narrow_lanes(q, acc, n0))), cnt,
+		    16);
+}
+
+/*
+ * Two vectors (channels n0.. and n0+16..) at once: narrowed with saturating
+ * packs before the clamp, which then works on 32 bytes in one instruction
+ * (vk_rq_fill: the same result as clamping the int32 lanes).  packs work per
+ * 128-bit lane, so lane L holds r0[4L..4L+3], r1[4L..4L+3]; one dword
+ * permutation puts them in channel order.
+ */
+INLINE void rq_store2(const struct vk_rq *q, vec a0, vec a1, int n0, uint8_t *dst, int cnt)
+{
+	__m512i r0, r1;
+	rq_pair(q, a0, a1, n0, &r0, &r1);
+	__m512i b = _mm512_packs_epi16(_mm512_packs_epi32(r0, r1), _mm512_setzero_si512());
+	const __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 13, 9, 5, 1, 12, 8, 4, 0);
+	__m256i y = _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, b));
+	y = _mm256_max_epi8(y, _mm256_set1_epi8(q->lo8));
+	y = _mm256_min_epi8(y, _mm256_set1_epi8(q->hi8));
+	y = _mm256_xor_si256(y, _mm256_set1_epi32(q->flip8));
+	if (cnt >= 2 * VL) {
+		_mm256_storeu_si256((__m256i *)(void *)dst, y);
+	} else {
+		uint8_t tmp[32];
+		_mm256_storeu_si256((__m256i *)(void *)tmp, y);
+		memcpy(dst, tmp, (size_t)cnt);
+	}
+}
+
+/* The two 64-bit halves of a 512-bit sum of sad lanes, added into 128 bits. */
+static inline __m128i sum_to_128(__m512i v)
+{
+	__m256i h = _mm256_add_epi64(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+	return _mm_add_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+#else
+INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
+{
+	__m256i r = rq_narrow_lanes(q, acc, n0);
 	/* narrowed with saturation first, then clamped as bytes */
 	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
 	store_bytes(dst, clamp_bytes(q, _mm_packs_epi16(w, w)), cnt, 8);
@@ -273,7 +429,8 @@ INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int c
 /* rq_store2 of the 512-bit build on 8-lane vectors: 16 bytes. */
 INLINE void rq_store2(const struct vk_rq *q, vec a0, vec a1, int n0, uint8_t *dst, int cnt)
 {
-	__m256i r0 = rq_lanes(q, a0, n0), r1 = rq_lanes(q, a1, n0 + VL);
+	__m256i r0, r1;
+	rq_pair(q, a0, a1, n0, &r0, &r1);
 	__m256i b = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_setzero_si256());
 	const __m256i idx = _mm256_set_epi32(0, 0, 0, 0, 5, 1, 4, 0);
 	__m128i y = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(b, idx));

@@ -5,6 +5,7 @@
 #include "vk.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,15 +22,19 @@ int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *s
 	for (int c = 0; c < n; c++)
 		if (shift[c] < -31)
 			return -ERANGE;
-	/* one block: 4 int32 arrays of np, 6 int64 arrays of np/2 (+1 for odd np) */
+	/* one block: 6 int64 arrays of np/2 (+1 for odd np), 5 int32 and 3 float arrays of np */
 	const size_t h = (size_t)np / 2 + 1;
-	size_t bytes = 4 * (size_t)np * sizeof(int32_t) + 6 * h * sizeof(int64_t);
+	size_t bytes = 6 * h * sizeof(int64_t) + 5 * (size_t)np * sizeof(int32_t) +
+		       3 * (size_t)np * sizeof(float);
 	uint8_t *mem = calloc(1, bytes);
 	if (!mem)
 		return -ENOMEM;
 	int64_t *i64 = (int64_t *)(void *)mem;
 	int64_t *be = i64, *bo = be + h, *se = bo + h, *so = se + h, *ce = so + h, *co = ce + h;
 	int32_t *m32 = (int32_t *)(void *)(co + h), *mo = m32 + np, *left = mo + np, *zadd = left + np;
+	int32_t *fthr = zadd + np;
+	float *fr = (float *)(void *)(fthr + np), *fc = fr + np, *fcn = fc + np;
+	q->fast = true;
 	for (int c = 0; c < np; c++) {
 		int32_t m = c < n ? mult[c] : 0;
 		int sh = c < n ? shift[c] : 0;
@@ -51,6 +56,17 @@ int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *s
 		bb[c / 2] = (int64_t)b;
 		ss[c / 2] = 31 + rn;
 		cc[c / 2] = corr;
+		/* the float path (vk_gemm.c): x = acc · mult/2^(31+n) + 1/2 + 2^-(n+1) + zq
+		 * [- 2^-n where ab < -2^30], each constant rounded once from its exact
+		 * double; ab = acc · mult < -2^30 exactly when acc < -floor(2^30 / mult) */
+		q->fast = q->fast && (c >= n || (sh < 0 && left[c] == 0));
+		double zq = (double)out_zp - (s8 ? 0 : 128);
+		double beta = 0.5 + ldexp(1.0, -(rn + 1)) + zq + VK_RQ_EPS;
+		fr[c] = (float)ldexp((double)m, -(31 + rn));
+		fc[c] = (float)beta;
+		fcn[c] = (float)(beta - (corr ? ldexp(1.0, -rn) : 0.0));
+		fthr[c] = m > 0 ? -(int32_t)(((int64_t)1 << 30) / m) : INT32_MIN;
+		q->fneg = q->fneg || (c < n && corr);
 	}
 	q->uniform = n > 0;
 	for (int c = 1; c < n; c++)
@@ -62,7 +78,15 @@ int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *s
 		q->u_b = be[0];
 		q->u_s = se[0];
 		q->u_c = ce[0];
+		q->u_fr = fr[0];
+		q->u_fc = fc[0];
+		q->u_fcn = fcn[0];
+		q->u_fthr = fthr[0];
 	}
+	q->fr = fr;
+	q->fc = fc;
+	q->fcn = fcn;
+	q->fthr = fthr;
 	q->mult = m32;
 	q->mult_odd = mo;
 	q->left = left;
