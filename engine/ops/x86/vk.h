@@ -36,6 +36,7 @@ struct vk_rq {
 	const int64_t *b_even, *b_odd, *s_even, *s_odd, *c_even, *c_odd;
 	int32_t lo, hi;  /* clamp, uint8 minus 128 */
 	int8_t lo8, hi8; /* lo, hi saturated to int8: the clamp after a saturating narrow */
+	bool clamp8;     /* [lo8, hi8] narrower than int8 (an activation): the stores clamp */
 	bool s8out;      /* int8 output (else uint8) */
 	int32_t flip8;   /* 0 for int8 output, 0x80808080 for uint8 (the narrowed bytes' xor) */
 	bool any_left;   /* some channel shifts left */

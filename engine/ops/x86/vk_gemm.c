@@ -147,8 +147,10 @@ typedef __m256i vec;
  * before a saturating narrow: vk_rq_fill) and flipped to uint8 if need be. */
 INLINE __m128i clamp_bytes(const struct vk_rq *q, __m128i b)
 {
-	b = _mm_max_epi8(b, _mm_set1_epi8(q->lo8));
-	b = _mm_min_epi8(b, _mm_set1_epi8(q->hi8));
+	if (q->clamp8) {
+		b = _mm_max_epi8(b, _mm_set1_epi8(q->lo8));
+		b = _mm_min_epi8(b, _mm_set1_epi8(q->hi8));
+	}
 	return _mm_xor_si128(b, _mm_set1_epi32(q->flip8)); /* branch-free: uint8 out */
 }
 
@@ -398,8 +400,10 @@ INLINE void rq_store2(const struct vk_rq *q, vec a0, vec a1, int n0, uint8_t *ds
 	__m512i b = _mm512_packs_epi16(_mm512_packs_epi32(r0, r1), _mm512_setzero_si512());
 	const __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 13, 9, 5, 1, 12, 8, 4, 0);
 	__m256i y = _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, b));
-	y = _mm256_max_epi8(y, _mm256_set1_epi8(q->lo8));
-	y = _mm256_min_epi8(y, _mm256_set1_epi8(q->hi8));
+	if (q->clamp8) {
+		y = _mm256_max_epi8(y, _mm256_set1_epi8(q->lo8));
+		y = _mm256_min_epi8(y, _mm256_set1_epi8(q->hi8));
+	}
 	y = _mm256_xor_si256(y, _mm256_set1_epi32(q->flip8));
 	if (cnt >= 2 * VL) {
 		_mm256_storeu_si256((__m256i *)(void *)dst, y);
@@ -477,16 +481,14 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 
 #ifndef VK_NO_DP /* the AVX2-only build (vk2_*) has ADD alone */
 /*
- * What rq_lanes takes: the accumulator of channels n_.. plus the bias term
- * and, with_dwc, the zero-point term dwc·Σu (G: struct vk_gemm or struct
- * vk_dw, which share the names).  A macro, not a function: one returning a
+ * What rq_lanes takes: the accumulator of channels n_.. (started at the bias
+ * term cterm) plus, with_dwc, the zero-point term dwc·Σu (G: struct vk_gemm or
+ * struct vk_dw, which share the names).  A macro, not a function: one returning a
  * 256-bit vector out of line trips -Wpsabi in the SIMDe builds, which have
  * no -mavx and no forced inlining.
  */
 #define WITH_TERMS(G, acc_, n_, rsv_, with_dwc_)                                          \
-	((with_dwc_) ? V_ADD(V_ADD((acc_), V_LOAD((G)->cterm + (n_))),                    \
-			     V_MULLO(V_LOAD((G)->dwc + (n_)), (rsv_)))                     \
-		     : V_ADD((acc_), V_LOAD((G)->cterm + (n_))))
+	((with_dwc_) ? V_ADD((acc_), V_MULLO(V_LOAD((G)->dwc + (n_)), (rsv_))) : (acc_))
 /* the GEMM: a uniform zero-point term is already in acc (tile) */
 #define GEMM_TERMS(g_, acc_, n_, rs_)                                                     \
 	WITH_TERMS(g_, acc_, n_, V_SET1(rs_), !(g_)->dwc_uniform && (g_)->dwc)
@@ -506,11 +508,10 @@ INLINE void finish2(const struct vk_gemm *g, vec a0, vec a1, int n0, int32_t rs,
 		  cnt < 2 * VL ? cnt : 2 * VL);
 }
 
-/* Raw accumulators of channels n0.. plus cterm (no row-sum term: vk_gemm_acc). */
+/* Raw accumulators of channels n0.., cterm included (no row-sum term: vk_gemm_acc). */
 INLINE void store_acc(const struct vk_gemm *g, vec acc, int n0, int32_t *dst)
 {
 	int cnt = g->N - n0;
-	acc = V_ADD(acc, V_LOAD(g->cterm + n0));
 	if (cnt >= VL) {
 		V_STORE(dst, acc);
 	} else {
@@ -533,11 +534,14 @@ INLINE void tile(const struct vk_gemm *g, const uint8_t *a,
 							const bool raw)
 {
 	/* named accumulators and row pointers: arrays made gcc spill */
-	/* a uniform row-sum term starts the accumulators (int32 wrap-around, like the rest) */
+	/* the bias term and a uniform row-sum term start the accumulators (int32
+	 * wrap-around, like the rest): no adds at the store */
 	const bool u0 = g->dwc_uniform;
+	const vec ct0 = V_LOAD(g->cterm + n0), ct1 = two ? V_LOAD(g->cterm + n0 + VL) : ct0;
 #define DECL(r)                                                                           \
-	vec c0_##r = u0 ? V_SET1((int32_t)((uint32_t)g->dwc_u * (uint32_t)rs[r])) : V_ZERO();    \
-	vec c1_##r = c0_##r;                                                              \
+	const vec du_##r = V_SET1((int32_t)((uint32_t)g->dwc_u * (uint32_t)rs[r]));      \
+	vec c0_##r = u0 ? V_ADD(ct0, du_##r) : ct0;                                       \
+	vec c1_##r = u0 ? V_ADD(ct1, du_##r) : ct1;                                       \
 	const uint8_t *a_##r = a + (size_t)(r) * lda;
 	ROWS(DECL)
 #undef DECL
@@ -729,8 +733,9 @@ dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *
 				wr2[i] = V_LOAD(wc2 + (size_t)i * VL * 4);
 		}
 	size_t xo = (size_t)c0 * 4;
+	const vec ct = V_LOAD(d->cterm + c0), ct2 = two ? V_LOAD(d->cterm + c0 + VL) : ct;
 	for (int ox = 0; ox < d->ow; ox++, xo += xstep) {
-		vec acc = V_ZERO(), rs = V_ZERO(), acc2 = V_ZERO(), rs2 = V_ZERO();
+		vec acc = ct, rs = V_ZERO(), acc2 = ct2, rs2 = V_ZERO();
 		for (int ky = 0; ky < kh; ky++) {
 			const uint8_t *qp = qr[ky] + xo;
 			for (int g = 0; g < ng; g++, qp += gstep) {

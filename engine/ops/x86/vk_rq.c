@@ -104,6 +104,7 @@ int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *s
 	 * lo > hi both give sat hi), so two-vector stores narrow first, clamp bytes */
 	q->lo8 = (int8_t)(q->lo < -128 ? -128 : q->lo > 127 ? 127 : q->lo);
 	q->hi8 = (int8_t)(q->hi < -128 ? -128 : q->hi > 127 ? 127 : q->hi);
+	q->clamp8 = q->lo8 > -128 || q->hi8 < 127;
 	q->s8out = s8;
 	q->flip8 = s8 ? 0 : (int32_t)0x80808080u;
 	q->mem = mem;
