@@ -774,6 +774,7 @@ int add_vnni_prepare(struct eng_node *n, vk_add_fn fn, char *err, size_t errlen)
 		KERR(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	vk_add_fill_fast(a, p->m1, p->s1, p->m2, p->s2, p->mo, p->so, p->out_zp);
 	p->vk = a;
 	p->vkfn = fn;
 	return 0;

@@ -345,7 +345,8 @@ END_TEST
  * ADD of two same-shape tensors on the VNNI variant _i (through the kernel
  * entry's prepare) against the reference: lengths across the vector widths
  * and the parallel blocks, both types, scales from tiny to large (left and
- * right shifts), zero points at the ends, with and without RELU6, 1-3 threads.
+ * right shifts), zero points at the ends, with and without RELU6, 1-3 threads;
+ * some runs with every pair of input bytes.
  */
 static void random_adds(vk_add_fn add, const char *name)
 {
@@ -354,13 +355,16 @@ static void random_adds(vk_add_fn add, const char *name)
 	for (int it = 0; it < runs; it++) {
 		nslots = 0;
 		int len = it % 10 == 0 ? 4096 * (1 + rand() % 3) + rand() % 100 : 1 + rand() % 200;
+		/* every 7th: all 65536 input pairs (the float path's error bound, vk_rq.c) */
+		const bool pairs = it % 7 == 3;
+		len = pairs ? 65536 : len;
 		bool s8 = rand() % 2;
 		enum eng_dtype t = s8 ? ENG_DT_I8 : ENG_DT_U8;
 		uint8_t *a = malloc((size_t)len), *b = malloc((size_t)len), *y0 = malloc((size_t)len),
 			*y1 = malloc((size_t)len);
 		for (int i = 0; i < len; i++) {
-			a[i] = (uint8_t)rand();
-			b[i] = (uint8_t)rand();
+			a[i] = pairs ? (uint8_t)i : (uint8_t)rand();
+			b[i] = pairs ? (uint8_t)(i >> 8) : (uint8_t)rand();
 		}
 		float sa = 0.0005f + (float)(rand() % 1000) / 400.0f, sb = 0.0005f + (float)(rand() % 1000) / 300.0f;
 		float so = rand() % 5 == 0 ? 0.0002f : 0.002f + (float)(rand() % 1000) / 200.0f;

@@ -176,7 +176,19 @@ struct vk_add {
 	int32_t zx, zr;       /* zero points of x and r */
 	bool s8;              /* int8 tensors (else uint8) */
 	struct vk_rq q1, q2, qo;
+	/* the single-precision path (vk_add_fill_fast; not in the AVX2-only vk2_add):
+	 * floor(x·k1 + r·k2 + c), redone exactly where its fraction is below frac_min */
+	bool fast;
+	float k1, k2, c, frac_min;
 };
+
+/*
+ * The float path of a filled ADD from TFLite's multipliers and shifts (the
+ * ones given to vk_rq_fill) and the output zero point: a->fast set where its
+ * error bound allows (vk_rq.c).  Baseline code.
+ */
+void vk_add_fill_fast(struct vk_add *a, int32_t m1, int s1, int32_t m2, int s2, int32_t mo,
+		      int so, int32_t out_zp);
 typedef void (*vk_add_fn)(const struct vk_add *a, const uint8_t *x, const uint8_t *r,
 			  uint8_t *y, size_t n);
 #define VK_DECLARE_ADD(fn)                                                                \

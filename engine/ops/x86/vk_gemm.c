@@ -277,8 +277,19 @@ INLINE __m512i rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
 	*bad = _mm512_cmp_ps_mask(fr, _mm512_set1_ps(VK_RQ_FRAC_MIN), _CMP_LT_OQ);
 	return y;
 }
-#undef FLOOR_SPLIT
-#undef cvt_i2f
+
+/* VK_NAME(add)'s float path (vk_add_fill_fast): x·k1 + r·k2 + c, floored. */
+INLINE __m512i add_fast(const struct vk_add *a, vec x, vec r, rq_bad *bad)
+{
+	__m512 f = _mm512_fmadd_ps(cvt_i2f(x), _mm512_set1_ps(a->k1),
+				   _mm512_fmadd_ps(cvt_i2f(r), _mm512_set1_ps(a->k2),
+						   _mm512_set1_ps(a->c)));
+	__m512i y;
+	__m512 fr;
+	FLOOR_SPLIT(f, y, fr);
+	*bad = _mm512_cmp_ps_mask(fr, _mm512_set1_ps(a->frac_min), _CMP_LT_OQ);
+	return y;
+}
 
 #else
 INLINE __m256i rq_half(__m256i ab, __m256i b, __m256i sh, __m256i c)
@@ -343,6 +354,18 @@ INLINE __m256i rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
 		_mm256_cmp_ps(_mm256_sub_ps(f, fl), _mm256_set1_ps(VK_RQ_FRAC_MIN), _CMP_LT_OQ));
 	return _mm256_cvtps_epi32(fl); /* integral already */
 }
+
+/* VK_NAME(add)'s float path (vk_add_fill_fast): x·k1 + r·k2 + c, floored. */
+INLINE __m256i add_fast(const struct vk_add *a, vec x, vec r, rq_bad *bad)
+{
+	__m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(x), _mm256_set1_ps(a->k1),
+				   _mm256_fmadd_ps(_mm256_cvtepi32_ps(r), _mm256_set1_ps(a->k2),
+						   _mm256_set1_ps(a->c)));
+	__m256 fl = _mm256_floor_ps(f);
+	*bad = _mm256_movemask_ps(
+		_mm256_cmp_ps(_mm256_sub_ps(f, fl), _mm256_set1_ps(a->frac_min), _CMP_LT_OQ));
+	return _mm256_cvtps_epi32(fl);
+}
 #endif
 #endif
 
@@ -378,12 +401,16 @@ INLINE void rq_pair(const struct vk_rq *q, vec a0, vec a1, int n0, vec *r0, vec 
 #endif
 
 #if VK_W == 512
+/* Requantized lanes narrowed (with saturation, then clamped as bytes), cnt stored. */
+INLINE void narrow_store(const struct vk_rq *q, vec lanes, uint8_t *dst, int cnt)
+{
+	store_bytes(dst, clamp_bytes(q, _mm512_cvtsepi32_epi8(lanes)), cnt, 16);
+}
+
 /* rq_lanes, clamp, narrow, store cnt bytes. */
 INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
 {
-	/* narrowed with saturation first, then clamped as bytes */
-	store_bytes(dst, clamp_bytes(q, _mm512_cvtsepi32_epi8(rq_narrow_lanes(q, acc, n0))), cnt,
-		    16);
+	narrow_store(q, rq_narrow_lanes(q, acc, n0), dst, cnt);
 }
 
 /*
@@ -421,12 +448,16 @@ static inline __m128i sum_to_128(__m512i v)
 	return _mm_add_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 #else
-INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
+/* Requantized lanes narrowed (with saturation, then clamped as bytes), cnt stored. */
+INLINE void narrow_store(const struct vk_rq *q, vec r, uint8_t *dst, int cnt)
 {
-	__m256i r = rq_narrow_lanes(q, acc, n0);
-	/* narrowed with saturation first, then clamped as bytes */
 	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
 	store_bytes(dst, clamp_bytes(q, _mm_packs_epi16(w, w)), cnt, 8);
+}
+
+INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int cnt)
+{
+	narrow_store(q, rq_narrow_lanes(q, acc, n0), dst, cnt);
 }
 
 #ifndef VK_NO_DP /* the GEMM's and depthwise's; the AVX2-only build has ADD alone */
@@ -858,8 +889,19 @@ void VK_NAME(add)(const struct vk_add *ap, const uint8_t *x, const uint8_t *r, u
 	const vec zx = V_SET1(a->zx), zr = V_SET1(a->zr);
 	for (size_t i = 0; i < n; i += VL) {
 		const int cnt = n - i < VL ? (int)(n - i) : VL;
-		vec vx = V_SLLI(V_SUB(load_lanes(x + i, cnt, a->s8), zx), 20);
-		vec vr = V_SLLI(V_SUB(load_lanes(r + i, cnt, a->s8), zr), 20);
+		const vec lx = load_lanes(x + i, cnt, a->s8), lr = load_lanes(r + i, cnt, a->s8);
+#ifndef VK_NO_DP
+		if (a->fast) {
+			rq_bad bad;
+			vec yv = add_fast(a, lx, lr, &bad);
+			if (__builtin_expect(bad == 0, 1)) {
+				narrow_store(&a->qo, yv, y + i, cnt);
+				continue;
+			}
+		}
+#endif
+		vec vx = V_SLLI(V_SUB(lx, zx), 20);
+		vec vr = V_SLLI(V_SUB(lr, zr), 20);
 		/* q1, q2 carry no offsets: rq_lanes is q_mul_by_qm() exactly */
 		vec sum = V_ADD(rq_lanes(&a->q1, vx, 0), rq_lanes(&a->q2, vr, 0));
 		rq_store(&a->qo, sum, 0, y + i, cnt);

@@ -118,3 +118,45 @@ void vk_rq_free(struct vk_rq *q)
 		q->mem = NULL;
 	}
 }
+
+/*
+ * ADD in float.  TFLite's ADD is a' = q(v1), b' = q(v2), y = qo(a' + b') with
+ * v1 = (x - zx)·2^20 and q the fixed-point multiply: a' is within 1 of v1·r1
+ * (two roundings of at most 1/2 each; no left shift, so no int32 wrap), and
+ * the output's negative-tie correction moves x_out by 2^-no.  So
+ *
+ *   x_out = (x - zx)·K1 + (r - zr)·K2 + β_o + zq + e_exact,
+ *   K1 = 2^20·r1·ro, K2 = 2^20·r2·ro, |e_exact| ≤ 2·ro + 2^-no,
+ *
+ * and two FMAs on the raw lanes give f = x·k1 + r·k2 + c with c = β_o + zq -
+ * zx·K1 - zr·K2 + ε.  Every float rounding is at most 2^-24 of a magnitude
+ * below T = 255·(|K1| + |K2|) + |c|: four of them (k1, k2, c, the outer FMA)
+ * plus the inner FMA's, so |e_float| ≤ 5·T·2^-24.  With ε the smallest power of
+ * two above e_exact + e_float, f - ε is within ε of x_out, and vk_gemm.c's
+ * argument ("Requantization in float") applies with 2ε.  The path is used
+ * when ε ≤ 2^-8 (a lane redone with probability ~2ε) and every shift is right.
+ */
+void vk_add_fill_fast(struct vk_add *a, int32_t m1, int s1, int32_t m2, int s2, int32_t mo,
+		      int so, int32_t out_zp)
+{
+	a->fast = false;
+	if (s1 > 0 || s2 > 0 || so > -1 || s1 < -31 || s2 < -31 || so < -31)
+		return;
+	double r1 = ldexp((double)m1, -(31 - s1)), r2 = ldexp((double)m2, -(31 - s2));
+	double ro = ldexp((double)mo, -(31 - so));
+	double k1 = ldexp(r1 * ro, 20), k2 = ldexp(r2 * ro, 20);
+	double zq = (double)out_zp - (a->s8 ? 0 : 128);
+	double c = 0.5 + ldexp(1.0, so - 1) + zq - a->zx * k1 - a->zr * k2;
+	double t = 255.0 * (fabs(k1) + fabs(k2)) + fabs(c) + 1.0;
+	double e = 2.0 * ro + ldexp(1.0, so) + 5.0 * t * ldexp(1.0, -24);
+	double eps = ldexp(1.0, -30);
+	while (eps <= e)
+		eps *= 2.0;
+	if (eps > ldexp(1.0, -8) || t > ldexp(1.0, 29))
+		return;
+	a->k1 = (float)k1;
+	a->k2 = (float)k2;
+	a->c = (float)(c + eps);
+	a->frac_min = (float)(2.0 * eps);
+	a->fast = true;
+}
