@@ -10,7 +10,7 @@ DATA=${DETD_SHARED_DATA:-../shared/data}
 M=$DATA/traffic/traffic_model.tflite
 I=$DATA/traffic/reference/inputs
 echo "host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|fma|avx512f|avx512bw|avx512vl|avx512_vnni|avx_vnni)$' | tr '\n' ' ')"
+echo "flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|fma|avx512f|avx512bw|avx512dq|avx512vl|avx512_vnni|avx_vnni)$' | tr '\n' ' ')"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 run() { # kset threads batch
 	DETD_KERNELS=$1 "$B/tools/detd-bench" engine --model "$M" --inputs "$I" \
