@@ -249,8 +249,19 @@ INLINE __m512i cvt_f2i(__m512 f)
 	} while (0)
 #endif
 
+typedef mask16 rq_bad; /* lanes the float path may have wrong */
+
+/* floor(f) as int32; *bad: the lanes whose fraction is below frac_min. */
+INLINE __m512i floor_flag(__m512 f, float frac_min, rq_bad *bad)
+{
+	__m512i y;
+	__m512 fr;
+	FLOOR_SPLIT(f, y, fr);
+	*bad = _mm512_cmp_ps_mask(fr, _mm512_set1_ps(frac_min), _CMP_LT_OQ);
+	return y;
+}
+
 /* rq_lanes through float ("Requantization in float"); *bad: the lanes to redo. */
-typedef mask16 rq_bad; /* lanes rq_fast may have wrong */
 INLINE __m512i rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
 {
 	__m512 r, c;
@@ -270,12 +281,7 @@ INLINE __m512i rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
 			c = _mm512_mask_blend_ps(neg, c, _mm512_loadu_ps(q->fcn + n0));
 		}
 	}
-	__m512 f = _mm512_fmadd_ps(cvt_i2f(acc), r, c);
-	__m512i y;
-	__m512 fr;
-	FLOOR_SPLIT(f, y, fr);
-	*bad = _mm512_cmp_ps_mask(fr, _mm512_set1_ps(VK_RQ_FRAC_MIN), _CMP_LT_OQ);
-	return y;
+	return floor_flag(_mm512_fmadd_ps(cvt_i2f(acc), r, c), VK_RQ_FRAC_MIN, bad);
 }
 
 /* VK_NAME(add)'s float path (vk_add_fill_fast): x·k1 + r·k2 + c, floored. */
@@ -284,11 +290,7 @@ INLINE __m512i add_fast(const struct vk_add *a, vec x, vec r, rq_bad *bad)
 	__m512 f = _mm512_fmadd_ps(cvt_i2f(x), _mm512_set1_ps(a->k1),
 				   _mm512_fmadd_ps(cvt_i2f(r), _mm512_set1_ps(a->k2),
 						   _mm512_set1_ps(a->c)));
-	__m512i y;
-	__m512 fr;
-	FLOOR_SPLIT(f, y, fr);
-	*bad = _mm512_cmp_ps_mask(fr, _mm512_set1_ps(a->frac_min), _CMP_LT_OQ);
-	return y;
+	return floor_flag(f, a->frac_min, bad);
 }
 
 #else
@@ -328,8 +330,18 @@ INLINE __m256i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 }
 
 #ifndef VK_NO_DP /* the AVX2-only ADD: no FMA assumed, the 64-bit path alone */
+typedef int rq_bad; /* lanes the float path may have wrong (a movemask) */
+
+/* floor(f) as int32; *bad: the lanes whose fraction is below frac_min. */
+INLINE __m256i floor_flag(__m256 f, float frac_min, rq_bad *bad)
+{
+	__m256 fl = _mm256_floor_ps(f);
+	*bad = _mm256_movemask_ps(
+		_mm256_cmp_ps(_mm256_sub_ps(f, fl), _mm256_set1_ps(frac_min), _CMP_LT_OQ));
+	return _mm256_cvtps_epi32(fl); /* integral already */
+}
+
 /* rq_lanes through float ("Requantization in float"); *bad: the lanes to redo. */
-typedef int rq_bad; /* lanes rq_fast may have wrong */
 INLINE __m256i rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
 {
 	__m256 r, c;
@@ -348,11 +360,7 @@ INLINE __m256i rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
 			c = _mm256_blendv_ps(c, _mm256_loadu_ps(q->fcn + n0), _mm256_castsi256_ps(neg));
 		}
 	}
-	__m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), r, c);
-	__m256 fl = _mm256_floor_ps(f);
-	*bad = _mm256_movemask_ps(
-		_mm256_cmp_ps(_mm256_sub_ps(f, fl), _mm256_set1_ps(VK_RQ_FRAC_MIN), _CMP_LT_OQ));
-	return _mm256_cvtps_epi32(fl); /* integral already */
+	return floor_flag(_mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), r, c), VK_RQ_FRAC_MIN, bad);
 }
 
 /* VK_NAME(add)'s float path (vk_add_fill_fast): x·k1 + r·k2 + c, floored. */
@@ -361,10 +369,7 @@ INLINE __m256i add_fast(const struct vk_add *a, vec x, vec r, rq_bad *bad)
 	__m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(x), _mm256_set1_ps(a->k1),
 				   _mm256_fmadd_ps(_mm256_cvtepi32_ps(r), _mm256_set1_ps(a->k2),
 						   _mm256_set1_ps(a->c)));
-	__m256 fl = _mm256_floor_ps(f);
-	*bad = _mm256_movemask_ps(
-		_mm256_cmp_ps(_mm256_sub_ps(f, fl), _mm256_set1_ps(a->frac_min), _CMP_LT_OQ));
-	return _mm256_cvtps_epi32(fl);
+	return floor_flag(f, a->frac_min, bad);
 }
 #endif
 #endif
