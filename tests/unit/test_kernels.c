@@ -14,11 +14,10 @@
  *   avx2, avxvnni, avx512vnni   that set natively: needs the CPU's instructions
  */
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <math.h>
 
 #include "conv.h"
 #include "kset.h"

@@ -261,37 +261,14 @@ INLINE __m512i floor_flag(__m512 f, float frac_min, rq_bad *bad)
 	return y;
 }
 
-/* rq_lanes through float ("Requantization in float"); *bad: the lanes to redo. */
-INLINE __m512i rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
-{
-	__m512 r, c;
-	mask16 neg = 0;
-	if (q->uniform) {
-		r = _mm512_set1_ps(q->u_fr);
-		c = _mm512_set1_ps(q->u_fc);
-		if (q->fneg) {
-			neg = _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(q->u_fthr), acc);
-			c = _mm512_mask_blend_ps(neg, c, _mm512_set1_ps(q->u_fcn));
-		}
-	} else {
-		r = _mm512_loadu_ps(q->fr + n0);
-		c = _mm512_loadu_ps(q->fc + n0);
-		if (q->fneg) {
-			neg = _mm512_cmpgt_epi32_mask(V_LOAD(q->fthr + n0), acc);
-			c = _mm512_mask_blend_ps(neg, c, _mm512_loadu_ps(q->fcn + n0));
-		}
-	}
-	return floor_flag(_mm512_fmadd_ps(cvt_i2f(acc), r, c), VK_RQ_FRAC_MIN, bad);
-}
-
-/* VK_NAME(add)'s float path (vk_add_fill_fast): x·k1 + r·k2 + c, floored. */
-INLINE __m512i add_fast(const struct vk_add *a, vec x, vec r, rq_bad *bad)
-{
-	__m512 f = _mm512_fmadd_ps(cvt_i2f(x), _mm512_set1_ps(a->k1),
-				   _mm512_fmadd_ps(cvt_i2f(r), _mm512_set1_ps(a->k2),
-						   _mm512_set1_ps(a->c)));
-	return floor_flag(f, a->frac_min, bad);
-}
+/* float lanes: the float path's operations (one rq_fast, add_fast for both widths) */
+typedef __m512 vecf;
+#define VF_SET1(x) _mm512_set1_ps(x)
+#define VF_LOAD(p) _mm512_loadu_ps(p)
+#define VF_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VF_CVT(a) cvt_i2f(a)
+/* b where acc < thr, else a */
+#define VF_PICK_LT(acc, thr, a, b) _mm512_mask_blend_ps(_mm512_cmpgt_epi32_mask(thr, acc), a, b)
 
 #else
 INLINE __m256i rq_half(__m256i ab, __m256i b, __m256i sh, __m256i c)
@@ -341,42 +318,44 @@ INLINE __m256i floor_flag(__m256 f, float frac_min, rq_bad *bad)
 	return _mm256_cvtps_epi32(fl); /* integral already */
 }
 
-/* rq_lanes through float ("Requantization in float"); *bad: the lanes to redo. */
-INLINE __m256i rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
-{
-	__m256 r, c;
-	if (q->uniform) {
-		r = _mm256_set1_ps(q->u_fr);
-		c = _mm256_set1_ps(q->u_fc);
-		if (q->fneg) {
-			__m256i neg = _mm256_cmpgt_epi32(_mm256_set1_epi32(q->u_fthr), acc);
-			c = _mm256_blendv_ps(c, _mm256_set1_ps(q->u_fcn), _mm256_castsi256_ps(neg));
-		}
-	} else {
-		r = _mm256_loadu_ps(q->fr + n0);
-		c = _mm256_loadu_ps(q->fc + n0);
-		if (q->fneg) {
-			__m256i neg = _mm256_cmpgt_epi32(V_LOAD(q->fthr + n0), acc);
-			c = _mm256_blendv_ps(c, _mm256_loadu_ps(q->fcn + n0), _mm256_castsi256_ps(neg));
-		}
-	}
-	return floor_flag(_mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), r, c), VK_RQ_FRAC_MIN, bad);
-}
-
-/* VK_NAME(add)'s float path (vk_add_fill_fast): x·k1 + r·k2 + c, floored. */
-INLINE __m256i add_fast(const struct vk_add *a, vec x, vec r, rq_bad *bad)
-{
-	__m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(x), _mm256_set1_ps(a->k1),
-				   _mm256_fmadd_ps(_mm256_cvtepi32_ps(r), _mm256_set1_ps(a->k2),
-						   _mm256_set1_ps(a->c)));
-	return floor_flag(f, a->frac_min, bad);
-}
+typedef __m256 vecf;
+#define VF_SET1(x) _mm256_set1_ps(x)
+#define VF_LOAD(p) _mm256_loadu_ps(p)
+#define VF_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VF_CVT(a) _mm256_cvtepi32_ps(a)
+#define VF_PICK_LT(acc, thr, a, b)                                                        \
+	_mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_cmpgt_epi32(thr, acc)))
 #endif
 #endif
 
 #ifdef VK_NO_DP
 #define rq_narrow_lanes rq_lanes
 #else
+/* rq_lanes through float ("Requantization in float"); *bad: the lanes to redo. */
+INLINE vec rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
+{
+	vecf r, c;
+	if (q->uniform) {
+		r = VF_SET1(q->u_fr);
+		c = VF_SET1(q->u_fc);
+		if (q->fneg)
+			c = VF_PICK_LT(acc, V_SET1(q->u_fthr), c, VF_SET1(q->u_fcn));
+	} else {
+		r = VF_LOAD(q->fr + n0);
+		c = VF_LOAD(q->fc + n0);
+		if (q->fneg)
+			c = VF_PICK_LT(acc, V_LOAD(q->fthr + n0), c, VF_LOAD(q->fcn + n0));
+	}
+	return floor_flag(VF_FMA(VF_CVT(acc), r, c), VK_RQ_FRAC_MIN, bad);
+}
+
+/* VK_NAME(add)'s float path (vk_add_fill_fast): x·k1 + r·k2 + c, floored. */
+INLINE vec add_fast(const struct vk_add *a, vec x, vec r, rq_bad *bad)
+{
+	vecf f = VF_FMA(VF_CVT(x), VF_SET1(a->k1), VF_FMA(VF_CVT(r), VF_SET1(a->k2), VF_SET1(a->c)));
+	return floor_flag(f, a->frac_min, bad);
+}
+
 /* The requantized int32 lanes of a narrowing store: rq_fast, or rq_lanes where
  * it may be off (rare; the branch is laid out for the common case). */
 INLINE vec rq_narrow_lanes(const struct vk_rq *q, vec acc, int n0)
