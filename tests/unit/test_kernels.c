@@ -415,6 +415,54 @@ START_TEST(avx2_add_matches_reference)
 }
 END_TEST
 
+/*
+ * The float requantization paths are taken where they should be (the
+ * equivalence tests pass either way, so a path that silently stopped being
+ * chosen would only show as lost speed): a conv-like scale with a right
+ * shift and a valid zero point, TFLite's ADD multipliers; not a left shift,
+ * not a zero point outside the type.
+ */
+START_TEST(float_requantization_chosen)
+{
+	int32_t m;
+	int sh;
+	struct vk_rq q;
+	q_quantize_multiplier(0.004, &m, &sh); /* a typical conv: right shift 7 */
+	ck_assert_int_lt(sh, 0);
+	int32_t ms[16];
+	int shs[16];
+	for (int i = 0; i < 16; i++) {
+		ms[i] = m;
+		shs[i] = sh;
+	}
+	ck_assert_int_eq(vk_rq_fill(&q, 16, 16, ms, shs, 128, 0, 255, false, false), 0);
+	ck_assert(q.fast && q.uniform && q.fneg);
+	vk_rq_free(&q);
+	ck_assert_int_eq(vk_rq_fill(&q, 1, 1, &m, &sh, 300, 0, 255, false, false), 0);
+	ck_assert(!q.fast); /* |zq| > 128: outside the error bound */
+	vk_rq_free(&q);
+	int32_t mb;
+	int shb;
+	q_quantize_multiplier(3.0, &mb, &shb); /* a left shift */
+	ck_assert_int_eq(vk_rq_fill(&q, 1, 1, &mb, &shb, 0, 0, 255, false, false), 0);
+	ck_assert(!q.fast);
+	vk_rq_free(&q);
+	/* ADD, TFLite's recipe for scales 0.02 and 0.03 into 0.04 */
+	int32_t m1, m2, mo;
+	int s1, s2, so;
+	const double twice = 2 * 0.03;
+	q_quantize_multiplier(0.02 / twice, &m1, &s1);
+	q_quantize_multiplier(0.03 / twice, &m2, &s2);
+	q_quantize_multiplier(twice / ((double)(1 << 20) * 0.04), &mo, &so);
+	struct vk_add a = {.zx = 120, .zr = 130, .s8 = false};
+	vk_add_fill_fast(&a, m1, s1, m2, s2, mo, so, 128);
+	ck_assert(a.fast);
+	ck_assert(a.frac_min > 0.0f && a.frac_min <= 2.0f / 256.0f);
+	vk_add_fill_fast(&a, m1, 1, m2, s2, mo, so, 128); /* a left shift on an input */
+	ck_assert(!a.fast);
+}
+END_TEST
+
 static TCase *kernels_tcase(Suite *s)
 {
 	TCase *tc = tcase_create("kernels");
@@ -426,7 +474,9 @@ static TCase *kernels_tcase(Suite *s)
 static Suite *sets_suite(void)
 {
 	Suite *s = suite_create("kernels");
-	tcase_add_test(kernels_tcase(s), kernel_set_names_and_selection);
+	TCase *tc = kernels_tcase(s);
+	tcase_add_test(tc, kernel_set_names_and_selection);
+	tcase_add_test(tc, float_requantization_chosen);
 	return s;
 }
 
