@@ -24,7 +24,10 @@ if [ "${FUZZ_SHARED:-0}" = 1 ] && [ "$name" = tflite ] && [ -f "$shared/traffic/
 	extra+=("$work/shared")
 	opts_extra=(-max_len=4000000)
 fi
+# -error_exitcode / -timeout_exitcode: libFuzzer's default for a finding is 77,
+# which meson reads as SKIP; a finding must fail the test
 opts=(-max_total_time="${FUZZ_SECONDS:-12}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+      -error_exitcode=1 -timeout_exitcode=1
       -artifact_prefix="$art/$name-")
 if [ -f "$root/tests/fuzz/$name.dict" ]; then opts+=(-dict="$root/tests/fuzz/$name.dict"); fi
 opts+=("${opts_extra[@]+"${opts_extra[@]}"}")
