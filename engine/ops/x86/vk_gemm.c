@@ -59,6 +59,8 @@ typedef __m512i vec;
 #define V_SUB(a, b) _mm512_sub_epi32(a, b)
 #define V_SAD(a, b) _mm512_sad_epu8(a, b)
 #define V_SLLI(a, n) _mm512_slli_epi32(a, n)
+#define V_SRLI(a, n) _mm512_srli_epi32(a, n)
+#define V_SHUFB(a, c) _mm512_shuffle_epi8(a, c)
 #define V_STORE(p, v) _mm512_storeu_si512((void *)(p), v)
 #ifdef VK_SIMDE /* SIMDe has no 512-bit vpmovzxbd/vpmovsxbd: two 256-bit halves */
 #define V_WIDEN_2(b, f)                                                                   \
@@ -89,6 +91,8 @@ typedef __m256i vec;
 #define V_SUB(a, b) _mm256_sub_epi32(a, b)
 #define V_SAD(a, b) _mm256_sad_epu8(a, b)
 #define V_SLLI(a, n) _mm256_slli_epi32(a, n)
+#define V_SRLI(a, n) _mm256_srli_epi32(a, n)
+#define V_SHUFB(a, c) _mm256_shuffle_epi8(a, c)
 #define V_STORE(p, v) _mm256_storeu_si256((__m256i *)(void *)(p), v)
 #define V_WIDEN(b) _mm256_cvtepu8_epi32(b)
 #define V_WIDEN_S(b) _mm256_cvtepi8_epi32(b)
@@ -651,8 +655,10 @@ void VK_NAME(gemm_acc)(const struct vk_gemm *g, const uint8_t *a, size_t lda, in
 /* ---- depthwise ------------------------------------------------------------ */
 
 /* The u of VL channels of one pixel at p (n of them real: the rest are left
- * out of every store), one per int32 lane, in channel order. */
-static inline vec widen_px(const uint8_t *p, int n, bool safe, bool flip)
+ * out of every store) in every 128-bit lane (the 512-bit build) or 64-bit
+ * quarter (256): what px_in() moves into the int32 lanes.  safe: VL bytes may be
+ * read at p. */
+static inline vec px_bcast(const uint8_t *p, int n, bool safe, bool flip)
 {
 	__m128i b;
 	if (safe) {
@@ -665,7 +671,22 @@ static inline vec widen_px(const uint8_t *p, int n, bool safe, bool flip)
 	}
 	if (flip)
 		b = _mm_xor_si128(b, _mm_set1_epi8((char)0x80));
-	return V_WIDEN(b);
+#if VK_W == 512
+	return _mm512_broadcast_i32x4(b);
+#else
+	return _mm256_broadcastq_epi64(b);
+#endif
+}
+
+/* The byte shuffle that puts channel c of px_bcast() into byte pos of int32
+ * lane c (the other bytes zero).  In both widths byte i of the vector belongs to
+ * lane i / 4, whose channel sits at index i / 4 of its 128-bit lane. */
+static inline vec px_ctl(int pos)
+{
+	int8_t t[4 * VL];
+	for (int i = 0; i < 4 * VL; i++)
+		t[i] = i % 4 == pos ? (int8_t)(i / 4) : (int8_t)-128;
+	return V_LOAD(t);
 }
 
 /*
@@ -673,49 +694,47 @@ static inline vec widen_px(const uint8_t *p, int n, bool safe, bool flip)
  * c0.., lane c = the bytes of pixels x, x+dw, x+2dw, x+3dw (x = xi − pl; the
  * padding value outside the row).  xend: end of the input tensor.  Padding
  * rows are not built: the caller's all-padding row stands for them.
+ *
+ * Consecutive entries of a residue class of xi mod dw share three pixels: the
+ * next entry is this one shifted down a byte with the new pixel in the top
+ * byte (one broadcast load, one byte shuffle, a shift and an or per entry,
+ * rather than widening and shifting all four).  Stride 2 (dw 1) reads only the
+ * even entries: two bytes out, two pixels in.
  */
 static void dw_build_row(const struct vk_dw *d, const uint8_t *src, const uint8_t *xend,
 			 uint8_t *q)
 {
 	const int C = d->C, dw = d->dw, iw = d->iw, pl = d->pl, wq = d->wq;
 	const size_t qstride = (size_t)d->CP * 4;
-	const vec padv = V_SET1((int32_t)d->pad);
+	const vec ctl2 = px_ctl(2), ctl3 = px_ctl(3);
+	const vec pad2 = V_SET1((int32_t)((uint32_t)d->pad << 16));
+	const vec pad3 = V_SET1((int32_t)((uint32_t)d->pad << 24));
 	for (int c0 = 0; c0 < C; c0 += VL) {
 		const int n = C - c0 < VL ? C - c0 : VL;
-#define E_AT(x_)                                                                          \
-	((x_) < 0 || (x_) >= iw                                                           \
-		 ? padv                                                                   \
-		 : widen_px(src + (size_t)(x_) * C + c0, n,                               \
-			    n == VL || xend - (src + (size_t)(x_) * C + c0) >= 16, d->flip))
+		uint8_t *qc = q + (size_t)c0 * 4;
+/* pixel x_ in byte pos_ of the lanes (the padding value outside the row) */
+#define PX_IN(x_, ctl_, pad_)                                                             	((x_) < 0 || (x_) >= iw                                                           		 ? (pad_)                                                                 		 : V_SHUFB(px_bcast(src + (size_t)(x_) * C + c0, n,                       				    n == VL || xend - (src + (size_t)(x_) * C + c0) >= 16,  				    d->flip),                                             			   (ctl_)))
 		if (d->sw == 2 && dw == 1) {
-			/* stride 2: only the even entries are read (xi = 2·ox + 4g), the
-			 * window of 4 pixels sliding by 2 */
 			int x = -pl;
-			vec e0 = E_AT(x), e1 = E_AT(x + 1), e2 = E_AT(x + 2), e3 = E_AT(x + 3);
+			vec v = V_OR(PX_IN(x, ctl2, pad2), PX_IN(x + 1, ctl3, pad3));
 			for (int xi = 0; xi < wq; xi += 2, x += 2) {
-				vec v = V_OR(V_OR(e0, V_SLLI(e1, 8)), V_OR(V_SLLI(e2, 16), V_SLLI(e3, 24)));
-				V_STORE(q + (size_t)xi * qstride + (size_t)c0 * 4, v);
-				e0 = e2;
-				e1 = e3;
-				e2 = E_AT(x + 4);
-				e3 = E_AT(x + 5);
+				v = V_OR(V_SRLI(v, 16),
+					 V_OR(PX_IN(x + 2, ctl2, pad2), PX_IN(x + 3, ctl3, pad3)));
+				V_STORE(qc + (size_t)xi * qstride, v);
 			}
 			continue;
 		}
-		/* residue classes of xi mod dw: consecutive entries of a class share 3 pixels */
 		for (int r = 0; r < dw && r < wq; r++) {
 			int x = r - pl;
-			vec e0 = E_AT(x), e1 = E_AT(x + dw), e2 = E_AT(x + 2 * dw);
+			vec v = V_ZERO();
+			for (int k = 0; k < 3; k++)
+				v = V_OR(V_SRLI(v, 8), PX_IN(x + k * dw, ctl3, pad3));
 			for (int xi = r; xi < wq; xi += dw, x += dw) {
-				vec e3 = E_AT(x + 3 * dw);
-				vec v = V_OR(V_OR(e0, V_SLLI(e1, 8)), V_OR(V_SLLI(e2, 16), V_SLLI(e3, 24)));
-				V_STORE(q + (size_t)xi * qstride + (size_t)c0 * 4, v);
-				e0 = e1;
-				e1 = e2;
-				e2 = e3;
+				v = V_OR(V_SRLI(v, 8), PX_IN(x + 3 * dw, ctl3, pad3));
+				V_STORE(qc + (size_t)xi * qstride, v);
 			}
 		}
-#undef E_AT
+#undef PX_IN
 	}
 }
 
