@@ -35,6 +35,14 @@ int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *s
 	int32_t *fthr = zadd + np;
 	float *fr = (float *)(void *)(fthr + np), *fc = fr + np, *fcn = fc + np;
 	q->fast = true;
+	/*
+	 * The negative-tie correction only touches lanes whose inner product s =
+	 * SRDHM(acc, mult) is negative, and there the rounded s / 2^n is <= 0 with or
+	 * without it: both outputs are <= out_zp.  An activation clamp at or above
+	 * the zero point (RELU, RELU6) maps both to its lower bound, so the float path
+	 * may leave the correction (and its per-lane select) out.
+	 */
+	const bool corr_matters = (int64_t)act_lo < (int64_t)out_zp;
 	for (int c = 0; c < np; c++) {
 		int32_t m = c < n ? mult[c] : 0;
 		int sh = c < n ? shift[c] : 0;
@@ -68,7 +76,7 @@ int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *s
 		fc[c] = (float)beta;
 		fcn[c] = (float)(beta - (corr ? ldexp(1.0, -rn) : 0.0));
 		fthr[c] = m > 0 ? -(int32_t)(((int64_t)1 << 30) / m) : INT32_MIN;
-		q->fneg = q->fneg || (c < n && corr);
+		q->fneg = q->fneg || (c < n && corr && corr_matters);
 	}
 	q->uniform = n > 0;
 	for (int c = 1; c < n; c++)
