@@ -141,8 +141,7 @@ static int concat_eval(const struct eng_node *n, const struct eng_exec *x)
 				memcpy(dst, s, row);
 				continue;
 			}
-			for (size_t j = 0; j < row; j++)
-				dst[j] = lut[s[j]];
+			ops_lut8(dst, s, row, lut);
 		}
 		col += row;
 	}

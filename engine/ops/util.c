@@ -8,7 +8,9 @@
 #include <pthread.h>
 
 #include "kernels.h"
+#include "kset.h"
 #include "pool.h"
+#include "x86/vk.h"
 
 int ops_out_size(enum eng_padding pad, int in, int k, int stride, int dilation)
 {
@@ -46,6 +48,17 @@ int ops_check_q8(const struct eng_tensor *t, const char *what, char *err, size_t
 		}
 	}
 	return 0;
+}
+
+void ops_lut8(uint8_t *y, const uint8_t *x, size_t n, const uint8_t *lut)
+{
+	/* the same bytes either way; every AVX-512 set's CPU state is what vpermi2b needs */
+	if (n >= 64 && __builtin_cpu_supports("avx512vbmi") && eng_kset_usable(ENG_KS_AVX512VNNI)) {
+		vk512_lut(lut, x, y, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		y[i] = lut[x[i]];
 }
 
 int ops_check_io(const struct eng_node *n, int min_in, int min_out, char *err, size_t errlen)

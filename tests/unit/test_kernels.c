@@ -463,6 +463,69 @@ START_TEST(float_requantization_chosen)
 }
 END_TEST
 
+/*
+ * A 256-entry table lookup (fn, or ops_lut8 when NULL) against the byte loop:
+ * lengths across the 64-byte vectors and their masked tails, unaligned, in
+ * place, and nothing written past the end.
+ */
+static void check_lut(vk_lut_fn fn, const char *name)
+{
+	enum { MAXN = 4200, GUARD = 80 };
+	static uint8_t x[MAXN + GUARD], y[MAXN + GUARD + 4], want[MAXN + GUARD];
+	uint8_t lut[256];
+	srand(77);
+	unsigned cases = 0;
+	for (int n = 0; n <= MAXN; n += n < 300 ? 1 : 389) {
+		for (int i = 0; i < 256; i++)
+			lut[i] = (uint8_t)rand();
+		for (int i = 0; i < MAXN + GUARD; i++)
+			x[i] = (uint8_t)rand();
+		const int off = n % 4; /* output alignment */
+		memset(y, 0xC3, sizeof(y));
+		if (fn)
+			fn(lut, x, y + off, (size_t)n);
+		else
+			ops_lut8(y + off, x, (size_t)n, lut);
+		for (int i = 0; i < n; i++)
+			if (y[off + i] != lut[x[i]])
+				ck_abort_msg("%s: n %d byte %d: %u, want lut[%u] = %u", name, n, i,
+					     y[off + i], x[i], lut[x[i]]);
+		for (int i = off + n; i < (int)sizeof(y); i++)
+			ck_assert_msg(y[i] == 0xC3, "%s: n %d wrote byte %d past the end", name, n, i - off - n);
+		for (int i = 0; i < off; i++)
+			ck_assert_msg(y[i] == 0xC3, "%s: n %d wrote before the start", name, n);
+		/* in place */
+		for (int i = 0; i < n; i++)
+			want[i] = lut[x[i]];
+		if (fn)
+			fn(lut, x, x, (size_t)n);
+		else
+			ops_lut8(x, x, (size_t)n, lut);
+		ck_assert_msg(memcmp(x, want, (size_t)n) == 0, "%s: n %d in place differs", name, n);
+		cases++;
+	}
+	fprintf(stderr, "%s: %u table lookups byte-identical to the byte loop\n", name, cases);
+}
+
+/* What the engine's 8-bit table ops run on this CPU. */
+START_TEST(ops_lut8_matches_byte_loop)
+{
+	check_lut(NULL, "ops_lut8");
+}
+END_TEST
+
+/* The VBMI lookup: _i 0 native, 1 SIMDe. */
+START_TEST(vbmi_lut_matches_byte_loop)
+{
+#ifdef HAVE_SIMDE
+	vk_lut_fn fn = _i ? vk512s_lut : vk512_lut;
+#else
+	vk_lut_fn fn = vk512_lut;
+#endif
+	check_lut(fn, _i ? "vbmi lut (SIMDe)" : "vbmi lut");
+}
+END_TEST
+
 static TCase *kernels_tcase(Suite *s)
 {
 	TCase *tc = tcase_create("kernels");
@@ -477,6 +540,7 @@ static Suite *sets_suite(void)
 	TCase *tc = kernels_tcase(s);
 	tcase_add_test(tc, kernel_set_names_and_selection);
 	tcase_add_test(tc, float_requantization_chosen);
+	tcase_add_test(tc, ops_lut8_matches_byte_loop);
 	return s;
 }
 
@@ -486,6 +550,7 @@ static Suite *simde_suite(void)
 	TCase *tc = kernels_tcase(s);
 	tcase_add_loop_test(tc, vnni_conv_matches_reference, V_512_SIMDE, V__COUNT);
 	tcase_add_loop_test(tc, vnni_add_matches_reference, V_512_SIMDE, V__COUNT);
+	tcase_add_loop_test(tc, vbmi_lut_matches_byte_loop, 1, 2);
 	return s;
 }
 
@@ -527,6 +592,20 @@ static Suite *avx512vnni_suite(void)
 	return set_suite("kernels-avx512vnni", ENG_KS_AVX512VNNI, V_512);
 }
 
+static Suite *vbmi_suite(void)
+{
+	Suite *s = suite_create("kernels-vbmi");
+	tcase_add_loop_test(kernels_tcase(s), vbmi_lut_matches_byte_loop, 0, 1);
+	return s;
+}
+
+static const char *vbmi_missing(void)
+{
+	return __builtin_cpu_supports("avx512vbmi") && eng_kset_usable(ENG_KS_AVX512VNNI)
+		       ? NULL
+		       : "this CPU lacks AVX-512 VBMI";
+}
+
 static const char *set_missing(enum eng_kset ks)
 {
 	return eng_kset_usable(ks) ? NULL : "this CPU lacks the kernel set's instructions";
@@ -552,6 +631,7 @@ int main(int argc, char **argv)
 		{"avx2", avx2_suite, avx2_missing},
 		{"avxvnni", avxvnni_suite, avxvnni_missing},
 		{"avx512vnni", avx512vnni_suite, avx512vnni_missing},
+		{"vbmi", vbmi_suite, vbmi_missing},
 	};
 	return tu_main(argc, argv, suites, sizeof(suites) / sizeof(suites[0]));
 }

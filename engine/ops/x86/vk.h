@@ -223,4 +223,12 @@ VK_DECLARE_ACC(vk256_gemm_acc);
 VK_DECLARE_ACC(vk512s_gemm_acc);
 VK_DECLARE_ACC(vk256s_gemm_acc);
 
+/*
+ * y[i] = lut[x[i]] for i < n (y may be x), on AVX-512 VBMI (vk_lut.c): callers
+ * check __builtin_cpu_supports("avx512vbmi") and the AVX-512 state (kset.h).
+ */
+typedef void (*vk_lut_fn)(const uint8_t *lut, const uint8_t *x, uint8_t *y, size_t n);
+void vk512_lut(const uint8_t *lut, const uint8_t *x, uint8_t *y, size_t n);
+void vk512s_lut(const uint8_t *lut, const uint8_t *x, uint8_t *y, size_t n); /* SIMDe */
+
 #endif
