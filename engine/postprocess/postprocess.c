@@ -25,6 +25,9 @@ struct pp_prep {
 	int out_m; /* output rows */
 	struct eng_postprocess_opts o;
 	bool simd; /* AVX2 suppression loop */
+	/* constant anchors: whether one has a negative height or width (1) or
+	 * none (0), found at prepare; -1: the anchors are an input, checked per call */
+	int anchors_neg;
 	/* scratch layout (byte offsets) */
 	size_t off_boxes, off_scores, off_max, off_cls, off_keep_i, off_keep_v, off_sorted,
 		off_tmp, off_active, off_sel, off_cand_i, off_cand_v, off_cand_tmp, off_sboxes,
@@ -174,6 +177,41 @@ static void pp_release(struct eng_node *n)
 	n->prep = NULL;
 }
 
+/* Dequantization parameters of the box encodings and anchors. */
+struct pp_src {
+	bool bu8, au8;
+	float bzp, bsc, azp, asc;
+	const uint8_t *bq, *aq;
+	const float *bf, *af;
+};
+
+static struct pp_src pp_src_of(const struct eng_tensor *be, const void *bd,
+			       const struct eng_tensor *an, const void *ad)
+{
+	const bool bu8 = be->type == ENG_DT_U8, au8 = an->type == ENG_DT_U8;
+	return (struct pp_src){.bu8 = bu8, .au8 = au8,
+			       .bzp = bu8 ? (float)t_zp(be) : 0.0f, .bsc = bu8 ? t_scale(be) : 0.0f,
+			       .azp = au8 ? (float)t_zp(an) : 0.0f, .asc = au8 ? t_scale(an) : 0.0f,
+			       .bq = bd, .aq = ad, .bf = bd, .af = ad};
+}
+
+/* Anchor i's value k (yc, xc, h, w), dequantized as the reference: (float(q) - float(zp)) * scale */
+static inline float anchor_val(const struct pp_src *s, int i, int k)
+{
+	size_t a = (size_t)i * 4 + (size_t)k;
+	return s->au8 ? ((float)s->aq[a] - s->azp) * s->asc : s->af[a];
+}
+
+/* Whether one of the n anchors has a negative height or width (its decoded box
+ * may be inverted, which the reference rejects after decoding them all). */
+static int anchors_negative(const struct pp_src *s, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (anchor_val(s, i, 2) < 0.0f || anchor_val(s, i, 3) < 0.0f)
+			return 1;
+	return 0;
+}
+
 static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 {
 	int rc = ops_check_io(n, 3, 4, err, errlen);
@@ -244,6 +282,7 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 				      : o->max_detections * o->max_classes_per_detection;
 	p->o = *o;
 	p->simd = simd_have_avx2();
+	p->anchors_neg = -1;
 	for (int i = 0; i < 4; i++) {
 		const struct eng_tensor *t = n->out[i];
 		size_t want = i == 0 ? (size_t)p->out_m * 4 : (i == 3 ? 1 : (size_t)p->out_m);
@@ -271,6 +310,10 @@ static int pp_prepare(struct eng_node *n, char *err, size_t errlen)
 	p->off_cand_v = take(&off, cand * sizeof(float));
 	p->off_cand_tmp = take(&off, (cand > (size_t)p->nc ? cand : (size_t)p->nc) * sizeof(int));
 	n->scratch_bytes = off;
+	if (an->is_const && an->const_data) {
+		const struct pp_src a = pp_src_of(be, NULL, an, an->const_data);
+		p->anchors_neg = anchors_negative(&a, na);
+	}
 	n->prep = p;
 	return 0;
 }
@@ -497,30 +540,6 @@ static int pp_regular(const struct pp_prep *p, uint8_t *s, const float *boxes, c
 	return 0;
 }
 
-/* Dequantization parameters of the box encodings and anchors. */
-struct pp_src {
-	bool bu8, au8;
-	float bzp, bsc, azp, asc;
-	const uint8_t *bq, *aq;
-	const float *bf, *af;
-};
-
-static struct pp_src pp_src_of(const struct eng_tensor *be, const void *bd,
-			       const struct eng_tensor *an, const void *ad)
-{
-	const bool bu8 = be->type == ENG_DT_U8, au8 = an->type == ENG_DT_U8;
-	return (struct pp_src){.bu8 = bu8, .au8 = au8,
-			       .bzp = bu8 ? (float)t_zp(be) : 0.0f, .bsc = bu8 ? t_scale(be) : 0.0f,
-			       .azp = au8 ? (float)t_zp(an) : 0.0f, .asc = au8 ? t_scale(an) : 0.0f,
-			       .bq = bd, .aq = ad, .bf = bd, .af = ad};
-}
-
-/* Anchor i's value k (yc, xc, h, w), dequantized as the reference: (float(q) - float(zp)) * scale */
-static inline float anchor_val(const struct pp_src *s, int i, int k)
-{
-	size_t a = (size_t)i * 4 + (size_t)k;
-	return s->au8 ? ((float)s->aq[a] - s->azp) * s->asc : s->af[a];
-}
 
 /* Box i decoded into b (ymin, xmin, ymax, xmax): decoding in double like the
  * reference.  Both kernels call this one function so the arithmetic is the same. */
@@ -637,6 +656,30 @@ static int pp_eval(const struct eng_node *n, const struct eng_exec *x)
  *    the reference's per-class sort; only the greedy loop is the early-out one.
  */
 
+/* The largest of n >= 1 bytes: 16 at a time (the last 16 overlapping) where
+ * there are 16, which is most of a frame's post-processing otherwise. */
+static uint8_t max_u8(const uint8_t *v, int n)
+{
+#ifdef __SSE2__
+	if (n >= 16) {
+		__m128i m = _mm_loadu_si128((const __m128i *)(const void *)v);
+		for (int c = 16; c < n; c += 16) {
+			int at = c + 16 <= n ? c : n - 16;
+			m = _mm_max_epu8(m, _mm_loadu_si128((const __m128i *)(const void *)(v + at)));
+		}
+		m = _mm_max_epu8(m, _mm_srli_si128(m, 8));
+		m = _mm_max_epu8(m, _mm_srli_si128(m, 4));
+		m = _mm_max_epu8(m, _mm_srli_si128(m, 2));
+		m = _mm_max_epu8(m, _mm_srli_si128(m, 1));
+		return (uint8_t)_mm_cvtsi128_si32(m);
+	}
+#endif
+	uint8_t m = v[0];
+	for (int c = 1; c < n; c++)
+		m = v[c] > m ? v[c] : m;
+	return m;
+}
+
 /* Row r's class scores (background removed) as the reference's floats, in buf
  * when dequantized. */
 static const float *score_row(const struct pp_prep *p, const void *cd, bool su8, const float *lut,
@@ -721,11 +764,8 @@ static int pp_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 
 	/* all boxes decoded up front only when one could be inverted */
 	float *boxes = NULL;
-	for (int i = 0; i < p->n; i++)
-		if (anchor_val(&src, i, 2) < 0.0f || anchor_val(&src, i, 3) < 0.0f) {
-			boxes = (float *)(s + p->off_boxes);
-			break;
-		}
+	if (p->anchors_neg > 0 || (p->anchors_neg < 0 && anchors_negative(&src, p->n)))
+		boxes = (float *)(s + p->off_boxes);
 	if (boxes)
 		for (int i = 0; i < p->n; i++) {
 			float *b = boxes + (size_t)i * 4;
@@ -754,10 +794,7 @@ static int pp_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 		const uint8_t *sq = cd;
 		int count[256] = {0};
 		for (int r = 0; r < p->n; r++) {
-			const uint8_t *row = sq + (size_t)r * p->cwb + p->label_off;
-			uint8_t m = row[0];
-			for (int c = 1; c < p->nc; c++)
-				m = row[c] > m ? row[c] : m;
+			const uint8_t m = max_u8(sq + (size_t)r * p->cwb + p->label_off, p->nc);
 			maxq[r] = m;
 			count[255 - m]++;
 		}

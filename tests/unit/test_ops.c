@@ -80,6 +80,9 @@ static void per_channel(struct eng_tensor *t, int n, const float *scales, int ax
 
 static int g_threads = 1; /* eng_exec.threads for run() */
 
+/* the arena run() gives kernels: tensors that are not constant live there */
+static uint8_t *g_arena;
+
 static int run(const struct eng_kernel *k, struct eng_node *n)
 {
 	char err[256] = "";
@@ -91,7 +94,7 @@ static int run(const struct eng_kernel *k, struct eng_node *n)
 	void *scratch = NULL;
 	if (n->scratch_bytes)
 		scratch = aligned_alloc(64, (n->scratch_bytes + 63) & ~(size_t)63);
-	struct eng_exec x = {.arena = NULL, .scratch = scratch, .threads = g_threads};
+	struct eng_exec x = {.arena = g_arena, .scratch = scratch, .threads = g_threads};
 	rc = k->eval(n, &x);
 	k->release(n);
 	free(scratch);
@@ -1213,14 +1216,15 @@ END_TEST
  * NMS) against the reference one, byte for byte, on random inputs: uint8 and
  * float tensors, scores from a handful of values (many ties, -0.0 next to
  * +0.0), every anchor a candidate or a real threshold, 1-3 classes per
- * detection, a background column or not, and now and then a negative anchor
- * height that makes a box inverted (both must reject the call).
+ * detection, 3-4 or 36-37 score columns, a background column or not, anchors
+ * constant or an input, and now and then a negative anchor height that makes
+ * a box inverted (both must reject the call).
  */
 START_TEST(pp_fast_matches_reference)
 {
-	enum { NA = 700, C = 4, MD = 15, MC = 3, M = MD * MC };
-	static uint8_t encq[NA][4], scq[NA][C], ancq[NA][4];
-	static float encf[NA][4], scf[NA][C], ancf[NA][4];
+	enum { NA = 700, CMAX = 37, MD = 15, MC = 3, M = MD * MC };
+	static uint8_t encq[NA][4], scq[NA * CMAX], ancq[NA][4];
+	static float encf[NA][4], scf[NA * CMAX], ancf[NA][4];
 	static float ob[2][M][4], ocl[2][M], os[2][M], on[2];
 	const struct eng_kernel *kern[2] = {eng_kernel_get(ENG_OP_DETECTION_POSTPROCESS),
 					    eng_kernel_get_ref(ENG_OP_DETECTION_POSTPROCESS)};
@@ -1230,7 +1234,9 @@ START_TEST(pp_fast_matches_reference)
 	for (int it = 0; it < 120; it++) {
 		const bool su8 = it & 1, bu8 = it & 2, au8 = it & 4;
 		const int na = it % 9 == 0 ? 1 + rand() % 40 : NA;
+		const int C = it % 3 == 1 ? CMAX : 4; /* score columns */
 		const int nc = it % 5 == 0 ? C : C - 1;
+		const bool anchors_in = it & 8; /* an input, not a constant */
 		const int levels = 2 + rand() % 6; /* distinct score values: ties everywhere */
 		for (int i = 0; i < na; i++) {
 			for (int k = 0; k < 4; k++) {
@@ -1244,9 +1250,10 @@ START_TEST(pp_fast_matches_reference)
 			for (int k = 0; k < 4; k++)
 				ancf[i][k] = ((float)ancq[i][k] - 128.0f) / 128.0f;
 			for (int c = 0; c < C; c++) {
-				int l = rand() % levels;
-				scq[i][c] = (uint8_t)(l * 250 / levels);
-				scf[i][c] = l == 0 ? (rand() & 1 ? -0.0f : 0.0f) : (float)l / (float)levels;
+				/* many columns: mostly zero, so that a row's maximum sits anywhere */
+				int l = C < CMAX || rand() % 8 == 0 ? rand() % levels : 0;
+				scq[i * C + c] = (uint8_t)(l * 250 / levels);
+				scf[i * C + c] = l == 0 ? (rand() & 1 ? -0.0f : 0.0f) : (float)l / (float)levels;
 			}
 		}
 		if (it % 13 == 6) { /* one inverted box */
@@ -1279,9 +1286,15 @@ START_TEST(pp_fast_matches_reference)
 						     mk(ENG_DT_F32, 2, (int[]){1, m}, 0, 0, ocl[v]),
 						     mk(ENG_DT_F32, 2, (int[]){1, m}, 0, 0, os[v]),
 						     mk(ENG_DT_F32, 1, (int[]){1}, 0, 0, &on[v])};
+			if (anchors_in) {
+				in[2]->is_const = false;
+				in[2]->offset = 0;
+				g_arena = au8 ? (uint8_t *)ancq : (uint8_t *)ancf;
+			}
 			struct eng_node n = node(ENG_OP_DETECTION_POSTPROCESS, 3, in, 4, out);
 			n.opts.pp = o;
 			rc[v] = run(kern[v], &n);
+			g_arena = NULL;
 		}
 		ck_assert_msg(rc[0] == rc[1], "it %d: fast rc %d, reference rc %d", it, rc[0], rc[1]);
 		if (rc[0]) {
