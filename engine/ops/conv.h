@@ -55,12 +55,15 @@ int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x);
 
 /*
  * conv_vnni.c: CONV_2D on the u8×s8 VNNI GEMM (x86/vk.h).  conv_vnni_prepare()
- * packs the weights of a prepared 8-bit conv node for fn (p->vnni); it leaves
+ * packs the weights of a prepared 8-bit conv node for fn, or for rows_fn (the
+ * windows read in place) where the shape allows and rows_fn is not NULL
+ * (p->vnni); it leaves
  * p->vnni NULL (returns 0) when the node does not qualify, and returns -ENOMEM
  * on allocation failure.  conv_vnni_eval() runs a node with p->vnni set.
  */
 #include "x86/vk.h"
-int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn);
+int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
+		      vk_gemm_rows_fn rows_fn);
 /* The same for DEPTHWISE_CONV_2D (depth multiplier 1); vl: int32 lanes of fn's vectors. */
 int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, int vl);
 int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x);

@@ -26,12 +26,28 @@
  */
 #include "conv.h"
 
+#include <emmintrin.h>
+
 #define IM2COL_SLACK 16
 
 struct conv_vnni {
 	struct vk_gemm g;
 	vk_gemm_fn fn;
 	bool direct;  /* rows are the input pixels */
+	/* gather: rows read in place (vk_gemm_rows_fn): each kernel row's span of
+	 * kw·ic bytes padded to span4 (the extra bytes belong to the next pixels
+	 * and meet zero weights), kernel rows ks bytes apart as in the input;
+	 * windows that cross the image's edge (or would read past the tensor) are
+	 * copied into pad slots laid out the same way */
+	bool gather;
+	vk_gemm_rows_fn rows_fn;
+	int span, span4;
+	size_t ks;
+	int32_t *koff;     /* [K4 / 4] */
+	size_t read_end;   /* bytes a window reads from its first: koff's and the sums' */
+	int pad_slots;     /* windows per pad region */
+	size_t region_bytes;
+	size_t off_rows, off_rsum, off_pad; /* in the thread's scratch slot */
 	bool flip;    /* int8 input: u = x ^ 0x80 */
 	uint8_t pad_u;
 	int K, mb;    /* real K; rows per block */
@@ -51,6 +67,7 @@ void conv_vnni_free(struct conv_prep *p)
 	if (!v)
 		return;
 	free(v->w);
+	free(v->koff);
 	free(v->cterm);
 	free(v->dwc);
 	free(v->dvec);
@@ -59,7 +76,60 @@ void conv_vnni_free(struct conv_prep *p)
 	p->vnni = NULL;
 }
 
-int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
+/* Rows per block: about 96 KiB of rows stays in L2 next to the weights (whole
+ * tiles of 8 and of 6 rows). */
+static int rows_per_block(int K4)
+{
+	int mb = (96 * 1024 / K4) / 24 * 24;
+	return mb < 24 ? 24 : mb > 240 ? 240 : mb;
+}
+
+/* The gather layout's pad slots per region, and bytes per region and in all. */
+static int pad_slots(int kh, int span4, size_t ks, int mb)
+{
+	return kh == 1 ? mb : (int)(ks / (size_t)span4);
+}
+static size_t region_bytes(int kh, int span4, size_t ks, int mb)
+{
+	return kh == 1 ? (size_t)mb * (size_t)span4 : (size_t)kh * ks;
+}
+static size_t pad_regions(int kh, int span4, size_t ks)
+{
+	int mb = rows_per_block(kh * span4), slots = pad_slots(kh, span4, ks, mb);
+	return ((size_t)mb + (size_t)slots - 1) / (size_t)slots * region_bytes(kh, span4, ks, mb);
+}
+
+/* The gather layout's offsets and the per-thread slot: row pointers, row
+ * sums and the pad regions (their 16-byte sums may read 16 bytes past). */
+static int gather_prepare(struct eng_node *n, const struct conv_prep *p, struct conv_vnni *v,
+			  vk_gemm_rows_fn rows_fn, int span, int span4, size_t ks)
+{
+	const int K4 = v->g.K4, groups = span4 / 4;
+	v->rows_fn = rows_fn;
+	v->span = span;
+	v->span4 = span4;
+	v->ks = ks;
+	v->koff = malloc((size_t)(K4 / 4) * sizeof(int32_t));
+	if (!v->koff)
+		return -ENOMEM;
+	for (int kk = 0; kk < K4 / 4; kk++)
+		v->koff[kk] = (int32_t)((size_t)(kk / groups) * ks + (size_t)(kk % groups) * 4);
+	size_t span16 = ((size_t)span + 15) & ~(size_t)15;
+	v->read_end = (size_t)(p->kh - 1) * ks + (span16 > (size_t)span4 ? span16 : (size_t)span4);
+	v->pad_slots = pad_slots(p->kh, span4, ks, v->mb);
+	v->region_bytes = region_bytes(p->kh, span4, ks, v->mb);
+	const size_t rows_n = (size_t)v->mb + VK_MR_MAX;
+	v->off_rows = 0;
+	v->off_rsum = rows_n * sizeof(const uint8_t *);
+	v->off_pad = (v->off_rsum + rows_n * sizeof(int32_t) + 63) & ~(size_t)63;
+	size_t slot = v->off_pad + pad_regions(p->kh, span4, ks) + 16;
+	v->slot_bytes = (slot + 63) & ~(size_t)63;
+	n->scratch_bytes = (size_t)OPS_MAX_THREADS * v->slot_bytes;
+	return 0;
+}
+
+int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
+		      vk_gemm_rows_fn rows_fn)
 {
 	if (p->dw || !dt_is_q8(p->type) || !n->in[1]->is_const ||
 	    (n->n_in > 2 && n->in[2] && !n->in[2]->is_const))
@@ -72,14 +142,20 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
 		return -ENOMEM;
 	p->vnni = v;
 	const bool s8 = p->type == ENG_DT_I8;
-	const int K = p->kh * p->kw * p->ic, K4 = (K + 3) & ~3;
+	const int K = p->kh * p->kw * p->ic;
+	const int span = p->kw * p->ic, span4 = (span + 3) & ~3;
+	const size_t ks = (size_t)p->dh * p->iw * p->ic;
+	v->direct = !s8 && p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->ic % 4 == 0;
+	v->gather = rows_fn && !s8 && !v->direct && p->dwl == 1 &&
+		    (p->kh == 1 || ks >= (size_t)span4) &&
+		    pad_regions(p->kh, span4, ks) <= ((size_t)4 << 20); /* else im2col */
+	const int K4 = v->gather ? p->kh * span4 : (K + 3) & ~3;
 	const int NP = (p->oc + VK_NALIGN - 1) / VK_NALIGN * VK_NALIGN;
 	const int32_t ox = s8 ? 128 : 0;
 	v->fn = fn;
 	v->K = K;
 	v->flip = s8;
 	v->pad_u = (uint8_t)(p->in_zp + ox);
-	v->direct = !s8 && p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->ic % 4 == 0;
 	v->w = aligned_alloc(64, (size_t)NP * K4);
 	v->cterm = calloc((size_t)NP, sizeof(int32_t));
 	v->dwc = calloc((size_t)NP, sizeof(int32_t));
@@ -109,7 +185,8 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
 			wsum += q8_get(p->type, w, (size_t)o * K + k) - p->w_zp;
 		for (int k = 0; k < K; k++) {
 			int32_t d = q8_get(p->type, w, (size_t)o * K + k) - p->w_zp - dshift;
-			v->w[vk_pack_index(K4, k, o)] = (int8_t)d; /* in range by the choice of dshift */
+			int kp = v->gather ? k / span * span4 + k % span : k;
+			v->w[vk_pack_index(K4, kp, o)] = (int8_t)d; /* in range by the choice of dshift */
 		}
 		int64_t c = (bias ? bias[o] : 0) - (int64_t)(ox + p->in_zp) * wsum;
 		v->cterm[o] = (int32_t)(uint32_t)(uint64_t)c;
@@ -126,9 +203,9 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn)
 		.dwc_u = dshift,
 		.rq = v->rq,
 	};
-	/* rows per block: about 96 KiB of rows stays in L2 next to the weights */
-	int mb = (96 * 1024 / K4) / 24 * 24; /* whole tiles of 8 and of 6 rows */
-	v->mb = mb < 24 ? 24 : mb > 240 ? 240 : mb;
+	v->mb = rows_per_block(K4);
+	if (v->gather)
+		return gather_prepare(n, p, v, rows_fn, span, span4, ks);
 	/* + IM2COL_SLACK: the 16-byte copies of im2col_block may run past the last row */
 	size_t slot = vk_scratch_bytes(K4) + (v->direct ? 0 : (size_t)v->mb * K4 + IM2COL_SLACK);
 	v->slot_bytes = (slot + 63) & ~(size_t)63;
@@ -275,6 +352,92 @@ struct vnni_job {
 	size_t xbytes; /* of the input tensor */
 };
 
+/* Σ of the real bytes of the window at row: kh spans of v->span bytes, ks
+ * apart, read as whole 16-byte chunks (the last of each span masked; the
+ * caller keeps them readable), one horizontal add at the end. */
+static int32_t window_sum(const struct conv_vnni *v, int kh, const uint8_t *row)
+{
+	static const uint8_t first[32] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+					  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+	const int span = v->span, full = span & ~15;
+	const __m128i z = _mm_setzero_si128();
+	const __m128i m = _mm_loadu_si128((const __m128i *)(const void *)(first + 16 - (span - full)));
+	__m128i acc = z;
+	for (int ky = 0; ky < kh; ky++) {
+		const uint8_t *p = row + (size_t)ky * v->ks;
+		for (int j = 0; j < full; j += 16)
+			acc = _mm_add_epi64(acc, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(const void *)(p + j)), z));
+		if (full < span) {
+			__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + full));
+			acc = _mm_add_epi64(acc, _mm_sad_epu8(_mm_and_si128(b, m), z));
+		}
+	}
+	return (int32_t)(_mm_cvtsi128_si64(acc) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc)));
+}
+
+/* Window (b, iy0, ix0) copied into pad slot q with the in-place layout: the
+ * padding value for taps outside the image, zeros past each span. */
+static const uint8_t *pad_window(const struct conv_prep *p, const struct conv_vnni *v,
+				 const uint8_t *x, int b, int iy0, int ix0, uint8_t *pad, int q)
+{
+	const int ic = p->ic;
+	uint8_t *base = pad + (size_t)(q / v->pad_slots) * v->region_bytes +
+			(size_t)(q % v->pad_slots) * (size_t)v->span4;
+	for (int ky = 0; ky < p->kh; ky++) {
+		uint8_t *d = base + (size_t)ky * v->ks;
+		const int iy = iy0 + ky * p->dh;
+		for (int kx = 0; kx < p->kw; kx++, d += ic) {
+			const int ix = ix0 + kx;
+			if (iy < 0 || iy >= p->ih || ix < 0 || ix >= p->iw)
+				memset(d, v->pad_u, (size_t)ic);
+			else
+				memcpy(d, x + (((size_t)b * p->ih + iy) * p->iw + ix) * ic, (size_t)ic);
+		}
+		memset(d, 0, (size_t)(v->span4 - v->span));
+	}
+	return base;
+}
+
+/* One block of rows on the gather layout: each row's window in place, or its
+ * copy in a pad slot; then the GEMM. */
+static void gather_block(const struct vnni_job *j, const struct conv_vnni *v, uint8_t *s,
+			 size_t m0, int mb, uint8_t *y)
+{
+	const struct conv_prep *p = j->p;
+	const uint8_t **rows = (const uint8_t **)(void *)(s + v->off_rows);
+	int32_t *rsum = (int32_t *)(void *)(s + v->off_rsum);
+	uint8_t *pad = s + v->off_pad;
+	const size_t ohw = (size_t)p->oh * p->ow;
+	int b = (int)(m0 / ohw), oy = (int)(m0 % ohw) / p->ow, ox = (int)(m0 % ohw) % p->ow;
+	const int ey = (p->kh - 1) * p->dh; /* the window's last row, from its first */
+	int npad = 0;
+	for (int r = 0; r < mb; r++) {
+		const int iy0 = oy * p->sh - p->pt, ix0 = ox * p->sw - p->pl;
+		const uint8_t *row = NULL;
+		if (iy0 >= 0 && ix0 >= 0 && iy0 + ey < p->ih && ix0 + p->kw <= p->iw) {
+			size_t at = (((size_t)b * p->ih + iy0) * p->iw + ix0) * p->ic;
+			if (at + v->read_end <= j->xbytes)
+				row = j->x + at;
+		}
+		if (!row)
+			row = pad_window(p, v, j->x, b, iy0, ix0, pad, npad++);
+		rows[r] = row;
+		rsum[r] = v->g.dwc ? window_sum(v, p->kh, row) : 0;
+		if (++ox == p->ow) {
+			ox = 0;
+			if (++oy == p->oh) {
+				oy = 0;
+				b++;
+			}
+		}
+	}
+	for (int r = mb; r < mb + VK_MR_MAX; r++) { /* the last tile's extra rows */
+		rows[r] = rows[0];
+		rsum[r] = 0;
+	}
+	v->rows_fn(&v->g, rows, v->koff, rsum, mb, y, (size_t)p->oc);
+}
+
 static void vnni_job_run(void *ctx, size_t begin, size_t end, int slot)
 {
 	const struct vnni_job *j = ctx;
@@ -289,6 +452,10 @@ static void vnni_job_run(void *ctx, size_t begin, size_t end, int slot)
 		uint8_t *y = j->y + m0 * (size_t)p->oc;
 		if (v->direct) {
 			v->fn(&v->g, j->x + m0 * (size_t)p->ic, (size_t)p->ic, mb, y, (size_t)p->oc, s);
+			continue;
+		}
+		if (v->gather) {
+			gather_block(j, v, s, m0, mb, y);
 			continue;
 		}
 		/* the block's first pixel, then step along the rows */
@@ -332,13 +499,14 @@ int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x)
 }
 
 /* The kernel entries of the two VNNI sets: other shapes and types keep the AVX2 path. */
-static int prepare_with(struct eng_node *n, vk_gemm_fn fn, char *err, size_t errlen)
+static int prepare_with(struct eng_node *n, vk_gemm_fn fn, vk_gemm_rows_fn rows_fn, char *err,
+			size_t errlen)
 {
 	int rc = conv_prepare_common(n, false, err, errlen);
 	if (rc)
 		return rc;
 	struct conv_prep *p = n->prep;
-	rc = conv_vnni_prepare(n, p, fn);
+	rc = conv_vnni_prepare(n, p, fn, rows_fn);
 	if (rc) {
 		conv_release(n);
 		KERR(err, errlen, "out of memory packing weights");
@@ -352,12 +520,12 @@ static int prepare_with(struct eng_node *n, vk_gemm_fn fn, char *err, size_t err
 
 static int prepare_512(struct eng_node *n, char *err, size_t errlen)
 {
-	return prepare_with(n, vk512_gemm, err, errlen);
+	return prepare_with(n, vk512_gemm, vk512_gemm_rows, err, errlen);
 }
 
 static int prepare_256(struct eng_node *n, char *err, size_t errlen)
 {
-	return prepare_with(n, vk256_gemm, err, errlen);
+	return prepare_with(n, vk256_gemm, vk256_gemm_rows, err, errlen);
 }
 
 static int dw_prepare_with(struct eng_node *n, vk_dw_fn fn, int vl, char *err, size_t errlen)

@@ -89,6 +89,7 @@ struct vfns {
 	vk_dw_fn dw;
 	int vl;
 	vk_add_fn add;
+	vk_gemm_rows_fn rows;
 };
 
 /* NULL fns: the variant cannot run here. */
@@ -97,26 +98,27 @@ static struct vfns variant_fns(enum variant v)
 	switch (v) {
 	case V_512:
 		if (eng_kset_usable(ENG_KS_AVX512VNNI))
-			return (struct vfns){vk512_gemm, vk512_dw, 16, vk512_add};
+			return (struct vfns){vk512_gemm, vk512_dw, 16, vk512_add, vk512_gemm_rows};
 		break;
 	case V_256:
 		if (eng_kset_usable(ENG_KS_AVXVNNI))
-			return (struct vfns){vk256_gemm, vk256_dw, 8, vk256_add};
+			return (struct vfns){vk256_gemm, vk256_dw, 8, vk256_add, vk256_gemm_rows};
 		break;
 #ifdef HAVE_SIMDE
 	case V_512_SIMDE:
-		return (struct vfns){vk512s_gemm, vk512s_dw, 16, vk512s_add};
+		return (struct vfns){vk512s_gemm, vk512s_dw, 16, vk512s_add, vk512s_gemm_rows};
 	case V_256_SIMDE:
-		return (struct vfns){vk256s_gemm, vk256s_dw, 8, vk256s_add};
+		return (struct vfns){vk256s_gemm, vk256s_dw, 8, vk256s_add, vk256s_gemm_rows};
 #endif
 	default:
 		break;
 	}
-	return (struct vfns){NULL, NULL, 0, NULL};
+	return (struct vfns){NULL, NULL, 0, NULL, NULL};
 }
 
-/* Run a conv node on the VNNI path of fns (it must qualify). */
-static void run_vnni(struct eng_node *n, const struct vfns *fns, int threads)
+/* Run a conv node on the VNNI path of fns (it must qualify); gather: windows
+ * read in place where the shape allows (else im2col rows). */
+static void run_vnni(struct eng_node *n, const struct vfns *fns, int threads, bool gather)
 {
 	char err[200] = "";
 	bool dw = n->type == ENG_OP_DEPTHWISE_CONV_2D;
@@ -124,7 +126,8 @@ static void run_vnni(struct eng_node *n, const struct vfns *fns, int threads)
 	if (dw)
 		ck_assert_int_eq(conv_vnni_dw_prepare(n, n->prep, fns->dw, fns->vl), 0);
 	else
-		ck_assert_int_eq(conv_vnni_prepare(n, n->prep, fns->gemm), 0);
+		ck_assert_int_eq(conv_vnni_prepare(n, n->prep, fns->gemm, gather ? fns->rows : NULL),
+				 0);
 	ck_assert_ptr_nonnull(((struct conv_prep *)n->prep)->vnni);
 	void *scratch = aligned_alloc(64, (n->scratch_bytes + 64) & ~(size_t)63);
 	struct eng_exec x = {.arena = NULL, .scratch = scratch, .threads = threads};
@@ -247,7 +250,7 @@ static void random_case(unsigned seed, const struct vfns *fn, const struct eng_k
 	run_kernel(eng_kernel_get_ref(n0.type), &n0, 1);
 	memset(y1, 0xA5, ny);
 	if (fn)
-		run_vnni(&n1, fn, threads);
+		run_vnni(&n1, fn, threads, seed % 2 == 0);
 	else
 		run_kernel(k, &n1, threads);
 	for (size_t i = 0; i < ny; i++)

@@ -224,6 +224,24 @@ VK_DECLARE_ACC(vk512s_gemm_acc);
 VK_DECLARE_ACC(vk256s_gemm_acc);
 
 /*
+ * The GEMM on rows gathered in place (a conv's windows read straight from its
+ * input, conv_vnni.c): row r's K4 bytes are the 4-byte groups at rows[r] +
+ * koff[k / 4], k = 0, 4, .., K4 - 4 (all readable), and rsum[r] its Σ of real
+ * bytes (the dwc term; read always, used when g->dwc is set).  rows and rsum
+ * hold m + VK_MR_MAX entries (the last tile computes rows past m, not stored).
+ */
+typedef void (*vk_gemm_rows_fn)(const struct vk_gemm *g, const uint8_t *const *rows,
+				const int32_t *koff, const int32_t *rsum, int m, uint8_t *y,
+				size_t ldy);
+#define VK_DECLARE_ROWS(fn)                                                               \
+	void fn(const struct vk_gemm *g, const uint8_t *const *rows, const int32_t *koff,  \
+		const int32_t *rsum, int m, uint8_t *y, size_t ldy)
+VK_DECLARE_ROWS(vk512_gemm_rows);
+VK_DECLARE_ROWS(vk256_gemm_rows);
+VK_DECLARE_ROWS(vk512s_gemm_rows);
+VK_DECLARE_ROWS(vk256s_gemm_rows);
+
+/*
  * y[i] = lut[x[i]] for i < n (y may be x), on AVX-512 VBMI (vk_lut.c): callers
  * check __builtin_cpu_supports("avx512vbmi") and the AVX-512 state (kset.h).
  */

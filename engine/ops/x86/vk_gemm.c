@@ -545,12 +545,11 @@ INLINE void store_acc(const struct vk_gemm *g, vec acc, int n0, int32_t *dst)
  * (consecutive K groups 64 bytes apart).  Always computes MR rows (a holds
  * them), stores the first mr.  Inlined so the accumulators stay in registers.
  */
-INLINE void tile(const struct vk_gemm *g, const uint8_t *a,
-							size_t lda, const int8_t *b0,
-							const int8_t *b1, int n0, const int32_t *rs,
-							uint8_t *y, size_t ldy, int32_t *ya,
-							size_t ldya, int mr, const bool two,
-							const bool raw)
+INLINE void tile(const struct vk_gemm *g, const uint8_t *a, size_t lda,
+		 const uint8_t *const *ap, const int32_t *koff, const int8_t *b0,
+		 const int8_t *b1, int n0, const int32_t *rs, uint8_t *y, size_t ldy,
+		 int32_t *ya, size_t ldya, int mr, const bool two, const bool raw,
+		 const bool gather)
 {
 	/* named accumulators and row pointers: arrays made gcc spill */
 	/* the bias term and a uniform row-sum term start the accumulators (int32
@@ -561,16 +560,17 @@ INLINE void tile(const struct vk_gemm *g, const uint8_t *a,
 	const vec du_##r = V_SET1((int32_t)((uint32_t)g->dwc_u * (uint32_t)rs[r]));      \
 	vec c0_##r = u0 ? V_ADD(ct0, du_##r) : ct0;                                       \
 	vec c1_##r = u0 ? V_ADD(ct1, du_##r) : ct1;                                       \
-	const uint8_t *a_##r = a + (size_t)(r) * lda;
+	const uint8_t *a_##r = gather ? ap[r] : a + (size_t)(r) * lda;
 	ROWS(DECL)
 #undef DECL
 	const int k4n = g->K4 / 4;
 	for (int kk = 0; kk < k4n; kk++) {
 		vec w0 = V_LOAD(b0 + (size_t)kk * 64), w1 = two ? V_LOAD(b1 + (size_t)kk * 64) : w0;
+		const ptrdiff_t ko = gather ? koff[kk] : (ptrdiff_t)kk * 4;
 #define STEP(r)                                                                           \
 	{                                                                                 \
 		int32_t av;                                                               \
-		memcpy(&av, a_##r + (size_t)kk * 4, 4);                                   \
+		memcpy(&av, a_##r + ko, 4);                                               \
 		vec u = V_SET1(av);                                                       \
 		c0_##r = V_DP(c0_##r, u, w0);                                             \
 		if (two)                                                                  \
@@ -623,8 +623,9 @@ INLINE void gemm_body(const struct vk_gemm *gp, const uint8_t *a, size_t lda, in
 		const int8_t *b1 = b0 + 32; /* the upper 8 channels of the same panel */
 #endif
 #define TILE(m0_, a_, lda_, mr_, two_)                                                    \
-	tile(g, a_, lda_, b0, b1, n0, rs + (m0_), raw ? NULL : y + (size_t)(m0_) * ldy, ldy,     \
-	     raw ? ya + (size_t)(m0_) * ldya : NULL, ldya, mr_, two_, raw)
+	tile(g, a_, lda_, NULL, NULL, b0, b1, n0, rs + (m0_),                                 \
+	     raw ? NULL : y + (size_t)(m0_) * ldy, ldy, raw ? ya + (size_t)(m0_) * ldya : NULL,  \
+	     ldya, mr_, two_, raw, false)
 		if (n0 + VL < g->N) {
 			for (int m0 = 0; m0 < mfull; m0 += MR)
 				TILE(m0, a + (size_t)m0 * lda, lda, MR, true);
@@ -637,6 +638,31 @@ INLINE void gemm_body(const struct vk_gemm *gp, const uint8_t *a, size_t lda, in
 				TILE(mfull, scratch, (size_t)g->K4, mtail, false);
 		}
 #undef TILE
+	}
+}
+
+void VK_NAME(gemm_rows)(const struct vk_gemm *gp, const uint8_t *const *rows,
+			const int32_t *koff, const int32_t *rsum, int m, uint8_t *y, size_t ldy)
+{
+	const struct vk_gemm gl = *gp, *g = &gl; /* see gemm_body */
+	const size_t panel = (size_t)g->K4 * VK_PANEL;
+	for (int n0 = 0; n0 < g->N; n0 += TN) {
+		const int8_t *b0 = g->w + (size_t)(n0 / VK_PANEL) * panel;
+#if VK_W == 512
+		const int8_t *b1 = b0 + panel;
+#else
+		const int8_t *b1 = b0 + 32;
+#endif
+		for (int m0 = 0; m0 < m; m0 += MR) {
+			const int mr = m - m0 < MR ? m - m0 : MR;
+			uint8_t *yt = y + (size_t)m0 * ldy;
+			if (n0 + VL < g->N)
+				tile(g, NULL, 0, rows + m0, koff, b0, b1, n0, rsum + m0, yt, ldy, NULL,
+				     0, mr, true, false, true);
+			else
+				tile(g, NULL, 0, rows + m0, koff, b0, b1, n0, rsum + m0, yt, ldy, NULL,
+				     0, mr, false, false, true);
+		}
 	}
 }
 
