@@ -344,6 +344,81 @@ START_TEST(every_kernel_set_conv_matches_reference)
 END_TEST
 
 /*
+ * The narrowing stores' requantization against quant.h, lane by lane, where
+ * the float path is most likely to be wrong: for each of 32 channels (random
+ * multipliers and right shifts, from tiny to large scales, half-away or
+ * half-up rounding, uint8 or int8, with and without an activation clamp) a run
+ * of 256 consecutive accumulators centred where the result crosses an integer
+ * (or, with tie scales, sits on one).  A GEMM with K = 4 and weight 1 makes
+ * acc = cterm + u for u = 0..255.
+ */
+START_TEST(vnni_requantization_exact_near_integers)
+{
+	struct vfns fn = variant_fns((enum variant)_i);
+	ck_assert_msg(fn.gemm, "%s cannot run here (the suite's check let it)", vnames[_i]);
+	enum { N = 32, M = 256 };
+	static uint8_t a[M * 4], y[M * N];
+	int8_t *w = aligned_alloc(64, (size_t)N * 4);
+	int32_t cterm[N], mult[N];
+	int shift[N];
+	for (int r = 0; r < M; r++) {
+		memset(a + r * 4, 0, 4);
+		a[r * 4] = (uint8_t)r;
+	}
+	memset(w, 0, (size_t)N * 4);
+	for (int n = 0; n < N; n++)
+		w[vk_pack_index(4, 0, n)] = 1;
+	srand(4242);
+	unsigned long lanes = 0;
+	for (int it = 0; it < (_i >= V_512_SIMDE ? 150 : 800); it++) {
+		const bool s8 = it % 3 == 0, round_up = it % 4 == 1, ties = it % 5 == 2;
+		const int32_t zp = s8 ? rand() % 256 - 128 : rand() % 256;
+		int32_t lo = s8 ? -128 : 0, hi = s8 ? 127 : 255;
+		if (it % 2) /* an activation clamp at the zero point (RELU) */
+			lo = zp;
+		for (int n = 0; n < N; n++) {
+			double m = ties ? ldexp(1.0 + rand() % 3, -(rand() % 12))
+					: exp(-(double)(rand() % 2000) / 100.0) * (0.5 + (double)rand() / RAND_MAX);
+			q_quantize_multiplier(m, &mult[n], &shift[n]);
+			if (shift[n] > 0) { /* the float path is for right shifts */
+				q_quantize_multiplier(0.7, &mult[n], &shift[n]);
+				m = 0.7;
+			}
+			/* the accumulator where the output crosses integer t, minus 128 */
+			double t = (double)(rand() % 300 - 150) + (ties ? 0.5 : 0.0);
+			double acc0 = (t - (double)zp) / m;
+			if (acc0 > 2e9 || acc0 < -2e9)
+				acc0 = 0;
+			cterm[n] = (int32_t)acc0 - 128 + rand() % 3 - 1;
+		}
+		struct vk_rq q;
+		ck_assert_int_eq(vk_rq_fill(&q, N, N, mult, shift, zp, lo, hi, s8, round_up), 0);
+		struct vk_gemm g = {.K4 = 4, .N = N, .NP = N, .w = w, .cterm = cterm, .rq = q};
+		uint8_t scratch[4096] __attribute__((aligned(64)));
+		fn.gemm(&g, a, 4, M, y, N, scratch);
+		for (int r = 0; r < M; r++)
+			for (int n = 0; n < N; n++) {
+				int32_t acc = (int32_t)((uint32_t)cterm[n] + (uint32_t)r);
+				int32_t v = (round_up ? q_mul_by_qm_up(acc, mult[n], shift[n])
+						      : q_mul_by_qm(acc, mult[n], shift[n])) + zp;
+				v = v < lo ? lo : v > hi ? hi : v;
+				uint8_t want = (uint8_t)v;
+				ck_assert_msg(y[r * N + n] == want,
+					      "%s it %d: acc %d mult %d shift %d zp %d [%d, %d] %s%s: %u, want %u",
+					      vnames[_i], it, acc, mult[n], shift[n], zp, lo, hi,
+					      s8 ? "int8" : "uint8", round_up ? " half-up" : "",
+					      y[r * N + n], want);
+				lanes++;
+			}
+		vk_rq_free(&q);
+	}
+	free(w);
+	fprintf(stderr, "%s: %lu requantized lanes near integers byte-identical to quant.h\n",
+		vnames[_i], lanes);
+}
+END_TEST
+
+/*
  * ADD of two same-shape tensors on the VNNI variant _i (through the kernel
  * entry's prepare) against the reference: lengths across the vector widths
  * and the parallel blocks, both types, scales from tiny to large (left and
@@ -553,6 +628,7 @@ static Suite *simde_suite(void)
 	TCase *tc = kernels_tcase(s);
 	tcase_add_loop_test(tc, vnni_conv_matches_reference, V_512_SIMDE, V__COUNT);
 	tcase_add_loop_test(tc, vnni_add_matches_reference, V_512_SIMDE, V__COUNT);
+	tcase_add_loop_test(tc, vnni_requantization_exact_near_integers, V_512_SIMDE, V__COUNT);
 	tcase_add_loop_test(tc, vbmi_lut_matches_byte_loop, 1, 2);
 	return s;
 }
@@ -578,6 +654,7 @@ static Suite *set_suite(const char *name, enum eng_kset ks, enum variant v)
 	} else {
 		tcase_add_loop_test(tc, vnni_conv_matches_reference, (int)v, (int)v + 1);
 		tcase_add_loop_test(tc, vnni_add_matches_reference, (int)v, (int)v + 1);
+		tcase_add_loop_test(tc, vnni_requantization_exact_near_integers, (int)v, (int)v + 1);
 	}
 	return s;
 }

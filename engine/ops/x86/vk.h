@@ -47,7 +47,8 @@ struct vk_rq {
 	/*
 	 * The single-precision path of the narrowing stores (vk_gemm.c, "Requantization
 	 * in float"), when every channel shifts right and none left (fast): per channel
-	 * fr = mult / 2^(31+n), fc = the rounding offset + output zero point + ε, fcn =
+	 * fr = mult / 2^(31+n), fc = VK_RQ_MAGIC + the rounding offset + output zero
+ * point + ε, fcn =
 	 * fc less the negative-tie correction, taken where acc < fthr (fneg: some channel
 	 * has a correction).  Filled for all channels or none.
 	 */
@@ -59,10 +60,10 @@ struct vk_rq {
 	void *mem;       /* owner of the arrays (vk_rq_fill) */
 };
 
-/* ε of the float path, and the fractional part below which its lane is redone
- * exactly (2ε): vk_gemm.c derives the error bound it must exceed. */
-#define VK_RQ_EPS (1.0 / 16384.0)
-#define VK_RQ_FRAC_MIN (2.0f / 16384.0f)
+/* ε of the float path, and the offset that makes its FMA's result a fixed-point
+ * number (vk_gemm.c derives the error bound ε must exceed, and why). */
+#define VK_RQ_EPS (1.0 / 8192.0)
+#define VK_RQ_MAGIC 768.0
 
 /*
  * Fill q for np channels (n of them real) from TFLite's multipliers and

@@ -128,24 +128,33 @@ typedef __m256i vec;
  * is floor(x) with x = acc·r + β + zq - γ·[neg], r = mult/2^(31+n), β = 1/2 +
  * 2^-(n+1), γ = 2^-n (0 when rounding half up), zq the output zero point (less
  * 128 for uint8: |zq| ≤ 128) and neg = [acc < fthr] (vk_rq.c).  One FMA gives
- * f = fl(fl(acc)·fl(r) + c), c = fl(β + zq + ε - γ·[neg]), ε = VK_RQ_EPS = 2^-14,
- * each rounding at most 2^-24 relative.  The stored byte is sat8(floor(x)), so
- * floor(x) matters exactly only for x in [-129, 128):
  *
- *  - there |c| < 129 and |acc·r| < 258, so the error e = f - (x + ε) is at most
- *    258·2^-23 (acc, r) + 2^-17 (c) + 2^-17 (the FMA) < 2^-14.4 < ε: so
- *    0 < ε + e < 2ε, and where
- *    frac(f) ≥ 2ε, floor(f) = floor(x).  Where not, the lane may be one off and
- *    the whole store is redone on the 64-bit path (rq_lanes);
- *  - above, x ≥ 128 gives f > 127.99 (the error is ~2^-22 relative), so both
- *    saturate to 127; below -129, f < -128.9 and both give -128.
+ *   g = fl(fl(acc)·fl(r) + C),  C = fl(M + β + zq + ε - γ·[neg]),  M = VK_RQ_MAGIC = 768,
  *
- * n ≥ 1 keeps |acc·r| < 2^30, inside cvtps2dq's range.  A lane is redone with
- * probability about 2ε, and always at an exact tie (x an integer): on the
- * traffic model 0.55% of the two-vector stores.  7 instructions per vector
- * instead of 13, none of them 64-bit multiplies.  (ε = 2^-11 and 2^-13 were
- * measured slower: the redo's mispredicted branch is what a redo costs.)
+ * ε = VK_RQ_EPS = 2^-13.  Where g is in [512, 1024) its float has the unit in
+ * the last place 2^-14, so its bits are 0x44000000 + (g - 512)·2^14: f = g - M
+ * as a fixed-point number with 14 fraction bits, and, for every g (bits of
+ * positive floats increase with them; a negative g has a negative int32),
+ *
+ *   y = (bits(g) >> 14) - (bits(M) >> 14)     (arithmetic shift)
+ *
+ * is floor(f) inside that range, above 255 above it and below -256 below it:
+ * the saturating narrow gives the same byte as sat8(floor(f)).  Only x in
+ * [-129, 128) needs floor(f) = floor(x) exactly: there |C - M| < 130 and
+ * |acc·r| < 258, so the error e = f - (x + ε) is at most 258·2^-23 (acc, r)
+ * + 2^-15 (C) + 2^-15 (the FMA) < 2^-13.4 < ε: 0 < ε + e < 2ε, and where
+ * f's fraction is at least 2ε (bits(g) & 0x3ffc ≠ 0), floor(f) = floor(x).
+ * Where not, the lane may be one off and the whole store is redone on the
+ * 64-bit path (rq_lanes).  A lane is redone with probability about 2ε, and
+ * always at an exact tie (x an integer).
+ *
+ * Per vector: a conversion and an FMA in the floating-point pipes, then a
+ * shift, a subtraction and a test in the integer ones (the former version,
+ * floor by vcvtps2dq and the fraction by vreduceps and vcmpps, ran all five
+ * in the floating-point pipes and was ~6% slower per frame).
  */
+#define RQ_MAGIC_HI 0x11100 /* bits(VK_RQ_MAGIC = 768.0f) >> 14 */
+#define RQ_FRAC_MASK 0x3ffc /* fraction bits at or above 2ε = 2^-12 */
 
 /* Narrowed bytes clamped to [lo8, hi8] (the same as clamping the int32 lanes
  * before a saturating narrow: vk_rq_fill) and flipped to uint8 if need be. */
@@ -265,6 +274,24 @@ INLINE __m512i floor_flag(__m512 f, float frac_min, rq_bad *bad)
 	return y;
 }
 
+/* floor(g - VK_RQ_MAGIC) from g's bits ("Requantization in float"); *bad: the
+ * lanes whose fraction is below 2ε. */
+INLINE __m512i fixed_floor(__m512 g, rq_bad *bad)
+{
+	__m512i b = _mm512_castps_si512(g), hi;
+	const __m512i m = _mm512_set1_epi32(RQ_FRAC_MASK);
+#ifdef VK_SIMDE /* SIMDe 0.7 has neither vptestnmd nor the 512-bit vpsrad */
+	*bad = _mm512_cmpeq_epi32_mask(_mm512_and_si512(b, m), _mm512_setzero_si512());
+	hi = _mm512_inserti64x4(
+		_mm512_castsi256_si512(_mm256_srai_epi32(_mm512_castsi512_si256(b), 14)),
+		_mm256_srai_epi32(_mm512_extracti64x4_epi64(b, 1), 14), 1);
+#else
+	*bad = _mm512_testn_epi32_mask(b, m);
+	hi = _mm512_srai_epi32(b, 14);
+#endif
+	return _mm512_sub_epi32(hi, _mm512_set1_epi32(RQ_MAGIC_HI));
+}
+
 /* float lanes: the float path's operations (one rq_fast, add_fast for both widths) */
 typedef __m512 vecf;
 #define VF_SET1(x) _mm512_set1_ps(x)
@@ -322,6 +349,15 @@ INLINE __m256i floor_flag(__m256 f, float frac_min, rq_bad *bad)
 	return _mm256_cvtps_epi32(fl); /* integral already */
 }
 
+/* fixed_floor of the 512-bit build on 8 lanes. */
+INLINE __m256i fixed_floor(__m256 g, rq_bad *bad)
+{
+	__m256i b = _mm256_castps_si256(g);
+	__m256i frac = _mm256_and_si256(b, _mm256_set1_epi32(RQ_FRAC_MASK));
+	*bad = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(frac, _mm256_setzero_si256())));
+	return _mm256_sub_epi32(_mm256_srai_epi32(b, 14), _mm256_set1_epi32(RQ_MAGIC_HI));
+}
+
 typedef __m256 vecf;
 #define VF_SET1(x) _mm256_set1_ps(x)
 #define VF_LOAD(p) _mm256_loadu_ps(p)
@@ -350,7 +386,7 @@ INLINE vec rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
 		if (q->fneg)
 			c = VF_PICK_LT(acc, V_LOAD(q->fthr + n0), c, VF_LOAD(q->fcn + n0));
 	}
-	return floor_flag(VF_FMA(VF_CVT(acc), r, c), VK_RQ_FRAC_MIN, bad);
+	return fixed_floor(VF_FMA(VF_CVT(acc), r, c), bad);
 }
 
 /* VK_NAME(add)'s float path (vk_add_fill_fast): x·k1 + r·k2 + c, floored. */

@@ -66,12 +66,14 @@ int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *s
 		cc[c / 2] = corr;
 		/* the float path (vk_gemm.c): x = acc · mult/2^(31+n) + 1/2 + 2^-(n+1) + zq
 		 * [- 2^-n where ab < -2^30], each constant rounded once from its exact
-		 * double; ab = acc · mult < -2^30 exactly when acc < -floor(2^30 / mult) */
+		 * double, the offsets with VK_RQ_MAGIC added (its result is then a
+		 * fixed-point number); ab = acc · mult < -2^30 exactly when acc <
+		 * -floor(2^30 / mult) */
 		double zq = (double)out_zp - (s8 ? 0 : 128);
 		/* the bound assumes |zq| <= 128: a valid zero point (a corrupt one keeps
 		 * the 64-bit path, which matches the reference whatever it is) */
 		q->fast = q->fast && (c >= n || (sh < 0 && left[c] == 0)) && zq >= -128 && zq <= 127;
-		double beta = 0.5 + ldexp(1.0, -(rn + 1)) + zq + VK_RQ_EPS;
+		double beta = VK_RQ_MAGIC + 0.5 + ldexp(1.0, -(rn + 1)) + zq + VK_RQ_EPS;
 		fr[c] = (float)ldexp((double)m, -(31 + rn));
 		fc[c] = (float)beta;
 		fcn[c] = (float)(beta - (corr ? ldexp(1.0, -rn) : 0.0));
