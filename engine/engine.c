@@ -487,6 +487,7 @@ static int lane_init(struct lane *l, const struct eng_model *m, int threads)
 	l->x.arena = l->arena;
 	l->x.scratch = l->scratch;
 	l->x.threads = threads;
+	l->x.lut_vbmi = m->g.kset == ENG_KS_AVX512VNNI;
 	return 0;
 }
 

@@ -446,7 +446,7 @@ static int lut_or_float_eval(const struct eng_node *n, const struct eng_exec *x,
 		for (size_t i = 0; i < p->count; i++)
 			fo[i] = f(fi[i]);
 	} else {
-		ops_lut8(out, in, p->count, p->lut);
+		ops_lut8(out, in, p->count, p->lut, x->lut_vbmi);
 	}
 	return 0;
 }
@@ -689,7 +689,7 @@ static int lut_eval(const struct eng_node *n, const struct eng_exec *x,
 		return ref(n, x);
 	const uint8_t *in = eng_tdata(x, n->in[0]);
 	uint8_t *out = eng_tdata(x, n->out[0]);
-	ops_lut8(out, in, p->count, p->lut);
+	ops_lut8(out, in, p->count, p->lut, x->lut_vbmi);
 	return 0;
 }
 

@@ -92,9 +92,9 @@ int ops_check_q8(const struct eng_tensor *t, const char *what, char *err, size_t
 int ops_out_size(enum eng_padding pad, int in, int k, int stride, int dilation);
 int ops_pad_before(int in, int out, int k, int stride, int dilation);
 
-/* y[i] = lut[x[i]] for i < n (y may be x): vpermi2b where the CPU has AVX-512
- * VBMI (x86/vk_lut.c), else the byte loop. */
-void ops_lut8(uint8_t *y, const uint8_t *x, size_t n, const uint8_t *lut);
+/* y[i] = lut[x[i]] for i < n (y may be x): vpermi2b with vbmi (eng_exec.lut_vbmi)
+ * where the CPU has AVX-512 VBMI (x86/vk_lut.c), else the byte loop. */
+void ops_lut8(uint8_t *y, const uint8_t *x, size_t n, const uint8_t *lut, bool vbmi);
 
 /* Common input checks: n_in/n_out and non-NULL tensors. */
 int ops_check_io(const struct eng_node *n, int min_in, int min_out, char *err, size_t errlen);

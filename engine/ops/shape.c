@@ -141,7 +141,7 @@ static int concat_eval(const struct eng_node *n, const struct eng_exec *x)
 				memcpy(dst, s, row);
 				continue;
 			}
-			ops_lut8(dst, s, row, lut);
+			ops_lut8(dst, s, row, lut, x->lut_vbmi);
 		}
 		col += row;
 	}
