@@ -175,9 +175,13 @@ INLINE void store_bytes(uint8_t *dst, __m128i b, int cnt, const int full)
 	} else if (cnt >= full) {
 		_mm_storel_epi64((__m128i *)(void *)dst, b);
 	} else {
+#if VK_W == 512 && !defined(VK_SIMDE) /* one masked store, not a call to memcpy */
+		_mm_mask_storeu_epi8((void *)dst, (__mmask16)((1u << cnt) - 1), b);
+#else
 		uint8_t tmp[16];
 		_mm_storeu_si128((__m128i *)(void *)tmp, b);
 		memcpy(dst, tmp, (size_t)cnt);
+#endif
 	}
 }
 
@@ -459,9 +463,13 @@ INLINE void rq_store2(const struct vk_rq *q, vec a0, vec a1, int n0, uint8_t *ds
 	if (cnt >= 2 * VL) {
 		_mm256_storeu_si256((__m256i *)(void *)dst, y);
 	} else {
+#ifndef VK_SIMDE /* one masked store, not a call to memcpy */
+		_mm256_mask_storeu_epi8((void *)dst, (__mmask32)((1u << cnt) - 1), y);
+#else
 		uint8_t tmp[32];
 		_mm256_storeu_si256((__m256i *)(void *)tmp, y);
 		memcpy(dst, tmp, (size_t)cnt);
+#endif
 	}
 }
 
