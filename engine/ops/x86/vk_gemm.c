@@ -102,6 +102,24 @@ typedef __m256i vec;
 
 #define TN (2 * VL) /* channels per tile */
 
+/* A tile's second vector at half width (hvec, 8 lanes) where only 8 channels
+ * are left for it: a 256-bit vpdpbusd costs half a 512-bit one. */
+#if VK_W == 512
+typedef __m256i hvec;
+#define H_LO(v) _mm512_castsi512_si256(v)
+#define H_WIDEN(h) _mm512_inserti64x4(_mm512_setzero_si512(), h, 0)
+#define H_LOAD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define H_DP(acc, u, w) _mm256_dpbusd_epi32(acc, u, w)
+#define HALF_OK 1
+#else /* no half tiles: the names only keep the code compiling */
+typedef vec hvec;
+#define H_LO(v) (v)
+#define H_WIDEN(h) (h)
+#define H_LOAD(p) V_LOAD(p)
+#define H_DP(acc, u, w) V_DP(acc, u, w)
+#define HALF_OK 0
+#endif
+
 /*
  * Requantization, q_mul_by_qm() (quant.h) bit for bit, with both roundings in
  * one 64-bit step.  With ab = (acc << left) · mult (exact in 64 bits) and n
@@ -593,7 +611,7 @@ INLINE void tile(const struct vk_gemm *g, const uint8_t *a, size_t lda,
 		 const uint8_t *const *ap, const int32_t *koff, const int8_t *b0,
 		 const int8_t *b1, int n0, const int32_t *rs, uint8_t *y, size_t ldy,
 		 int32_t *ya, size_t ldya, int mr, const bool two, const bool raw,
-		 const bool gather)
+		 const bool gather, const bool half)
 {
 	/* named accumulators and row pointers: arrays made gcc spill */
 	/* the bias term and a uniform row-sum term start the accumulators (int32
@@ -604,12 +622,15 @@ INLINE void tile(const struct vk_gemm *g, const uint8_t *a, size_t lda,
 	const vec du_##r = V_SET1((int32_t)((uint32_t)g->dwc_u * (uint32_t)rs[r]));      \
 	vec c0_##r = u0 ? V_ADD(ct0, du_##r) : ct0;                                       \
 	vec c1_##r = u0 ? V_ADD(ct1, du_##r) : ct1;                                       \
+	hvec c1h_##r = H_LO(c1_##r);                                                      \
 	const uint8_t *a_##r = gather ? ap[r] : a + (size_t)(r) * lda;
 	ROWS(DECL)
 #undef DECL
 	const int k4n = g->K4 / 4;
 	for (int kk = 0; kk < k4n; kk++) {
-		vec w0 = V_LOAD(b0 + (size_t)kk * 64), w1 = two ? V_LOAD(b1 + (size_t)kk * 64) : w0;
+		vec w0 = V_LOAD(b0 + (size_t)kk * 64);
+		vec w1 = two && !half ? V_LOAD(b1 + (size_t)kk * 64) : w0;
+		hvec w1h = half ? H_LOAD(b1 + (size_t)kk * 64) : H_LO(w0);
 		const ptrdiff_t ko = gather ? koff[kk] : (ptrdiff_t)kk * 4;
 #define STEP(r)                                                                           \
 	{                                                                                 \
@@ -617,7 +638,9 @@ INLINE void tile(const struct vk_gemm *g, const uint8_t *a, size_t lda,
 		memcpy(&av, a_##r + ko, 4);                                               \
 		vec u = V_SET1(av);                                                       \
 		c0_##r = V_DP(c0_##r, u, w0);                                             \
-		if (two)                                                                  \
+		if (two && half)                                                          \
+			c1h_##r = H_DP(c1h_##r, H_LO(u), w1h);                            \
+		else if (two)                                                             \
 			c1_##r = V_DP(c1_##r, u, w1);                                     \
 	}
 		ROWS(STEP)
@@ -631,7 +654,9 @@ INLINE void tile(const struct vk_gemm *g, const uint8_t *a, size_t lda,
 			store_acc(g, c1_##r, n0 + VL, d + VL);                            \
 	} else if ((r) < mr) {                                                            \
 		uint8_t *d = y + (size_t)(r) * ldy + n0;                                  \
-		if (two)                                                                  \
+		if (two && half)                                                          \
+			finish2(g, c0_##r, H_WIDEN(c1h_##r), n0, rs[r], d);               \
+		else if (two)                                                             \
 			finish2(g, c0_##r, c1_##r, n0, rs[r], d);                         \
 		else                                                                      \
 			finish(g, c0_##r, n0, rs[r], d);                                  \
@@ -666,20 +691,25 @@ INLINE void gemm_body(const struct vk_gemm *gp, const uint8_t *a, size_t lda, in
 #else
 		const int8_t *b1 = b0 + 32; /* the upper 8 channels of the same panel */
 #endif
-#define TILE(m0_, a_, lda_, mr_, two_)                                                    \
+#define TILE(m0_, a_, lda_, mr_, two_, half_)                                             \
 	tile(g, a_, lda_, NULL, NULL, b0, b1, n0, rs + (m0_),                                 \
 	     raw ? NULL : y + (size_t)(m0_) * ldy, ldy, raw ? ya + (size_t)(m0_) * ldya : NULL,  \
-	     ldya, mr_, two_, raw, false)
-		if (n0 + VL < g->N) {
+	     ldya, mr_, two_, raw, false, half_)
+		if (HALF_OK && !raw && n0 + VL < g->N && g->N - n0 <= VL + 8) {
 			for (int m0 = 0; m0 < mfull; m0 += MR)
-				TILE(m0, a + (size_t)m0 * lda, lda, MR, true);
+				TILE(m0, a + (size_t)m0 * lda, lda, MR, true, true);
 			if (mtail)
-				TILE(mfull, scratch, (size_t)g->K4, mtail, true);
+				TILE(mfull, scratch, (size_t)g->K4, mtail, true, true);
+		} else if (n0 + VL < g->N) {
+			for (int m0 = 0; m0 < mfull; m0 += MR)
+				TILE(m0, a + (size_t)m0 * lda, lda, MR, true, false);
+			if (mtail)
+				TILE(mfull, scratch, (size_t)g->K4, mtail, true, false);
 		} else { /* the last VL channels or fewer: one vector per row */
 			for (int m0 = 0; m0 < mfull; m0 += MR)
-				TILE(m0, a + (size_t)m0 * lda, lda, MR, false);
+				TILE(m0, a + (size_t)m0 * lda, lda, MR, false, false);
 			if (mtail)
-				TILE(mfull, scratch, (size_t)g->K4, mtail, false);
+				TILE(mfull, scratch, (size_t)g->K4, mtail, false, false);
 		}
 #undef TILE
 	}
@@ -700,12 +730,15 @@ void VK_NAME(gemm_rows)(const struct vk_gemm *gp, const uint8_t *const *rows,
 		for (int m0 = 0; m0 < m; m0 += MR) {
 			const int mr = m - m0 < MR ? m - m0 : MR;
 			uint8_t *yt = y + (size_t)m0 * ldy;
-			if (n0 + VL < g->N)
+			if (HALF_OK && n0 + VL < g->N && g->N - n0 <= VL + 8)
 				tile(g, NULL, 0, rows + m0, koff, b0, b1, n0, rsum + m0, yt, ldy, NULL,
-				     0, mr, true, false, true);
+				     0, mr, true, false, true, true);
+			else if (n0 + VL < g->N)
+				tile(g, NULL, 0, rows + m0, koff, b0, b1, n0, rsum + m0, yt, ldy, NULL,
+				     0, mr, true, false, true, false);
 			else
 				tile(g, NULL, 0, rows + m0, koff, b0, b1, n0, rsum + m0, yt, ldy, NULL,
-				     0, mr, false, false, true);
+				     0, mr, false, false, true, false);
 		}
 	}
 }
