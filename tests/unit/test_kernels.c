@@ -4,14 +4,17 @@
  * reference kernels, byte for byte, on random shapes: odd sizes, every
  * padding edge, strides, dilations, zero points at the ends of the type,
  * per-channel scales, M/N/K that are not multiples of the tiles, several
- * blocks of rows and several threads.
+ * blocks of rows and several threads; convs on im2col rows and on windows read
+ * in place; the narrowing stores' requantization lane by lane near integers;
+ * the 8-bit table lookup.
  *
  * The VNNI GEMM is checked twice: as built for the engine (native
  * instructions) and built from the same source against SIMDe (portable).
  * One suite per kind, so that meson shows each as run or SKIP (exit 77):
- *   (no argument)  kernel set names and selection: runs everywhere
- *   simde          both VNNI widths through SIMDe: needs libsimde-dev
+ *   (no argument)  kernel set names and selection, ops_lut8: runs everywhere
+ *   simde          both VNNI widths and the VBMI lookup through SIMDe: needs libsimde-dev
  *   avx2, avxvnni, avx512vnni   that set natively: needs the CPU's instructions
+ *   vbmi           the VBMI lookup natively: needs AVX-512 VBMI
  */
 #include <check.h>
 #include <math.h>
