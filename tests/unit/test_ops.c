@@ -1237,6 +1237,10 @@ START_TEST(pp_fast_matches_reference)
 		const int C = it % 3 == 1 ? CMAX : 4; /* score columns */
 		const int nc = it % 5 == 0 ? C : C - 1;
 		const bool anchors_in = it & 8; /* an input, not a constant */
+		/* clusters: one box repeated, its copies suppressing each other, and
+		 * a second, disjoint one on the lowest-scoring anchors, so that the
+		 * NMS walks past hundreds of candidates to reach it */
+		const bool clusters = it % 7 == 3 && na == NA;
 		const int levels = 2 + rand() % 6; /* distinct score values: ties everywhere */
 		for (int i = 0; i < na; i++) {
 			for (int k = 0; k < 4; k++) {
@@ -1256,6 +1260,23 @@ START_TEST(pp_fast_matches_reference)
 				scf[i * C + c] = l == 0 ? (rand() & 1 ? -0.0f : 0.0f) : (float)l / (float)levels;
 			}
 		}
+		if (clusters)
+			for (int i = 0; i < na; i++) {
+				const bool far = i % 9 == 0;
+				for (int k = 0; k < 4; k++) {
+					encq[i][k] = 128;
+					encf[i][k] = 0.0f;
+				}
+				ancq[i][0] = ancq[i][1] = (uint8_t)(far ? 230 : 160);
+				ancq[i][2] = ancq[i][3] = 150;
+				for (int k = 0; k < 4; k++)
+					ancf[i][k] = ((float)ancq[i][k] - 128.0f) / 128.0f;
+				for (int c = 0; c < C; c++) {
+					int l = far ? (c == 1) : 2 + rand() % (levels > 2 ? levels - 2 : 1);
+					scq[i * C + c] = (uint8_t)(l * 250 / (levels + 2));
+					scf[i * C + c] = (float)l / (float)(levels + 2);
+				}
+			}
 		if (it % 13 == 6) { /* one inverted box */
 			ancq[na / 2][2] = 100;
 			ancf[na / 2][2] = -0.2f;
@@ -1263,7 +1284,7 @@ START_TEST(pp_fast_matches_reference)
 		struct eng_postprocess_opts o = {
 			.max_detections = 1 + rand() % MD, .max_classes_per_detection = 1 + rand() % MC,
 			.detections_per_class = 1 + rand() % MD,
-			.nms_score_threshold = it % 3 == 0 ? -20.0f : 0.4f,
+			.nms_score_threshold = it % 3 == 0 || clusters ? -20.0f : 0.4f,
 			.nms_iou_threshold = (float)(1 + rand() % 9) / 10.0f, .num_classes = nc,
 			.y_scale = 10, .x_scale = 10, .h_scale = 5, .w_scale = 5,
 			.use_regular_nms = it % 4 == 3};
