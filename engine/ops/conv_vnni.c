@@ -29,6 +29,7 @@
 #include <emmintrin.h>
 
 #define IM2COL_SLACK 16
+#define CONV_VNNI_NX_MAX 4 /* extra K groups; more outlying weights: the row-sum term */
 
 struct conv_vnni {
 	struct vk_gemm g;
@@ -48,6 +49,12 @@ struct conv_vnni {
 	int pad_slots;     /* windows per pad region */
 	size_t region_bytes;
 	size_t off_rows, off_rsum, off_pad; /* in the thread's scratch slot */
+	/* the weights whose w - zw leaves int8 (a real layer has one to three):
+	 * clamped into int8, the rest added by an extra K group that reads the
+	 * same 4 row bytes again (vk_gemm.nx); xgrp: those groups in the row */
+	int nx;
+	int xgrp[CONV_VNNI_NX_MAX];
+	int32_t xoff[CONV_VNNI_NX_MAX];
 	bool flip;    /* int8 input: u = x ^ 0x80 */
 	uint8_t pad_u;
 	int K, mb;    /* real K; rows per block */
@@ -104,7 +111,7 @@ static size_t pad_regions(int kh, int span4, size_t ks)
 static int gather_prepare(struct eng_node *n, const struct conv_prep *p, struct conv_vnni *v,
 			  vk_gemm_rows_fn rows_fn, int span, int span4, size_t ks)
 {
-	const int K4 = v->g.K4, groups = span4 / 4;
+	const int K4 = v->g.K4 - 4 * v->nx, groups = span4 / 4; /* the rows' own groups */
 	v->rows_fn = rows_fn;
 	v->span = span;
 	v->span4 = span4;
@@ -114,6 +121,8 @@ static int gather_prepare(struct eng_node *n, const struct conv_prep *p, struct 
 		return -ENOMEM;
 	for (int kk = 0; kk < K4 / 4; kk++)
 		v->koff[kk] = (int32_t)((size_t)(kk / groups) * ks + (size_t)(kk % groups) * 4);
+	for (int e = 0; e < v->nx; e++) /* the extra groups read their group in place */
+		v->xoff[e] = v->koff[v->xgrp[e]];
 	size_t span16 = ((size_t)span + 15) & ~(size_t)15;
 	v->read_end = (size_t)(p->kh - 1) * ks + (span16 > (size_t)span4 ? span16 : (size_t)span4);
 	v->pad_slots = pad_slots(p->kh, span4, ks, v->mb);
@@ -149,8 +158,35 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
 	v->gather = rows_fn && !s8 && !v->direct && p->dwl == 1 &&
 		    (p->kh == 1 || ks >= (size_t)span4) &&
 		    pad_regions(p->kh, span4, ks) <= ((size_t)4 << 20); /* else im2col */
-	const int K4 = v->gather ? p->kh * span4 : (K + 3) & ~3;
+	const int K4m = v->gather ? p->kh * span4 : (K + 3) & ~3; /* a row's own bytes */
 	const int NP = (p->oc + VK_NALIGN - 1) / VK_NALIGN * VK_NALIGN;
+	const void *w = n->in[1]->const_data;
+	/* Weights that leave int8 as w - zw.  A handful: clamp them and add the
+	 * rest δ (in int8 too) by extra K groups, so the layer needs no row sums.
+	 * Many: one shift d for the whole layer (the zero point is per tensor):
+	 * the GEMM then starts each row's accumulators at d · Σu. */
+	bool fits = true, extras = true;
+	v->nx = 0;
+	for (size_t i = 0; i < (size_t)p->oc * K; i++) {
+		int32_t d = q8_get(p->type, w, i) - p->w_zp;
+		if (d >= -128 && d <= 127)
+			continue;
+		fits = false;
+		int32_t delta = d - (d < -128 ? -128 : 127);
+		const int k = (int)(i % (size_t)K);
+		const int grp = (v->gather ? k / span * span4 + k % span : k) / 4;
+		int e = 0;
+		while (e < v->nx && v->xgrp[e] != grp)
+			e++;
+		if (e == v->nx && v->nx < CONV_VNNI_NX_MAX)
+			v->xgrp[v->nx++] = grp;
+		else if (e == v->nx)
+			extras = false;
+		extras = extras && delta >= -128 && delta <= 127;
+	}
+	if (!extras)
+		v->nx = 0;
+	const int K4 = K4m + 4 * v->nx;
 	const int32_t ox = s8 ? 128 : 0;
 	v->fn = fn;
 	v->K = K;
@@ -168,16 +204,8 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
 		return rc == -ENOMEM ? rc : 0; /* -ERANGE: the node keeps the other kernels */
 	}
 	memset(v->w, 0, (size_t)NP * K4);
-	const void *w = n->in[1]->const_data;
 	const int32_t *bias = (n->n_in > 2 && n->in[2]) ? n->in[2]->const_data : NULL;
-	/* One shift d for the whole layer (the zero point is per tensor): the GEMM then
-	 * starts each row's accumulators at d · Σu instead of multiplying per channel. */
-	bool fits = true;
-	for (size_t i = 0; i < (size_t)p->oc * K; i++) {
-		int32_t d = q8_get(p->type, w, i) - p->w_zp;
-		fits = fits && d >= -128 && d <= 127;
-	}
-	const int32_t dshift = fits ? 0 : (s8 ? -p->w_zp : 128 - p->w_zp);
+	const int32_t dshift = fits || extras ? 0 : (s8 ? -p->w_zp : 128 - p->w_zp);
 	bool any_d = dshift != 0;
 	for (int o = 0; o < p->oc; o++) {
 		int64_t wsum = 0;
@@ -186,6 +214,13 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
 		for (int k = 0; k < K; k++) {
 			int32_t d = q8_get(p->type, w, (size_t)o * K + k) - p->w_zp - dshift;
 			int kp = v->gather ? k / span * span4 + k % span : k;
+			if (d < -128 || d > 127) { /* an outlier (extras): the rest in its extra group */
+				int32_t c = d < -128 ? -128 : 127, e = 0;
+				while (v->xgrp[e] != kp / 4)
+					e++;
+				v->w[vk_pack_index(K4, K4m + 4 * e + kp % 4, o)] = (int8_t)(d - c);
+				d = c;
+			}
 			v->w[vk_pack_index(K4, kp, o)] = (int8_t)d; /* in range by the choice of dshift */
 		}
 		int64_t c = (bias ? bias[o] : 0) - (int64_t)(ox + p->in_zp) * wsum;
@@ -201,8 +236,12 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
 		.dwc = any_d ? v->dwc : NULL,
 		.dwc_uniform = any_d,
 		.dwc_u = dshift,
+		.nx = v->nx,
+		.xoff = v->xoff,
 		.rq = v->rq,
 	};
+	for (int e = 0; e < v->nx; e++) /* im2col and direct rows: the group's bytes */
+		v->xoff[e] = 4 * v->xgrp[e];
 	v->mb = rows_per_block(K4);
 	if (v->gather)
 		return gather_prepare(n, p, v, rows_fn, span, span4, ks);

@@ -209,6 +209,11 @@ static void random_case(unsigned seed, const struct vfns *fn, const struct eng_k
 			v = narrow ? rand() % 161 - 80 : rand() % 256 - 128;
 		w[i] = (uint8_t)(s.s8 ? v : (v < 0 ? 0 : v > 255 ? 255 : v));
 	}
+	/* a few weights far from zw, as in real uint8 models (one to three a layer):
+	 * the conv clamps them and adds the rest by extra K groups */
+	if (!s.s8 && wmode == 1 && rand() % 2)
+		for (int i = 1 + rand() % 4; i > 0; i--)
+			w[(size_t)rand() % nw] = rand() % 2 ? 0 : 255;
 	bool huge_bias = rand() % 5 == 0;
 	for (int i = 0; i < s.oc; i++)
 		b[i] = huge_bias ? (rand() % 2000001 - 1000000) * 16 : rand() % 20001 - 10000;

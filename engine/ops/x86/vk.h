@@ -83,6 +83,12 @@ struct vk_gemm {
 	const int32_t *dwc;   /* [NP] coefficient of the row sum, or NULL (all zero) */
 	bool dwc_uniform;     /* every dwc[n] is dwc_u: the row's accumulators start at dwc_u·Σa_r */
 	int32_t dwc_u;
+	/* The last nx of the K4 / 4 groups of 4 bytes are extra: group K4 / 4 - nx + e
+	 * reads the row's 4 bytes at byte offset xoff[e] again (with other weights:
+	 * conv_vnni.c's corrections for the few weights that leave int8).  A row's
+	 * own bytes are the first K4 - 4·nx. */
+	int nx;
+	const int32_t *xoff;
 	struct vk_rq rq;
 };
 

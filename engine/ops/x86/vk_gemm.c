@@ -626,12 +626,13 @@ INLINE void tile(const struct vk_gemm *g, const uint8_t *a, size_t lda,
 	const uint8_t *a_##r = gather ? ap[r] : a + (size_t)(r) * lda;
 	ROWS(DECL)
 #undef DECL
-	const int k4n = g->K4 / 4;
+	const int k4n = g->K4 / 4, kmain = k4n - g->nx;
 	for (int kk = 0; kk < k4n; kk++) {
 		vec w0 = V_LOAD(b0 + (size_t)kk * 64);
 		vec w1 = two && !half ? V_LOAD(b1 + (size_t)kk * 64) : w0;
 		hvec w1h = half ? H_LOAD(b1 + (size_t)kk * 64) : H_LO(w0);
-		const ptrdiff_t ko = gather ? koff[kk] : (ptrdiff_t)kk * 4;
+		const ptrdiff_t ko = kk >= kmain ? g->xoff[kk - kmain]
+				     : gather ? koff[kk] : (ptrdiff_t)kk * 4;
 #define STEP(r)                                                                           \
 	{                                                                                 \
 		int32_t av;                                                               \
@@ -675,13 +676,15 @@ INLINE void gemm_body(const struct vk_gemm *gp, const uint8_t *a, size_t lda, in
 	memset(rs, 0, sizeof(rs));
 	if (g->dwc)
 		for (int r = 0; r < m; r++)
-			rs[r] = row_sum(a + (size_t)r * lda, g->K4);
-	/* the last partial tile of rows, zero-padded to MR rows */
+			rs[r] = row_sum(a + (size_t)r * lda, g->K4 - 4 * g->nx);
+	/* the last partial tile of rows, zero-padded to MR rows (a row's own bytes:
+	 * the extra groups read them again) */
 	const int mfull = m / MR * MR, mtail = m - mfull;
 	if (mtail) {
 		memset(scratch, 0, (size_t)MR * (size_t)g->K4);
 		for (int r = 0; r < mtail; r++)
-			memcpy(scratch + (size_t)r * g->K4, a + (size_t)(mfull + r) * lda, (size_t)g->K4);
+			memcpy(scratch + (size_t)r * g->K4, a + (size_t)(mfull + r) * lda,
+			       (size_t)(g->K4 - 4 * g->nx));
 	}
 	const size_t panel = (size_t)g->K4 * VK_PANEL; /* bytes per packed panel of 16 channels */
 	for (int n0 = 0; n0 < g->N; n0 += TN) {
