@@ -487,7 +487,7 @@ static int lane_init(struct lane *l, const struct eng_model *m, int threads)
 	l->x.arena = l->arena;
 	l->x.scratch = l->scratch;
 	l->x.threads = threads;
-	l->x.lut_vbmi = m->g.kset == ENG_KS_AVX512VNNI;
+	l->x.lut_vbmi = eng_kset_has_vbmi(m->g.kset); /* checked once, not per lookup */
 	return 0;
 }
 

@@ -83,6 +83,13 @@ void conv_vnni_free(struct conv_prep *p)
 	p->vnni = NULL;
 }
 
+/* Where K index k (kh·kw·ic order) sits in a row: in place, each kernel row's
+ * span bytes padded to span4 (gather); else k itself. */
+static int row_k(bool gather, int k, int span, int span4)
+{
+	return gather ? k / span * span4 + k % span : k;
+}
+
 /* Rows per block: about 96 KiB of rows stays in L2 next to the weights (whole
  * tiles of 8 and of 6 rows). */
 static int rows_per_block(int K4)
@@ -165,16 +172,14 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
 	 * rest δ (in int8 too) by extra K groups, so the layer needs no row sums.
 	 * Many: one shift d for the whole layer (the zero point is per tensor):
 	 * the GEMM then starts each row's accumulators at d · Σu. */
-	bool fits = true, extras = true;
+	bool extras = true; /* also when every weight fits: no extra group, d = 0 */
 	v->nx = 0;
 	for (size_t i = 0; i < (size_t)p->oc * K; i++) {
 		int32_t d = q8_get(p->type, w, i) - p->w_zp;
 		if (d >= -128 && d <= 127)
 			continue;
-		fits = false;
 		int32_t delta = d - (d < -128 ? -128 : 127);
-		const int k = (int)(i % (size_t)K);
-		const int grp = (v->gather ? k / span * span4 + k % span : k) / 4;
+		const int grp = row_k(v->gather, (int)(i % (size_t)K), span, span4) / 4;
 		int e = 0;
 		while (e < v->nx && v->xgrp[e] != grp)
 			e++;
@@ -205,7 +210,7 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
 	}
 	memset(v->w, 0, (size_t)NP * K4);
 	const int32_t *bias = (n->n_in > 2 && n->in[2]) ? n->in[2]->const_data : NULL;
-	const int32_t dshift = fits || extras ? 0 : (s8 ? -p->w_zp : 128 - p->w_zp);
+	const int32_t dshift = extras ? 0 : (s8 ? -p->w_zp : 128 - p->w_zp);
 	bool any_d = dshift != 0;
 	for (int o = 0; o < p->oc; o++) {
 		int64_t wsum = 0;
@@ -213,7 +218,7 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
 			wsum += q8_get(p->type, w, (size_t)o * K + k) - p->w_zp;
 		for (int k = 0; k < K; k++) {
 			int32_t d = q8_get(p->type, w, (size_t)o * K + k) - p->w_zp - dshift;
-			int kp = v->gather ? k / span * span4 + k % span : k;
+			int kp = row_k(v->gather, k, span, span4);
 			if (d < -128 || d > 127) { /* an outlier (extras): the rest in its extra group */
 				int32_t c = d < -128 ? -128 : 127, e = 0;
 				while (v->xgrp[e] != kp / 4)

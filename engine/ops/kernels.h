@@ -92,8 +92,9 @@ int ops_check_q8(const struct eng_tensor *t, const char *what, char *err, size_t
 int ops_out_size(enum eng_padding pad, int in, int k, int stride, int dilation);
 int ops_pad_before(int in, int out, int k, int stride, int dilation);
 
-/* y[i] = lut[x[i]] for i < n (y may be x): vpermi2b with vbmi (eng_exec.lut_vbmi)
- * where the CPU has AVX-512 VBMI (x86/vk_lut.c), else the byte loop. */
+/* y[i] = lut[x[i]] for i < n (y may be x): vpermi2b (x86/vk_lut.c) with vbmi,
+ * which the caller takes from eng_exec.lut_vbmi (eng_kset_has_vbmi), else the
+ * byte loop. */
 void ops_lut8(uint8_t *y, const uint8_t *x, size_t n, const uint8_t *lut, bool vbmi);
 
 /* Common input checks: n_in/n_out and non-NULL tensors. */

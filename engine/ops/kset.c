@@ -72,6 +72,16 @@ bool eng_kset_usable(enum eng_kset ks)
 #endif
 }
 
+bool eng_kset_has_vbmi(enum eng_kset ks)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return ks == ENG_KS_AVX512VNNI && eng_kset_usable(ks) && __builtin_cpu_supports("avx512vbmi");
+#else
+	(void)ks;
+	return false;
+#endif
+}
+
 enum eng_kset eng_kset_best(void)
 {
 	for (int i = ENG_KS__COUNT - 1; i > ENG_KS_REF; i--)

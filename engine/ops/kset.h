@@ -29,6 +29,9 @@ const char *eng_kset_name(enum eng_kset ks);
 int eng_kset_from_name(const char *name, enum eng_kset *out);
 /* Whether this CPU and OS can run the set (the reference set always can). */
 bool eng_kset_usable(enum eng_kset ks);
+/* Whether set ks runs here with AVX-512 VBMI too: its 8-bit table lookups may
+ * then use vpermi2b (ops_lut8). */
+bool eng_kset_has_vbmi(enum eng_kset ks);
 /* The fastest usable set. */
 enum eng_kset eng_kset_best(void);
 /*

@@ -159,8 +159,8 @@ struct eng_exec {
 	void *scratch; /* at least node->scratch_bytes, 64-byte aligned */
 	int threads;   /* compute threads the kernel may use (1 = reference path) */
 	struct eng_pool *pool; /* the context's threads (engine/pool.h), or NULL */
-	bool lut_vbmi; /* 8-bit table lookups may use AVX-512 VBMI: the model's kernel
-			* set is avx512vnni (ops_lut8 still checks the CPU) */
+	bool lut_vbmi; /* 8-bit table lookups use AVX-512 VBMI: the model's kernel set
+			* is avx512vnni and the CPU has VBMI (eng_kset_has_vbmi) */
 };
 
 static inline void *eng_tdata(const struct eng_exec *x, const struct eng_tensor *t)

@@ -8,7 +8,6 @@
 #include <pthread.h>
 
 #include "kernels.h"
-#include "kset.h"
 #include "pool.h"
 #include "x86/vk.h"
 
@@ -52,9 +51,7 @@ int ops_check_q8(const struct eng_tensor *t, const char *what, char *err, size_t
 
 void ops_lut8(uint8_t *y, const uint8_t *x, size_t n, const uint8_t *lut, bool vbmi)
 {
-	/* the same bytes either way; the AVX-512 set's CPU state is what vpermi2b needs */
-	if (vbmi && n >= 64 && __builtin_cpu_supports("avx512vbmi") &&
-	    eng_kset_usable(ENG_KS_AVX512VNNI)) {
+	if (vbmi && n >= 64) { /* the same bytes either way */
 		vk512_lut(lut, x, y, n);
 		return;
 	}

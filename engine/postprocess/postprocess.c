@@ -790,7 +790,6 @@ static void pp_histogram(const uint8_t *maxq, int n, int *count)
  * the maxima each, as far as the loop gets.
  */
 struct pp_buckets {
-	int count[256];
 	int start[257]; /* bucket b's first position in the order; start[256]: all */
 	int passing;    /* buckets [0, passing) pass the score threshold */
 	int filled;     /* buckets [0, filled) are in the order */
@@ -874,13 +873,13 @@ static int pp_eval_fast(const struct eng_node *n, const struct eng_exec *x)
 		 * max q = 255 - b), placed lazily (pp_order_fill) */
 		uint8_t *maxq = s + p->off_active;
 		pp_maxq(p, cd, maxq);
-		pp_histogram(maxq, p->n, bk.count);
-		int at = 0;
+		int count[256], at = 0;
+		pp_histogram(maxq, p->n, count);
 		bk.passing = 0;
 		for (int b = 0; b < 256; b++) {
 			bk.start[b] = at;
 			if (lut[255 - b] >= thr) { /* else dropped, as the reference's filter */
-				at += bk.count[b];
+				at += count[b];
 				bk.passing = b + 1; /* lut increasing: the passing buckets come first */
 			}
 		}

@@ -571,7 +571,7 @@ static void check_lut(vk_lut_fn fn, const char *name)
 		if (fn)
 			fn(lut, x, y + off, (size_t)n);
 		else
-			ops_lut8(y + off, x, (size_t)n, lut, true);
+			ops_lut8(y + off, x, (size_t)n, lut, eng_kset_has_vbmi(ENG_KS_AVX512VNNI));
 		for (int i = 0; i < n; i++)
 			if (y[off + i] != lut[x[i]])
 				ck_abort_msg("%s: n %d byte %d: %u, want lut[%u] = %u", name, n, i,
@@ -586,7 +586,7 @@ static void check_lut(vk_lut_fn fn, const char *name)
 		if (fn)
 			fn(lut, x, x, (size_t)n);
 		else
-			ops_lut8(x, x, (size_t)n, lut, true);
+			ops_lut8(x, x, (size_t)n, lut, eng_kset_has_vbmi(ENG_KS_AVX512VNNI));
 		ck_assert_msg(memcmp(x, want, (size_t)n) == 0, "%s: n %d in place differs", name, n);
 		cases++;
 	}
@@ -689,9 +689,7 @@ static Suite *vbmi_suite(void)
 
 static const char *vbmi_missing(void)
 {
-	return __builtin_cpu_supports("avx512vbmi") && eng_kset_usable(ENG_KS_AVX512VNNI)
-		       ? NULL
-		       : "this CPU lacks AVX-512 VBMI";
+	return eng_kset_has_vbmi(ENG_KS_AVX512VNNI) ? NULL : "this CPU lacks AVX-512 VBMI";
 }
 
 static const char *set_missing(enum eng_kset ks)

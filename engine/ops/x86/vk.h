@@ -48,9 +48,8 @@ struct vk_rq {
 	 * The single-precision path of the narrowing stores (vk_gemm.c, "Requantization
 	 * in float"), when every channel shifts right and none left (fast): per channel
 	 * fr = mult / 2^(31+n), fc = VK_RQ_MAGIC + the rounding offset + output zero
- * point + ε, fcn =
-	 * fc less the negative-tie correction, taken where acc < fthr (fneg: some channel
-	 * has a correction).  Filled for all channels or none.
+	 * point + ε, fcn = fc less the negative-tie correction, taken where acc < fthr
+	 * (fneg: some channel has a correction).  Filled for all channels or none.
 	 */
 	bool fast, fneg;
 	const float *fr, *fc, *fcn;
@@ -250,7 +249,7 @@ VK_DECLARE_ROWS(vk256s_gemm_rows);
 
 /*
  * y[i] = lut[x[i]] for i < n (y may be x), on AVX-512 VBMI (vk_lut.c): callers
- * check __builtin_cpu_supports("avx512vbmi") and the AVX-512 state (kset.h).
+ * check eng_kset_has_vbmi() (kset.h).
  */
 typedef void (*vk_lut_fn)(const uint8_t *lut, const uint8_t *x, uint8_t *y, size_t n);
 void vk512_lut(const uint8_t *lut, const uint8_t *x, uint8_t *y, size_t n);

@@ -666,6 +666,27 @@ INLINE void tile(const struct vk_gemm *g, const uint8_t *a, size_t lda,
 #undef FIN
 }
 
+/* A tile's channels n0..: two vectors, two with a half-width second (8 channels
+ * left for it), or one (VL or fewer left). */
+enum tile_shape { T_ONE, T_TWO, T_HALF };
+INLINE enum tile_shape tile_shape_at(const struct vk_gemm *g, int n0, bool raw)
+{
+	if (n0 + VL >= g->N)
+		return T_ONE;
+	return HALF_OK && !raw && g->N - n0 <= VL + 8 ? T_HALF : T_TWO;
+}
+
+/* The packed weights of the tile's second vector, from its first's (b0). */
+INLINE const int8_t *second_panel(const int8_t *b0, size_t panel)
+{
+#if VK_W == 512
+	return b0 + panel; /* the next panel */
+#else
+	(void)panel;
+	return b0 + 32; /* the upper 8 channels of the same panel */
+#endif
+}
+
 /* y (bytes, requantized) or, raw, ya (int32 accumulators + cterm). */
 INLINE void gemm_body(const struct vk_gemm *gp, const uint8_t *a, size_t lda, int m, uint8_t *y,
 		      size_t ldy, int32_t *ya, size_t ldya, uint8_t *scratch, const bool raw)
@@ -688,32 +709,30 @@ INLINE void gemm_body(const struct vk_gemm *gp, const uint8_t *a, size_t lda, in
 	}
 	const size_t panel = (size_t)g->K4 * VK_PANEL; /* bytes per packed panel of 16 channels */
 	for (int n0 = 0; n0 < g->N; n0 += TN) {
-		const int8_t *b0 = g->w + (size_t)(n0 / VK_PANEL) * panel;
-#if VK_W == 512
-		const int8_t *b1 = b0 + panel; /* the next panel */
-#else
-		const int8_t *b1 = b0 + 32; /* the upper 8 channels of the same panel */
-#endif
+		const int8_t *b0 = g->w + (size_t)(n0 / VK_PANEL) * panel, *b1 = second_panel(b0, panel);
 #define TILE(m0_, a_, lda_, mr_, two_, half_)                                             \
 	tile(g, a_, lda_, NULL, NULL, b0, b1, n0, rs + (m0_),                                 \
 	     raw ? NULL : y + (size_t)(m0_) * ldy, ldy, raw ? ya + (size_t)(m0_) * ldya : NULL,  \
 	     ldya, mr_, two_, raw, false, half_)
-		if (HALF_OK && !raw && n0 + VL < g->N && g->N - n0 <= VL + 8) {
-			for (int m0 = 0; m0 < mfull; m0 += MR)
-				TILE(m0, a + (size_t)m0 * lda, lda, MR, true, true);
-			if (mtail)
-				TILE(mfull, scratch, (size_t)g->K4, mtail, true, true);
-		} else if (n0 + VL < g->N) {
-			for (int m0 = 0; m0 < mfull; m0 += MR)
-				TILE(m0, a + (size_t)m0 * lda, lda, MR, true, false);
-			if (mtail)
-				TILE(mfull, scratch, (size_t)g->K4, mtail, true, false);
-		} else { /* the last VL channels or fewer: one vector per row */
-			for (int m0 = 0; m0 < mfull; m0 += MR)
-				TILE(m0, a + (size_t)m0 * lda, lda, MR, false, false);
-			if (mtail)
-				TILE(mfull, scratch, (size_t)g->K4, mtail, false, false);
+#define TILES(two_, half_)                                                                \
+	do {                                                                              \
+		for (int m0 = 0; m0 < mfull; m0 += MR)                                    \
+			TILE(m0, a + (size_t)m0 * lda, lda, MR, two_, half_);             \
+		if (mtail)                                                                \
+			TILE(mfull, scratch, (size_t)g->K4, mtail, two_, half_);          \
+	} while (0)
+		switch (tile_shape_at(g, n0, raw)) {
+		case T_HALF:
+			TILES(true, true);
+			break;
+		case T_TWO:
+			TILES(true, false);
+			break;
+		case T_ONE:
+			TILES(false, false);
+			break;
 		}
+#undef TILES
 #undef TILE
 	}
 }
@@ -724,24 +743,25 @@ void VK_NAME(gemm_rows)(const struct vk_gemm *gp, const uint8_t *const *rows,
 	const struct vk_gemm gl = *gp, *g = &gl; /* see gemm_body */
 	const size_t panel = (size_t)g->K4 * VK_PANEL;
 	for (int n0 = 0; n0 < g->N; n0 += TN) {
-		const int8_t *b0 = g->w + (size_t)(n0 / VK_PANEL) * panel;
-#if VK_W == 512
-		const int8_t *b1 = b0 + panel;
-#else
-		const int8_t *b1 = b0 + 32;
-#endif
+		const int8_t *b0 = g->w + (size_t)(n0 / VK_PANEL) * panel, *b1 = second_panel(b0, panel);
+		const enum tile_shape shape = tile_shape_at(g, n0, false);
 		for (int m0 = 0; m0 < m; m0 += MR) {
 			const int mr = m - m0 < MR ? m - m0 : MR;
-			uint8_t *yt = y + (size_t)m0 * ldy;
-			if (HALF_OK && n0 + VL < g->N && g->N - n0 <= VL + 8)
-				tile(g, NULL, 0, rows + m0, koff, b0, b1, n0, rsum + m0, yt, ldy, NULL,
-				     0, mr, true, false, true, true);
-			else if (n0 + VL < g->N)
-				tile(g, NULL, 0, rows + m0, koff, b0, b1, n0, rsum + m0, yt, ldy, NULL,
-				     0, mr, true, false, true, false);
-			else
-				tile(g, NULL, 0, rows + m0, koff, b0, b1, n0, rsum + m0, yt, ldy, NULL,
-				     0, mr, false, false, true, false);
+#define TILE(two_, half_)                                                                 \
+	tile(g, NULL, 0, rows + m0, koff, b0, b1, n0, rsum + m0, y + (size_t)m0 * ldy, ldy,  \
+	     NULL, 0, mr, two_, false, true, half_)
+			switch (shape) {
+			case T_HALF:
+				TILE(true, true);
+				break;
+			case T_TWO:
+				TILE(true, false);
+				break;
+			case T_ONE:
+				TILE(false, false);
+				break;
+			}
+#undef TILE
 		}
 	}
 }
@@ -819,7 +839,13 @@ static void dw_build_row(const struct vk_dw *d, const uint8_t *src, const uint8_
 		const int n = C - c0 < VL ? C - c0 : VL;
 		uint8_t *qc = q + (size_t)c0 * 4;
 /* pixel x_ in byte pos_ of the lanes (the padding value outside the row) */
-#define PX_IN(x_, ctl_, pad_)                                                             	((x_) < 0 || (x_) >= iw                                                           		 ? (pad_)                                                                 		 : V_SHUFB(px_bcast(src + (size_t)(x_) * C + c0, n,                       				    n == VL || xend - (src + (size_t)(x_) * C + c0) >= 16,  				    d->flip),                                             			   (ctl_)))
+#define PX_IN(x_, ctl_, pad_)                                                         \
+	((x_) < 0 || (x_) >= iw                                                       \
+		 ? (pad_)                                                             \
+		 : V_SHUFB(px_bcast(src + (size_t)(x_) * C + c0, n,                   \
+				    n == VL || xend - (src + (size_t)(x_) * C + c0) >= 16, \
+				    d->flip),                                         \
+			   (ctl_)))
 		if (d->sw == 2 && dw == 1) {
 			int x = -pl;
 			vec v = V_OR(PX_IN(x, ctl2, pad2), PX_IN(x + 1, ctl3, pad3));
