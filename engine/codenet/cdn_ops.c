@@ -509,7 +509,7 @@ void cdn_layer_vk_free(struct cdn_layer *L)
 static size_t vkq_scratch(const struct cdn_layer *L, size_t K)
 {
 	size_t K4 = (K + 3) & ~(size_t)3;
-	return L->vk[0] ? (size_t)(VKQ_ROWS + VK_MR_MAX) * K4 : 0;
+	return L->vk[0] ? (size_t)VKQ_ROWS * K4 + 32 + vk_scratch_bytes((int)K4, VKQ_ROWS) : 0;
 }
 
 /* acc[n][cout] = the int16 columns · the layer's weights: on the VNNI GEMM
@@ -525,7 +525,7 @@ static void gemm_q(const struct cdn_layer *L, bool sgn, int n, int K, const int1
 	const struct vk_gemm *g = L->vk[sgn];
 	const int K4 = g->K4;
 	const int16_t off = sgn ? 128 : 0;
-	uint8_t *tail = u8 + (size_t)VKQ_ROWS * K4;
+	uint8_t *tail = u8 + (((size_t)VKQ_ROWS * K4 + 31) & ~(size_t)31); /* the GEMM's scratch */
 	for (int r0 = 0; r0 < n; r0 += VKQ_ROWS) {
 		int m = n - r0 < VKQ_ROWS ? n - r0 : VKQ_ROWS;
 		for (int r = 0; r < m; r++) {

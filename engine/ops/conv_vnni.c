@@ -251,7 +251,8 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
 	if (v->gather)
 		return gather_prepare(n, p, v, rows_fn, span, span4, ks);
 	/* + IM2COL_SLACK: the 16-byte copies of im2col_block may run past the last row */
-	size_t slot = vk_scratch_bytes(K4) + (v->direct ? 0 : (size_t)v->mb * K4 + IM2COL_SLACK);
+	size_t slot = ((vk_scratch_bytes(K4, v->mb) + 63) & ~(size_t)63) +
+		      (v->direct ? 0 : (size_t)v->mb * K4 + IM2COL_SLACK);
 	v->slot_bytes = (slot + 63) & ~(size_t)63;
 	n->scratch_bytes = (size_t)OPS_MAX_THREADS * v->slot_bytes;
 	return 0;
@@ -489,7 +490,7 @@ static void vnni_job_run(void *ctx, size_t begin, size_t end, int slot)
 	const struct conv_vnni *v = p->vnni;
 	const size_t K4 = (size_t)v->g.K4;
 	uint8_t *s = j->scratch + (size_t)slot * v->slot_bytes;
-	uint8_t *rows = s + vk_scratch_bytes(v->g.K4);
+	uint8_t *rows = s + ((vk_scratch_bytes(v->g.K4, v->mb) + 63) & ~(size_t)63);
 	for (size_t blk = begin; blk < end; blk++) {
 		size_t m0 = blk * (size_t)v->mb;
 		int mb = (int)(j->M - m0 < (size_t)v->mb ? j->M - m0 : (size_t)v->mb);
@@ -572,6 +573,11 @@ static int prepare_256(struct eng_node *n, char *err, size_t errlen)
 	return prepare_with(n, vk256_gemm, vk256_gemm_rows, err, errlen);
 }
 
+static int prepare_avx2(struct eng_node *n, char *err, size_t errlen)
+{
+	return prepare_with(n, vk2_gemm, vk2_gemm_rows, err, errlen);
+}
+
 static int dw_prepare_with(struct eng_node *n, vk_dw_fn fn, int vl, char *err, size_t errlen)
 {
 	int rc = conv_prepare_common(n, true, err, errlen);
@@ -600,6 +606,11 @@ static int dw_prepare_256(struct eng_node *n, char *err, size_t errlen)
 	return dw_prepare_with(n, vk256_dw, 8, err, errlen);
 }
 
+static int dw_prepare_avx2(struct eng_node *n, char *err, size_t errlen)
+{
+	return dw_prepare_with(n, vk2_dw, 8, err, errlen);
+}
+
 static int eval_vnni(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct conv_prep *p = n->prep;
@@ -617,4 +628,8 @@ const struct eng_kernel eng_k_conv_avxvnni = {"CONV_2D", prepare_256, eval_vnni,
 const struct eng_kernel eng_k_dwconv_avx512vnni = {"DEPTHWISE_CONV_2D", dw_prepare_512, eval_vnni,
 						   release_vnni};
 const struct eng_kernel eng_k_dwconv_avxvnni = {"DEPTHWISE_CONV_2D", dw_prepare_256, eval_vnni,
+						release_vnni};
+/* the avx2 set: the same kernels with vpdpbusd emulated (vk2_*) */
+const struct eng_kernel eng_k_conv_vk_avx2 = {"CONV_2D", prepare_avx2, eval_vnni, release_vnni};
+const struct eng_kernel eng_k_dwconv_vk_avx2 = {"DEPTHWISE_CONV_2D", dw_prepare_avx2, eval_vnni,
 						release_vnni};

@@ -116,6 +116,7 @@ void ops_parallel_for(const struct eng_exec *x, int threads, size_t n, ops_range
 extern const struct eng_kernel eng_k_conv_ref, eng_k_conv_fast;
 extern const struct eng_kernel eng_k_conv_avxvnni, eng_k_conv_avx512vnni;
 extern const struct eng_kernel eng_k_dwconv_avxvnni, eng_k_dwconv_avx512vnni;
+extern const struct eng_kernel eng_k_conv_vk_avx2, eng_k_dwconv_vk_avx2;
 extern const struct eng_kernel eng_k_dwconv_ref, eng_k_dwconv_fast;
 extern const struct eng_kernel eng_k_add, eng_k_add_fast, eng_k_mul, eng_k_mul_fast;
 extern const struct eng_kernel eng_k_add_avxvnni, eng_k_add_avx512vnni, eng_k_add_vk_avx2;

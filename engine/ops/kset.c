@@ -55,8 +55,8 @@ bool eng_kset_usable(enum eng_kset ks)
 	switch (ks) {
 	case ENG_KS_REF:
 		return true;
-	case ENG_KS_AVX2:
-		return __builtin_cpu_supports("avx2");
+	case ENG_KS_AVX2: /* every AVX2 CPU has FMA too; the float requantization needs it */
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 	case ENG_KS_AVXVNNI:
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
 		       cpu_has_avxvnni();

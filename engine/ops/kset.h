@@ -18,7 +18,7 @@
 
 enum eng_kset {
 	ENG_KS_REF = 0,     /* plain reference loops */
-	ENG_KS_AVX2,        /* int16 vpmaddwd kernels (conv_fast.c) */
+	ENG_KS_AVX2,        /* AVX2 + FMA: the VNNI kernels with vpdpbusd emulated by vpmaddwd */
 	ENG_KS_AVXVNNI,     /* 256-bit u8×s8 vpdpbusd (AVX-VNNI) */
 	ENG_KS_AVX512VNNI,  /* 512-bit u8×s8 vpdpbusd (AVX-512 VNNI + BW + VL) */
 	ENG_KS__COUNT

@@ -65,14 +65,15 @@ const struct eng_kernel *eng_kernel_get(enum eng_op_type type)
 	return eng_kernel_get_set(type, eng_kset_best());
 }
 
-/* The AVX2 set: today's fast kernels. */
+/* The AVX2 set: the VNNI sets' convolutions with emulated dot products (their
+ * prepare falls back to conv_fast.c's kernels for the shapes they leave). */
 static const struct eng_kernel *kernel_get_avx2(enum eng_op_type type)
 {
 	switch (type) {
 	case ENG_OP_CONV_2D:
-		return &eng_k_conv_fast;
+		return &eng_k_conv_vk_avx2;
 	case ENG_OP_DEPTHWISE_CONV_2D:
-		return &eng_k_dwconv_fast;
+		return &eng_k_dwconv_vk_avx2;
 	case ENG_OP_ADD:
 		return &eng_k_add_vk_avx2;
 	case ENG_OP_MUL:

@@ -1,9 +1,10 @@
 /*
  * vk.h — the u8×s8 VNNI GEMM with fused requantization (vk_gemm.c), built
- * once per instruction set: vk512_* (AVX-512 VNNI, 512-bit vpdpbusd) and
- * vk256_* (AVX-VNNI, 256-bit).  The unit tests build the same source a third
- * and fourth time against SIMDe (vk512s_*, vk256s_*) to check it on machines
- * without the instructions.  Internal to engine/ops.
+ * once per instruction set: vk512_* (AVX-512 VNNI, 512-bit vpdpbusd), vk256_*
+ * (AVX-VNNI, 256-bit) and vk2_* (AVX2 and FMA: each vpdpbusd emulated exactly
+ * by two vpmaddwd).  The unit tests build the same source again against SIMDe
+ * (vk512s_*, vk256s_*, vk2s_*) to check it on machines without the
+ * instructions.  Internal to engine/ops.
  *
  * Computes, for rows r < m and channels n < N:
  *
@@ -101,15 +102,18 @@ static inline size_t vk_pack_index(int K4, int k, int n)
 #define VK_MR_MAX 8   /* rows of the tallest micro-kernel */
 #define VK_M_MAX 256  /* rows per call */
 
-/* Scratch bytes a call needs (a zero-padded copy of the last, partial row tile). */
-static inline size_t vk_scratch_bytes(int K4)
+/* Scratch bytes a call of up to m rows needs, 32-byte aligned: a zero-padded
+ * copy of the last, partial row tile; for vk2_*, the rows widened to int16 and
+ * one panel of weights widened (vk_gemm.c). */
+static inline size_t vk_scratch_bytes(int K4, int m)
 {
-	return (size_t)VK_MR_MAX * (size_t)K4;
+	size_t k = (size_t)K4;
+	return (size_t)VK_MR_MAX * k + (size_t)(m + VK_MR_MAX) * 2 * k + 2 * VK_PANEL * k + 32;
 }
 
 /*
  * m (<= VK_M_MAX) rows: row r at a + r * lda (K4 bytes, all readable) → y + r * ldy
- * (N bytes).  scratch: vk_scratch_bytes(K4) bytes.
+ * (N bytes).  scratch: vk_scratch_bytes(K4, m) bytes, 32-byte aligned.
  */
 typedef void (*vk_gemm_fn)(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m,
 			   uint8_t *y, size_t ldy, uint8_t *scratch);
@@ -169,8 +173,10 @@ typedef void (*vk_dw_fn)(const struct vk_dw *d, const uint8_t *x, uint8_t *y, si
 		uint8_t *scratch)
 VK_DECLARE_DW(vk512_dw);
 VK_DECLARE_DW(vk256_dw);
+VK_DECLARE_DW(vk2_dw);
 VK_DECLARE_DW(vk512s_dw);
 VK_DECLARE_DW(vk256s_dw);
+VK_DECLARE_DW(vk2s_dw);
 
 /*
  * Quantized ADD of two same-shape 8-bit tensors, TFLite's recipe: each input
@@ -182,7 +188,7 @@ struct vk_add {
 	int32_t zx, zr;       /* zero points of x and r */
 	bool s8;              /* int8 tensors (else uint8) */
 	struct vk_rq q1, q2, qo;
-	/* the single-precision path (vk_add_fill_fast; not in the AVX2-only vk2_add):
+	/* the single-precision path (vk_add_fill_fast):
 	 * floor(x·k1 + r·k2 + c), redone exactly where its fraction is below frac_min */
 	bool fast;
 	float k1, k2, c, frac_min;
@@ -201,18 +207,21 @@ typedef void (*vk_add_fn)(const struct vk_add *a, const uint8_t *x, const uint8_
 	void fn(const struct vk_add *a, const uint8_t *x, const uint8_t *r, uint8_t *y, size_t n)
 VK_DECLARE_ADD(vk512_add);
 VK_DECLARE_ADD(vk256_add);
-VK_DECLARE_ADD(vk2_add); /* AVX2 only */
+VK_DECLARE_ADD(vk2_add);
 VK_DECLARE_ADD(vk512s_add);
 VK_DECLARE_ADD(vk256s_add);
+VK_DECLARE_ADD(vk2s_add);
 
 #define VK_DECLARE(fn)                                                                    \
 	void fn(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, uint8_t *y, \
 		size_t ldy, uint8_t *scratch)
 VK_DECLARE(vk512_gemm);
 VK_DECLARE(vk256_gemm);
+VK_DECLARE(vk2_gemm);
 /* SIMDe builds (tests only). */
 VK_DECLARE(vk512s_gemm);
 VK_DECLARE(vk256s_gemm);
+VK_DECLARE(vk2s_gemm);
 
 /*
  * The same GEMM without requantization (CoDeNet's W4A8 layers, which finish
@@ -226,8 +235,10 @@ typedef void (*vk_gemm_acc_fn)(const struct vk_gemm *g, const uint8_t *a, size_t
 		size_t ldacc, uint8_t *scratch)
 VK_DECLARE_ACC(vk512_gemm_acc);
 VK_DECLARE_ACC(vk256_gemm_acc);
+VK_DECLARE_ACC(vk2_gemm_acc);
 VK_DECLARE_ACC(vk512s_gemm_acc);
 VK_DECLARE_ACC(vk256s_gemm_acc);
+VK_DECLARE_ACC(vk2s_gemm_acc);
 
 /*
  * The GEMM on rows gathered in place (a conv's windows read straight from its
@@ -244,8 +255,10 @@ typedef void (*vk_gemm_rows_fn)(const struct vk_gemm *g, const uint8_t *const *r
 		const int32_t *rsum, int m, uint8_t *y, size_t ldy)
 VK_DECLARE_ROWS(vk512_gemm_rows);
 VK_DECLARE_ROWS(vk256_gemm_rows);
+VK_DECLARE_ROWS(vk2_gemm_rows);
 VK_DECLARE_ROWS(vk512s_gemm_rows);
 VK_DECLARE_ROWS(vk256s_gemm_rows);
+VK_DECLARE_ROWS(vk2s_gemm_rows);
 
 /*
  * y[i] = lut[x[i]] for i < n (y may be x), on AVX-512 VBMI (vk_lut.c): callers

@@ -4,10 +4,11 @@
  *
  * Built several times from this one source (engine/ops/x86/meson.build):
  * VK_W=512 with -mavx512vnni (vk512_gemm), VK_W=256 with -mavxvnni
- * (vk256_gemm), VK_W=256 with VK_NO_DP and -mavx2 (vk2_add: the ADD alone,
- * for the avx2 set), and in the unit tests the first two again against SIMDe (VK_SIMDE:
- * vk512s_gemm, vk256s_gemm) so that the same code is checked on machines
- * without the instructions.  VK_PREFIX names the entry points.
+ * (vk256_gemm), VK_W=256 with VK_EMU_DP and -mavx2 -mfma (vk2_gemm: the avx2
+ * set, each vpdpbusd emulated exactly by two vpmaddwd), and in the unit tests
+ * all three again against SIMDe (VK_SIMDE: vk512s_gemm, vk256s_gemm,
+ * vk2s_gemm) so that the same code is checked on machines without the
+ * instructions.  VK_PREFIX names the entry points.
  *
  * Blocking: the outer loop walks tiles of 2 vectors of channels (32 channels
  * at 512 bits, 16 at 256), whose packed weights (K4 × 32 bytes) stay in L1/L2
@@ -74,16 +75,40 @@ typedef __m512i vec;
 #elif VK_W == 256
 typedef __m256i vec;
 #define VL 8
+#ifdef VK_EMU_DP /* 16 registers: the accumulators, weights, broadcasts, products */
+#define MR 5
+#define ROWS(X) X(0) X(1) X(2) X(3) X(4)
+#else
 #define MR 6
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#endif
 #define V_ZERO() _mm256_setzero_si256()
 #define V_LOAD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define V_SET1(x) _mm256_set1_epi32(x)
 #define V_ADD(a, b) _mm256_add_epi32(a, b)
 #define V_MULLO(a, b) _mm256_mullo_epi32(a, b)
-#ifdef VK_SIMDE
+#ifdef VK_EMU_DP
+/*
+ * AVX2 has no vpdpbusd: the same sum from two vpmaddwd, one on the even bytes
+ * of each 16-bit pair (u zero-extended, w sign-extended) and one on the odd
+ * ones.  Every product is at most 255·128 in size, so the pairs' int32 sums
+ * are exact and acc wraps modulo 2^32 as vpdpbusd's does.  Splitting w costs
+ * three instructions and u two; the tile shares them over its rows and
+ * vectors (the compiler sees the same values and computes each split once).
+ */
+INLINE __m256i dp_emu(__m256i acc, __m256i u, __m256i w)
+{
+	const __m256i ue = _mm256_and_si256(u, _mm256_set1_epi16(0xff));
+	const __m256i uo = _mm256_srli_epi16(u, 8);
+	const __m256i we = _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8);
+	const __m256i wo = _mm256_srai_epi16(w, 8);
+	return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(ue, we),
+						      _mm256_madd_epi16(uo, wo)));
+}
+#define V_DP(acc, u, w) dp_emu(acc, u, w)
+#elif defined(VK_SIMDE)
 #define V_DP(acc, u, w) _mm256_dpbusd_epi32(acc, u, w) /* SIMDe: the AVX512VL spelling */
-#elif !defined(VK_NO_DP)
+#else
 #define V_DP(acc, u, w) _mm256_dpbusd_avx_epi32(acc, u, w)
 #endif
 #define V_OR(a, b) _mm256_or_si256(a, b)
@@ -101,6 +126,23 @@ typedef __m256i vec;
 #endif
 
 #define TN (2 * VL) /* channels per tile */
+
+/*
+ * The GEMM's groups.  With vpdpbusd a group is 4 bytes of a row times 4 bytes
+ * of weights per lane.  The avx2 set's GEMM (VK_EMU_DP) runs on vpmaddwd
+ * instead: each call widens its rows to int16 once (gemm_body), and each tile
+ * its panel of weights, so that a group is a pair of int16 and costs one
+ * vpmaddwd and one add, the pair broadcast already widened (dp_emu would
+ * split every broadcast again for every tile: about a fifth more
+ * instructions).  The windows read in place (gemm_rows) keep dp_emu.
+ */
+#ifdef VK_EMU_DP
+#define PAIRS_OK 1
+#define DP_PAIR(acc, u, w) _mm256_add_epi32(acc, _mm256_madd_epi16(u, w))
+#else
+#define PAIRS_OK 0
+#define DP_PAIR(acc, u, w) V_DP(acc, u, w) /* never used */
+#endif
 
 /* A tile's second vector at half width (hvec, 8 lanes) where only 8 channels
  * are left for it: a 256-bit vpdpbusd costs half a 512-bit one. */
@@ -359,7 +401,6 @@ INLINE __m256i rq_lanes(const struct vk_rq *q, vec acc, int n0)
 	return _mm256_add_epi32(_mm256_blend_epi32(re, _mm256_slli_epi64(ro, 32), 0xAA), zadd);
 }
 
-#ifndef VK_NO_DP /* the AVX2-only ADD: no FMA assumed, the 64-bit path alone */
 typedef int rq_bad; /* lanes the float path may have wrong (a movemask) */
 
 /* floor(f) as int32; *bad: the lanes whose fraction is below frac_min. */
@@ -388,11 +429,7 @@ typedef __m256 vecf;
 #define VF_PICK_LT(acc, thr, a, b)                                                        \
 	_mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_cmpgt_epi32(thr, acc)))
 #endif
-#endif
 
-#ifdef VK_NO_DP
-#define rq_narrow_lanes rq_lanes
-#else
 /* rq_lanes through float ("Requantization in float"); *bad: the lanes to redo. */
 INLINE vec rq_fast(const struct vk_rq *q, vec acc, int n0, rq_bad *bad)
 {
@@ -444,7 +481,6 @@ INLINE void rq_pair(const struct vk_rq *q, vec a0, vec a1, int n0, vec *r0, vec 
 		*r1 = rq_lanes(q, a1, n0 + VL);
 	}
 }
-#endif
 
 #if VK_W == 512
 /* Requantized lanes narrowed (with saturation, then clamped as bytes), cnt stored. */
@@ -510,7 +546,6 @@ INLINE void rq_store(const struct vk_rq *q, vec acc, int n0, uint8_t *dst, int c
 	narrow_store(q, rq_narrow_lanes(q, acc, n0), dst, cnt);
 }
 
-#ifndef VK_NO_DP /* the GEMM's and depthwise's; the AVX2-only build has ADD alone */
 /* rq_store2 of the 512-bit build on 8-lane vectors: 16 bytes. */
 INLINE void rq_store2(const struct vk_rq *q, vec a0, vec a1, int n0, uint8_t *dst, int cnt)
 {
@@ -521,17 +556,13 @@ INLINE void rq_store2(const struct vk_rq *q, vec a0, vec a1, int n0, uint8_t *ds
 	__m128i y = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(b, idx));
 	store_bytes(dst, clamp_bytes(q, y), cnt, 16);
 }
-#endif
 
-#ifndef VK_NO_DP /* row_sum's */
 static inline __m128i sum_to_128(__m256i v)
 {
 	return _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
 }
 #endif
-#endif
 
-#ifndef VK_NO_DP /* the GEMM's; the AVX2-only build has no GEMM */
 /*
  * Σ of n bytes (n a multiple of 4), never reading past them: whole vectors,
  * then 16-, 8- and 4-byte loads (a zeroed copy for the tail would cost a
@@ -558,9 +589,7 @@ static inline int32_t row_sum(const uint8_t *p, int n)
 	}
 	return (int32_t)(_mm_cvtsi128_si64(t) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(t, t)));
 }
-#endif
 
-#ifndef VK_NO_DP /* the AVX2-only build (vk2_*) has ADD alone */
 /*
  * What rq_lanes takes: the accumulator of channels n_.. (started at the bias
  * term cterm) plus, with_dwc, the zero-point term dwc·Σu (G: struct vk_gemm or
@@ -611,7 +640,7 @@ INLINE void tile(const struct vk_gemm *g, const uint8_t *a, size_t lda,
 		 const uint8_t *const *ap, const int32_t *koff, const int8_t *b0,
 		 const int8_t *b1, int n0, const int32_t *rs, uint8_t *y, size_t ldy,
 		 int32_t *ya, size_t ldya, int mr, const bool two, const bool raw,
-		 const bool gather, const bool half)
+		 const bool gather, const bool half, const bool pairs)
 {
 	/* named accumulators and row pointers: arrays made gcc spill */
 	/* the bias term and a uniform row-sum term start the accumulators (int32
@@ -626,23 +655,26 @@ INLINE void tile(const struct vk_gemm *g, const uint8_t *a, size_t lda,
 	const uint8_t *a_##r = gather ? ap[r] : a + (size_t)(r) * lda;
 	ROWS(DECL)
 #undef DECL
-	const int k4n = g->K4 / 4, kmain = k4n - g->nx;
+	const int gpb = pairs ? 2 : 1; /* groups per 4 bytes of a row */
+	const int k4n = g->K4 / 4 * gpb, kmain = k4n - g->nx * gpb;
 	for (int kk = 0; kk < k4n; kk++) {
 		vec w0 = V_LOAD(b0 + (size_t)kk * 64);
 		vec w1 = two && !half ? V_LOAD(b1 + (size_t)kk * 64) : w0;
 		hvec w1h = half ? H_LOAD(b1 + (size_t)kk * 64) : H_LO(w0);
-		const ptrdiff_t ko = kk >= kmain ? g->xoff[kk - kmain]
+		/* an extra group's bytes; widened (pairs), two groups */
+		const ptrdiff_t ko = kk >= kmain ? gpb * g->xoff[(kk - kmain) / gpb] +
+							   4 * ((kk - kmain) % gpb)
 				     : gather ? koff[kk] : (ptrdiff_t)kk * 4;
 #define STEP(r)                                                                           \
 	{                                                                                 \
 		int32_t av;                                                               \
 		memcpy(&av, a_##r + ko, 4);                                               \
 		vec u = V_SET1(av);                                                       \
-		c0_##r = V_DP(c0_##r, u, w0);                                             \
+		c0_##r = pairs ? DP_PAIR(c0_##r, u, w0) : V_DP(c0_##r, u, w0);            \
 		if (two && half)                                                          \
 			c1h_##r = H_DP(c1h_##r, H_LO(u), w1h);                            \
 		else if (two)                                                             \
-			c1_##r = V_DP(c1_##r, u, w1);                                     \
+			c1_##r = pairs ? DP_PAIR(c1_##r, u, w1) : V_DP(c1_##r, u, w1);    \
 	}
 		ROWS(STEP)
 #undef STEP
@@ -687,6 +719,45 @@ INLINE const int8_t *second_panel(const int8_t *b0, size_t panel)
 #endif
 }
 
+#ifdef VK_EMU_DP
+/* n (a multiple of 4) bytes at p as n int16 at q, zero-extended. */
+static void widen_row(const uint8_t *p, int n, uint8_t *q)
+{
+	int k = 0;
+	for (; k + 16 <= n; k += 16)
+		V_STORE(q + 2 * k, _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(p + k))));
+	if (k < n) { /* never read past the row */
+		uint8_t tmp[16] = {0};
+		memcpy(tmp, p + k, (size_t)(n - k));
+		__m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)tmp));
+		uint8_t out[32];
+		V_STORE(out, v);
+		memcpy(q + 2 * k, out, (size_t)(n - k) * 2);
+	}
+}
+
+/*
+ * One packed panel (16 channels, K4 bytes each, vk_pack_index() layout) as the
+ * pairs groups: group j of lane l holds (w[2j], w[2j+1]) as int16, lanes 0–7
+ * then 8–15, 64 bytes per group.
+ */
+static void widen_panel(const int8_t *b, int K4, uint8_t *q)
+{
+	const __m256i even_odd = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+	for (int kk = 0; kk < K4 / 4; kk++)
+		for (int h = 0; h < 2; h++) { /* lanes 0–7, 8–15: dwords (w0 w1)(w2 w3) per lane */
+			const int8_t *src = b + (size_t)kk * 64 + (size_t)h * 32;
+			__m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)src));
+			__m256i z = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(src + 16)));
+			x = _mm256_permutevar8x32_epi32(x, even_odd); /* lanes 0–3: (w0 w1) | (w2 w3) */
+			z = _mm256_permutevar8x32_epi32(z, even_odd); /* lanes 4–7 */
+			V_STORE(q + (size_t)(2 * kk) * 64 + (size_t)h * 32, _mm256_permute2x128_si256(x, z, 0x20));
+			V_STORE(q + (size_t)(2 * kk + 1) * 64 + (size_t)h * 32,
+				_mm256_permute2x128_si256(x, z, 0x31));
+		}
+}
+#endif
+
 /* y (bytes, requantized) or, raw, ya (int32 accumulators + cterm). */
 INLINE void gemm_body(const struct vk_gemm *gp, const uint8_t *a, size_t lda, int m, uint8_t *y,
 		      size_t ldy, int32_t *ya, size_t ldya, uint8_t *scratch, const bool raw)
@@ -695,31 +766,54 @@ INLINE void gemm_body(const struct vk_gemm *gp, const uint8_t *a, size_t lda, in
 	const struct vk_gemm gl = *gp, *g = &gl;
 	int32_t rs[VK_M_MAX + VK_MR_MAX];
 	memset(rs, 0, sizeof(rs));
+	const int own = g->K4 - 4 * g->nx; /* a row's own bytes */
 	if (g->dwc)
 		for (int r = 0; r < m; r++)
-			rs[r] = row_sum(a + (size_t)r * lda, g->K4 - 4 * g->nx);
+			rs[r] = row_sum(a + (size_t)r * lda, own);
+#ifdef VK_EMU_DP
+	/* the rows widened, zero rows up to whole tiles (vk_scratch_bytes) */
+	const int mpad = (m + MR - 1) / MR * MR;
+	const size_t lda16 = (size_t)own * 2;
+	uint8_t *a16 = scratch, *w16 = scratch + (((size_t)mpad * lda16 + 31) & ~(size_t)31);
+	for (int r = 0; r < m; r++)
+		widen_row(a + (size_t)r * lda, own, a16 + (size_t)r * lda16);
+	memset(a16 + (size_t)m * lda16, 0, (size_t)(mpad - m) * lda16);
+	a = a16;
+	lda = lda16;
+#endif
 	/* the last partial tile of rows, zero-padded to MR rows (a row's own bytes:
 	 * the extra groups read them again) */
 	const int mfull = m / MR * MR, mtail = m - mfull;
+#ifdef VK_EMU_DP
+	const uint8_t *atail = a + (size_t)mfull * lda; /* padded by the widening */
+	const size_t ldtail = lda;
+#else
+	const uint8_t *atail = scratch;
+	const size_t ldtail = (size_t)g->K4;
 	if (mtail) {
 		memset(scratch, 0, (size_t)MR * (size_t)g->K4);
 		for (int r = 0; r < mtail; r++)
-			memcpy(scratch + (size_t)r * g->K4, a + (size_t)(mfull + r) * lda,
-			       (size_t)(g->K4 - 4 * g->nx));
+			memcpy(scratch + (size_t)r * g->K4, a + (size_t)(mfull + r) * lda, (size_t)own);
 	}
+#endif
 	const size_t panel = (size_t)g->K4 * VK_PANEL; /* bytes per packed panel of 16 channels */
 	for (int n0 = 0; n0 < g->N; n0 += TN) {
 		const int8_t *b0 = g->w + (size_t)(n0 / VK_PANEL) * panel, *b1 = second_panel(b0, panel);
+#ifdef VK_EMU_DP /* TN is one panel */
+		widen_panel(b0, g->K4, w16);
+		b0 = (const int8_t *)w16;
+		b1 = second_panel(b0, 0);
+#endif
 #define TILE(m0_, a_, lda_, mr_, two_, half_)                                             \
 	tile(g, a_, lda_, NULL, NULL, b0, b1, n0, rs + (m0_),                                 \
 	     raw ? NULL : y + (size_t)(m0_) * ldy, ldy, raw ? ya + (size_t)(m0_) * ldya : NULL,  \
-	     ldya, mr_, two_, raw, false, half_)
+	     ldya, mr_, two_, raw, false, half_, PAIRS_OK)
 #define TILES(two_, half_)                                                                \
 	do {                                                                              \
 		for (int m0 = 0; m0 < mfull; m0 += MR)                                    \
 			TILE(m0, a + (size_t)m0 * lda, lda, MR, two_, half_);             \
 		if (mtail)                                                                \
-			TILE(mfull, scratch, (size_t)g->K4, mtail, two_, half_);          \
+			TILE(mfull, atail, ldtail, mtail, two_, half_);                   \
 	} while (0)
 		switch (tile_shape_at(g, n0, raw)) {
 		case T_HALF:
@@ -749,7 +843,7 @@ void VK_NAME(gemm_rows)(const struct vk_gemm *gp, const uint8_t *const *rows,
 			const int mr = m - m0 < MR ? m - m0 : MR;
 #define TILE(two_, half_)                                                                 \
 	tile(g, NULL, 0, rows + m0, koff, b0, b1, n0, rsum + m0, y + (size_t)m0 * ldy, ldy,  \
-	     NULL, 0, mr, two_, false, true, half_)
+	     NULL, 0, mr, two_, false, true, half_, false)
 			switch (shape) {
 			case T_HALF:
 				TILE(true, true);
@@ -765,6 +859,7 @@ void VK_NAME(gemm_rows)(const struct vk_gemm *gp, const uint8_t *const *rows,
 		}
 	}
 }
+
 
 void VK_NAME(gemm)(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, uint8_t *y,
 		   size_t ldy, uint8_t *scratch)
@@ -998,8 +1093,6 @@ void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0
 	}
 }
 
-#endif /* VK_NO_DP */
-
 /* ---- ADD ------------------------------------------------------------------ */
 
 /* VL bytes at p as int32 lanes (sign- or zero-extended); n < VL: a copy of n. */
@@ -1025,7 +1118,6 @@ void VK_NAME(add)(const struct vk_add *ap, const uint8_t *x, const uint8_t *r, u
 	for (size_t i = 0; i < n; i += VL) {
 		const int cnt = n - i < VL ? (int)(n - i) : VL;
 		const vec lx = load_lanes(x + i, cnt, a->s8), lr = load_lanes(r + i, cnt, a->s8);
-#ifndef VK_NO_DP
 		if (a->fast) {
 			rq_bad bad;
 			vec yv = add_fast(a, lx, lr, &bad);
@@ -1034,7 +1126,6 @@ void VK_NAME(add)(const struct vk_add *ap, const uint8_t *x, const uint8_t *r, u
 				continue;
 			}
 		}
-#endif
 		vec vx = V_SLLI(V_SUB(lx, zx), 20);
 		vec vr = V_SLLI(V_SUB(lr, zr), 20);
 		/* q1, q2 carry no offsets: rq_lanes is q_mul_by_qm() exactly */
