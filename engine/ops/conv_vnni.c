@@ -278,7 +278,7 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 	const bool s8 = p->type == ENG_DT_I8;
 	const int C = p->oc, CP = (C + 15) / 16 * 16, ng = (p->kw + 3) / 4;
 	/* the interleaved row's entries, in 64 bits: a model's stride or dilation may be anything */
-	int64_t wq = (int64_t)(p->ow - 1) * p->sw + (int64_t)(ng - 1) * 4 * p->dwl + 1;
+	int64_t wq = (int64_t)(p->ow - 1) * p->sw + (int64_t)((p->kw + 1) / 2 - 1) * 2 * p->dwl + 1;
 	if (wq < 1 || wq > ((int64_t)1 << 24))
 		return 0;
 	struct vk_dw d = {

@@ -134,7 +134,9 @@ struct vk_dw {
 	int C, CP;            /* channels; CP = C rounded up to 16 (the packing stride) */
 	int ng;               /* horizontal tap groups: ceil(kw / 4) */
 	int ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl;
-	int wq;               /* interleaved entries per row: (ow−1)·sw + (ng−1)·4·dw + 1 */
+	int wq;               /* interleaved entries per row: (ow−1)·sw + (⌈kw/2⌉−1)·2·dw + 1
+			       * (vk2_dw's pairs of taps read that far; the 4-tap groups
+			       * (ng−1)·4·dw at most) */
 	bool flip;            /* int8 input: u = x ^ 0x80 */
 	uint8_t pad;          /* u of a padding tap */
 	const int8_t *w;      /* CP · kh · ng · 4 bytes */
@@ -160,8 +162,10 @@ static inline size_t vk_dw_row_bytes(const struct vk_dw *d)
 static inline size_t vk_dw_scratch_bytes(const struct vk_dw *d)
 {
 	size_t ring = (size_t)(d->kh - 1) * (size_t)d->dh + 1;
-	/* the ring, one row of padding, the ring's tags */
-	return (ring + 1) * vk_dw_row_bytes(d) + ((ring * sizeof(long) + 63) & ~(size_t)63);
+	/* the ring, one row of padding, the ring's tags; vk2_dw: its weights as
+	 * int16 pairs of taps */
+	return (ring + 1) * vk_dw_row_bytes(d) + ((ring * sizeof(long) + 63) & ~(size_t)63) +
+	       (size_t)d->CP * (size_t)d->kh * (size_t)((d->kw + 1) / 2) * 4;
 }
 
 /* Output rows [r0, r1) over all images (row r: image r / oh, y = r % oh);

@@ -875,6 +875,7 @@ void VK_NAME(gemm_acc)(const struct vk_gemm *g, const uint8_t *a, size_t lda, in
 
 /* ---- depthwise ------------------------------------------------------------ */
 
+#ifndef VK_EMU_DP /* the byte rows; the avx2 set builds pairs (dw_build_row_pairs) */
 /* The u of VL channels of one pixel at p (n of them real: the rest are left
  * out of every store) in every 128-bit lane (the 512-bit build) or 64-bit
  * quarter (256): what px_in() moves into the int32 lanes.  safe: VL bytes may be
@@ -964,27 +965,105 @@ static void dw_build_row(const struct vk_dw *d, const uint8_t *src, const uint8_
 #undef PX_IN
 	}
 }
+#else
+/* The u of VL channels of the pixel at p in the int32 lanes (n real; safe: VL
+ * bytes may be read at p). */
+static inline vec px_widen(const uint8_t *p, int n, bool safe, bool flip)
+{
+	__m128i b;
+	if (safe) {
+		b = _mm_loadl_epi64((const __m128i *)(const void *)p);
+	} else { /* never read past the tensor */
+		uint8_t tmp[16] = {0};
+		memcpy(tmp, p, (size_t)n);
+		b = _mm_loadu_si128((const __m128i *)(const void *)tmp);
+	}
+	if (flip)
+		b = _mm_xor_si128(b, _mm_set1_epi8((char)0x80));
+	return _mm256_cvtepu8_epi32(b);
+}
+
+/*
+ * dw_build_row for the avx2 set's vpmaddwd (pairs): entry xi, lane c = the u of
+ * pixels x and x+dw as two int16 (x = xi − pl).  Each pixel is widened once:
+ * it is the high half of one entry and the low half of the next of its
+ * residue class; stride 2 (dw 1) builds the even entries only.
+ */
+static void dw_build_row_pairs(const struct vk_dw *d, const uint8_t *src, const uint8_t *xend,
+			       uint8_t *q)
+{
+	const int C = d->C, dw = d->dw, iw = d->iw, pl = d->pl, wq = d->wq;
+	const size_t qstride = (size_t)d->CP * 4;
+	const vec pad = V_SET1(d->pad);
+	for (int c0 = 0; c0 < C; c0 += VL) {
+		const int n = C - c0 < VL ? C - c0 : VL;
+		uint8_t *qc = q + (size_t)c0 * 4;
+#define PXW(x_)                                                                           \
+	((x_) < 0 || (x_) >= iw ? pad                                                     \
+				: px_widen(src + (size_t)(x_) * C + c0, n,                \
+					   n == VL || xend - (src + (size_t)(x_) * C + c0) >= VL, \
+					   d->flip))
+		if (d->sw == 2 && dw == 1) {
+			for (int xi = 0, x = -pl; xi < wq; xi += 2, x += 2)
+				V_STORE(qc + (size_t)xi * qstride, V_OR(PXW(x), V_SLLI(PXW(x + 1), 16)));
+			continue;
+		}
+		for (int r = 0; r < dw && r < wq; r++) {
+			int x = r - pl;
+			vec a = PXW(x);
+			for (int xi = r; xi < wq; xi += dw, x += dw) {
+				vec b = PXW(x + dw);
+				V_STORE(qc + (size_t)xi * qstride, V_OR(a, V_SLLI(b, 16)));
+				a = b;
+			}
+		}
+#undef PXW
+	}
+}
+
+/* The packed weights (vk_dw_pack_index, 4 taps a group) as pairs of taps, int16:
+ * group g of a channel vector holds taps 2g and 2g + 1. */
+static void dw_widen_weights(const struct vk_dw *d, int ngp, int8_t *out)
+{
+	int16_t *o = (int16_t *)(void *)out;
+	for (int cv = 0; cv < d->CP / VL; cv++)
+		for (int ky = 0; ky < d->kh; ky++)
+			for (int g = 0; g < ngp; g++)
+				for (int l = 0; l < VL; l++)
+					for (int t = 0; t < 2; t++) {
+						int kx = 2 * g + t;
+						*o++ = kx < d->kw ? d->w[vk_dw_pack_index(VL, d->kh, d->ng,
+											  cv * VL + l, ky, kx)]
+								  : 0;
+					}
+}
+#endif
 
 /*
  * One output row, channels c0.. (n real): KH, NG compile-time constants for
  * the common shapes (the compiler then keeps the weights in registers), 0 for
- * the generic loop.  qr[ky]: the interleaved row of tap row ky.
+ * the generic loop.  qr[ky]: the interleaved row of tap row ky.  pairs: groups
+ * of 2 taps as int16 (the avx2 set: dw_build_row_pairs, dw_widen_weights), else
+ * of 4 taps as bytes.
  */
 INLINE void
 dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *dst,
-       const int KH, const int NG, const bool has_d, const bool two)
+       const int KH, const int NG, const bool has_d, const bool two, const bool pairs)
 {
-	const int kh = KH ? KH : d->kh, ng = NG ? NG : d->ng;
+	const int kh = KH ? KH : d->kh, ng = NG ? NG : d->ng, gt = pairs ? 2 : 4; /* taps a group */
 	const size_t qstride = (size_t)d->CP * 4, xstep = (size_t)d->sw * qstride;
-	const size_t gstep = (size_t)4 * d->dw * qstride;
+	const size_t gstep = (size_t)gt * d->dw * qstride;
 	const int8_t *wc = d->w + (size_t)(c0 / VL) * (size_t)kh * ng * VL * 4;
-	/* Σu masks: 1 in the bytes of real taps */
-	enum { NG_MAX = 2, W_MAX = 10 }; /* the largest specialisation: 5×5 */
+	/* Σu masks: 1 in the bytes (pairs: int16) of real taps */
+	enum { NG_MAX = 3, W_MAX = 15 }; /* the largest specialisation: 5×5 in pairs */
 	vec mask[NG_MAX];
-	for (int g = 0; g < (NG ? NG : 1); g++) {
-		int real = d->kw - 4 * g;
-		mask[g] = V_SET1(real >= 4 ? 0x01010101 : (int32_t)(0x01010101u >> (8 * (4 - real))));
-	}
+#define TAP_MASK(g_)                                                                      \
+	(pairs ? V_SET1(d->kw - 2 * (g_) >= 2 ? 0x00010001 : 0x00000001)                  \
+	       : V_SET1(d->kw - 4 * (g_) >= 4 ? 0x01010101                                \
+					     : (int32_t)(0x01010101u >> (8 * (4 - (d->kw - 4 * (g_)))))))
+	for (int g = 0; g < (NG ? NG : 1); g++)
+		mask[g] = TAP_MASK(g);
+#define DW_DP(acc_, u_, w_) (pairs ? DP_PAIR(acc_, u_, w_) : V_DP(acc_, u_, w_))
 	vec wr[W_MAX], wr2[W_MAX];
 	const int8_t *wc2 = wc + (size_t)kh * ng * VL * 4; /* the next VL channels (two) */
 	if (KH && NG)
@@ -1003,22 +1082,15 @@ dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *
 				vec u = V_LOAD(qp), u2 = two ? V_LOAD(qp + VL * 4) : u;
 				vec wv = KH && NG ? wr[ky * NG + g]
 						  : V_LOAD(wc + ((size_t)ky * ng + g) * VL * 4);
-				acc = V_DP(acc, u, wv);
+				acc = DW_DP(acc, u, wv);
 				if (two)
-					acc2 = V_DP(acc2, u2, KH && NG ? wr2[ky * NG + g]
+					acc2 = DW_DP(acc2, u2, KH && NG ? wr2[ky * NG + g]
 							: V_LOAD(wc2 + ((size_t)ky * ng + g) * VL * 4));
 				if (has_d) {
-					vec m;
-					if (NG) {
-						m = mask[g];
-					} else {
-						int real = d->kw - 4 * g;
-						m = V_SET1(real >= 4 ? 0x01010101
-								     : (int32_t)(0x01010101u >> (8 * (4 - real))));
-					}
-					rs = V_DP(rs, u, m);
+					vec m = NG ? mask[g] : TAP_MASK(g);
+					rs = DW_DP(rs, u, m);
 					if (two)
-						rs2 = V_DP(rs2, u2, m);
+						rs2 = DW_DP(rs2, u2, m);
 				}
 			}
 		}
@@ -1029,19 +1101,39 @@ dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *
 		else
 			rq_store(&d->rq, WITH_TERMS(d, acc, c0, rs, has_d), c0, out, n);
 	}
+#undef DW_DP
+#undef TAP_MASK
 }
 
 void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0, size_t r1,
 		 uint8_t *scratch)
 {
-	const struct vk_dw dl = *dp, *d = &dl; /* see VK_NAME(gemm) */
+	struct vk_dw dl = *dp; /* see VK_NAME(gemm) */
+	const struct vk_dw *d = &dl;
 	const int C = d->C, R = (d->kh - 1) * d->dh + 1;
 	const size_t rowb = vk_dw_row_bytes(d);
 	const size_t xbytes = (size_t)d->ih * d->iw * (size_t)C; /* one image */
 	uint8_t *qpad = scratch, *ring = scratch + rowb;
 	long *tag = (long *)(void *)(ring + (size_t)R * rowb);
 	const uint8_t *xend = x + (size_t)(r1 + d->oh - 1) / (size_t)d->oh * xbytes;
+#ifdef VK_EMU_DP /* pairs of taps: the weights widened into the scratch (vk_dw_scratch_bytes) */
+	int8_t *wp = (int8_t *)(void *)(ring + (size_t)R * rowb +
+					(((size_t)R * sizeof(long) + 63) & ~(size_t)63));
+	dw_widen_weights(d, (d->kw + 1) / 2, wp);
+	dl.ng = (d->kw + 1) / 2;
+	dl.w = wp;
+	for (size_t i = 0; i < rowb; i += 4 * VL) /* both taps of every lane: the padding value */
+		V_STORE(qpad + i, V_SET1((int32_t)(d->pad | (uint32_t)d->pad << 16)));
+#define BUILD_ROW dw_build_row_pairs
+#define NG3 2 /* groups of a 3-wide kernel */
+#define NG5 3
+#else
 	memset(qpad, d->pad, rowb); /* all four taps of every lane: the padding value */
+#define BUILD_ROW dw_build_row
+#define NG3 1
+#define NG5 2
+#endif
+	const bool pairs = PAIRS_OK;
 	for (int i = 0; i < R; i++)
 		tag[i] = -1;
 	const uint8_t *qr[64];
@@ -1057,7 +1149,7 @@ void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0
 			const long key = (long)b * d->ih + iy;
 			uint8_t *slot = ring + (size_t)(key % R) * rowb;
 			if (tag[key % R] != key) {
-				dw_build_row(d, img + (size_t)iy * d->iw * C, xend, slot);
+				BUILD_ROW(d, img + (size_t)iy * d->iw * C, xend, slot);
 				tag[key % R] = key;
 			}
 			qr[ky] = slot;
@@ -1068,29 +1160,32 @@ void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0
 			 * tests; 3×3 two vectors of channels at a time (one narrowing store).
 			 * Σu only for the vectors with a channel that needs it (dvec). */
 			bool hd = d->dvec && d->dvec[c0 / VL];
-			if (d->kh == 3 && d->ng == 1 && c0 + VL < C) {
+			if (d->kh == 3 && d->ng == NG3 && c0 + VL < C) {
 				const int n2 = C - c0 < 2 * VL ? C - c0 : 2 * VL;
 				if (hd || (d->dvec && d->dvec[c0 / VL + 1]))
-					dw_row(d, qr, c0, n2, dst, 3, 1, true, true);
+					dw_row(d, qr, c0, n2, dst, 3, NG3, true, true, pairs);
 				else
-					dw_row(d, qr, c0, n2, dst, 3, 1, false, true);
+					dw_row(d, qr, c0, n2, dst, 3, NG3, false, true, pairs);
 				c0 += 2 * VL;
 				continue;
 			}
 			const int n = C - c0 < VL ? C - c0 : VL;
-			if (d->kh == 3 && d->ng == 1 && hd)
-				dw_row(d, qr, c0, n, dst, 3, 1, true, false);
-			else if (d->kh == 3 && d->ng == 1)
-				dw_row(d, qr, c0, n, dst, 3, 1, false, false);
-			else if (d->kh == 5 && d->ng == 2 && hd)
-				dw_row(d, qr, c0, n, dst, 5, 2, true, false);
-			else if (d->kh == 5 && d->ng == 2)
-				dw_row(d, qr, c0, n, dst, 5, 2, false, false);
+			if (d->kh == 3 && d->ng == NG3 && hd)
+				dw_row(d, qr, c0, n, dst, 3, NG3, true, false, pairs);
+			else if (d->kh == 3 && d->ng == NG3)
+				dw_row(d, qr, c0, n, dst, 3, NG3, false, false, pairs);
+			else if (d->kh == 5 && d->ng == NG5 && hd)
+				dw_row(d, qr, c0, n, dst, 5, NG5, true, false, pairs);
+			else if (d->kh == 5 && d->ng == NG5)
+				dw_row(d, qr, c0, n, dst, 5, NG5, false, false, pairs);
 			else
-				dw_row(d, qr, c0, n, dst, 0, 0, hd, false);
+				dw_row(d, qr, c0, n, dst, 0, 0, hd, false, pairs);
 			c0 += VL;
 		}
 	}
+#undef BUILD_ROW
+#undef NG3
+#undef NG5
 }
 
 /* ---- ADD ------------------------------------------------------------------ */
