@@ -875,12 +875,9 @@ void VK_NAME(gemm_acc)(const struct vk_gemm *g, const uint8_t *a, size_t lda, in
 
 /* ---- depthwise ------------------------------------------------------------ */
 
-#ifndef VK_EMU_DP /* the byte rows; the avx2 set builds pairs (dw_build_row_pairs) */
-/* The u of VL channels of one pixel at p (n of them real: the rest are left
- * out of every store) in every 128-bit lane (the 512-bit build) or 64-bit
- * quarter (256): what px_in() moves into the int32 lanes.  safe: VL bytes may be
- * read at p. */
-static inline vec px_bcast(const uint8_t *p, int n, bool safe, bool flip)
+/* The VL bytes of one pixel's channels at p (n of them real; safe: VL bytes may
+ * be read at p), the sign bit flipped for int8 (flip). */
+static inline __m128i px_load(const uint8_t *p, int n, bool safe, bool flip)
 {
 	__m128i b;
 	if (safe) {
@@ -891,8 +888,17 @@ static inline vec px_bcast(const uint8_t *p, int n, bool safe, bool flip)
 		memcpy(tmp, p, (size_t)n);
 		b = _mm_loadu_si128((const __m128i *)(const void *)tmp);
 	}
-	if (flip)
-		b = _mm_xor_si128(b, _mm_set1_epi8((char)0x80));
+	return flip ? _mm_xor_si128(b, _mm_set1_epi8((char)0x80)) : b;
+}
+
+#ifndef VK_EMU_DP /* the byte rows; the avx2 set builds pairs (dw_build_row_pairs) */
+/* The u of VL channels of one pixel at p (n of them real: the rest are left
+ * out of every store) in every 128-bit lane (the 512-bit build) or 64-bit
+ * quarter (256): what px_in() moves into the int32 lanes.  safe: VL bytes may be
+ * read at p. */
+static inline vec px_bcast(const uint8_t *p, int n, bool safe, bool flip)
+{
+	__m128i b = px_load(p, n, safe, flip);
 #if VK_W == 512
 	return _mm512_broadcast_i32x4(b);
 #else
@@ -970,17 +976,7 @@ static void dw_build_row(const struct vk_dw *d, const uint8_t *src, const uint8_
  * bytes may be read at p). */
 static inline vec px_widen(const uint8_t *p, int n, bool safe, bool flip)
 {
-	__m128i b;
-	if (safe) {
-		b = _mm_loadl_epi64((const __m128i *)(const void *)p);
-	} else { /* never read past the tensor */
-		uint8_t tmp[16] = {0};
-		memcpy(tmp, p, (size_t)n);
-		b = _mm_loadu_si128((const __m128i *)(const void *)tmp);
-	}
-	if (flip)
-		b = _mm_xor_si128(b, _mm_set1_epi8((char)0x80));
-	return _mm256_cvtepu8_epi32(b);
+	return _mm256_cvtepu8_epi32(px_load(p, n, safe, flip));
 }
 
 /*
