@@ -21,8 +21,9 @@
  * per vpmaddwd, 16 channels per step.  Requantization runs 8 lanes at a time
  * with the exact fixed-point recipe (simd.h).  Large ops are split over
  * eng_exec.threads (ops_parallel_for).  Without AVX2 the node keeps the
- * reference path.  This is the avx2 kernel set; the VNNI sets are in
- * conv_vnni.c (kset.h).  Inference worker thread, plus the context's pool.
+ * reference path.  Every non-reference kernel set runs conv_vnni.c first
+ * (the avx2 set on its vpmaddwd build, kset.h); these kernels take the shapes
+ * it declines.  Inference worker thread, plus the context's pool.
  */
 #include "conv.h"
 

@@ -1,7 +1,8 @@
 /*
  * conv_vnni.c — CONV_2D for 8-bit tensors on the VNNI kernel sets
- * (avxvnni, avx512vnni): a GEMM with M = batch × output pixels, N = output
- * channels, K = kh·kw·ic, run by the u8×s8 vpdpbusd kernels of x86/vk_gemm.c.
+ * (avxvnni, avx512vnni, and avx2 with vpdpbusd emulated): a GEMM with M =
+ * batch × output pixels, N = output channels, K = kh·kw·ic, run by the u8×s8
+ * vpdpbusd kernels of x86/vk_gemm.c.
  *
  * Exactness.  The reference accumulates Σ (w − zw)(x − xzp) + bias over the
  * taps inside the image.  vpdpbusd multiplies unsigned by signed bytes, so
@@ -30,6 +31,7 @@
 
 #define IM2COL_SLACK 16
 #define CONV_VNNI_NX_MAX 4 /* extra K groups; more outlying weights: the row-sum term */
+#define CONV_VNNI_COLS 4   /* column slices, for layers with fewer row blocks than threads */
 
 struct conv_vnni {
 	struct vk_gemm g;
@@ -63,6 +65,11 @@ struct conv_vnni {
 	int32_t *cterm, *dwc;
 	uint8_t *dvec; /* depthwise: vk_dw.dvec */
 	struct vk_rq rq;
+	/* the GEMM as ncols slices of whole 32-channel tiles (cols[i] from channel
+	 * col_n0[i]), so that a layer of few rows still splits over threads */
+	int ncols;
+	struct vk_gemm cols[CONV_VNNI_COLS];
+	int col_n0[CONV_VNNI_COLS];
 	/* depthwise */
 	struct vk_dw d;
 	vk_dw_fn dwfn;
@@ -88,6 +95,27 @@ void conv_vnni_free(struct conv_prep *p)
 static int row_k(bool gather, int k, int span, int span4)
 {
 	return gather ? k / span * span4 + k % span : k;
+}
+
+/* v->cols: up to CONV_VNNI_COLS slices of v->g, whole VK_NALIGN-channel tiles each. */
+static void column_slices(struct conv_vnni *v)
+{
+	const int tiles = (v->g.N + VK_NALIGN - 1) / VK_NALIGN;
+	v->ncols = tiles < CONV_VNNI_COLS ? tiles : CONV_VNNI_COLS;
+	for (int i = 0; i < v->ncols; i++) {
+		const int n0 = tiles * i / v->ncols * VK_NALIGN;
+		int n1 = tiles * (i + 1) / v->ncols * VK_NALIGN;
+		n1 = n1 < v->g.N ? n1 : v->g.N;
+		struct vk_gemm *c = &v->cols[i];
+		*c = v->g;
+		c->N = n1 - n0;
+		c->NP = (c->N + VK_NALIGN - 1) / VK_NALIGN * VK_NALIGN;
+		c->w = v->g.w + (size_t)(n0 / VK_PANEL) * (size_t)v->g.K4 * VK_PANEL;
+		c->cterm = v->g.cterm + n0;
+		c->dwc = v->g.dwc ? v->g.dwc + n0 : NULL;
+		vk_rq_slice(&v->g.rq, n0, &c->rq);
+		v->col_n0[i] = n0;
+	}
 }
 
 /* Rows per block: about 96 KiB of rows stays in L2 next to the weights (whole
@@ -247,6 +275,7 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
 	};
 	for (int e = 0; e < v->nx; e++) /* im2col and direct rows: the group's bytes */
 		v->xoff[e] = 4 * v->xgrp[e];
+	column_slices(v);
 	v->mb = rows_per_block(K4);
 	if (v->gather)
 		return gather_prepare(n, p, v, rows_fn, span, span4, ks);
@@ -395,6 +424,8 @@ struct vnni_job {
 	uint8_t *scratch;
 	size_t M;
 	size_t xbytes; /* of the input tensor */
+	int cols;      /* column slices per block of rows: 1 (v->g) or v->ncols */
+	size_t blocks; /* blocks of rows */
 };
 
 /* Σ of the real bytes of the window at row: kh spans of v->span bytes, ks
@@ -444,9 +475,9 @@ static const uint8_t *pad_window(const struct conv_prep *p, const struct conv_vn
 }
 
 /* One block of rows on the gather layout: each row's window in place, or its
- * copy in a pad slot; then the GEMM. */
+ * copy in a pad slot (the GEMM: gather_gemm). */
 static void gather_block(const struct vnni_job *j, const struct conv_vnni *v, uint8_t *s,
-			 size_t m0, int mb, uint8_t *y)
+			 size_t m0, int mb)
 {
 	const struct conv_prep *p = j->p;
 	const uint8_t **rows = (const uint8_t **)(void *)(s + v->off_rows);
@@ -480,7 +511,13 @@ static void gather_block(const struct vnni_job *j, const struct conv_vnni *v, ui
 		rows[r] = rows[0];
 		rsum[r] = 0;
 	}
-	v->rows_fn(&v->g, rows, v->koff, rsum, mb, y, (size_t)p->oc);
+}
+
+static void gather_gemm(const struct conv_vnni *v, const struct vk_gemm *g, uint8_t *s, int mb,
+			uint8_t *y, size_t ldy)
+{
+	v->rows_fn(g, (const uint8_t *const *)(void *)(s + v->off_rows), v->koff,
+		   (const int32_t *)(void *)(s + v->off_rsum), mb, y, ldy);
 }
 
 static void vnni_job_run(void *ctx, size_t begin, size_t end, int slot)
@@ -491,16 +528,31 @@ static void vnni_job_run(void *ctx, size_t begin, size_t end, int slot)
 	const size_t K4 = (size_t)v->g.K4;
 	uint8_t *s = j->scratch + (size_t)slot * v->slot_bytes;
 	uint8_t *rows = s + ((vk_scratch_bytes(v->g.K4, v->mb) + 63) & ~(size_t)63);
-	for (size_t blk = begin; blk < end; blk++) {
+	size_t built = SIZE_MAX; /* the block whose rows the scratch holds */
+	for (size_t job = begin; job < end; job++) {
+		/* jobs: column slices × blocks of rows, slice-major (a layer's last
+		 * block may be short: the threads split the channels evenly); one
+		 * slice: the whole GEMM */
+		const size_t blk = job % j->blocks;
+		const int c = (int)(job / j->blocks);
+		const struct vk_gemm *g = j->cols > 1 ? &v->cols[c] : &v->g;
 		size_t m0 = blk * (size_t)v->mb;
 		int mb = (int)(j->M - m0 < (size_t)v->mb ? j->M - m0 : (size_t)v->mb);
-		uint8_t *y = j->y + m0 * (size_t)p->oc;
+		uint8_t *y = j->y + m0 * (size_t)p->oc + (j->cols > 1 ? v->col_n0[c] : 0);
 		if (v->direct) {
-			v->fn(&v->g, j->x + m0 * (size_t)p->ic, (size_t)p->ic, mb, y, (size_t)p->oc, s);
+			v->fn(g, j->x + m0 * (size_t)p->ic, (size_t)p->ic, mb, y, (size_t)p->oc, s);
 			continue;
 		}
+		const bool have = built == blk;
+		built = blk;
 		if (v->gather) {
-			gather_block(j, v, s, m0, mb, y);
+			if (!have)
+				gather_block(j, v, s, m0, mb);
+			gather_gemm(v, g, s, mb, y, (size_t)p->oc);
+			continue;
+		}
+		if (have) {
+			v->fn(g, rows, K4, mb, y, (size_t)p->oc, s);
 			continue;
 		}
 		/* the block's first pixel, then step along the rows */
@@ -516,7 +568,7 @@ static void vnni_job_run(void *ctx, size_t begin, size_t end, int slot)
 				}
 			}
 		}
-		v->fn(&v->g, rows, K4, mb, y, (size_t)p->oc, s);
+		v->fn(g, rows, K4, mb, y, (size_t)p->oc, s);
 	}
 }
 
@@ -530,20 +582,26 @@ static void dw_job_run(void *ctx, size_t begin, size_t end, int slot)
 int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x)
 {
 	const struct conv_prep *p = n->prep;
-	int threads = n->macs >= OPS_PARALLEL_MIN_MACS ? x->threads : 1;
-	if (p->dw) {
-		struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), x->scratch, 0, 0};
+	if (p->dw) { /* a depthwise tap costs about what 8 GEMM multiply-adds do */
+		int threads = n->macs >= OPS_PARALLEL_MIN_MACS / 8 ? x->threads : 1;
+		struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), x->scratch,
+				     0, 0, 1, 0};
 		ops_parallel_for(x, threads, (size_t)p->nb * p->oh, dw_job_run, &j);
 		return 0;
 	}
+	int threads = n->macs >= OPS_PARALLEL_MIN_MACS ? x->threads : 1;
 	struct vnni_job j = {p, eng_tdata(x, n->in[0]), eng_tdata(x, n->out[0]), x->scratch,
-			     (size_t)p->nb * p->oh * p->ow, n->in[0]->bytes};
-	size_t blocks = (j.M + (size_t)p->vnni->mb - 1) / (size_t)p->vnni->mb;
-	ops_parallel_for(x, threads, blocks, vnni_job_run, &j);
+			     (size_t)p->nb * p->oh * p->ow, n->in[0]->bytes, 1, 0};
+	j.blocks = (j.M + (size_t)p->vnni->mb - 1) / (size_t)p->vnni->mb;
+	/* too few blocks to keep every thread busy (the late, small layers): split
+	 * the channels too */
+	if (threads > 1 && j.blocks < 2 * (size_t)threads)
+		j.cols = p->vnni->ncols;
+	ops_parallel_for(x, threads, j.blocks * (size_t)j.cols, vnni_job_run, &j);
 	return 0;
 }
 
-/* The kernel entries of the two VNNI sets: other shapes and types keep the AVX2 path. */
+/* The kernel entries of each set: other shapes and types keep conv_fast.c's kernels. */
 static int prepare_with(struct eng_node *n, vk_gemm_fn fn, vk_gemm_rows_fn rows_fn, char *err,
 			size_t errlen)
 {

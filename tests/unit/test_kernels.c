@@ -159,11 +159,15 @@ struct shape {
 
 /*
  * One random conv: reference vs fn (or vs kernel k when fn is NULL), byte for
- * byte.  big: larger images (several row blocks, parallel split).
+ * byte.  size: SMALL images, BIG ones (several row blocks, parallel split), or
+ * DEEP ones (few rows, many channels: one or two row blocks, so that threads
+ * split the channels, as in a network's last layers).
  */
+enum size { SMALL, BIG, DEEP };
 static void random_case(unsigned seed, const struct vfns *fn, const struct eng_kernel *k,
-			bool dw, bool big, int threads, const char *what)
+			bool dw, enum size size, int threads, const char *what)
 {
+	const bool big = size == BIG;
 	srand(seed);
 	nslots = 0;
 	struct shape s;
@@ -180,6 +184,15 @@ static void random_case(unsigned seed, const struct vfns *fn, const struct eng_k
 	s.st = pick((const int[]){1, 1, 2, 3}, 4);
 	s.dil = rand() % 4 == 0 ? 2 : 1;
 	s.pad = rand() % 3 == 0 ? ENG_PAD_VALID : ENG_PAD_SAME;
+	if (size == DEEP) { /* ≥ 2M MACs (the threshold for splitting an op) */
+		s.ih = 3 + rand() % 8;
+		s.iw = 3 + rand() % 8;
+		s.ic = rand() % 2 ? 4 * (64 + rand() % 90) : 250 + rand() % 300;
+		s.oc = 33 + rand() % 200;
+		s.kh = s.kw = rand() % 2 ? 1 : 3;
+		s.st = 1;
+		s.dil = 1;
+	}
 	if (dw) { /* depthwise: channels past 64 (several chunks), kernels up to 7×7 */
 		s.ic = s.oc = rand() % 3 == 0 ? 64 + rand() % 150 : s.oc;
 		s.kh = rand() % 5 == 0 ? 7 : s.kh;
@@ -332,13 +345,16 @@ START_TEST(vnni_conv_matches_reference)
 	const unsigned n = simde ? 120 : 400;
 	for (int dw = 0; dw < 2; dw++) {
 		for (unsigned s = 1; s <= n; s++)
-			random_case(s, &fn, NULL, dw, false, 1, vnames[_i]);
+			random_case(s, &fn, NULL, dw, SMALL, 1, vnames[_i]);
 		/* larger images: several row blocks and tiles, split over threads */
 		for (unsigned s = 1; s <= (simde ? 6 : 30); s++)
-			random_case(1000 + s, &fn, NULL, dw, true, 1 + (int)(s % 3), vnames[_i]);
+			random_case(1000 + s, &fn, NULL, dw, BIG, 1 + (int)(s % 3), vnames[_i]);
 	}
-	fprintf(stderr, "%s: %u random convs and as many depthwise byte-identical to the reference\n",
-		vnames[_i], n + (simde ? 6 : 30));
+	/* few rows, deep: the channels split over threads (column slices) */
+	for (unsigned s = 1; s <= (simde ? 3 : 12); s++)
+		random_case(2000 + s, &fn, NULL, false, DEEP, 2 + (int)(s % 3), vnames[_i]);
+	fprintf(stderr, "%s: %u random convs and %u depthwise byte-identical to the reference\n",
+		vnames[_i], n + (simde ? 9 : 42), n + (simde ? 6 : 30));
 }
 END_TEST
 
@@ -351,8 +367,8 @@ START_TEST(every_kernel_set_conv_matches_reference)
 		const struct eng_kernel *k =
 			eng_kernel_get_set(dw ? ENG_OP_DEPTHWISE_CONV_2D : ENG_OP_CONV_2D, ks);
 		for (unsigned s = 1; s <= 60; s++)
-			random_case(5000 + s, NULL, k, dw, s % 4 == 0, 1 + (int)(s % 3),
-				    eng_kset_name(ks));
+			random_case(5000 + s, NULL, k, dw, s % 4 == 0 ? BIG : s % 4 == 1 && !dw ? DEEP : SMALL,
+				    1 + (int)(s % 3), eng_kset_name(ks));
 	}
 }
 END_TEST

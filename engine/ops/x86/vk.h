@@ -74,6 +74,9 @@ struct vk_rq {
 int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *shift,
 	       int32_t out_zp, int32_t act_lo, int32_t act_hi, bool s8, bool round_up);
 void vk_rq_free(struct vk_rq *q);
+/* *out = q's constants from channel n0 on (n0 even), sharing q's arrays: out
+ * owns nothing (q keeps them; never vk_rq_free(out)). */
+void vk_rq_slice(const struct vk_rq *q, int n0, struct vk_rq *out);
 
 struct vk_gemm {
 	int K4;               /* bytes per row, a multiple of 4 */

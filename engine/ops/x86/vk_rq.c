@@ -172,3 +172,24 @@ void vk_add_fill_fast(struct vk_add *a, int32_t m1, int s1, int32_t m2, int s2, 
 	a->frac_min = (float)(2.0 * eps);
 	a->fast = true;
 }
+
+void vk_rq_slice(const struct vk_rq *q, int n0, struct vk_rq *out)
+{
+	*out = *q;
+	out->mem = NULL;
+	const size_t c = (size_t)n0, h = c / 2; /* per channel; per channel pair */
+	out->mult = q->mult + c;
+	out->mult_odd = q->mult_odd + c;
+	out->left = q->left + c;
+	out->zadd = q->zadd + c;
+	out->fthr = q->fthr + c;
+	out->fr = q->fr + c;
+	out->fc = q->fc + c;
+	out->fcn = q->fcn + c;
+	out->b_even = q->b_even + h;
+	out->b_odd = q->b_odd + h;
+	out->s_even = q->s_even + h;
+	out->s_odd = q->s_odd + h;
+	out->c_even = q->c_even + h;
+	out->c_odd = q->c_odd + h;
+}
