@@ -30,7 +30,8 @@
 /*
  * Requantization constants per channel (vk_rq_fill(); see vk_gemm.c for the
  * arithmetic): arrays of NP entries, the int64 ones per channel pair (even
- * channels in *_even, odd ones in *_odd).
+ * channels in *_even, odd ones in *_odd) — NULL when every channel has the
+ * same constants (uniform: the u_* fields).
  */
 struct vk_rq {
 	const int32_t *mult, *mult_odd, *left, *zadd;

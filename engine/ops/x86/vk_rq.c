@@ -109,6 +109,13 @@ int vk_rq_fill(struct vk_rq *q, int np, int n, const int32_t *mult, const int *s
 	q->s_odd = so;
 	q->c_even = ce;
 	q->c_odd = co;
+	if (q->uniform) { /* the u_* constants serve every channel: no arrays kept */
+		q->fr = q->fc = q->fcn = NULL;
+		q->fthr = q->mult = q->mult_odd = q->left = q->zadd = NULL;
+		q->b_even = q->b_odd = q->s_even = q->s_odd = q->c_even = q->c_odd = NULL;
+		free(mem);
+		mem = NULL;
+	}
 	/* in 64 bits: a corrupt model may carry any activation range */
 	q->lo = clamp32((int64_t)act_lo - (s8 ? 0 : 128));
 	q->hi = clamp32((int64_t)act_hi - (s8 ? 0 : 128));
@@ -177,6 +184,8 @@ void vk_rq_slice(const struct vk_rq *q, int n0, struct vk_rq *out)
 {
 	*out = *q;
 	out->mem = NULL;
+	if (q->uniform)
+		return; /* no arrays */
 	const size_t c = (size_t)n0, h = c / 2; /* per channel; per channel pair */
 	out->mult = q->mult + c;
 	out->mult_odd = q->mult_odd + c;
