@@ -932,7 +932,9 @@ static inline vec px_ctl(int pos)
 static void dw_build_row(const struct vk_dw *d, const uint8_t *src, const uint8_t *xend,
 			 uint8_t *q)
 {
-	const int C = d->C, dw = d->dw, iw = d->iw, pl = d->pl, wq = d->wq;
+	const int C = d->C, dw = d->dw, iw = d->iw, pl = d->pl;
+	/* the entries 4-tap groups read (d->wq covers pairs of taps, a few more) */
+	const int wq = (d->ow - 1) * d->sw + (d->ng - 1) * 4 * dw + 1;
 	const size_t qstride = (size_t)d->CP * 4;
 	const vec ctl2 = px_ctl(2), ctl3 = px_ctl(3);
 	const vec pad2 = V_SET1((int32_t)((uint32_t)d->pad << 16));
