@@ -119,7 +119,8 @@ static void column_slices(struct conv_vnni *v)
 }
 
 /* Rows per block: about 96 KiB of rows stays in L2 next to the weights (whole
- * tiles of 8 and of 6 rows). */
+ * tiles of 8 and of 6 rows; the avx2 set's 5-row tiles end a block with a
+ * short one). */
 static int rows_per_block(int K4)
 {
 	int mb = (96 * 1024 / K4) / 24 * 24;

@@ -860,7 +860,6 @@ void VK_NAME(gemm_rows)(const struct vk_gemm *gp, const uint8_t *const *rows,
 	}
 }
 
-
 void VK_NAME(gemm)(const struct vk_gemm *g, const uint8_t *a, size_t lda, int m, uint8_t *y,
 		   size_t ldy, uint8_t *scratch)
 {
