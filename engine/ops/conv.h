@@ -64,8 +64,9 @@ int conv_eval_fast(const struct eng_node *n, const struct eng_exec *x);
 #include "x86/vk.h"
 int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
 		      vk_gemm_rows_fn rows_fn);
-/* The same for DEPTHWISE_CONV_2D (depth multiplier 1); vl: int32 lanes of fn's vectors. */
-int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, int vl);
+/* The same for DEPTHWISE_CONV_2D (depth multiplier 1); vl: int32 lanes of fn's
+ * vectors, gt: taps per lane (4, or 2 for vk2_dw: struct vk_dw). */
+int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, int vl, int gt);
 int conv_vnni_eval(const struct eng_node *n, const struct eng_exec *x);
 void conv_vnni_free(struct conv_prep *p);
 

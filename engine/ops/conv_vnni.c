@@ -296,7 +296,7 @@ int conv_vnni_prepare(struct eng_node *n, struct conv_prep *p, vk_gemm_fn fn,
  */
 #define DW_MAX_SLOT ((size_t)16 << 20) /* per thread; past it the node keeps the AVX2 kernel */
 
-int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, int vl)
+int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, int vl, int gt)
 {
 	const int taps = p->kh * p->kw;
 	if (!p->dw || p->dm != 1 || taps > 64 || !dt_is_q8(p->type) || !n->in[1]->is_const ||
@@ -306,13 +306,13 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 		if (p->mult[o] == INT32_MIN)
 			return 0;
 	const bool s8 = p->type == ENG_DT_I8;
-	const int C = p->oc, CP = (C + 15) / 16 * 16, ng = (p->kw + 3) / 4;
+	const int C = p->oc, CP = (C + 15) / 16 * 16, ng = (p->kw + gt - 1) / gt;
 	/* the interleaved row's entries, in 64 bits: a model's stride or dilation may be anything */
-	int64_t wq = (int64_t)(p->ow - 1) * p->sw + (int64_t)((p->kw + 1) / 2 - 1) * 2 * p->dwl + 1;
+	int64_t wq = (int64_t)(p->ow - 1) * p->sw + (int64_t)(ng - 1) * gt * p->dwl + 1;
 	if (wq < 1 || wq > ((int64_t)1 << 24))
 		return 0;
 	struct vk_dw d = {
-		.C = C, .CP = CP, .ng = ng,
+		.C = C, .CP = CP, .gt = gt, .ng = ng,
 		.ih = p->ih, .iw = p->iw, .oh = p->oh, .ow = p->ow,
 		.kh = p->kh, .kw = p->kw, .sh = p->sh, .sw = p->sw, .dh = p->dh, .dw = p->dwl,
 		.pt = p->pt, .pl = p->pl,
@@ -328,7 +328,7 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 		return -ENOMEM;
 	p->vnni = v;
 	const int32_t ox = s8 ? 128 : 0;
-	const size_t wbytes = (size_t)CP * p->kh * ng * 4;
+	const size_t wbytes = (size_t)CP * p->kh * ng * 4; /* gt bytes or gt / 2 int16 a tap group */
 	v->dwfn = fn;
 	v->w = aligned_alloc(64, (wbytes + 63) & ~(size_t)63);
 	v->cterm = calloc((size_t)CP, sizeof(int32_t));
@@ -355,9 +355,14 @@ int conv_vnni_dw_prepare(struct eng_node *n, struct conv_prep *p, vk_dw_fn fn, i
 			fits = fits && dv >= -128 && dv <= 127;
 		}
 		int32_t dshift = fits ? 0 : (s8 ? -p->w_zp : 128 - p->w_zp);
-		for (int t = 0; t < taps; t++)
-			v->w[vk_dw_pack_index(vl, p->kh, ng, c, t / p->kw, t % p->kw)] =
-				(int8_t)(q8_get(p->type, w, (size_t)t * C + c) - p->w_zp - dshift);
+		for (int t = 0; t < taps; t++) {
+			const size_t i = vk_dw_pack_index(gt, vl, p->kh, ng, c, t / p->kw, t % p->kw);
+			const int32_t wv = q8_get(p->type, w, (size_t)t * C + c) - p->w_zp - dshift;
+			if (gt == 2) /* in range of int8 by the choice of dshift */
+				((int16_t *)(void *)v->w)[i] = (int16_t)wv;
+			else
+				v->w[i] = (int8_t)wv;
+		}
 		int64_t cc = (bias ? bias[c] : 0) - (int64_t)(ox + p->in_zp) * wsum;
 		v->cterm[c] = (int32_t)(uint32_t)(uint64_t)cc;
 		v->dwc[c] = dshift;
@@ -637,13 +642,14 @@ static int prepare_avx2(struct eng_node *n, char *err, size_t errlen)
 	return prepare_with(n, vk2_gemm, vk2_gemm_rows, err, errlen);
 }
 
-static int dw_prepare_with(struct eng_node *n, vk_dw_fn fn, int vl, char *err, size_t errlen)
+static int dw_prepare_with(struct eng_node *n, vk_dw_fn fn, int vl, int gt, char *err,
+			   size_t errlen)
 {
 	int rc = conv_prepare_common(n, true, err, errlen);
 	if (rc)
 		return rc;
 	struct conv_prep *p = n->prep;
-	rc = conv_vnni_dw_prepare(n, p, fn, vl);
+	rc = conv_vnni_dw_prepare(n, p, fn, vl, gt);
 	if (rc) {
 		conv_release(n);
 		KERR(err, errlen, "out of memory packing weights");
@@ -657,17 +663,17 @@ static int dw_prepare_with(struct eng_node *n, vk_dw_fn fn, int vl, char *err, s
 
 static int dw_prepare_512(struct eng_node *n, char *err, size_t errlen)
 {
-	return dw_prepare_with(n, vk512_dw, 16, err, errlen);
+	return dw_prepare_with(n, vk512_dw, 16, 4, err, errlen);
 }
 
 static int dw_prepare_256(struct eng_node *n, char *err, size_t errlen)
 {
-	return dw_prepare_with(n, vk256_dw, 8, err, errlen);
+	return dw_prepare_with(n, vk256_dw, 8, 4, err, errlen);
 }
 
 static int dw_prepare_avx2(struct eng_node *n, char *err, size_t errlen)
 {
-	return dw_prepare_with(n, vk2_dw, 8, err, errlen);
+	return dw_prepare_with(n, vk2_dw, 8, 2, err, errlen);
 }
 
 static int eval_vnni(const struct eng_node *n, const struct eng_exec *x)

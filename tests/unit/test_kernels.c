@@ -93,6 +93,7 @@ struct vfns {
 	int vl;
 	vk_add_fn add;
 	vk_gemm_rows_fn rows;
+	int gt; /* the depthwise's taps a group (conv_vnni_dw_prepare) */
 };
 
 /* NULL fns: the variant cannot run here. */
@@ -101,28 +102,28 @@ static struct vfns variant_fns(enum variant v)
 	switch (v) {
 	case V_512:
 		if (eng_kset_usable(ENG_KS_AVX512VNNI))
-			return (struct vfns){vk512_gemm, vk512_dw, 16, vk512_add, vk512_gemm_rows};
+			return (struct vfns){vk512_gemm, vk512_dw, 16, vk512_add, vk512_gemm_rows, 4};
 		break;
 	case V_256:
 		if (eng_kset_usable(ENG_KS_AVXVNNI))
-			return (struct vfns){vk256_gemm, vk256_dw, 8, vk256_add, vk256_gemm_rows};
+			return (struct vfns){vk256_gemm, vk256_dw, 8, vk256_add, vk256_gemm_rows, 4};
 		break;
 	case V_2:
 		if (eng_kset_usable(ENG_KS_AVX2))
-			return (struct vfns){vk2_gemm, vk2_dw, 8, vk2_add, vk2_gemm_rows};
+			return (struct vfns){vk2_gemm, vk2_dw, 8, vk2_add, vk2_gemm_rows, 2};
 		break;
 #ifdef HAVE_SIMDE
 	case V_512_SIMDE:
-		return (struct vfns){vk512s_gemm, vk512s_dw, 16, vk512s_add, vk512s_gemm_rows};
+		return (struct vfns){vk512s_gemm, vk512s_dw, 16, vk512s_add, vk512s_gemm_rows, 4};
 	case V_256_SIMDE:
-		return (struct vfns){vk256s_gemm, vk256s_dw, 8, vk256s_add, vk256s_gemm_rows};
+		return (struct vfns){vk256s_gemm, vk256s_dw, 8, vk256s_add, vk256s_gemm_rows, 4};
 	case V_2_SIMDE:
-		return (struct vfns){vk2s_gemm, vk2s_dw, 8, vk2s_add, vk2s_gemm_rows};
+		return (struct vfns){vk2s_gemm, vk2s_dw, 8, vk2s_add, vk2s_gemm_rows, 2};
 #endif
 	default:
 		break;
 	}
-	return (struct vfns){NULL, NULL, 0, NULL, NULL};
+	return (struct vfns){NULL, NULL, 0, NULL, NULL, 0};
 }
 
 /* Run a conv node on the VNNI path of fns (it must qualify); gather: windows
@@ -133,7 +134,7 @@ static void run_vnni(struct eng_node *n, const struct vfns *fns, int threads, bo
 	bool dw = n->type == ENG_OP_DEPTHWISE_CONV_2D;
 	ck_assert_msg(conv_prepare_common(n, dw, err, sizeof(err)) == 0, "prepare: %s", err);
 	if (dw)
-		ck_assert_int_eq(conv_vnni_dw_prepare(n, n->prep, fns->dw, fns->vl), 0);
+		ck_assert_int_eq(conv_vnni_dw_prepare(n, n->prep, fns->dw, fns->vl, fns->gt), 0);
 	else
 		ck_assert_int_eq(conv_vnni_prepare(n, n->prep, fns->gemm, gather ? fns->rows : NULL),
 				 0);

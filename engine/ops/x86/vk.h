@@ -136,14 +136,13 @@ typedef void (*vk_gemm_fn)(const struct vk_gemm *g, const uint8_t *a, size_t lda
  */
 struct vk_dw {
 	int C, CP;            /* channels; CP = C rounded up to 16 (the packing stride) */
-	int ng;               /* horizontal tap groups: ceil(kw / 4) */
+	int gt;               /* taps a group: 4 bytes (vpdpbusd), 2 int16 (vk2_dw: vpmaddwd) */
+	int ng;               /* horizontal tap groups: ceil(kw / gt) */
 	int ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl;
-	int wq;               /* interleaved entries per row: (ow−1)·sw + (⌈kw/2⌉−1)·2·dw + 1
-			       * (vk2_dw's pairs of taps read that far; the 4-tap groups
-			       * (ng−1)·4·dw at most) */
+	int wq;               /* interleaved entries per row: (ow−1)·sw + (ng−1)·gt·dw + 1 */
 	bool flip;            /* int8 input: u = x ^ 0x80 */
 	uint8_t pad;          /* u of a padding tap */
-	const int8_t *w;      /* CP · kh · ng · 4 bytes */
+	const int8_t *w;      /* CP · kh · ng · 4 bytes: int8 (gt 4) or int16 (gt 2) weights */
 	const int32_t *cterm, *dwc; /* [CP]; dwc may be NULL */
 	/* [CP / VL]: 1 where some channel of the VL-lane vector has dwc ≠ 0 (only those
 	 * compute Σu: a real layer has one or two such channels); NULL with dwc */
@@ -151,11 +150,12 @@ struct vk_dw {
 	struct vk_rq rq;
 };
 
-/* Byte offset of the weight of channel c, tap (ky, kx), for vectors of vl int32 lanes. */
-static inline size_t vk_dw_pack_index(int vl, int kh, int ng, int c, int ky, int kx)
+/* Index of the weight of channel c, tap (ky, kx), for vectors of vl int32 lanes of
+ * gt taps each (in weights: bytes for gt 4, int16 for gt 2). */
+static inline size_t vk_dw_pack_index(int gt, int vl, int kh, int ng, int c, int ky, int kx)
 {
-	return ((((size_t)(c / vl) * (size_t)kh + (size_t)ky) * (size_t)ng + (size_t)(kx / 4)) *
-			(size_t)vl + (size_t)(c % vl)) * 4 + (size_t)(kx % 4);
+	return ((((size_t)(c / vl) * (size_t)kh + (size_t)ky) * (size_t)ng + (size_t)(kx / gt)) *
+			(size_t)vl + (size_t)(c % vl)) * (size_t)gt + (size_t)(kx % gt);
 }
 
 /* Bytes of one interleaved row, and of the scratch one call needs. */
@@ -166,10 +166,8 @@ static inline size_t vk_dw_row_bytes(const struct vk_dw *d)
 static inline size_t vk_dw_scratch_bytes(const struct vk_dw *d)
 {
 	size_t ring = (size_t)(d->kh - 1) * (size_t)d->dh + 1;
-	/* the ring, one row of padding, the ring's tags; vk2_dw: its weights as
-	 * int16 pairs of taps */
-	return (ring + 1) * vk_dw_row_bytes(d) + ((ring * sizeof(long) + 63) & ~(size_t)63) +
-	       (size_t)d->CP * (size_t)d->kh * (size_t)((d->kw + 1) / 2) * 4;
+	/* the ring, one row of padding, the ring's tags */
+	return (ring + 1) * vk_dw_row_bytes(d) + ((ring * sizeof(long) + 63) & ~(size_t)63);
 }
 
 /* Output rows [r0, r1) over all images (row r: image r / oh, y = r % oh);

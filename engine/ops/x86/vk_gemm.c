@@ -708,6 +708,22 @@ INLINE enum tile_shape tile_shape_at(const struct vk_gemm *g, int n0, bool raw)
 	return HALF_OK && !raw && g->N - n0 <= VL + 8 ? T_HALF : T_TWO;
 }
 
+/* T(two, half) with the compile-time tile() flags of shape s. */
+#define BY_SHAPE(s, T)                                                                    \
+	do {                                                                              \
+		switch (s) {                                                              \
+		case T_HALF:                                                              \
+			T(true, true);                                                    \
+			break;                                                            \
+		case T_TWO:                                                               \
+			T(true, false);                                                   \
+			break;                                                            \
+		case T_ONE:                                                               \
+			T(false, false);                                                  \
+			break;                                                            \
+		}                                                                         \
+	} while (0)
+
 /* The packed weights of the tile's second vector, from its first's (b0). */
 INLINE const int8_t *second_panel(const int8_t *b0, size_t panel)
 {
@@ -815,17 +831,7 @@ INLINE void gemm_body(const struct vk_gemm *gp, const uint8_t *a, size_t lda, in
 		if (mtail)                                                                \
 			TILE(mfull, atail, ldtail, mtail, two_, half_);                   \
 	} while (0)
-		switch (tile_shape_at(g, n0, raw)) {
-		case T_HALF:
-			TILES(true, true);
-			break;
-		case T_TWO:
-			TILES(true, false);
-			break;
-		case T_ONE:
-			TILES(false, false);
-			break;
-		}
+		BY_SHAPE(tile_shape_at(g, n0, raw), TILES);
 #undef TILES
 #undef TILE
 	}
@@ -844,17 +850,7 @@ void VK_NAME(gemm_rows)(const struct vk_gemm *gp, const uint8_t *const *rows,
 #define TILE(two_, half_)                                                                 \
 	tile(g, NULL, 0, rows + m0, koff, b0, b1, n0, rsum + m0, y + (size_t)m0 * ldy, ldy,  \
 	     NULL, 0, mr, two_, false, true, half_, false)
-			switch (shape) {
-			case T_HALF:
-				TILE(true, true);
-				break;
-			case T_TWO:
-				TILE(true, false);
-				break;
-			case T_ONE:
-				TILE(false, false);
-				break;
-			}
+			BY_SHAPE(shape, TILE);
 #undef TILE
 		}
 	}
@@ -931,9 +927,7 @@ static inline vec px_ctl(int pos)
 static void dw_build_row(const struct vk_dw *d, const uint8_t *src, const uint8_t *xend,
 			 uint8_t *q)
 {
-	const int C = d->C, dw = d->dw, iw = d->iw, pl = d->pl;
-	/* the entries 4-tap groups read (d->wq covers pairs of taps, a few more) */
-	const int wq = (d->ow - 1) * d->sw + (d->ng - 1) * 4 * dw + 1;
+	const int C = d->C, dw = d->dw, iw = d->iw, pl = d->pl, wq = d->wq;
 	const size_t qstride = (size_t)d->CP * 4;
 	const vec ctl2 = px_ctl(2), ctl3 = px_ctl(3);
 	const vec pad2 = V_SET1((int32_t)((uint32_t)d->pad << 16));
@@ -1017,31 +1011,14 @@ static void dw_build_row_pairs(const struct vk_dw *d, const uint8_t *src, const 
 #undef PXW
 	}
 }
-
-/* The packed weights (vk_dw_pack_index, 4 taps a group) as pairs of taps, int16:
- * group g of a channel vector holds taps 2g and 2g + 1. */
-static void dw_widen_weights(const struct vk_dw *d, int ngp, int8_t *out)
-{
-	int16_t *o = (int16_t *)(void *)out;
-	for (int cv = 0; cv < d->CP / VL; cv++)
-		for (int ky = 0; ky < d->kh; ky++)
-			for (int g = 0; g < ngp; g++)
-				for (int l = 0; l < VL; l++)
-					for (int t = 0; t < 2; t++) {
-						int kx = 2 * g + t;
-						*o++ = kx < d->kw ? d->w[vk_dw_pack_index(VL, d->kh, d->ng,
-											  cv * VL + l, ky, kx)]
-								  : 0;
-					}
-}
 #endif
 
 /*
  * One output row, channels c0.. (n real): KH, NG compile-time constants for
  * the common shapes (the compiler then keeps the weights in registers), 0 for
  * the generic loop.  qr[ky]: the interleaved row of tap row ky.  pairs: groups
- * of 2 taps as int16 (the avx2 set: dw_build_row_pairs, dw_widen_weights), else
- * of 4 taps as bytes.
+ * of 2 taps as int16 (the avx2 set: dw_build_row_pairs; d->gt 2), else of 4
+ * taps as bytes.
  */
 INLINE void
 dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *dst,
@@ -1105,20 +1082,14 @@ dw_row(const struct vk_dw *d, const uint8_t *const *qr, int c0, int n, uint8_t *
 void VK_NAME(dw)(const struct vk_dw *dp, const uint8_t *x, uint8_t *y, size_t r0, size_t r1,
 		 uint8_t *scratch)
 {
-	struct vk_dw dl = *dp; /* see VK_NAME(gemm) */
-	const struct vk_dw *d = &dl;
+	const struct vk_dw dl = *dp, *d = &dl; /* see VK_NAME(gemm) */
 	const int C = d->C, R = (d->kh - 1) * d->dh + 1;
 	const size_t rowb = vk_dw_row_bytes(d);
 	const size_t xbytes = (size_t)d->ih * d->iw * (size_t)C; /* one image */
 	uint8_t *qpad = scratch, *ring = scratch + rowb;
 	long *tag = (long *)(void *)(ring + (size_t)R * rowb);
 	const uint8_t *xend = x + (size_t)(r1 + d->oh - 1) / (size_t)d->oh * xbytes;
-#ifdef VK_EMU_DP /* pairs of taps: the weights widened into the scratch (vk_dw_scratch_bytes) */
-	int8_t *wp = (int8_t *)(void *)(ring + (size_t)R * rowb +
-					(((size_t)R * sizeof(long) + 63) & ~(size_t)63));
-	dw_widen_weights(d, (d->kw + 1) / 2, wp);
-	dl.ng = (d->kw + 1) / 2;
-	dl.w = wp;
+#ifdef VK_EMU_DP /* pairs of taps (d->gt 2: conv_vnni packs the weights so) */
 	for (size_t i = 0; i < rowb; i += 4 * VL) /* both taps of every lane: the padding value */
 		V_STORE(qpad + i, V_SET1((int32_t)(d->pad | (uint32_t)d->pad << 16)));
 #define BUILD_ROW dw_build_row_pairs
